@@ -1,0 +1,1 @@
+//! tokengate control plane (to be written)

@@ -1,0 +1,1 @@
+//! tokengate filter (to be written)

@@ -1,0 +1,159 @@
+//! Request-target safety.
+//!
+//! Envoy normalizes the path before the filter sees it (`normalize_path`,
+//! `merge_slashes`, `path_with_escaped_slashes_action: REJECT_REQUEST`). The filter then
+//! authorizes exactly the path the upstream will receive, and refuses whatever it could
+//! not match safely instead of guessing what an upstream would make of it.
+
+/// Why a request target was refused (400, code `bad_path`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathError {
+    /// Not origin-form (`/...`): absolute-form, authority-form or `*`.
+    NotOriginForm,
+    /// A fragment (`#`) reached the filter.
+    Fragment,
+    /// Control bytes, NUL, or bytes outside ASCII.
+    BadByte,
+    /// `\` or a path parameter (`;`).
+    BadCharacter,
+    /// An encoded `/`, `\`, `.`, `%` or NUL, or a broken percent-escape.
+    BadEscape,
+    /// `.`/`..` or empty segments survived normalization.
+    BadSegment,
+    /// Longer than the cap.
+    TooLong,
+}
+
+impl PathError {
+    pub fn code(self) -> &'static str {
+        match self {
+            PathError::NotOriginForm => "path_not_origin_form",
+            PathError::Fragment => "path_fragment",
+            PathError::BadByte => "path_bad_byte",
+            PathError::BadCharacter => "path_bad_character",
+            PathError::BadEscape => "path_bad_escape",
+            PathError::BadSegment => "path_bad_segment",
+            PathError::TooLong => "path_too_long",
+        }
+    }
+}
+
+pub const MAX_PATH_LEN: usize = 4096;
+
+/// Splits `:path` (path plus optional query) into the path and its segments, refusing
+/// anything unsafe. `/` yields no segments.
+pub fn split(target: &str) -> Result<(&str, Vec<&str>), PathError> {
+    if target.len() > MAX_PATH_LEN {
+        return Err(PathError::TooLong);
+    }
+    if !target.starts_with('/') {
+        return Err(PathError::NotOriginForm);
+    }
+    let path = match target.find('?') {
+        Some(i) => &target[..i],
+        None => target,
+    };
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'#' => return Err(PathError::Fragment),
+            0..=0x20 | 0x7f..=0xff => return Err(PathError::BadByte),
+            b'\\' | b';' => return Err(PathError::BadCharacter),
+            b'%' => {
+                let (Some(h), Some(l)) = (bytes.get(i + 1).and_then(hex), bytes.get(i + 2).and_then(hex)) else {
+                    return Err(PathError::BadEscape);
+                };
+                let decoded = h * 16 + l;
+                // Encoded separators, dots, percent signs (double encoding), controls and
+                // anything non-ASCII change meaning when an upstream decodes them.
+                if matches!(decoded, b'/' | b'\\' | b'.' | b'%' | b';' | b'#' | b'?') || decoded < 0x20 || decoded >= 0x7f {
+                    return Err(PathError::BadEscape);
+                }
+                i += 3;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if path.len() == 1 {
+        return Ok((path, Vec::new()));
+    }
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    if segments.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
+        return Err(PathError::BadSegment);
+    }
+    Ok((path, segments))
+}
+
+fn hex(b: &u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Does the query string carry an `access_token` parameter (RFC 6750 §2.3)? A token
+/// there as well as in the header is two credentials, which the gate refuses.
+pub fn query_has_access_token(target: &str) -> bool {
+    let Some(i) = target.find('?') else { return false };
+    target[i + 1..].split('&').any(|kv| {
+        let key = kv.split('=').next().unwrap_or("");
+        key.eq_ignore_ascii_case("access_token") || key.eq_ignore_ascii_case("access%5ftoken")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn good_paths_split() {
+        assert_eq!(split("/").unwrap().1, Vec::<&str>::new());
+        assert_eq!(split("/api/v1/objects/42?x=1").unwrap(), ("/api/v1/objects/42", vec!["api", "v1", "objects", "42"]));
+        assert_eq!(split("/a/b%20c").unwrap().1, vec!["a", "b%20c"]);
+    }
+
+    #[test]
+    fn security_paths_unsafe_targets_are_refused() {
+        let cases = [
+            ("http://evil/api/v1/objects", PathError::NotOriginForm),
+            ("*", PathError::NotOriginForm),
+            ("/a#b", PathError::Fragment),
+            ("/a\0b", PathError::BadByte),
+            ("/a\tb", PathError::BadByte),
+            ("/caf\u{e9}", PathError::BadByte),
+            ("/a\\b", PathError::BadCharacter),
+            ("/a;b=c/d", PathError::BadCharacter),
+            ("/a%2Fb", PathError::BadEscape),
+            ("/a%2fb", PathError::BadEscape),
+            ("/a%5Cb", PathError::BadEscape),
+            ("/a/%2e%2e/b", PathError::BadEscape),
+            ("/a/%2E/b", PathError::BadEscape),
+            ("/a%252Fb", PathError::BadEscape),
+            ("/a%00", PathError::BadEscape),
+            ("/a%C0%AF", PathError::BadEscape),
+            ("/a%zz", PathError::BadEscape),
+            ("/a%2", PathError::BadEscape),
+            ("/a//b", PathError::BadSegment),
+            ("/a/../b", PathError::BadSegment),
+            ("/a/./b", PathError::BadSegment),
+            ("/a/", PathError::BadSegment),
+        ];
+        for (t, want) in cases {
+            assert_eq!(split(t).unwrap_err(), want, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn access_token_in_query() {
+        assert!(query_has_access_token("/x?access_token=abc"));
+        assert!(query_has_access_token("/x?a=1&ACCESS_TOKEN=abc"));
+        assert!(!query_has_access_token("/x?token=abc"));
+        assert!(!query_has_access_token("/access_token"));
+    }
+}

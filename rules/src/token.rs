@@ -1,0 +1,623 @@
+//! Token claims and strict verification.
+//!
+//! Every tokengate token is a compact JWS signed with Ed25519 (`alg: EdDSA`) and a `kid`
+//! naming the key. Verification follows ../shared/SECURITY.md line by line: a size cap
+//! before any decoding, exactly three canonical base64url segments, a header with only
+//! `alg`, `typ` and `kid` (so `crit`, `jku`, `x5u`, `jwk`, `x5c` are refused), an explicit
+//! `typ` per token kind, one algorithm, required `exp`/`nbf`/`iat`/`aud`/`iss`, a bounded
+//! leeway, no `iat` in the future, and a cap on `exp - iat`.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hashbrown::HashMap;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+/// Leeway for `exp`, `nbf` and `iat`, in seconds (SECURITY.md: 30 to 60 s).
+pub const DEFAULT_LEEWAY_SECS: u64 = 30;
+/// The longest lifetime any token may have (`exp - iat`), in seconds: ten years.
+pub const MAX_LIFETIME_SECS: u64 = 10 * 366 * 24 * 3600;
+/// The one signature algorithm, as it appears in the JWS header.
+pub const ALGORITHM: &str = "EdDSA";
+
+/// The kinds of token. Each has its own `typ`, and one is never accepted as another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TokenKind {
+    /// An API token (seed 004 and seed 001 tokens).
+    Api,
+    /// A login session (seeds 002 and 003).
+    Session,
+    /// A short-lived token for the HTTP file server audience (seed 002).
+    HttpServer,
+    /// A device token obtained by redeeming a Wi-Fi voucher (seed 000).
+    VoucherAccess,
+}
+
+impl TokenKind {
+    pub const ALL: [TokenKind; 4] =
+        [TokenKind::Api, TokenKind::Session, TokenKind::HttpServer, TokenKind::VoucherAccess];
+
+    /// The JWS `typ` header value of this kind.
+    pub fn typ(self) -> &'static str {
+        match self {
+            TokenKind::Api => "tg-api+jwt",
+            TokenKind::Session => "tg-session+jwt",
+            TokenKind::HttpServer => "tg-http+jwt",
+            TokenKind::VoucherAccess => "tg-voucher+jwt",
+        }
+    }
+
+    pub fn from_typ(typ: &str) -> Option<TokenKind> {
+        TokenKind::ALL.into_iter().find(|k| k.typ() == typ)
+    }
+}
+
+/// The claims of a tokengate token. Times are seconds since the epoch, as JWT requires;
+/// the REST API reports them in milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    /// The user id.
+    pub sub: String,
+    pub aud: String,
+    pub exp: u64,
+    pub nbf: u64,
+    pub iat: u64,
+    /// The token id (`_id` in the REST API); revocation and amendments are keyed by it.
+    pub jti: String,
+    /// The user's name, for the identity headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unm: Option<String>,
+    /// Scope patterns; absent means all the powers of the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scp: Option<Vec<String>>,
+    /// Access flags (seed 001); `-1` is unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fl: Option<i64>,
+    /// Ids of the items the token may touch (seed 001); absent means all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<i64>>,
+    /// Application name (seed 001).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// Arbitrary params (seed 001 `p`), as the JSON text the client gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p: Option<String>,
+    /// The id of the token that issued this one, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub par: Option<String>,
+}
+
+impl Claims {
+    /// Checks `nbf`, `exp` and `iat` against `now` with `leeway`, and the lifetime cap.
+    /// Used at verification and again on every cache hit.
+    pub fn check_time(&self, now: u64, leeway: u64) -> Result<(), TokenError> {
+        if self.exp.saturating_add(leeway) <= now {
+            return Err(TokenError::Expired);
+        }
+        if self.nbf > now.saturating_add(leeway) {
+            return Err(TokenError::NotYetValid);
+        }
+        if self.iat > now.saturating_add(leeway) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        if self.exp < self.iat || self.exp - self.iat > MAX_LIFETIME_SECS || self.nbf > self.exp {
+            return Err(TokenError::BadLifetime);
+        }
+        Ok(())
+    }
+}
+
+/// Why a token was refused. Every variant has a stable code for logs, metrics and the
+/// JSON body; all of them are answered with 401 `invalid_token`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenError {
+    TooLarge,
+    Malformed,
+    BadEncoding,
+    BadHeader,
+    ForbiddenHeader,
+    BadAlgorithm,
+    WrongType,
+    BadKid,
+    UnknownKey,
+    BadSignature,
+    BadClaims,
+    MissingClaim,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    BadLifetime,
+    WrongAudience,
+    WrongIssuer,
+    Revoked,
+}
+
+impl TokenError {
+    pub fn code(self) -> &'static str {
+        match self {
+            TokenError::TooLarge => "token_too_large",
+            TokenError::Malformed => "token_malformed",
+            TokenError::BadEncoding => "token_bad_encoding",
+            TokenError::BadHeader => "token_bad_header",
+            TokenError::ForbiddenHeader => "token_forbidden_header",
+            TokenError::BadAlgorithm => "token_bad_algorithm",
+            TokenError::WrongType => "token_wrong_type",
+            TokenError::BadKid => "token_bad_kid",
+            TokenError::UnknownKey => "token_unknown_key",
+            TokenError::BadSignature => "token_bad_signature",
+            TokenError::BadClaims => "token_bad_claims",
+            TokenError::MissingClaim => "token_missing_claim",
+            TokenError::Expired => "token_expired",
+            TokenError::NotYetValid => "token_not_yet_valid",
+            TokenError::IssuedInFuture => "token_issued_in_future",
+            TokenError::BadLifetime => "token_bad_lifetime",
+            TokenError::WrongAudience => "token_wrong_audience",
+            TokenError::WrongIssuer => "token_wrong_issuer",
+            TokenError::Revoked => "token_revoked",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            TokenError::Expired => "the token has expired",
+            TokenError::NotYetValid => "the token is not valid yet",
+            TokenError::Revoked => "the token has been revoked",
+            TokenError::UnknownKey => "the token is signed by an unknown key",
+            TokenError::BadSignature => "the token signature is invalid",
+            TokenError::WrongAudience => "the token is not meant for this audience",
+            TokenError::WrongType => "this kind of token is not accepted here",
+            TokenError::TooLarge => "the token is too large",
+            _ => "the token is malformed or invalid",
+        }
+    }
+}
+
+/// What a verifier accepts besides a valid signature.
+#[derive(Clone, Debug)]
+pub struct VerifyPolicy {
+    pub issuer: String,
+    /// Accepted audiences; the token's `aud` must be one of them.
+    pub audiences: Vec<String>,
+    /// Accepted kinds.
+    pub kinds: Vec<TokenKind>,
+    pub leeway_secs: u64,
+}
+
+impl VerifyPolicy {
+    pub fn new(issuer: &str, audiences: &[&str], kinds: &[TokenKind]) -> Self {
+        VerifyPolicy {
+            issuer: issuer.to_owned(),
+            audiences: audiences.iter().map(|a| (*a).to_owned()).collect(),
+            kinds: kinds.to_vec(),
+            leeway_secs: DEFAULT_LEEWAY_SECS,
+        }
+    }
+
+    fn validation(&self) -> Validation {
+        let mut v = Validation::new(Algorithm::EdDSA);
+        v.leeway = self.leeway_secs;
+        v.validate_exp = true;
+        v.validate_nbf = true;
+        v.set_required_spec_claims(&["exp", "nbf", "iat", "aud", "iss", "sub"]);
+        v.set_audience(&self.audiences);
+        v.set_issuer(&[self.issuer.as_str()]);
+        v
+    }
+}
+
+/// A public key as the proxies and the JWKS carry it.
+pub struct VerifyingKey {
+    pub kid: String,
+    /// The raw 32-byte Ed25519 public key, base64url without padding (the JWK `x`).
+    pub x: String,
+    decoding: DecodingKey,
+}
+
+impl VerifyingKey {
+    pub fn from_x(kid: &str, x: &str) -> Result<Self, TokenError> {
+        if !valid_kid(kid) {
+            return Err(TokenError::BadKid);
+        }
+        let raw = URL_SAFE_NO_PAD.decode(x).map_err(|_| TokenError::BadEncoding)?;
+        if raw.len() != 32 {
+            return Err(TokenError::BadEncoding);
+        }
+        Ok(VerifyingKey { kid: kid.to_owned(), x: x.to_owned(), decoding: DecodingKey::from_ed_der(&raw) })
+    }
+}
+
+/// The public keys a verifier trusts, by `kid`.
+#[derive(Default)]
+pub struct KeySet {
+    keys: HashMap<String, VerifyingKey>,
+}
+
+impl KeySet {
+    pub fn new() -> Self {
+        KeySet::default()
+    }
+
+    pub fn insert(&mut self, key: VerifyingKey) {
+        self.keys.insert(key.kid.clone(), key);
+    }
+
+    pub fn get(&self, kid: &str) -> Option<&VerifyingKey> {
+        self.keys.get(kid)
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+}
+
+/// A `kid` is 1 to 64 characters of `[A-Za-z0-9_-]`; anything else is refused before lookup.
+pub fn valid_kid(kid: &str) -> bool {
+    !kid.is_empty() && kid.len() <= 64 && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrictHeader {
+    alg: String,
+    typ: Option<String>,
+    kid: Option<String>,
+}
+
+const FORBIDDEN_HEADERS: [&str; 5] = ["crit", "jku", "x5u", "jwk", "x5c"];
+
+/// Decodes one base64url segment, refusing padding and non-canonical trailing bits.
+fn decode_segment(seg: &str) -> Result<Vec<u8>, TokenError> {
+    if seg.is_empty() || !seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(TokenError::BadEncoding);
+    }
+    // URL_SAFE_NO_PAD refuses padding and non-zero trailing bits, so each token has
+    // exactly one encoding (a re-encoded twin cannot slip past a cache or a log).
+    URL_SAFE_NO_PAD.decode(seg).map_err(|_| TokenError::BadEncoding)
+}
+
+
+/// Checks everything about a token that needs no key: size, shape, encoding and header.
+pub fn inspect(token: &str) -> Result<(TokenKind, String), TokenError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(TokenError::TooLarge);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(TokenError::Malformed);
+    };
+    let header_bytes = decode_segment(h)?;
+    decode_segment(p)?;
+    if decode_segment(s)?.len() != 64 {
+        return Err(TokenError::BadSignature);
+    }
+    let header: StrictHeader = match serde_json::from_slice(&header_bytes) {
+        Ok(hd) => hd,
+        Err(_) => {
+            let forbidden = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&header_bytes)
+                .map(|m| FORBIDDEN_HEADERS.iter().any(|f| m.contains_key(*f)))
+                .unwrap_or(false);
+            return Err(if forbidden { TokenError::ForbiddenHeader } else { TokenError::BadHeader });
+        }
+    };
+    if header.alg != ALGORITHM {
+        return Err(TokenError::BadAlgorithm);
+    }
+    let kind = header.typ.as_deref().and_then(TokenKind::from_typ).ok_or(TokenError::WrongType)?;
+    let kid = header.kid.ok_or(TokenError::BadKid)?;
+    if !valid_kid(&kid) {
+        return Err(TokenError::BadKid);
+    }
+    Ok((kind, kid))
+}
+
+/// Verifies a token completely and returns its kind and claims. Revocation is the
+/// caller's business (it needs state this crate does not hold).
+pub fn verify(token: &str, keys: &KeySet, policy: &VerifyPolicy, now: u64) -> Result<(TokenKind, Claims), TokenError> {
+    let (kind, kid) = inspect(token)?;
+    if !policy.kinds.contains(&kind) {
+        return Err(TokenError::WrongType);
+    }
+    let key = keys.get(&kid).ok_or(TokenError::UnknownKey)?;
+    let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &policy.validation()).map_err(map_jwt_error)?;
+    let claims = data.claims;
+    claims.check_time(now, policy.leeway_secs)?;
+    if !policy.audiences.iter().any(|a| *a == claims.aud) {
+        return Err(TokenError::WrongAudience);
+    }
+    if claims.iss != policy.issuer {
+        return Err(TokenError::WrongIssuer);
+    }
+    Ok((kind, claims))
+}
+
+fn map_jwt_error(e: jsonwebtoken::errors::Error) -> TokenError {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::ExpiredSignature => TokenError::Expired,
+        K::ImmatureSignature => TokenError::NotYetValid,
+        K::InvalidSignature => TokenError::BadSignature,
+        K::InvalidAudience => TokenError::WrongAudience,
+        K::InvalidIssuer => TokenError::WrongIssuer,
+        K::MissingRequiredClaim(_) => TokenError::MissingClaim,
+        K::InvalidAlgorithm | K::InvalidAlgorithmName => TokenError::BadAlgorithm,
+        K::Json(_) | K::Utf8(_) => TokenError::BadClaims,
+        K::Base64(_) => TokenError::BadEncoding,
+        _ => TokenError::Malformed,
+    }
+}
+
+/// A private signing key with its `kid` (control plane only; proxies never hold one).
+pub struct SigningKey {
+    pub kid: String,
+    encoding: EncodingKey,
+}
+
+/// The fixed PKCS#8 v1 prefix of an Ed25519 private key (RFC 8410): the DER wrapper
+/// around the 32-byte seed that jsonwebtoken's EdDSA signer expects.
+const ED25519_PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+impl SigningKey {
+    /// From the 32-byte Ed25519 seed.
+    pub fn from_seed(kid: &str, seed: &[u8; 32]) -> Result<Self, TokenError> {
+        if !valid_kid(kid) {
+            return Err(TokenError::BadKid);
+        }
+        let mut der = Vec::with_capacity(48);
+        der.extend_from_slice(&ED25519_PKCS8_PREFIX);
+        der.extend_from_slice(seed);
+        Ok(SigningKey { kid: kid.to_owned(), encoding: EncodingKey::from_ed_der(&der) })
+    }
+
+    /// Signs `claims` as a token of `kind`.
+    pub fn sign(&self, kind: TokenKind, claims: &Claims) -> Result<String, TokenError> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = Some(kind.typ().to_owned());
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|_| TokenError::Malformed)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey as Dalek;
+
+    pub const NOW: u64 = 1_800_000_000;
+
+    pub fn keypair(kid: &str) -> (SigningKey, VerifyingKey) {
+        let seed: [u8; 32] = rand::random();
+        let dalek = Dalek::from_bytes(&seed);
+        let x = URL_SAFE_NO_PAD.encode(dalek.verifying_key().as_bytes());
+        (SigningKey::from_seed(kid, &seed).unwrap(), VerifyingKey::from_x(kid, &x).unwrap())
+    }
+
+    pub fn claims(now: u64) -> Claims {
+        Claims {
+            iss: "tokengate".into(),
+            sub: "u1".into(),
+            aud: "tokengate".into(),
+            exp: now + 3600,
+            nbf: now,
+            iat: now,
+            jti: "0123456789abcdef01234567".into(),
+            unm: Some("admin".into()),
+            scp: Some(vec!["GET /objects/:id".into()]),
+            fl: None,
+            items: None,
+            app: None,
+            p: None,
+            par: None,
+        }
+    }
+
+    fn real_now() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    }
+
+    fn setup() -> (SigningKey, KeySet, VerifyPolicy) {
+        let (sk, vk) = keypair("k1");
+        let mut ks = KeySet::new();
+        ks.insert(vk);
+        (sk, ks, VerifyPolicy::new("tokengate", &["tokengate"], &[TokenKind::Api]))
+    }
+
+    fn b64(v: &serde_json::Value) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+    }
+
+    #[test]
+    fn valid_token_verifies() {
+        let (sk, ks, pol) = setup();
+        let now = real_now();
+        let t = sk.sign(TokenKind::Api, &claims(now)).unwrap();
+        let (kind, c) = verify(&t, &ks, &pol, now).unwrap();
+        assert_eq!(kind, TokenKind::Api);
+        assert_eq!(c, claims(now));
+    }
+
+    #[test]
+    fn security_tokens_other_kind_is_refused() {
+        let (sk, ks, pol) = setup();
+        let now = real_now();
+        let t = sk.sign(TokenKind::Session, &claims(now)).unwrap();
+        assert_eq!(verify(&t, &ks, &pol, now).unwrap_err(), TokenError::WrongType);
+    }
+
+    #[test]
+    fn security_tokens_size_cap_before_decoding() {
+        let (_, ks, pol) = setup();
+        let t = "a".repeat(MAX_TOKEN_LEN + 1);
+        assert_eq!(verify(&t, &ks, &pol, NOW).unwrap_err(), TokenError::TooLarge);
+    }
+
+    #[test]
+    fn security_tokens_exactly_three_segments() {
+        let (sk, ks, pol) = setup();
+        let now = real_now();
+        let t = sk.sign(TokenKind::Api, &claims(now)).unwrap();
+        assert_eq!(verify(&format!("{t}.x"), &ks, &pol, now).unwrap_err(), TokenError::Malformed);
+        let two: Vec<&str> = t.split('.').take(2).collect();
+        assert_eq!(verify(&two.join("."), &ks, &pol, now).unwrap_err(), TokenError::Malformed);
+    }
+
+    #[test]
+    fn security_tokens_non_canonical_base64_is_refused() {
+        let (sk, ks, pol) = setup();
+        let now = real_now();
+        let t = sk.sign(TokenKind::Api, &claims(now)).unwrap();
+        let parts: Vec<&str> = t.split('.').collect();
+        // Flip the unused low bits of the last signature character: same bytes, other text.
+        let sig = parts[2];
+        let last = sig.chars().last().unwrap();
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let idx = alphabet.iter().position(|&c| c as char == last).unwrap();
+        let twin = alphabet[idx ^ 1] as char;
+        let forged = format!("{}.{}.{}{}", parts[0], parts[1], &sig[..sig.len() - 1], twin);
+        assert_eq!(verify(&forged, &ks, &pol, now).unwrap_err(), TokenError::BadEncoding);
+        let padded = format!("{}.{}.{}=", parts[0], parts[1], sig);
+        assert_eq!(verify(&padded, &ks, &pol, now).unwrap_err(), TokenError::BadEncoding);
+    }
+
+    #[test]
+    fn security_tokens_alg_none_and_hs256_are_refused() {
+        let (sk, ks, pol) = setup();
+        let now = real_now();
+        let t = sk.sign(TokenKind::Api, &claims(now)).unwrap();
+        let parts: Vec<&str> = t.split('.').collect();
+        for alg in ["none", "HS256", "RS256", "ES256", "eddsa"] {
+            let h = b64(&serde_json::json!({"alg": alg, "typ": "tg-api+jwt", "kid": "k1"}));
+            let forged = format!("{h}.{}.{}", parts[1], parts[2]);
+            assert_eq!(verify(&forged, &ks, &pol, now).unwrap_err(), TokenError::BadAlgorithm, "{alg}");
+        }
+    }
+
+    #[test]
+    fn security_tokens_crit_jku_x5u_jwk_x5c_are_refused() {
+        let (sk, ks, pol) = setup();
+        let now = real_now();
+        let t = sk.sign(TokenKind::Api, &claims(now)).unwrap();
+        let parts: Vec<&str> = t.split('.').collect();
+        for (name, val) in [
+            ("crit", serde_json::json!(["exp"])),
+            ("jku", serde_json::json!("https://evil/jwks")),
+            ("x5u", serde_json::json!("https://evil/cert")),
+            ("jwk", serde_json::json!({"kty": "OKP"})),
+            ("x5c", serde_json::json!(["MII"])),
+        ] {
+            let mut h = serde_json::json!({"alg": "EdDSA", "typ": "tg-api+jwt", "kid": "k1"});
+            h[name] = val;
+            let forged = format!("{}.{}.{}", b64(&h), parts[1], parts[2]);
+            assert_eq!(verify(&forged, &ks, &pol, now).unwrap_err(), TokenError::ForbiddenHeader, "{name}");
+        }
+    }
+
+    #[test]
+    fn security_tokens_bad_or_unknown_kid_is_refused() {
+        let (sk, ks, pol) = setup();
+        let now = real_now();
+        let t = sk.sign(TokenKind::Api, &claims(now)).unwrap();
+        let parts: Vec<&str> = t.split('.').collect();
+        let h = b64(&serde_json::json!({"alg": "EdDSA", "typ": "tg-api+jwt", "kid": "../../etc/passwd"}));
+        assert_eq!(verify(&format!("{h}.{}.{}", parts[1], parts[2]), &ks, &pol, now).unwrap_err(), TokenError::BadKid);
+        let (other, _) = keypair("k2");
+        let t2 = other.sign(TokenKind::Api, &claims(now)).unwrap();
+        assert_eq!(verify(&t2, &ks, &pol, now).unwrap_err(), TokenError::UnknownKey);
+        // Same kid, other key: the signature fails.
+        let (imposter, _) = keypair("k1");
+        let t3 = imposter.sign(TokenKind::Api, &claims(now)).unwrap();
+        assert_eq!(verify(&t3, &ks, &pol, now).unwrap_err(), TokenError::BadSignature);
+    }
+
+    #[test]
+    fn security_tokens_tampered_payload_is_refused() {
+        let (sk, ks, pol) = setup();
+        let now = real_now();
+        let t = sk.sign(TokenKind::Api, &claims(now)).unwrap();
+        let parts: Vec<&str> = t.split('.').collect();
+        let mut c = claims(now);
+        c.scp = None;
+        let forged = format!("{}.{}.{}", parts[0], b64(&serde_json::to_value(&c).unwrap()), parts[2]);
+        assert_eq!(verify(&forged, &ks, &pol, now).unwrap_err(), TokenError::BadSignature);
+    }
+
+    #[test]
+    fn security_tokens_time_claims() {
+        let (sk, ks, pol) = setup();
+        let now = real_now();
+        let mut c = claims(now);
+        c.exp = now - 120;
+        c.iat = now - 3600;
+        c.nbf = now - 3600;
+        assert_eq!(verify(&sk.sign(TokenKind::Api, &c).unwrap(), &ks, &pol, now).unwrap_err(), TokenError::Expired);
+        let mut c = claims(now);
+        c.nbf = now + 600;
+        assert_eq!(verify(&sk.sign(TokenKind::Api, &c).unwrap(), &ks, &pol, now).unwrap_err(), TokenError::NotYetValid);
+        let mut c = claims(now);
+        c.iat = now + 600;
+        c.nbf = now;
+        assert_eq!(verify(&sk.sign(TokenKind::Api, &c).unwrap(), &ks, &pol, now).unwrap_err(), TokenError::IssuedInFuture);
+        let mut c = claims(now);
+        c.exp = now + MAX_LIFETIME_SECS + 10;
+        assert_eq!(verify(&sk.sign(TokenKind::Api, &c).unwrap(), &ks, &pol, now).unwrap_err(), TokenError::BadLifetime);
+        // Within the leeway: still accepted.
+        let mut c = claims(now);
+        c.exp = now - 5;
+        c.iat = now - 100;
+        c.nbf = now - 100;
+        assert!(verify(&sk.sign(TokenKind::Api, &c).unwrap(), &ks, &pol, now).is_ok());
+    }
+
+    #[test]
+    fn security_tokens_required_claims_and_types() {
+        let (sk, ks, pol) = setup();
+        let now = real_now();
+        let parts: Vec<String> = sk.sign(TokenKind::Api, &claims(now)).unwrap().split('.').map(String::from).collect();
+        // exp as a string (CVE-2026-25537 shape) must not skip the check.
+        let mut v = serde_json::to_value(claims(now)).unwrap();
+        v["exp"] = serde_json::json!("9999999999");
+        let t = format!("{}.{}.{}", parts[0], b64(&v), parts[2]);
+        assert!(verify(&t, &ks, &pol, now).is_err());
+        // Missing nbf: signed properly, still refused.
+        let mut v = serde_json::to_value(claims(now)).unwrap();
+        v.as_object_mut().unwrap().remove("nbf");
+        let header = Header { typ: Some("tg-api+jwt".into()), kid: Some("k1".into()), ..Header::new(Algorithm::EdDSA) };
+        let t = jsonwebtoken::encode(&header, &v, &sk.encoding).unwrap();
+        assert!(verify(&t, &ks, &pol, now).is_err());
+    }
+
+    #[test]
+    fn security_tokens_duplicate_claims_are_refused() {
+        let (sk, ks, pol) = setup();
+        let now = real_now();
+        let parts: Vec<String> = sk.sign(TokenKind::Api, &claims(now)).unwrap().split('.').map(String::from).collect();
+        let body = serde_json::to_string(&claims(now)).unwrap();
+        let dup = format!("{{\"sub\":\"root\",{}", &body[1..]);
+        let t = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(dup), parts[2]);
+        assert!(verify(&t, &ks, &pol, now).is_err());
+    }
+
+    #[test]
+    fn wrong_audience_and_issuer_are_refused() {
+        let (sk, ks, pol) = setup();
+        let now = real_now();
+        let mut c = claims(now);
+        c.aud = "other-network".into();
+        assert_eq!(verify(&sk.sign(TokenKind::Api, &c).unwrap(), &ks, &pol, now).unwrap_err(), TokenError::WrongAudience);
+        let mut c = claims(now);
+        c.iss = "evil".into();
+        assert_eq!(verify(&sk.sign(TokenKind::Api, &c).unwrap(), &ks, &pol, now).unwrap_err(), TokenError::WrongIssuer);
+    }
+}

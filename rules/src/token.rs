@@ -110,6 +110,25 @@ impl Claims {
     }
 }
 
+impl Claims {
+    /// Everything about already-verified claims that depends on the policy or the
+    /// clock: kind, time, audience, issuer. Run at verification and on every cache hit
+    /// (a cache may be shared by listeners with different policies).
+    pub fn check_policy(&self, kind: TokenKind, policy: &VerifyPolicy, now: u64) -> Result<(), TokenError> {
+        if !policy.kinds.contains(&kind) {
+            return Err(TokenError::WrongType);
+        }
+        self.check_time(now, policy.leeway_secs)?;
+        if !policy.audiences.iter().any(|a| *a == self.aud) {
+            return Err(TokenError::WrongAudience);
+        }
+        if self.iss != policy.issuer {
+            return Err(TokenError::WrongIssuer);
+        }
+        Ok(())
+    }
+}
+
 /// Why a token was refused. Every variant has a stable code for logs, metrics and the
 /// JSON body; all of them are answered with 401 `invalid_token`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -331,13 +350,7 @@ pub fn verify(token: &str, keys: &KeySet, policy: &VerifyPolicy, now: u64) -> Re
     let key = keys.get(&kid).ok_or(TokenError::UnknownKey)?;
     let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &policy.validation()).map_err(map_jwt_error)?;
     let claims = data.claims;
-    claims.check_time(now, policy.leeway_secs)?;
-    if !policy.audiences.iter().any(|a| *a == claims.aud) {
-        return Err(TokenError::WrongAudience);
-    }
-    if claims.iss != policy.issuer {
-        return Err(TokenError::WrongIssuer);
-    }
+    claims.check_policy(kind, policy, now)?;
     Ok((kind, claims))
 }
 

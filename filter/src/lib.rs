@@ -1,1 +1,367 @@
-//! tokengate filter (to be written)
+//! tokengate's Proxy-Wasm module: a thin adapter from proxy-wasm callbacks to
+//! `tokengate-rules` and the logic in [`gate`] and [`sync`].
+//!
+//! One module, two roles, chosen by `vm_config.configuration`:
+//! - `"gate"`: the HTTP filter, one VM per Envoy worker ([`GateRoot`] / [`Gate`]);
+//! - `"sync"`: the singleton service VM (`envoy.bootstrap.wasm`) ([`SyncRoot`]).
+//!
+//! Both use the same `vm_id`, so they share Envoy's shared data.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod config;
+pub mod gate;
+pub mod host;
+pub mod shared;
+pub mod sync;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
+
+use crate::config::PluginConfig;
+use crate::gate::{CacheResult, Outcome, Request, Worker};
+use crate::host::{Host, Level, ProxyHost};
+use crate::sync::{SyncState, Syncer};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::Unconfigured(None)) });
+}}
+
+/// Request headers a client may not send: identity is ours to set, the original path
+/// is Envoy's, and method overrides would make an upstream act on another method than
+/// the one authorized.
+const STRIPPED_HEADERS: [&str; 4] = ["x-envoy-original-path", "x-http-method-override", "x-http-method", "x-method-override"];
+const IDENTITY_PREFIX: &str = "x-tokengate-";
+
+/// The root context, whichever role the VM has.
+enum Root {
+    /// Role from `on_vm_start`, not yet configured.
+    Unconfigured(Option<String>),
+    Gate(GateRoot),
+    Sync(SyncRoot),
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        if let Root::Sync(s) = self {
+            s.on_response(token, body_size);
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _size: usize) -> bool {
+        let role = match hostcalls::get_buffer(proxy_wasm::types::BufferType::VmConfiguration, 0, usize::MAX) {
+            Ok(Some(b)) => String::from_utf8_lossy(&b).trim().to_owned(),
+            _ => String::new(),
+        };
+        if role != "gate" && role != "sync" {
+            ProxyHost.log(Level::Error, &format!("tokengate: vm_config.configuration must be \"gate\" or \"sync\", got {role:?}"));
+            return false;
+        }
+        *self = Root::Unconfigured(Some(role));
+        true
+    }
+
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let role = match self {
+            Root::Unconfigured(Some(r)) => r.clone(),
+            Root::Gate(_) => "gate".to_owned(),
+            Root::Sync(_) => "sync".to_owned(),
+            Root::Unconfigured(None) => "gate".to_owned(),
+        };
+        let bytes = match hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(Some(b)) => b,
+            _ => Vec::new(),
+        };
+        let parsed = PluginConfig::parse(&bytes);
+        let result = parsed.and_then(|cfg| -> Result<Root, String> {
+            if role == "sync" {
+                let cp = cfg
+                    .control_plane
+                    .clone()
+                    .ok_or("plugin configuration: the sync service needs `control_plane`")?;
+                Ok(Root::Sync(SyncRoot::new(Syncer::new(cp))))
+            } else {
+                Ok(Root::Gate(GateRoot::new(Rc::new(cfg.gate()?))))
+            }
+        });
+        match result {
+            Ok(root) => {
+                *self = root;
+                if let Root::Sync(s) = self {
+                    let _ = hostcalls::set_tick_period(Duration::from_millis(200));
+                    s.poll();
+                }
+                true
+            }
+            Err(e) => {
+                ProxyHost.log(Level::Error, &format!("tokengate: refusing configuration ({role}): {e}"));
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let Root::Sync(s) = self {
+            s.on_tick();
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        match self {
+            Root::Gate(g) => Some(Box::new(Gate { worker: g.worker.clone(), metrics: g.metrics.clone() })),
+            // An HTTP context on an unconfigured or sync VM: deny everything.
+            _ => Some(Box::new(DenyAll)),
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// Envoy stats of the gate (`wasmcustom.tokengate.*`).
+struct GateMetrics {
+    allowed: Option<u32>,
+    denied: Option<u32>,
+    cache_local: Option<u32>,
+    cache_shared: Option<u32>,
+    cache_miss: Option<u32>,
+    revocations: Option<u32>,
+    denied_by: RefCell<hashbrown::HashMap<&'static str, Option<u32>>>,
+}
+
+impl GateMetrics {
+    fn new() -> Self {
+        let counter = |n: &str| hostcalls::define_metric(MetricType::Counter, n).ok();
+        GateMetrics {
+            allowed: counter("tokengate.allowed"),
+            denied: counter("tokengate.denied"),
+            cache_local: counter("tokengate.cache.local_hit"),
+            cache_shared: counter("tokengate.cache.shared_hit"),
+            cache_miss: counter("tokengate.cache.miss"),
+            revocations: hostcalls::define_metric(MetricType::Gauge, "tokengate.revocations").ok(),
+            denied_by: RefCell::new(hashbrown::HashMap::new()),
+        }
+    }
+
+    fn inc(id: Option<u32>) {
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    fn deny(&self, code: &'static str) {
+        Self::inc(self.denied);
+        let id = *self
+            .denied_by
+            .borrow_mut()
+            .entry(code)
+            .or_insert_with(|| hostcalls::define_metric(MetricType::Counter, &format!("tokengate.denied.{code}")).ok());
+        Self::inc(id);
+    }
+}
+
+struct GateRoot {
+    worker: Rc<RefCell<Worker>>,
+    metrics: Rc<GateMetrics>,
+}
+
+impl GateRoot {
+    fn new(cfg: Rc<config::GateConfig>) -> Self {
+        GateRoot { worker: Rc::new(RefCell::new(Worker::new(cfg))), metrics: Rc::new(GateMetrics::new()) }
+    }
+}
+
+/// The per-request context.
+struct Gate {
+    worker: Rc<RefCell<Worker>>,
+    metrics: Rc<GateMetrics>,
+}
+
+impl Context for Gate {}
+
+impl HttpContext for Gate {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+            Ok(h) => h,
+            Err(_) => return self.deny_with(tokengate_rules::Denial::InvalidRequest("unreadable_headers")),
+        };
+        // Strip forged identity first, whatever the outcome.
+        for (name, _) in &headers {
+            if name.starts_with(IDENTITY_PREFIX) || STRIPPED_HEADERS.contains(&name.as_str()) {
+                let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+            }
+        }
+        let mut method = None;
+        let mut path = None;
+        let mut auth: Vec<&str> = Vec::new();
+        let mut bad_bytes = false;
+        for (name, value) in &headers {
+            let v = std::str::from_utf8(value);
+            match (name.as_str(), v) {
+                (":method", Ok(v)) => method = Some(v),
+                (":path", Ok(v)) => path = Some(v),
+                ("authorization", Ok(v)) => auth.push(v),
+                (":method" | ":path" | "authorization", Err(_)) => bad_bytes = true,
+                _ => {}
+            }
+        }
+        let (Some(method), Some(path), false) = (method, path, bad_bytes) else {
+            return self.deny_with(tokengate_rules::Denial::InvalidRequest("malformed_request"));
+        };
+        let outcome = {
+            let mut w = self.worker.borrow_mut();
+            let out = w.decide(&ProxyHost, &Request { method, path, authorization: &auth });
+            match w.last_cache {
+                CacheResult::Local => GateMetrics::inc(self.metrics.cache_local),
+                CacheResult::Shared => GateMetrics::inc(self.metrics.cache_shared),
+                CacheResult::Miss => GateMetrics::inc(self.metrics.cache_miss),
+            }
+            if let Some(id) = self.metrics.revocations {
+                let _ = hostcalls::record_metric(id, w.revocations() as u64);
+            }
+            out
+        };
+        match outcome {
+            Outcome::Allow(identity) => {
+                for (name, value) in identity {
+                    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(&value));
+                }
+                GateMetrics::inc(self.metrics.allowed);
+                Action::Continue
+            }
+            Outcome::Deny(d) => self.deny_with(d),
+        }
+    }
+}
+
+impl Gate {
+    fn deny_with(&self, d: tokengate_rules::Denial) -> Action {
+        self.metrics.deny(d.code());
+        let realm = self.worker.borrow().realm().to_owned();
+        send_denial(d, &realm)
+    }
+}
+
+fn send_denial(d: tokengate_rules::Denial, realm: &str) -> Action {
+    let body = d.body();
+    let challenge = d.www_authenticate(realm);
+    let mut headers = vec![("content-type", "application/json"), ("cache-control", "no-store")];
+    if let Some(c) = challenge.as_deref() {
+        headers.push(("www-authenticate", c));
+    }
+    let _ = hostcalls::send_http_response(u32::from(d.status()), headers, Some(body.as_bytes()));
+    Action::Pause
+}
+
+/// Used where no configured gate exists: nothing passes.
+struct DenyAll;
+
+impl Context for DenyAll {}
+
+impl HttpContext for DenyAll {
+    fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        send_denial(tokengate_rules::Denial::Unavailable("gate_not_configured"), "tokengate")
+    }
+}
+
+/// The sync service's root context: drives [`Syncer`] with timers and HTTP calls.
+struct SyncRoot {
+    syncer: Syncer,
+    version_gauge: Option<u32>,
+    revocations_gauge: Option<u32>,
+    synced_at_gauge: Option<u32>,
+    failures: Option<u32>,
+}
+
+impl SyncRoot {
+    fn new(syncer: Syncer) -> Self {
+        let gauge = |n: &str| hostcalls::define_metric(MetricType::Gauge, n).ok();
+        SyncRoot {
+            syncer,
+            version_gauge: gauge("tokengate.sync.version"),
+            revocations_gauge: gauge("tokengate.sync.revocations"),
+            synced_at_gauge: gauge("tokengate.sync.synced_at_ms"),
+            failures: hostcalls::define_metric(MetricType::Counter, "tokengate.sync.failures").ok(),
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = ProxyHost.now_ms();
+        match self.syncer.state {
+            SyncState::Idle => self.poll(),
+            SyncState::Backoff { until_ms } if now >= until_ms => self.poll(),
+            SyncState::InFlight { since_ms, .. } if now.saturating_sub(since_ms) > self.syncer.cfg.wait_ms + 15_000 => {
+                // Envoy's own timeout should have answered; do not wait forever.
+                self.fail("long-poll overdue");
+            }
+            _ => {}
+        }
+    }
+
+    fn poll(&mut self) {
+        let (_, headers) = self.syncer.request();
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let timeout = Duration::from_millis(self.syncer.cfg.wait_ms + 5_000);
+        match hostcalls::dispatch_http_call(&self.syncer.cfg.cluster, headers, None, vec![], timeout) {
+            Ok(token) => self.syncer.state = SyncState::InFlight { token, since_ms: ProxyHost.now_ms() },
+            Err(e) => self.fail(&format!("dispatch to cluster {:?} failed: {e:?}", self.syncer.cfg.cluster)),
+        }
+    }
+
+    fn fail(&mut self, why: &str) {
+        let now = ProxyHost.now_ms();
+        let seed = now.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(self.syncer.failures);
+        let delay = self.syncer.back_off(now, seed);
+        if let Some(id) = self.failures {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+        let level = if self.syncer.failures <= 1 || self.syncer.failures % 20 == 0 { Level::Warn } else { Level::Debug };
+        ProxyHost.log(level, &format!("tokengate sync: {why}; retrying in {delay} ms (failure {})", self.syncer.failures));
+    }
+
+    fn on_response(&mut self, token: u32, body_size: usize) {
+        if !matches!(self.syncer.state, SyncState::InFlight { token: t, .. } if t == token) {
+            return;
+        }
+        // A failed call arrives as a local reply with no headers and no :status.
+        let status = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
+            .ok()
+            .and_then(|h| h.into_iter().find(|(k, _)| k == ":status").map(|(_, v)| v));
+        let status = status.as_deref().and_then(|s| std::str::from_utf8(s).ok()).unwrap_or("");
+        if status != "200" {
+            let why = if status.is_empty() { "no answer from the control plane".to_owned() } else { format!("control plane answered {status}") };
+            return self.fail(&why);
+        }
+        let body = match hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, body_size) {
+            Ok(Some(b)) => b,
+            _ => Vec::new(),
+        };
+        let applied = serde_json::from_slice(&body)
+            .map_err(|e| format!("sync answer is not valid JSON: {e}"))
+            .and_then(|resp| self.syncer.apply(&ProxyHost, resp));
+        match applied {
+            Ok(()) => {
+                for (id, v) in [
+                    (self.version_gauge, self.syncer.version()),
+                    (self.revocations_gauge, self.syncer.revocations() as u64),
+                    (self.synced_at_gauge, ProxyHost.now_ms()),
+                ] {
+                    if let Some(id) = id {
+                        let _ = hostcalls::record_metric(id, v);
+                    }
+                }
+                self.syncer.state = SyncState::Idle;
+                self.poll();
+            }
+            Err(e) => self.fail(&e),
+        }
+    }
+}

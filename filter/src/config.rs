@@ -1,0 +1,157 @@
+//! The plugin configuration: parsed and validated once, in `on_configure`.
+
+use serde::Deserialize;
+use tokengate_rules::scope::Prefix;
+use tokengate_rules::{TokenKind, VerifyPolicy};
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// Beyond `max_staleness_ms` without a sync, deny with 503 (the default).
+    #[default]
+    Closed,
+    /// Beyond `max_staleness_ms`, keep enforcing the last state (explicit opt-in).
+    Open,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    #[serde(default = "default_prefix")]
+    pub api_prefix: String,
+    #[serde(default = "default_staleness")]
+    pub max_staleness_ms: u64,
+    #[serde(default)]
+    pub fail_mode: FailMode,
+    #[serde(default = "default_local_entries")]
+    pub local_cache_entries: usize,
+    #[serde(default = "default_shared_slots")]
+    pub shared_cache_slots: u32,
+    pub control_plane: Option<ControlPlaneConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlaneConfig {
+    pub cluster: String,
+    #[serde(default = "default_authority")]
+    pub authority: String,
+    pub credential: String,
+    pub proxy_id: String,
+    #[serde(default = "default_wait")]
+    pub wait_ms: u64,
+}
+
+fn default_realm() -> String {
+    "tokengate".into()
+}
+fn default_issuer() -> String {
+    "tokengate".into()
+}
+fn default_prefix() -> String {
+    tokengate_rules::DEFAULT_API_PREFIX.into()
+}
+fn default_staleness() -> u64 {
+    120_000
+}
+fn default_local_entries() -> usize {
+    4096
+}
+fn default_shared_slots() -> u32 {
+    8192
+}
+fn default_authority() -> String {
+    "control-plane".into()
+}
+fn default_wait() -> u64 {
+    25_000
+}
+
+/// What the HTTP filter needs, compiled.
+#[derive(Debug)]
+pub struct GateConfig {
+    pub realm: String,
+    pub policy: VerifyPolicy,
+    pub prefix: Prefix,
+    pub max_staleness_ms: u64,
+    pub fail_mode: FailMode,
+    pub local_cache_entries: usize,
+    pub shared_cache_slots: u32,
+}
+
+impl PluginConfig {
+    pub fn parse(bytes: &[u8]) -> Result<PluginConfig, String> {
+        let cfg: PluginConfig = serde_json::from_slice(bytes).map_err(|e| format!("plugin configuration is not valid: {e}"))?;
+        if cfg.audiences.is_empty() || cfg.audiences.iter().any(String::is_empty) {
+            return Err("plugin configuration: `audiences` must list at least one non-empty audience".into());
+        }
+        if cfg.realm.is_empty() || cfg.realm.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20 || b > 0x7e) {
+            return Err("plugin configuration: `realm` must be printable ASCII without quotes or backslashes".into());
+        }
+        if !(1..=1_000_000).contains(&cfg.local_cache_entries) {
+            return Err("plugin configuration: `local_cache_entries` must be 1..=1000000".into());
+        }
+        if !(1..=65_536).contains(&cfg.shared_cache_slots) {
+            return Err("plugin configuration: `shared_cache_slots` must be 1..=65536".into());
+        }
+        if cfg.max_staleness_ms < 1000 {
+            return Err("plugin configuration: `max_staleness_ms` must be at least 1000".into());
+        }
+        Prefix::parse(&cfg.api_prefix).map_err(|e| format!("plugin configuration: `api_prefix`: {e}"))?;
+        if let Some(cp) = &cfg.control_plane {
+            if cp.cluster.is_empty() || cp.credential.is_empty() || cp.proxy_id.is_empty() {
+                return Err("plugin configuration: `control_plane` needs `cluster`, `credential` and `proxy_id`".into());
+            }
+            if !cp.proxy_id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+                return Err("plugin configuration: `control_plane.proxy_id` must be [A-Za-z0-9._-]".into());
+            }
+            if cp.wait_ms > tokengate_rules::sync::MAX_WAIT_MS {
+                return Err("plugin configuration: `control_plane.wait_ms` must be at most 30000".into());
+            }
+        }
+        Ok(cfg)
+    }
+
+    pub fn gate(&self) -> Result<GateConfig, String> {
+        let audiences: Vec<&str> = self.audiences.iter().map(String::as_str).collect();
+        Ok(GateConfig {
+            realm: self.realm.clone(),
+            // The gate admits API tokens and sessions; HTTP-server and voucher tokens are
+            // for other audiences and are refused here by their `typ`.
+            policy: VerifyPolicy::new(&self.issuer, &audiences, &[TokenKind::Api, TokenKind::Session]),
+            prefix: Prefix::parse(&self.api_prefix).map_err(|e| e.to_string())?,
+            max_staleness_ms: self.max_staleness_ms,
+            fail_mode: self.fail_mode,
+            local_cache_entries: self.local_cache_entries,
+            shared_cache_slots: self.shared_cache_slots,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_and_bad_configs() {
+        let ok = PluginConfig::parse(br#"{"audiences":["tokengate"]}"#).unwrap();
+        assert_eq!(ok.fail_mode, FailMode::Closed);
+        assert!(ok.gate().is_ok());
+        for bad in [
+            &br#"{"audiences":[]}"#[..],
+            br#"{"audiences":["a"],"unknown":1}"#,
+            br#"{"audiences":["a"],"fail_mode":"sometimes"}"#,
+            br#"{"audiences":["a"],"api_prefix":"api"}"#,
+            br#"{"audiences":["a"],"realm":"a\"b"}"#,
+            br#"{"audiences":["a"],"control_plane":{"cluster":"c","credential":"","proxy_id":"p"}}"#,
+            br#"not json"#,
+        ] {
+            assert!(PluginConfig::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}

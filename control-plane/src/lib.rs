@@ -1,1 +1,264 @@
-//! tokengate control plane (to be written)
+//! The tokengate control plane: issues and revokes API tokens, publishes the signing
+//! keys and keeps proxies in sync. HTTP in, SQL out; the token rules themselves are in
+//! `tokengate_rules`.
+//!
+//! [`start`] opens the database, runs the migrations, loads (or makes) the signing key
+//! and the first admin; [`app`] builds the router; [`serve`] runs it until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use sqlx::AnyPool;
+use tokengate_rules::scope::Prefix;
+use tokengate_rules::{TokenKind, VerifyPolicy};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod guard;
+pub mod json;
+pub mod keys;
+pub mod openapi;
+pub mod passwords;
+pub mod scopes;
+pub mod sync;
+pub mod tokens;
+pub mod users;
+pub mod wire;
+
+pub use config::Config;
+use error::ApiError;
+use keys::KeyRing;
+use passwords::Passwords;
+use scopes::Catalogue;
+pub use users::GeneratedAdmin;
+
+/// Everything a request handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub pool: AnyPool,
+    pub config: Config,
+    pub prefix: Prefix,
+    pub catalogue: Catalogue,
+    pub keys: KeyRing,
+    pub policy: VerifyPolicy,
+    pub passwords: Passwords,
+    /// The highest change-log version committed by this process; held sync calls
+    /// wake when it moves.
+    pub changes: watch::Sender<u64>,
+    /// Set once at shutdown, so held sync calls answer at once.
+    pub shutdown: watch::Sender<bool>,
+    pub openapi: serde_json::Value,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Wakes held sync calls after a change up to `version` committed.
+    pub fn announce(&self, version: u64) {
+        self.changes.send_if_modified(|v| {
+            let newer = version > *v;
+            if newer {
+                *v = version;
+            }
+            newer
+        });
+    }
+
+    /// Ends held sync calls; the HTTP server stops on its own signal.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+/// Why the control plane could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// How many password hashes run at once (each takes 19 MiB for ~tens of ms).
+const HASH_CONCURRENCY: usize = 4;
+
+/// Pool, migrations, signing key, first admin. Returns the state and, when an admin was
+/// generated, its credentials (the caller prints them once).
+pub async fn start(config: Config) -> Result<(AppState, Option<GeneratedAdmin>), StartError> {
+    let prefix = config.prefix().map_err(|e| StartError(e.0))?;
+    let catalogue = Catalogue::new(&config.catalogue, &prefix).map_err(StartError)?;
+    let pool = db::connect(&config.database_url, config.backend).await.map_err(|e| StartError(e.0))?;
+    db::migrate(&pool, config.backend).await.map_err(|e| StartError(e.0))?;
+    let keys = KeyRing::load_or_create(&pool, config.backend).await.map_err(|e| StartError(e.0))?;
+    let passwords = Passwords::new(HASH_CONCURRENCY).await.map_err(|e| StartError(format!("password hasher: {}", e.code())))?;
+    let generated = users::ensure_admin(&pool, config.backend, &passwords, config.admin.as_ref()).await.map_err(StartError)?;
+    let (version, _) = db::sync_state(&pool).await.map_err(|e| StartError(format!("reading the sync state: {e}")))?;
+    let policy = VerifyPolicy::new(&config.issuer, &[config.audience.as_str()], &[TokenKind::Api]);
+    let openapi = openapi::document(&config.api_prefix);
+    let state = AppState(Arc::new(Inner {
+        pool,
+        prefix,
+        catalogue,
+        keys,
+        policy,
+        passwords,
+        changes: watch::Sender::new(version),
+        shutdown: watch::Sender::new(false),
+        openapi,
+        config,
+    }));
+    Ok((state, generated))
+}
+
+/// The whole HTTP app.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(auth::router())
+        .merge(tokens::router())
+        .merge(scopes::router())
+        .route("/openapi.json", get(openapi_document))
+        .method_not_allowed_fallback(method_not_allowed);
+    let root = Router::new()
+        .route("/healthz", get(health))
+        .route("/.well-known/jwks.json", get(jwks))
+        .merge(sync::router());
+    let prefix = state.config.api_prefix.clone();
+    let router = if prefix.is_empty() { root.merge(api) } else { root.nest(&prefix, api) };
+    router
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(json::MAX_BODY_BYTES))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then drains: held sync calls answer at once and
+/// in-flight requests finish.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sweeper = tokio::spawn(sweep(state.clone()));
+    let on_shutdown = state.clone();
+    let result = axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            on_shutdown.begin_shutdown();
+        })
+        .await;
+    sweeper.abort();
+    result
+}
+
+/// How often expired entries are removed from the change log and the login throttle.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// Change-log entries are kept this long past their token's expiry.
+const SWEEP_GRACE_MS: i64 = 10 * 60 * 1000;
+
+/// Keeps the change log bounded: an entry for an expired token can go, and a proxy
+/// whose `since` is older than what was removed gets a snapshot instead of a delta.
+async fn sweep(state: AppState) {
+    let mut shutdown = state.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = sweep_once(&state, db::now_ms()).await {
+            tracing::warn!(error = %e, "sweeping the change log failed; will retry");
+        }
+    }
+}
+
+/// One sweep at `now` (ms). Public for the tests.
+pub async fn sweep_once(state: &AppState, now: i64) -> Result<u64, sqlx::Error> {
+    let cutoff = now.saturating_sub(SWEEP_GRACE_MS);
+    let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
+    db::lock_sync_state(&mut tx).await?;
+    let highest: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM changes WHERE expires_at < $1").bind(cutoff).fetch_one(&mut *tx).await?;
+    let mut removed = 0;
+    if let Some(highest) = highest {
+        removed = sqlx::query("DELETE FROM changes WHERE expires_at < $1").bind(cutoff).execute(&mut *tx).await?.rows_affected();
+        sqlx::query("UPDATE sync_state SET pruned_through = $1 WHERE id = 1 AND pruned_through < $1")
+            .bind(highest)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("DELETE FROM login_throttle WHERE locked_until < $1 AND window_start < $1")
+        .bind(now.saturating_sub(users::MAX_LOCK_MS))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    if removed > 0 {
+        tracing::info!(removed, "swept expired change-log entries");
+    }
+    Ok(removed)
+}
+
+async fn health(State(state): State<AppState>) -> Result<Json<wire::Health>, ApiError> {
+    if db::ping(&state.pool).await {
+        Ok(Json(wire::Health { status: "ok".into() }))
+    } else {
+        Err(ApiError::DatabaseUnavailable)
+    }
+}
+
+async fn jwks(State(state): State<AppState>) -> Response {
+    let mut response = Json(state.keys.jwks()).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+    response
+}
+
+async fn openapi_document(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(state.openapi.clone())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// One line per request: method, path (never the query, which could hold a token),
+/// status and time.
+async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status();
+    let ms = started.elapsed().as_millis();
+    if status.is_server_error() {
+        tracing::warn!(%method, %path, status = status.as_u16(), ms, "request");
+    } else if status == StatusCode::OK && path == "/healthz" {
+        tracing::debug!(%method, %path, status = status.as_u16(), ms, "request");
+    } else {
+        tracing::info!(%method, %path, status = status.as_u16(), ms, "request");
+    }
+    response
+}

@@ -1,1 +1,95 @@
-fn main() {}
+//! `tokengate [serve]`: config from the environment, then pool, migrations, signing key,
+//! first admin, then serve until SIGINT or SIGTERM.
+
+use std::process::ExitCode;
+
+use tokengate_control_plane::{serve, start, Config};
+use tracing_subscriber::EnvFilter;
+
+const USAGE: &str = "usage: tokengate [serve]\n\nConfiguration comes from the environment: TOKENGATE_LISTEN, DATABASE_URL, \
+TOKENGATE_ADMIN_USER, TOKENGATE_ADMIN_PASSWORD, TOKENGATE_PROXY_SECRET, TOKENGATE_ISSUER, TOKENGATE_AUDIENCE, \
+TOKENGATE_API_PREFIX, TOKENGATE_CATALOGUE (see ARCHITECTURE.md).";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] | ["serve"] => {}
+        ["-h" | "--help" | "help"] => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tokengate: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tokengate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tokengate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    tracing::info!(?config, "starting");
+    let listen = config.listen;
+    let no_proxy_secret = config.proxy_secret.is_none();
+    let (state, generated) = start(config).await.map_err(|e| e.to_string())?;
+    if let Some(admin) = generated {
+        // Shown once, on stdout, so it can be read off the terminal or captured apart
+        // from the logs.
+        println!("tokengate: created admin user {:?} with password {:?} (shown once)", admin.username, admin.password);
+    }
+    if no_proxy_secret {
+        tracing::warn!("TOKENGATE_PROXY_SECRET is not set: the sync endpoint refuses every proxy");
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(address = %listen, "listening");
+    serve(state, listener, shutdown_signal()).await.map_err(|e| format!("server error: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,64 @@
+//! `POST /auth`: a token for a user name and password (seed 004).
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+
+use crate::db::now_ms;
+use crate::error::ApiError;
+use crate::json::ApiJson;
+use crate::tokens::{self, NewToken, DEFAULT_LIFETIME_MS};
+use crate::users;
+use crate::wire::{AuthRequest, IssuedToken};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/auth", post(login))
+}
+
+async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<AuthRequest>) -> Result<Json<IssuedToken>, ApiError> {
+    if req.username.is_empty() || req.password.is_empty() {
+        return Err(ApiError::EmptyCredentials);
+    }
+    // The request is checked before the password, so a malformed one costs no hash
+    // and no failed attempt.
+    tokens::check_name(req.name.as_deref())?;
+    let lifetime = tokens::lifetime_secs(req.expires_in.as_deref())?;
+    let scopes = req.scopes.as_ref().map(|s| state.catalogue.parse_request(s, &state.prefix)).transpose()?;
+
+    if let Some(retry_after_secs) = users::locked_for(&state.pool, &req.username, now_ms()).await? {
+        return Err(ApiError::TooManyAttempts { retry_after_secs });
+    }
+    let user = users::find_by_name(&state.pool, &req.username).await?;
+    // An unknown user is checked against a dummy hash: the same work, the same answer.
+    let ok = state.passwords.verify(&req.password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+    let Some(user) = user.filter(|_| ok) else {
+        let locked = users::record_failure(&state.pool, state.config.backend, &req.username, now_ms()).await?;
+        // The name is logged (it is not a secret); the password never is.
+        tracing::info!(user = %req.username, locked_secs = ?locked, "wrong credentials");
+        return Err(ApiError::WrongCredentials);
+    };
+    users::record_success(&state.pool, &user.name).await?;
+    tracing::debug!(user = %user.name, role = %user.role, "logged in");
+
+    let now = now_ms();
+    let issued = tokens::issue(
+        &state,
+        NewToken {
+            account_id: user.account_id,
+            user_id: user.id,
+            user_name: user.name,
+            parent_id: None,
+            name: req.name,
+            scopes,
+            fl: None,
+            items: None,
+            app: None,
+            p: None,
+            issued_at_ms: now,
+            expires_at_ms: now.saturating_add(lifetime.map_or(DEFAULT_LIFETIME_MS, tokens::secs_to_ms)),
+        },
+    )
+    .await?;
+    Ok(Json(issued))
+}

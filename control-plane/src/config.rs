@@ -1,0 +1,260 @@
+//! Configuration from the environment. Every variable is optional; a bad value stops
+//! the start with a message that says what to fix.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use tokengate_rules::scope::Prefix;
+use tokengate_rules::{ScopePattern, DEFAULT_API_PREFIX};
+
+/// The scope patterns of the demo upstream, offered when `TOKENGATE_CATALOGUE` is unset.
+pub const DEMO_CATALOGUE: [&str; 11] = [
+    "GET /objects",
+    "POST /objects",
+    "GET /objects/:id",
+    "PATCH /objects/:id",
+    "DELETE /objects/:id",
+    "GET /objects/:id/packets",
+    "POST /objects/:id/commands/:command",
+    "DELETE /objects/:id/messages",
+    "GET /geofences",
+    "POST /geofences",
+    "DELETE /geofences/:id",
+];
+
+/// The credentials of the first admin user.
+#[derive(Clone)]
+pub struct AdminCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// Which database the URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// As given; [`crate::db::connect`] adds `mode=rwc` to a SQLite URL.
+    pub database_url: String,
+    pub backend: Backend,
+    /// The first admin, when the environment names one.
+    pub admin: Option<AdminCredentials>,
+    /// The credential proxies present on the sync channel; `None` refuses every call.
+    pub proxy_secret: Option<String>,
+    pub issuer: String,
+    pub audience: String,
+    /// The API prefix, `/api/v1` by default; `""` serves the API at the root.
+    pub api_prefix: String,
+    /// The scope patterns the operator's API offers, canonical.
+    pub catalogue: Vec<String>,
+}
+
+/// What is wrong with the configuration, phrased as what to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+// Secrets never reach a log line, even through `{:?}`.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("backend", &self.backend)
+            .field("admin", &self.admin.as_ref().map(|a| &a.username))
+            .field("proxy_secret", &self.proxy_secret.as_ref().map(|_| "<set>"))
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("api_prefix", &self.api_prefix)
+            .field("catalogue", &self.catalogue.len())
+            .finish()
+    }
+}
+
+/// The URL without a password (`postgres://user:secret@host` -> `postgres://user:***@host`).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the variables through `var` (the tests pass a map).
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| var(name).filter(|v| !v.is_empty());
+
+        let listen_raw = get("TOKENGATE_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let listen = listen_raw.parse().map_err(|_| {
+            ConfigError(format!("TOKENGATE_LISTEN={listen_raw:?} is not an address; use host:port such as 127.0.0.1:8080"))
+        })?;
+
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://tokengate.db".to_owned());
+        let backend = backend_of(&database_url)?;
+
+        let admin = match (get("TOKENGATE_ADMIN_USER"), var("TOKENGATE_ADMIN_PASSWORD")) {
+            (None, None) => None,
+            (Some(username), Some(password)) if !password.is_empty() => {
+                check_username(&username).map_err(|e| ConfigError(format!("TOKENGATE_ADMIN_USER: {e}")))?;
+                Some(AdminCredentials { username, password })
+            }
+            _ => {
+                return Err(ConfigError(
+                    "set both TOKENGATE_ADMIN_USER and TOKENGATE_ADMIN_PASSWORD (non-empty), or neither to have an admin generated".into(),
+                ))
+            }
+        };
+
+        let proxy_secret = get("TOKENGATE_PROXY_SECRET");
+        let issuer = get("TOKENGATE_ISSUER").unwrap_or_else(|| "tokengate".to_owned());
+        let audience = get("TOKENGATE_AUDIENCE").unwrap_or_else(|| "tokengate".to_owned());
+
+        let api_prefix = normalize_prefix(&get("TOKENGATE_API_PREFIX").unwrap_or_else(|| DEFAULT_API_PREFIX.to_owned()))?;
+        let prefix = prefix_of(&api_prefix)?;
+
+        let catalogue = match get("TOKENGATE_CATALOGUE") {
+            Some(path) => load_catalogue(Path::new(&path), &prefix)?,
+            None => canonical(DEMO_CATALOGUE.iter().map(|s| (*s).to_owned()), &prefix, "the built-in catalogue")?,
+        };
+
+        Ok(Config { listen, database_url, backend, admin, proxy_secret, issuer, audience, api_prefix, catalogue })
+    }
+
+    /// The parsed API prefix.
+    pub fn prefix(&self) -> Result<Prefix, ConfigError> {
+        prefix_of(&self.api_prefix)
+    }
+}
+
+fn backend_of(url: &str) -> Result<Backend, ConfigError> {
+    if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Backend::Postgres)
+    } else {
+        Err(ConfigError(format!(
+            "DATABASE_URL={:?} is not supported; use sqlite://<file> or postgres://user@host/db",
+            redact_url(url)
+        )))
+    }
+}
+
+/// `/api/v1/` and `api/v1` become `/api/v1`; `/` becomes `""` (no prefix).
+fn normalize_prefix(raw: &str) -> Result<String, ConfigError> {
+    let trimmed = raw.trim_matches('/');
+    let prefix = if trimmed.is_empty() { String::new() } else { format!("/{trimmed}") };
+    prefix_of(&prefix)?;
+    Ok(prefix)
+}
+
+fn prefix_of(prefix: &str) -> Result<Prefix, ConfigError> {
+    Prefix::parse(prefix).map_err(|e| ConfigError(format!("TOKENGATE_API_PREFIX: {e}")))
+}
+
+fn load_catalogue(path: &Path, prefix: &Prefix) -> Result<Vec<String>, ConfigError> {
+    let what = format!("TOKENGATE_CATALOGUE={}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{what}: cannot read the file: {e}")))?;
+    let list: Vec<String> = serde_json::from_str(&text).map_err(|e| {
+        ConfigError(format!("{what}: expected a JSON array of scope patterns such as [\"GET /objects\"]: {e}"))
+    })?;
+    canonical(list, prefix, &what)
+}
+
+fn canonical(list: impl IntoIterator<Item = String>, prefix: &Prefix, what: &str) -> Result<Vec<String>, ConfigError> {
+    let mut out: Vec<String> = Vec::new();
+    for raw in list {
+        let pattern = ScopePattern::parse(&raw, prefix).map_err(|e| ConfigError(format!("{what}: {e}")))?;
+        let text = pattern.to_string();
+        if !out.contains(&text) {
+            out.push(text);
+        }
+    }
+    Ok(out)
+}
+
+/// A user name is 1 to 128 characters, none of them a control character.
+pub fn check_username(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
+        Err("a user name is 1 to 128 characters without control characters")
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://tokengate.db");
+        assert_eq!(c.backend, Backend::Sqlite);
+        assert_eq!(c.api_prefix, "/api/v1");
+        assert_eq!(c.issuer, "tokengate");
+        assert_eq!(c.catalogue.len(), DEMO_CATALOGUE.len());
+        assert!(c.proxy_secret.is_none() && c.admin.is_none());
+    }
+
+    #[test]
+    fn bad_values_say_what_to_fix() {
+        assert!(config(&[("TOKENGATE_LISTEN", "nope")]).unwrap_err().0.contains("TOKENGATE_LISTEN"));
+        assert!(config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().0.contains("DATABASE_URL"));
+        assert!(config(&[("TOKENGATE_ADMIN_USER", "a")]).unwrap_err().0.contains("TOKENGATE_ADMIN_PASSWORD"));
+        assert!(config(&[("TOKENGATE_API_PREFIX", "/a b")]).unwrap_err().0.contains("TOKENGATE_API_PREFIX"));
+        assert!(config(&[("TOKENGATE_CATALOGUE", "/nonexistent/x.json")]).unwrap_err().0.contains("cannot read"));
+    }
+
+    #[test]
+    fn prefix_forms() {
+        assert_eq!(config(&[("TOKENGATE_API_PREFIX", "/api/v2/")]).unwrap().api_prefix, "/api/v2");
+        assert_eq!(config(&[("TOKENGATE_API_PREFIX", "/")]).unwrap().api_prefix, "");
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let c = config(&[
+            ("DATABASE_URL", "postgres://u:hunter2@db/x"),
+            ("TOKENGATE_PROXY_SECRET", "s3cr3t-s3cr3t"),
+            ("TOKENGATE_ADMIN_USER", "root"),
+            ("TOKENGATE_ADMIN_PASSWORD", "pw-pw-pw"),
+        ])
+        .unwrap();
+        let text = format!("{c:?}");
+        assert!(!text.contains("hunter2") && !text.contains("s3cr3t") && !text.contains("pw-pw-pw"), "{text}");
+    }
+}

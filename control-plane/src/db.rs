@@ -1,0 +1,173 @@
+//! The database: one `Any` pool over SQLite or PostgreSQL, the same SQL (`$1`
+//! placeholders) on both, and a migrations directory per backend.
+
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyConnection;
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Connection, Executor, Transaction};
+
+use crate::config::{redact_url, Backend};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a request waits for a pooled connection before answering 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long SQLite waits on a lock held by another connection.
+const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
+
+#[derive(Debug)]
+pub struct DbError(pub String);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DbError {}
+
+/// Opens the pool. A SQLite file is created when missing.
+pub async fn connect(url: &str, backend: Backend) -> Result<AnyPool, DbError> {
+    sqlx::any::install_default_drivers();
+    let url = match backend {
+        Backend::Sqlite if !url.contains("mode=") => {
+            format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+        }
+        _ => url.to_owned(),
+    };
+    let options = AnyPoolOptions::new()
+        .max_connections(match backend {
+            Backend::Sqlite => 8,
+            Backend::Postgres => 16,
+        })
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_connect(move |conn, _meta| Box::pin(async move { prepare(conn, backend).await }));
+    options
+        .connect(&url)
+        .await
+        .map_err(|e| DbError(format!("cannot open the database {}: {e}", redact_url(&url))))
+}
+
+/// Per-connection settings. SQLite: WAL so readers never block the writer,
+/// `synchronous=FULL` so a committed revocation survives a power cut, a busy timeout
+/// instead of failing at once under contention, and foreign keys enforced.
+async fn prepare(conn: &mut AnyConnection, backend: Backend) -> Result<(), sqlx::Error> {
+    if backend == Backend::Sqlite {
+        conn.execute("PRAGMA journal_mode = WAL").await?;
+        conn.execute("PRAGMA synchronous = FULL").await?;
+        conn.execute(format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}").as_str()).await?;
+        conn.execute("PRAGMA foreign_keys = ON").await?;
+    }
+    Ok(())
+}
+
+/// Runs the migrations of `backend`.
+pub async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), DbError> {
+    let migrator = match backend {
+        Backend::Sqlite => &SQLITE_MIGRATIONS,
+        Backend::Postgres => &POSTGRES_MIGRATIONS,
+    };
+    migrator.run(pool).await.map_err(|e| DbError(format!("database migrations failed: {e}")))
+}
+
+/// Starts a transaction that will write. On SQLite it takes the write lock at once
+/// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes can fail with
+/// `SQLITE_BUSY` without waiting when another writer got in between.
+pub async fn begin_write(pool: &AnyPool, backend: Backend) -> Result<Transaction<'static, sqlx::Any>, sqlx::Error> {
+    match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => pool.begin().await,
+    }
+}
+
+/// Takes the `sync_state` row lock. Writers that append to the change log take it
+/// first, so two of them never lock token rows in opposite orders (PostgreSQL), and
+/// their versions commit in order.
+pub async fn lock_sync_state(tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sync_state SET version = version WHERE id = 1").execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// Appends one entry to the change log and returns its version. Call inside the
+/// transaction that makes the change, after [`lock_sync_state`].
+pub async fn append_change(
+    tx: &mut AnyConnection,
+    kind: &str,
+    token_id: Option<&str>,
+    expires_at_ms: i64,
+    now_ms: i64,
+) -> Result<u64, sqlx::Error> {
+    let version: i64 = sqlx::query_scalar("UPDATE sync_state SET version = version + 1 WHERE id = 1 RETURNING version")
+        .fetch_one(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO changes (version, kind, token_id, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(version)
+        .bind(kind)
+        .bind(token_id)
+        .bind(expires_at_ms)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+    Ok(to_u64(version))
+}
+
+/// The current change-log version and the highest version the sweeper removed.
+pub async fn sync_state<'e, E: Executor<'e, Database = sqlx::Any>>(db: E) -> Result<(u64, u64), sqlx::Error> {
+    let (version, pruned): (i64, i64) =
+        sqlx::query_as("SELECT version, pruned_through FROM sync_state WHERE id = 1").fetch_one(db).await?;
+    Ok((to_u64(version), to_u64(pruned)))
+}
+
+/// Does the database answer?
+pub async fn ping(pool: &AnyPool) -> bool {
+    let probe = async {
+        let mut conn = pool.acquire().await?;
+        conn.ping().await
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(2), probe).await, Ok(Ok(())))
+}
+
+/// Errors that mean "the database is not there right now" (503) rather than a bug (500).
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // PostgreSQL: connection exceptions (08), shutdown (57P0x), too many
+            // connections (53300); its codes have five characters. SQLite: busy (5) and
+            // locked (6), also as extended codes (low byte).
+            if code.len() == 5 {
+                code.starts_with("08") || code.starts_with("57P0") || code == "53300"
+            } else {
+                matches!(code.parse::<i64>().map(|c| c & 0xff), Ok(5 | 6))
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Database integers are signed; versions and times are never negative.
+pub fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+pub fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}

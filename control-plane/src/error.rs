@@ -1,0 +1,221 @@
+//! The one error type of the HTTP API. Every error is `{"error","code","message"}` with a
+//! stable `code`; a 500 carries no internals (they go to the log).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tokengate_rules::Denial;
+
+/// The realm in `WWW-Authenticate` challenges, the same as the filter's default.
+pub const REALM: &str = "tokengate";
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// A refusal of the caller's Bearer token, answered exactly as the filter answers
+    /// (400, 401 or 403, with `WWW-Authenticate`).
+    Denied(Denial),
+    /// 400 `malformed_json`: the body is not JSON.
+    MalformedJson(String),
+    /// 400 `unknown_field`.
+    UnknownField(String),
+    /// 400 `wrong_type`.
+    WrongType(String),
+    /// 400 `missing_field`.
+    MissingField(String),
+    /// 413 `body_too_large`.
+    BodyTooLarge,
+    /// 415 `unsupported_media_type`: the body is not `application/json`.
+    UnsupportedMediaType,
+    /// 400 `bad_expires_in`, listing the accepted forms.
+    BadExpiresIn(String),
+    /// 400 `bad_scope`: the pattern, position and reason.
+    BadScope(String),
+    /// 400 `unknown_scope`: the pattern is outside the catalogue.
+    UnknownScope(String),
+    /// 403 `scope_exceeds_parent`: a child token asked for more than its parent holds.
+    ScopeExceedsParent(String),
+    /// 400 `lifetime_exceeds_parent`.
+    LifetimeExceedsParent,
+    /// 400 `bad_name`.
+    BadName,
+    /// 400 `bad_token_id`: not 24 lower-case hex digits.
+    BadTokenId,
+    /// 400 `bad_query`: a query parameter is malformed.
+    BadQuery(String),
+    /// 400 `empty_credentials`.
+    EmptyCredentials,
+    /// 401 `wrong_credentials`: the same answer for an unknown user and a wrong password.
+    WrongCredentials,
+    /// 429 `too_many_attempts` with `Retry-After` (seconds).
+    TooManyAttempts { retry_after_secs: u64 },
+    /// 404 `token_not_found`: no such token in the caller's account.
+    TokenNotFound,
+    /// 401 `bad_proxy_credential`: the sync channel's credential is missing or wrong.
+    BadProxyCredential,
+    /// 404 `not_found`: no such route.
+    NotFound,
+    /// 405 `method_not_allowed`.
+    MethodNotAllowed,
+    /// 503 `database_unavailable`.
+    DatabaseUnavailable,
+    /// 500 `internal`.
+    Internal,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        use ApiError as E;
+        match self {
+            E::Denied(d) => StatusCode::from_u16(d.status()).unwrap_or(StatusCode::UNAUTHORIZED),
+            E::MalformedJson(_)
+            | E::UnknownField(_)
+            | E::WrongType(_)
+            | E::MissingField(_)
+            | E::BadExpiresIn(_)
+            | E::BadScope(_)
+            | E::UnknownScope(_)
+            | E::LifetimeExceedsParent
+            | E::BadName
+            | E::BadTokenId
+            | E::BadQuery(_)
+            | E::EmptyCredentials => StatusCode::BAD_REQUEST,
+            E::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            E::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            E::ScopeExceedsParent(_) => StatusCode::FORBIDDEN,
+            E::WrongCredentials | E::BadProxyCredential => StatusCode::UNAUTHORIZED,
+            E::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            E::TokenNotFound | E::NotFound => StatusCode::NOT_FOUND,
+            E::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            E::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            E::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        use ApiError as E;
+        match self {
+            E::Denied(d) => d.code(),
+            E::MalformedJson(_) => "malformed_json",
+            E::UnknownField(_) => "unknown_field",
+            E::WrongType(_) => "wrong_type",
+            E::MissingField(_) => "missing_field",
+            E::BodyTooLarge => "body_too_large",
+            E::UnsupportedMediaType => "unsupported_media_type",
+            E::BadExpiresIn(_) => "bad_expires_in",
+            E::BadScope(_) => "bad_scope",
+            E::UnknownScope(_) => "unknown_scope",
+            E::ScopeExceedsParent(_) => "scope_exceeds_parent",
+            E::LifetimeExceedsParent => "lifetime_exceeds_parent",
+            E::BadName => "bad_name",
+            E::BadTokenId => "bad_token_id",
+            E::BadQuery(_) => "bad_query",
+            E::EmptyCredentials => "empty_credentials",
+            E::WrongCredentials => "wrong_credentials",
+            E::TooManyAttempts { .. } => "too_many_attempts",
+            E::TokenNotFound => "token_not_found",
+            E::BadProxyCredential => "bad_proxy_credential",
+            E::NotFound => "not_found",
+            E::MethodNotAllowed => "method_not_allowed",
+            E::DatabaseUnavailable => "database_unavailable",
+            E::Internal => "internal",
+        }
+    }
+
+    /// The `error` field: a coarse class, the RFC 6750 error for token refusals.
+    fn error(&self) -> &'static str {
+        match self {
+            ApiError::Denied(d) => d.error(),
+            ApiError::ScopeExceedsParent(_) => "insufficient_scope",
+            _ => match self.status() {
+                StatusCode::BAD_REQUEST => "invalid_request",
+                StatusCode::UNAUTHORIZED => "unauthorized",
+                StatusCode::NOT_FOUND => "not_found",
+                StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+                StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+                StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+                _ => "internal",
+            },
+        }
+    }
+
+    pub fn message(&self) -> String {
+        use ApiError as E;
+        match self {
+            E::Denied(d) => d.message().to_owned(),
+            E::MalformedJson(m)
+            | E::UnknownField(m)
+            | E::WrongType(m)
+            | E::MissingField(m)
+            | E::BadExpiresIn(m)
+            | E::BadScope(m)
+            | E::BadQuery(m) => m.clone(),
+            E::UnknownScope(s) => {
+                format!("scope {s:?} names no method of this API; GET /scopes lists the methods a token can be scoped to")
+            }
+            E::ScopeExceedsParent(s) => {
+                format!("scope {s:?} is not within the scopes of the token making the request")
+            }
+            E::BodyTooLarge => format!("the request body is larger than {} bytes", crate::json::MAX_BODY_BYTES),
+            E::UnsupportedMediaType => "send the body as JSON with 'Content-Type: application/json'".into(),
+            E::LifetimeExceedsParent => {
+                "expiresIn would outlive the token making the request; ask for a shorter lifetime or leave expiresIn out".into()
+            }
+            E::BadName => "name is at most 200 characters without control characters".into(),
+            E::BadTokenId => "a token id is 24 lower-case hexadecimal digits".into(),
+            E::EmptyCredentials => "username and password must not be empty".into(),
+            E::WrongCredentials => "the user name or the password is wrong".into(),
+            E::TooManyAttempts { retry_after_secs } => {
+                format!("too many wrong attempts for this user; retry in {retry_after_secs} seconds")
+            }
+            E::TokenNotFound => "no token with this id in your account".into(),
+            E::BadProxyCredential => "the proxy credential is missing or wrong".into(),
+            E::NotFound => "no such route".into(),
+            E::MethodNotAllowed => "this route does not accept this method".into(),
+            E::DatabaseUnavailable => "the database is unavailable; retry shortly".into(),
+            E::Internal => "internal error".into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": self.error(), "code": self.code(), "message": self.message()});
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        let challenge = match &self {
+            ApiError::Denied(d) => d.www_authenticate(REALM),
+            ApiError::WrongCredentials => Some(format!("Bearer realm=\"{REALM}\"")),
+            ApiError::BadProxyCredential => Some(format!("Bearer realm=\"{REALM}-sync\", error=\"invalid_token\"")),
+            _ => None,
+        };
+        let headers = response.headers_mut();
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        if let ApiError::TooManyAttempts { retry_after_secs } = self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        if matches!(self, ApiError::DatabaseUnavailable) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        if crate::db::is_unavailable(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            ApiError::DatabaseUnavailable
+        } else {
+            tracing::error!(error = %e, "database error");
+            ApiError::Internal
+        }
+    }
+}
+
+impl From<Denial> for ApiError {
+    fn from(d: Denial) -> Self {
+        ApiError::Denied(d)
+    }
+}

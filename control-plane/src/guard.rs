@@ -1,0 +1,103 @@
+//! The control plane's own API is guarded by the same rule set as the filter: exactly
+//! one Bearer credential, `rules::token::verify`, revocation from the database, then the
+//! request's method and path matched against the token's scopes. Refusals are the
+//! filter's `Denial` answers.
+
+use axum::extract::{FromRequestParts, OriginalUri};
+use axum::http::request::Parts;
+use axum::http::header;
+use sqlx::FromRow;
+use tokengate_rules::token::{self, TokenError};
+use tokengate_rules::{Claims, Denial, ScopeSet};
+
+use crate::db;
+use crate::error::ApiError;
+use crate::AppState;
+
+/// The token row of an authenticated caller.
+#[derive(FromRow)]
+pub struct TokenRow {
+    pub account_id: String,
+    pub user_id: String,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub app: Option<String>,
+    pub p: Option<String>,
+}
+
+/// A caller holding a valid, unrevoked API token (no scope check).
+pub struct Caller {
+    pub claims: Claims,
+    pub token: TokenRow,
+    /// `None`: all the user's powers.
+    pub scopes: Option<ScopeSet>,
+}
+
+/// A [`Caller`] whose token's scopes allow this very request.
+pub struct Authorized(pub Caller);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = credential(parts)?;
+        let now = db::to_u64(db::now_ms()) / 1000;
+        let (_, claims) = token::verify(token, state.keys.trusted(), &state.policy, now)
+            .map_err(|e| ApiError::Denied(Denial::InvalidToken(e)))?;
+        let row: Option<TokenRow> =
+            sqlx::query_as("SELECT account_id, user_id, expires_at, revoked_at, app, p FROM tokens WHERE id = $1")
+                .bind(&claims.jti)
+                .fetch_optional(&state.pool)
+                .await?;
+        // A genuine token with no row cannot have been issued by this database: treat
+        // it as revoked rather than trust it.
+        let token = match row {
+            Some(row) if row.revoked_at.is_none() && row.user_id == claims.sub => row,
+            _ => return Err(Denial::InvalidToken(TokenError::Revoked).into()),
+        };
+        let scopes = match &claims.scp {
+            None => None,
+            Some(list) => Some(
+                ScopeSet::parse(list, &state.prefix).map_err(|_| Denial::InvalidToken(TokenError::BadClaims))?,
+            ),
+        };
+        Ok(Caller { claims, token, scopes })
+    }
+}
+
+impl FromRequestParts<AppState> for Authorized {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if let Some(scopes) = &caller.scopes {
+            // The full path as the client sent it, even inside a nested router.
+            let path = parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.path(), |u| u.0.path());
+            let (_, segments) = tokengate_rules::path::split(path).map_err(Denial::BadPath)?;
+            let allowed = state
+                .prefix
+                .strip(&segments)
+                .is_some_and(|rest| scopes.find(parts.method.as_str(), rest).is_some());
+            if !allowed {
+                return Err(Denial::InsufficientScope.into());
+            }
+        }
+        Ok(Authorized(caller))
+    }
+}
+
+/// The one Bearer token of the request.
+fn credential(parts: &Parts) -> Result<&str, Denial> {
+    let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+    let first = values.next();
+    let in_query = parts
+        .uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv.split('=').next() == Some("access_token")));
+    if values.next().is_some() || in_query {
+        return Err(Denial::InvalidRequest("multiple_credentials"));
+    }
+    let Some(value) = first else { return Err(Denial::MissingToken) };
+    let value = value.to_str().map_err(|_| Denial::InvalidRequest("malformed_authorization"))?;
+    tokengate_rules::denial::bearer(value)?.ok_or(Denial::MissingToken)
+}

@@ -1,0 +1,225 @@
+//! The hand-written OpenAPI 3 document of the control plane, served at
+//! `<prefix>/openapi.json`. Keep it in step with the routes and `wire.rs`.
+
+use serde_json::{json, Value};
+
+use crate::json::MAX_BODY_BYTES;
+
+/// The document, with the API's paths under `prefix` (`""` or `/api/v1`).
+pub fn document(prefix: &str) -> Value {
+    let err = |description: &str| {
+        json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+    };
+    let body_errors = json!({
+        "400": err("Bad input: malformed_json, unknown_field, wrong_type, missing_field, bad_expires_in, bad_scope, unknown_scope, bad_name, lifetime_exceeds_parent, or a bad Authorization header (invalid_request)."),
+        "413": err("body_too_large"),
+        "415": err("unsupported_media_type"),
+        "503": err("database_unavailable"),
+    });
+    let guarded = |scope: &str| {
+        json!({
+            "401": err(&format!("missing_token, an invalid token (token_*), or token_revoked. WWW-Authenticate carries the RFC 6750 challenge. Needs the scope `{scope}` unless the token has no scopes.")),
+            "403": err("insufficient_scope: the token's scopes do not allow this request."),
+        })
+    };
+    let merge = |parts: &[&Value]| {
+        let mut out = serde_json::Map::new();
+        for part in parts {
+            if let Some(map) = part.as_object() {
+                out.extend(map.clone());
+            }
+        }
+        Value::Object(out)
+    };
+    let issued = json!({"description": "The token. Its value is never shown again.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IssuedToken"}}}});
+
+    let mut paths = serde_json::Map::new();
+    paths.insert(format!("{prefix}/auth"), json!({
+        "post": {
+            "summary": "Issue a token for a user name and password",
+            "operationId": "auth",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AuthRequest"}}}},
+            "responses": merge(&[&json!({
+                "200": issued,
+                "401": err("wrong_credentials: an unknown user and a wrong password get the same answer."),
+                "429": err("too_many_attempts: the user name is locked after repeated wrong passwords; Retry-After says when to retry."),
+            }), &body_errors]),
+        }
+    }));
+    paths.insert(format!("{prefix}/tokens"), json!({
+        "get": {
+            "summary": "List the live tokens of the caller's account, by _id",
+            "operationId": "listTokens",
+            "security": [{"bearer": []}],
+            "parameters": [
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000}},
+                {"name": "after", "in": "query", "description": "Return tokens whose _id sorts after this one (paging).", "schema": {"$ref": "#/components/schemas/TokenId"}},
+            ],
+            "responses": merge(&[&json!({
+                "200": {"description": "Live (not revoked, not expired) tokens; never a token value.", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/TokenInfo"}}}}},
+                "400": err("bad_query"),
+                "503": err("database_unavailable"),
+            }), &guarded("GET /tokens")]),
+        },
+        "post": {
+            "summary": "Issue a child of the caller's token, never more powerful than it",
+            "description": "Every asked scope must be within one of the parent's scopes (a parent without scopes has all its user's powers); without `scopes` the child has the parent's. The child expires no later than the parent: an explicit `expiresIn` that would outlive it is refused, the 1-day default is cut to it. The child keeps the parent's `fl`, `items`, `app` and `p`, and records the parent as `par`.",
+            "operationId": "createToken",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateTokenRequest"}}}},
+            "responses": merge(&[&body_errors, &guarded("POST /tokens"), &json!({
+                "200": issued,
+                "403": err("insufficient_scope (the caller's token lacks `POST /tokens`) or scope_exceeds_parent (an asked scope is wider than the caller's)."),
+            })]),
+        }
+    }));
+    paths.insert(format!("{prefix}/tokens/{{id}}"), json!({
+        "delete": {
+            "summary": "Revoke a token and all its descendants",
+            "description": "Answers 204 once the revocations are committed; proxies refuse the tokens within the sync bound. Revoking a revoked token answers 204 again.",
+            "operationId": "revokeToken",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"$ref": "#/components/schemas/TokenId"}}],
+            "responses": merge(&[&guarded("DELETE /tokens/:id"), &json!({
+                "204": {"description": "Revoked."},
+                "400": err("bad_token_id"),
+                "404": err("token_not_found: no such token in the caller's account."),
+                "503": err("database_unavailable"),
+            })]),
+        }
+    }));
+    paths.insert(format!("{prefix}/scopes"), json!({
+        "get": {
+            "summary": "List the methods a token can be scoped to",
+            "description": "The operator's route catalogue plus the control plane's own scopable routes, as canonical patterns. Any valid API token may call it.",
+            "operationId": "listScopes",
+            "security": [{"bearer": []}],
+            "responses": merge(&[&guarded("(none)"), &json!({
+                "200": {"description": "Scope patterns.", "content": {"application/json": {"schema": {"type": "array", "items": {"type": "string"}}}}},
+            })]),
+        }
+    }));
+    paths.insert(format!("{prefix}/openapi.json"), json!({
+        "get": {"summary": "This document", "operationId": "openapi", "responses": {"200": {"description": "OpenAPI 3 document."}}}
+    }));
+    paths.insert("/.well-known/jwks.json".into(), json!({
+        "get": {
+            "summary": "The public keys that verify tokengate tokens",
+            "operationId": "jwks",
+            "responses": {"200": {"description": "JWK set (RFC 8037 OKP, Ed25519).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Jwks"}}}}},
+        }
+    }));
+    paths.insert("/healthz".into(), json!({
+        "get": {
+            "summary": "Liveness and database reachability",
+            "operationId": "health",
+            "responses": {
+                "200": {"description": "The database answers.", "content": {"application/json": {"schema": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string", "enum": ["ok"]}}}}}},
+                "503": err("database_unavailable"),
+            },
+        }
+    }));
+    paths.insert("/sync/v1/changes".into(), json!({
+        "get": {
+            "summary": "Proxy sync: revocations and keys since a version (long poll)",
+            "description": "since=0, a since older than the change log keeps, or a since ahead of the current version answer a snapshot of every live revocation. Otherwise the changes after `since`; with none, the call is held up to wait_ms (at most 30000) and then answers the same version with no revocations. `keys` is always the whole public key set.",
+            "operationId": "syncChanges",
+            "security": [{"proxy": []}],
+            "parameters": [
+                {"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+                {"name": "wait_ms", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 30000, "default": 0}},
+                {"name": "proxy", "in": "query", "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"}},
+            ],
+            "responses": {
+                "200": {"description": "Changes.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SyncResponse"}}}},
+                "400": err("bad_query"),
+                "401": err("bad_proxy_credential (also every call when no proxy secret is configured)"),
+                "503": err("database_unavailable"),
+            },
+        }
+    }));
+
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "tokengate control plane",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": format!("Issues, lists and revokes API tokens and keeps proxies in sync. Times are milliseconds since the epoch. Every error is {{\"error\",\"code\",\"message\"}} with a stable code. Request bodies are JSON (Content-Type: application/json), at most {MAX_BODY_BYTES} bytes; unknown fields are refused."),
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT (EdDSA, typ tg-api+jwt)"},
+                "proxy": {"type": "http", "scheme": "bearer", "description": "The proxy secret (TOKENGATE_PROXY_SECRET)."},
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object", "required": ["error", "code", "message"],
+                    "properties": {"error": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}},
+                },
+                "TokenId": {"type": "string", "pattern": "^[0-9a-f]{24}$"},
+                "ExpiresIn": {"type": "string", "description": "\"<n> <unit>\", unit one of second(s), minute(s), hour(s), day(s), week(s), year(s); for example \"30 minutes\", \"8 days\". Default 1 day, at most 10 years.", "example": "8 days"},
+                "Scope": {"type": "string", "description": "\"METHOD /path\" with :param segments; the API prefix may be left out.", "example": "GET /objects/:id"},
+                "AuthRequest": {
+                    "type": "object", "additionalProperties": false, "required": ["username", "password"],
+                    "properties": {
+                        "username": {"type": "string"},
+                        "password": {"type": "string", "format": "password"},
+                        "expiresIn": {"$ref": "#/components/schemas/ExpiresIn"},
+                        "scopes": {"type": "array", "items": {"$ref": "#/components/schemas/Scope"}, "description": "Absent: all the user's powers."},
+                        "name": {"type": "string", "maxLength": 200},
+                    },
+                },
+                "CreateTokenRequest": {
+                    "type": "object", "additionalProperties": false,
+                    "properties": {
+                        "expiresIn": {"$ref": "#/components/schemas/ExpiresIn"},
+                        "name": {"type": "string", "maxLength": 200},
+                        "scopes": {"type": "array", "items": {"$ref": "#/components/schemas/Scope"}, "description": "Absent: the parent's scopes."},
+                    },
+                },
+                "IssuedToken": {
+                    "type": "object", "required": ["_id", "issuedAt", "expiresAt", "user", "token", "name", "scopes"],
+                    "properties": {
+                        "_id": {"$ref": "#/components/schemas/TokenId"},
+                        "issuedAt": {"type": "integer", "format": "int64"},
+                        "expiresAt": {"type": "integer", "format": "int64"},
+                        "user": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+                        "token": {"type": "string"},
+                        "name": {"type": "string", "nullable": true},
+                        "scopes": {"type": "array", "items": {"type": "string"}, "nullable": true},
+                    },
+                },
+                "TokenInfo": {
+                    "type": "object", "required": ["_id", "name", "issuedAt", "expiresAt", "scopes", "parent"],
+                    "properties": {
+                        "_id": {"$ref": "#/components/schemas/TokenId"},
+                        "name": {"type": "string", "nullable": true},
+                        "issuedAt": {"type": "integer", "format": "int64"},
+                        "expiresAt": {"type": "integer", "format": "int64"},
+                        "scopes": {"type": "array", "items": {"type": "string"}, "nullable": true},
+                        "parent": {"type": "string", "nullable": true},
+                    },
+                },
+                "Jwks": {
+                    "type": "object", "required": ["keys"],
+                    "properties": {"keys": {"type": "array", "items": {
+                        "type": "object", "required": ["kty", "crv", "alg", "use", "kid", "x"],
+                        "properties": {"kty": {"type": "string", "enum": ["OKP"]}, "crv": {"type": "string", "enum": ["Ed25519"]}, "alg": {"type": "string", "enum": ["EdDSA"]}, "use": {"type": "string", "enum": ["sig"]}, "kid": {"type": "string"}, "x": {"type": "string"}},
+                    }}},
+                },
+                "SyncResponse": {
+                    "type": "object", "required": ["protocol", "version", "snapshot", "keys", "revoked", "serverTime"],
+                    "properties": {
+                        "protocol": {"type": "integer", "enum": [1]},
+                        "version": {"type": "integer", "format": "int64"},
+                        "snapshot": {"type": "boolean"},
+                        "keys": {"type": "array", "items": {"type": "object", "required": ["kid", "x"], "properties": {"kid": {"type": "string"}, "x": {"type": "string"}}}},
+                        "revoked": {"type": "array", "items": {"type": "object", "required": ["jti", "exp"], "properties": {"jti": {"type": "string"}, "exp": {"type": "integer", "description": "seconds since the epoch"}}}},
+                        "serverTime": {"type": "integer", "format": "int64"},
+                    },
+                },
+            },
+        },
+    })
+}

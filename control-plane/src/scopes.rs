@@ -1,0 +1,88 @@
+//! The scope catalogue: the operator's API plus the control plane's own scopable routes.
+//! A token may only be scoped to patterns within the catalogue.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use tokengate_rules::scope::Prefix;
+use tokengate_rules::{ScopePattern, ScopeSet};
+
+use crate::error::ApiError;
+use crate::guard::Caller;
+use crate::AppState;
+
+/// The control plane's own routes a token can be scoped to (prefix-relative).
+pub const OWN_ROUTES: [&str; 4] = ["GET /tokens", "POST /tokens", "DELETE /tokens/:id", "GET /scopes"];
+
+pub struct Catalogue {
+    patterns: Vec<ScopePattern>,
+}
+
+impl Catalogue {
+    /// `operator` are the configured patterns (already validated by the config).
+    pub fn new(operator: &[String], prefix: &Prefix) -> Result<Catalogue, String> {
+        let mut patterns: Vec<ScopePattern> = Vec::new();
+        for raw in operator.iter().map(String::as_str).chain(OWN_ROUTES) {
+            let p = ScopePattern::parse(raw, prefix).map_err(|e| format!("scope catalogue: {e}"))?;
+            if !patterns.contains(&p) {
+                patterns.push(p);
+            }
+        }
+        Ok(Catalogue { patterns })
+    }
+
+    /// The canonical patterns, as `GET /scopes` lists them.
+    pub fn listing(&self) -> Vec<String> {
+        self.patterns.iter().map(ToString::to_string).collect()
+    }
+
+    /// Is `p` one of the catalogue's methods, or a narrowing of one
+    /// (`GET /objects/42` within `GET /objects/:id`)?
+    pub fn admits(&self, p: &ScopePattern) -> bool {
+        self.patterns.iter().any(|c| p.is_within(c))
+    }
+
+    /// Parses the scopes of a token request: 400 `bad_scope` for a malformed pattern,
+    /// 400 `unknown_scope` for one outside the catalogue.
+    pub fn parse_request(&self, scopes: &[String], prefix: &Prefix) -> Result<ScopeSet, ApiError> {
+        let set = ScopeSet::parse(scopes, prefix).map_err(|e| ApiError::BadScope(e.to_string()))?;
+        for raw in scopes {
+            let p = ScopePattern::parse(raw, prefix).map_err(|e| ApiError::BadScope(e.to_string()))?;
+            if !self.admits(&p) {
+                return Err(ApiError::UnknownScope(raw.clone()));
+            }
+        }
+        Ok(set)
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/scopes", get(list))
+}
+
+/// Any valid API token may read the catalogue: it is what a client needs to ask for a
+/// narrower token.
+async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<String>>, ApiError> {
+    Ok(Json(state.catalogue.listing()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn catalogue_checks() {
+        let prefix = Prefix::default();
+        let c = Catalogue::new(&["GET /objects/:id".to_owned()], &prefix).unwrap();
+        assert_eq!(c.listing(), vec!["GET /objects/:id", "GET /tokens", "POST /tokens", "DELETE /tokens/:id", "GET /scopes"]);
+        let ok = c.parse_request(&["GET /api/v1/objects/:x".into(), "GET /objects/7".into()], &prefix).unwrap();
+        assert_eq!(ok.to_strings(), vec!["GET /objects/:x", "GET /objects/7"]);
+        let e = c.parse_request(&["GET /objects//x".into()], &prefix).unwrap_err();
+        assert_eq!(e.code(), "bad_scope");
+        assert!(e.message().contains("position 13"), "{}", e.message());
+        let e = c.parse_request(&["PUT /objects/:id".into()], &prefix).unwrap_err();
+        assert_eq!(e.code(), "unknown_scope");
+        assert!(e.message().contains("PUT /objects/:id"));
+    }
+}

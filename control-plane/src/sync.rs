@@ -1,0 +1,187 @@
+//! `GET /sync/v1/changes`: the proxies' channel (wire format in `tokengate_rules::sync`).
+//!
+//! `since=0`, a `since` behind what the change log keeps, or a `since` ahead of the
+//! current version get a snapshot of every live revocation. Otherwise the answer is the
+//! changes after `since`; when there are none the call is held (long poll) until a
+//! change commits, `wait_ms` passes or the server shuts down.
+
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokengate_rules::sync::{Revocation, SyncResponse, MAX_WAIT_MS, PATH, PROTOCOL};
+use tokengate_rules::token::DEFAULT_LEEWAY_SECS;
+
+use crate::db::{self, now_ms};
+use crate::error::ApiError;
+use crate::AppState;
+
+/// How often a held call re-reads the version from the database, so a change committed
+/// by another replica (PostgreSQL) reaches proxies held here within this bound.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// A revocation matters until its token expired beyond every verifier's leeway.
+const GRACE_MS: i64 = 2 * DEFAULT_LEEWAY_SECS as i64 * 1000;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(PATH, get(changes))
+}
+
+#[derive(Deserialize)]
+struct SyncQuery {
+    since: Option<String>,
+    wait_ms: Option<String>,
+    proxy: Option<String>,
+}
+
+async fn changes(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<SyncQuery>, QueryRejection>,
+) -> Result<Json<SyncResponse>, ApiError> {
+    let proxy_hint = query.as_ref().ok().and_then(|q| q.proxy.clone()).unwrap_or_default();
+    if !authentic(&state, &headers) {
+        // The proxy id helps the operator find the misconfigured proxy; the presented
+        // credential is never logged.
+        tracing::warn!(proxy = %truncate(&proxy_hint, 64), "sync call with a missing or wrong proxy credential");
+        return Err(ApiError::BadProxyCredential);
+    }
+    let Query(query) = query.map_err(|e| ApiError::BadQuery(format!("bad query string: {}", e.body_text())))?;
+    let since = parse_number(query.since.as_deref(), "since")?;
+    let wait_ms = parse_number(query.wait_ms.as_deref(), "wait_ms")?.min(MAX_WAIT_MS);
+    let proxy = query.proxy.unwrap_or_else(|| "unknown".to_owned());
+    if !valid_proxy_id(&proxy) {
+        return Err(ApiError::BadQuery("proxy must be 1 to 64 characters of [A-Za-z0-9._:-]".into()));
+    }
+    record_contact(&state, &proxy, since).await?;
+
+    // Subscribe before reading, so a change committed in between is not missed.
+    let mut committed = state.changes.subscribe();
+    let mut shutdown = state.shutdown.subscribe();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+    loop {
+        if let Some(answer) = answer(&state, since).await? {
+            return Ok(Json(answer));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline || *shutdown.borrow() {
+            break;
+        }
+        let recheck = deadline.min(now + RECHECK);
+        tokio::select! {
+            changed = committed.changed() => {
+                if changed.is_err() {
+                    tokio::time::sleep_until(recheck).await;
+                }
+            }
+            _ = tokio::time::sleep_until(recheck) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    // Nothing new: the same version, which still tells the proxy it is in sync.
+    Ok(Json(response(&state, since, false, Vec::new())))
+}
+
+/// The answer for `since`, or `None` when the proxy is already current.
+async fn answer(state: &AppState, since: u64) -> Result<Option<SyncResponse>, ApiError> {
+    // Read the version first: every change up to it has committed (versions commit in
+    // order), so the rows read next include them all.
+    let mut tx = state.pool.begin().await?;
+    let (version, pruned_through) = db::sync_state(&mut *tx).await?;
+    let live_after = now_ms().saturating_sub(GRACE_MS);
+    if since == 0 || since < pruned_through || since > version {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT id, expires_at FROM tokens WHERE revoked_at IS NOT NULL AND expires_at > $1 ORDER BY id",
+        )
+        .bind(live_after)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok(Some(response(state, version, true, revocations(rows))));
+    }
+    if since == version {
+        tx.commit().await?;
+        return Ok(None);
+    }
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT token_id, expires_at FROM changes \
+         WHERE version > $1 AND version <= $2 AND kind = 'revoke' AND token_id IS NOT NULL AND expires_at > $3 \
+         ORDER BY version",
+    )
+    .bind(db::to_i64(since))
+    .bind(db::to_i64(version))
+    .bind(live_after)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(response(state, version, false, revocations(rows))))
+}
+
+fn revocations(rows: Vec<(String, i64)>) -> Vec<Revocation> {
+    rows.into_iter().map(|(jti, expires_at)| Revocation { jti, exp: db::to_u64(expires_at) / 1000 }).collect()
+}
+
+fn response(state: &AppState, version: u64, snapshot: bool, revoked: Vec<Revocation>) -> SyncResponse {
+    SyncResponse {
+        protocol: PROTOCOL,
+        version,
+        snapshot,
+        keys: state.keys.public().to_vec(),
+        revoked,
+        server_time: db::to_u64(now_ms()),
+    }
+}
+
+/// Compares the presented credential with the configured one in constant time (over
+/// SHA-256 digests, so the length leaks nothing either).
+fn authentic(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(secret) = state.config.proxy_secret.as_deref() else { return false };
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else { return false };
+    let Some(presented) = value.to_str().ok().and_then(|v| tokengate_rules::denial::bearer(v).ok().flatten()) else {
+        return false;
+    };
+    let a = Sha256::digest(presented.as_bytes());
+    let b = Sha256::digest(secret.as_bytes());
+    a.ct_eq(&b).into()
+}
+
+fn parse_number(raw: Option<&str>, name: &str) -> Result<u64, ApiError> {
+    match raw {
+        None => Ok(0),
+        Some(s) => s
+            .parse::<u64>()
+            .ok()
+            .filter(|_| s.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| ApiError::BadQuery(format!("{name} must be a whole number"))),
+    }
+}
+
+fn valid_proxy_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).filter(|c| !c.is_control()).collect()
+}
+
+/// Notes which proxies call and from which version (a later view lists them).
+async fn record_contact(state: &AppState, proxy: &str, since: u64) -> Result<(), ApiError> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO proxies (id, first_seen_at, last_seen_at, since_version) VALUES ($1, $2, $2, $3) \
+         ON CONFLICT (id) DO UPDATE SET last_seen_at = $2, since_version = $3",
+    )
+    .bind(proxy)
+    .bind(now)
+    .bind(db::to_i64(since))
+    .execute(&state.pool)
+    .await?;
+    Ok(())
+}

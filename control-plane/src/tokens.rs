@@ -1,0 +1,280 @@
+//! API tokens: issuing (for credentials or from a parent token), listing and revoking.
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokengate_rules::duration::{self, parse_expires_in};
+use tokengate_rules::token::{TokenKind, MAX_LIFETIME_SECS};
+use tokengate_rules::{Claims, ScopeSet};
+
+use crate::db::{self, now_ms};
+use crate::error::ApiError;
+use crate::guard::Authorized;
+use crate::json::ApiJson;
+use crate::keys::random_id;
+use crate::wire::{CreateTokenRequest, IssuedToken, TokenInfo, UserName};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/tokens", get(list).post(create)).route("/tokens/{id}", delete(revoke))
+}
+
+/// What a new token is: who, what it may do, how long.
+pub struct NewToken {
+    pub account_id: String,
+    pub user_id: String,
+    pub user_name: String,
+    pub parent_id: Option<String>,
+    pub name: Option<String>,
+    /// `None`: all the user's powers.
+    pub scopes: Option<ScopeSet>,
+    pub fl: Option<i64>,
+    pub items: Option<Vec<i64>>,
+    pub app: Option<String>,
+    pub p: Option<String>,
+    pub issued_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// Signs the token and stores its row; the row is committed before the value is
+/// returned, so an answered token always exists (and can be revoked).
+pub async fn issue(state: &AppState, new: NewToken) -> Result<IssuedToken, ApiError> {
+    let id = random_id(12);
+    let scopes = new.scopes.as_ref().map(ScopeSet::to_strings);
+    let iat = db::to_u64(new.issued_at_ms) / 1000;
+    let claims = Claims {
+        iss: state.config.issuer.clone(),
+        sub: new.user_id.clone(),
+        aud: state.config.audience.clone(),
+        exp: db::to_u64(new.expires_at_ms) / 1000,
+        nbf: iat,
+        iat,
+        jti: id.clone(),
+        unm: Some(new.user_name.clone()),
+        scp: scopes.clone(),
+        fl: new.fl,
+        items: new.items.clone(),
+        app: new.app.clone(),
+        p: new.p.clone(),
+        par: new.parent_id.clone(),
+    };
+    let token = state.keys.signing().sign(TokenKind::Api, &claims).map_err(|e| {
+        tracing::error!(code = e.code(), "signing a token failed");
+        ApiError::Internal
+    })?;
+    let scopes_json = scopes.as_ref().map(|s| serde_json::Value::from(s.clone()).to_string());
+    let items_json = new.items.as_ref().map(|i| serde_json::Value::from(i.clone()).to_string());
+    sqlx::query(
+        "INSERT INTO tokens (id, account_id, user_id, parent_id, name, scopes, fl, items, app, p, issued_at, not_before, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)",
+    )
+    .bind(&id)
+    .bind(&new.account_id)
+    .bind(&new.user_id)
+    .bind(&new.parent_id)
+    .bind(&new.name)
+    .bind(scopes_json)
+    .bind(new.fl)
+    .bind(items_json)
+    .bind(&new.app)
+    .bind(&new.p)
+    .bind(new.issued_at_ms)
+    .bind(new.expires_at_ms)
+    .execute(&state.pool)
+    .await?;
+    tracing::info!(token = %id, user = %new.user_id, parent = ?new.parent_id, "issued a token");
+    Ok(IssuedToken {
+        id,
+        issued_at: new.issued_at_ms,
+        expires_at: new.expires_at_ms,
+        user: UserName { name: new.user_name },
+        token,
+        name: new.name,
+        scopes,
+    })
+}
+
+/// `expiresIn` in seconds: 400 `bad_expires_in` listing the accepted forms.
+pub fn lifetime_secs(expires_in: Option<&str>) -> Result<Option<u64>, ApiError> {
+    expires_in.map(|s| parse_expires_in(s, MAX_LIFETIME_SECS).map_err(ApiError::BadExpiresIn)).transpose()
+}
+
+/// The default lifetime, in ms.
+pub const DEFAULT_LIFETIME_MS: i64 = duration::DEFAULT_SECS as i64 * 1000;
+
+/// A token name is optional, at most 200 characters, no control characters.
+pub fn check_name(name: Option<&str>) -> Result<(), ApiError> {
+    match name {
+        Some(n) if n.chars().count() > 200 || n.chars().any(char::is_control) => Err(ApiError::BadName),
+        _ => Ok(()),
+    }
+}
+
+pub fn secs_to_ms(secs: u64) -> i64 {
+    db::to_i64(secs.saturating_mul(1000))
+}
+
+/// `POST /tokens`: a child of the caller's token, never more powerful than it.
+async fn create(
+    State(state): State<AppState>,
+    Authorized(caller): Authorized,
+    ApiJson(req): ApiJson<CreateTokenRequest>,
+) -> Result<Json<IssuedToken>, ApiError> {
+    check_name(req.name.as_deref())?;
+    let lifetime = lifetime_secs(req.expires_in.as_deref())?;
+    let scopes = match &req.scopes {
+        // Nothing asked: the parent's own scopes.
+        None => caller.scopes.clone(),
+        Some(asked) => {
+            let set = state.catalogue.parse_request(asked, &state.prefix)?;
+            if let Some(parent) = &caller.scopes {
+                if let Some(wider) = set.patterns().iter().find(|p| !parent.patterns().iter().any(|q| p.is_within(q))) {
+                    return Err(ApiError::ScopeExceedsParent(wider.to_string()));
+                }
+            }
+            Some(set)
+        }
+    };
+    let now = now_ms();
+    let parent_expires = caller.token.expires_at;
+    let expires_at_ms = match lifetime {
+        Some(secs) => {
+            let at = now.saturating_add(secs_to_ms(secs));
+            if at > parent_expires {
+                return Err(ApiError::LifetimeExceedsParent);
+            }
+            at
+        }
+        None => now.saturating_add(DEFAULT_LIFETIME_MS).min(parent_expires),
+    };
+    let issued = issue(
+        &state,
+        NewToken {
+            account_id: caller.token.account_id.clone(),
+            user_id: caller.claims.sub.clone(),
+            user_name: caller.claims.unm.clone().unwrap_or_default(),
+            parent_id: Some(caller.claims.jti.clone()),
+            name: req.name,
+            scopes,
+            fl: caller.claims.fl,
+            items: caller.claims.items.clone(),
+            app: caller.token.app.clone(),
+            p: caller.token.p.clone(),
+            issued_at_ms: now,
+            expires_at_ms,
+        },
+    )
+    .await?;
+    Ok(Json(issued))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+pub const MAX_PAGE: i64 = 1000;
+
+/// `GET /tokens`: the live tokens of the caller's account, by `_id`.
+async fn list(
+    State(state): State<AppState>,
+    Authorized(caller): Authorized,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Vec<TokenInfo>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadQuery(format!("bad query string: {}", e.body_text())))?;
+    let limit = match query.limit.as_deref() {
+        None => MAX_PAGE,
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| ApiError::BadQuery(format!("limit must be a whole number from 1 to {MAX_PAGE}")))?,
+    };
+    let after = match query.after {
+        None => String::new(),
+        Some(id) if is_token_id(&id) => id,
+        Some(_) => return Err(ApiError::BadQuery("after must be a token _id (24 lower-case hexadecimal digits)".into())),
+    };
+    let rows: Vec<(String, Option<String>, i64, i64, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT id, name, issued_at, expires_at, scopes, parent_id FROM tokens \
+         WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND id > $3 \
+         ORDER BY id LIMIT $4",
+    )
+    .bind(&caller.token.account_id)
+    .bind(now_ms())
+    .bind(&after)
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, name, issued_at, expires_at, scopes, parent) in rows {
+        let scopes = match scopes {
+            None => None,
+            Some(text) => Some(serde_json::from_str::<Vec<String>>(&text).map_err(|_| {
+                tracing::error!(token = %id, "stored scopes are not a JSON array of strings");
+                ApiError::Internal
+            })?),
+        };
+        out.push(TokenInfo { id, name, issued_at, expires_at, scopes, parent });
+    }
+    Ok(Json(out))
+}
+
+/// A token id (`jti`): 24 lower-case hex digits.
+pub fn is_token_id(s: &str) -> bool {
+    s.len() == 24 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `DELETE /tokens/:id`: revokes the token and all its descendants, one change-log entry
+/// each, in one transaction committed before the 204. Revoking a revoked token is a
+/// 204 again (idempotent).
+async fn revoke(
+    State(state): State<AppState>,
+    Authorized(caller): Authorized,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Ok(Path(id)) = id else { return Err(ApiError::BadTokenId) };
+    if !is_token_id(&id) {
+        return Err(ApiError::BadTokenId);
+    }
+    let account: Option<String> =
+        sqlx::query_scalar("SELECT account_id FROM tokens WHERE id = $1").bind(&id).fetch_optional(&state.pool).await?;
+    if account.as_deref() != Some(caller.token.account_id.as_str()) {
+        return Err(ApiError::TokenNotFound);
+    }
+
+    let now = now_ms();
+    let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
+    db::lock_sync_state(&mut tx).await?;
+    let tree: Vec<(String, i64)> = sqlx::query_as(
+        "WITH RECURSIVE tree (id) AS ( \
+           SELECT id FROM tokens WHERE id = $1 \
+           UNION SELECT t.id FROM tokens t JOIN tree ON t.parent_id = tree.id) \
+         SELECT tokens.id, tokens.expires_at FROM tokens JOIN tree ON tokens.id = tree.id \
+         WHERE tokens.revoked_at IS NULL ORDER BY tokens.id",
+    )
+    .bind(&id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut last_version = None;
+    for (token_id, expires_at) in &tree {
+        let done = sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .bind(token_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 1 {
+            last_version = Some(db::append_change(&mut tx, "revoke", Some(token_id), *expires_at, now).await?);
+        }
+    }
+    tx.commit().await?;
+    if let Some(version) = last_version {
+        state.announce(version);
+        tracing::info!(token = %id, revoked = tree.len(), version, "revoked a token and its descendants");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -2,6 +2,7 @@
 //! The filter and the control plane answer with the same bodies.
 
 use crate::path::PathError;
+use crate::route::Refusal;
 use crate::token::TokenError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,6 +15,9 @@ pub enum Denial {
     InvalidToken(TokenError),
     /// The token does not allow this method on this path (403 `insufficient_scope`).
     InsufficientScope,
+    /// The rule set refused: scope, flags or items (403 `insufficient_scope`, with the
+    /// refusal's own code).
+    Refused(Refusal),
     /// The request target cannot be matched safely (400).
     BadPath(PathError),
     /// The proxy has no synced state yet, or it is too old (503, fail closed).
@@ -25,7 +29,7 @@ impl Denial {
         match self {
             Denial::MissingToken | Denial::InvalidToken(_) => 401,
             Denial::InvalidRequest(_) | Denial::BadPath(_) => 400,
-            Denial::InsufficientScope => 403,
+            Denial::InsufficientScope | Denial::Refused(_) => 403,
             Denial::Unavailable(_) => 503,
         }
     }
@@ -36,7 +40,7 @@ impl Denial {
             Denial::MissingToken => "unauthorized",
             Denial::InvalidRequest(_) | Denial::BadPath(_) => "invalid_request",
             Denial::InvalidToken(_) => "invalid_token",
-            Denial::InsufficientScope => "insufficient_scope",
+            Denial::InsufficientScope | Denial::Refused(_) => "insufficient_scope",
             Denial::Unavailable(_) => "unavailable",
         }
     }
@@ -48,6 +52,7 @@ impl Denial {
             Denial::InvalidRequest(code) | Denial::Unavailable(code) => code,
             Denial::InvalidToken(e) => e.code(),
             Denial::InsufficientScope => "insufficient_scope",
+            Denial::Refused(r) => r.code(),
             Denial::BadPath(e) => e.code(),
         }
     }
@@ -58,7 +63,12 @@ impl Denial {
             Denial::InvalidRequest("multiple_credentials") => "send exactly one credential: one Authorization header and no access_token in the query",
             Denial::InvalidRequest(_) => "the Authorization header must be 'Bearer <token>'",
             Denial::InvalidToken(e) => e.message(),
-            Denial::InsufficientScope => "the token does not allow this method on this path",
+            Denial::InsufficientScope | Denial::Refused(Refusal::NoScope | Refusal::OutsidePrefix) => {
+                "the token does not allow this method on this path"
+            }
+            Denial::Refused(Refusal::MissingFlags) => "the token lacks the access flags this operation needs",
+            Denial::Refused(Refusal::ItemNotAllowed) => "the token does not allow this item",
+            Denial::Refused(Refusal::ItemNotNumeric) => "the item id in the path is not a 64-bit integer",
             Denial::BadPath(_) => "the request path contains sequences the gate refuses (encoded separators or dots, '\\', ';', control bytes, or dot segments)",
             Denial::Unavailable("gate_not_synced") => "the gate has not synced with the control plane yet; retry shortly",
             Denial::Unavailable(_) => "the gate's state is stale because the control plane is unreachable; retry later",
@@ -72,7 +82,7 @@ impl Denial {
             Denial::InvalidToken(e) => {
                 Some(format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"", e.message()))
             }
-            Denial::InsufficientScope => Some(format!("Bearer realm=\"{realm}\", error=\"insufficient_scope\"")),
+            Denial::InsufficientScope | Denial::Refused(_) => Some(format!("Bearer realm=\"{realm}\", error=\"insufficient_scope\"")),
             Denial::InvalidRequest(_) => Some(format!("Bearer realm=\"{realm}\", error=\"invalid_request\"")),
             Denial::BadPath(_) | Denial::Unavailable(_) => None,
         }

@@ -16,6 +16,7 @@ pub mod denial;
 pub mod duration;
 pub mod path;
 pub mod revocation;
+pub mod route;
 pub mod scope;
 pub mod sync;
 pub mod token;

@@ -1,6 +1,7 @@
 //! The plugin configuration: parsed and validated once, in `on_configure`.
 
 use serde::Deserialize;
+use tokengate_rules::route::{RouteSpec, RouteTable};
 use tokengate_rules::scope::Prefix;
 use tokengate_rules::{TokenKind, VerifyPolicy};
 
@@ -33,6 +34,9 @@ pub struct PluginConfig {
     #[serde(default = "default_shared_slots")]
     pub shared_cache_slots: u32,
     pub control_plane: Option<ControlPlaneConfig>,
+    /// The operator's route table: which flags and item parameters each operation needs.
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -78,6 +82,7 @@ pub struct GateConfig {
     pub realm: String,
     pub policy: VerifyPolicy,
     pub prefix: Prefix,
+    pub routes: RouteTable,
     pub max_staleness_ms: u64,
     pub fail_mode: FailMode,
     pub local_cache_entries: usize,
@@ -102,7 +107,8 @@ impl PluginConfig {
         if cfg.max_staleness_ms < 1000 {
             return Err("plugin configuration: `max_staleness_ms` must be at least 1000".into());
         }
-        Prefix::parse(&cfg.api_prefix).map_err(|e| format!("plugin configuration: `api_prefix`: {e}"))?;
+        let prefix = Prefix::parse(&cfg.api_prefix).map_err(|e| format!("plugin configuration: `api_prefix`: {e}"))?;
+        RouteTable::compile(&cfg.routes, &prefix).map_err(|e| format!("plugin configuration: `routes`: {e}"))?;
         if let Some(cp) = &cfg.control_plane {
             if cp.cluster.is_empty() || cp.credential.is_empty() || cp.proxy_id.is_empty() {
                 return Err("plugin configuration: `control_plane` needs `cluster`, `credential` and `proxy_id`".into());
@@ -119,12 +125,15 @@ impl PluginConfig {
 
     pub fn gate(&self) -> Result<GateConfig, String> {
         let audiences: Vec<&str> = self.audiences.iter().map(String::as_str).collect();
+        let prefix = Prefix::parse(&self.api_prefix).map_err(|e| e.to_string())?;
+        let routes = RouteTable::compile(&self.routes, &prefix).map_err(|e| e.to_string())?;
         Ok(GateConfig {
             realm: self.realm.clone(),
             // The gate admits API tokens and sessions; HTTP-server and voucher tokens are
             // for other audiences and are refused here by their `typ`.
             policy: VerifyPolicy::new(&self.issuer, &audiences, &[TokenKind::Api, TokenKind::Session]),
-            prefix: Prefix::parse(&self.api_prefix).map_err(|e| e.to_string())?,
+            prefix,
+            routes,
             max_staleness_ms: self.max_staleness_ms,
             fail_mode: self.fail_mode,
             local_cache_entries: self.local_cache_entries,
@@ -150,6 +159,9 @@ mod tests {
             br#"{"audiences":["a"],"realm":"a\"b"}"#,
             br#"{"audiences":["a"],"control_plane":{"cluster":"c","credential":"","proxy_id":"p"}}"#,
             br#"not json"#,
+            br#"{"audiences":["a"],"routes":[{"pattern":"GET /objects/:id","flags":256},{"pattern":"GET /objects/:x"}]}"#,
+            br#"{"audiences":["a"],"routes":[{"pattern":"GET /objects/:id","items":["oid"]}]}"#,
+            br#"{"audiences":["a"],"routes":[{"pattern":"get /objects"}]}"#,
         ] {
             assert!(PluginConfig::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }

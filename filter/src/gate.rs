@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use tokengate_rules::denial::bearer;
 use tokengate_rules::path::{query_has_access_token, split};
 use tokengate_rules::revocation::RevocationSet;
+use tokengate_rules::route::{authorize, Rights};
 use tokengate_rules::sync::PublicKey;
 use tokengate_rules::token::{verify, VerifyingKey, MAX_TOKEN_LEN};
 use tokengate_rules::{Claims, Denial, KeySet, ScopeSet, TokenError, TokenKind};
@@ -20,13 +21,44 @@ use crate::config::{FailMode, GateConfig};
 use crate::host::{Host, Level};
 use crate::shared::{self, Journal, Meta};
 
-/// A verified token with its scopes compiled, as cached.
+/// A verified token with its rights compiled, as cached: everything the warm path and
+/// the identity headers need, computed once per token.
 #[derive(Debug)]
 pub struct Verified {
     pub kind: TokenKind,
     pub claims: Claims,
-    /// `None`: the token has all the powers of its user.
-    pub scopes: Option<ScopeSet>,
+    pub rights: Rights,
+    /// Canonical text of each scope, for `x-tokengate-scope`.
+    scope_names: Vec<String>,
+    flags_text: Option<String>,
+}
+
+/// An allowed request: the token, and which of its scopes allowed it.
+#[derive(Debug)]
+pub struct Allowed {
+    pub verified: Rc<Verified>,
+    pub scope: Option<usize>,
+}
+
+impl Allowed {
+    /// Calls `f` with each identity header for the upstream; no allocation.
+    pub fn headers(&self, mut f: impl FnMut(&'static str, &str)) {
+        let v = &*self.verified;
+        let c = &v.claims;
+        let printable = |s: &&str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
+        f("x-tokengate-subject", &c.sub);
+        f("x-tokengate-token-id", &c.jti);
+        f("x-tokengate-kind", v.kind.typ());
+        f("x-tokengate-scope", self.scope.and_then(|i| v.scope_names.get(i)).map_or("*", String::as_str));
+        for (name, value) in [("x-tokengate-user", &c.unm), ("x-tokengate-app", &c.app), ("x-tokengate-params", &c.p)] {
+            if let Some(value) = value.as_deref().filter(printable) {
+                f(name, value);
+            }
+        }
+        if let Some(fl) = &v.flags_text {
+            f("x-tokengate-flags", fl);
+        }
+    }
 }
 
 /// What the filter needs to know about a request.
@@ -38,10 +70,10 @@ pub struct Request<'a> {
     pub authorization: &'a [&'a str],
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Outcome {
-    /// Let it through with these identity headers.
-    Allow(Vec<(&'static str, String)>),
+    /// Let it through, with identity headers from [`Allowed::headers`].
+    Allow(Allowed),
     Deny(Denial),
 }
 
@@ -90,12 +122,12 @@ impl Worker {
 
     pub fn decide(&mut self, host: &dyn Host, req: &Request) -> Outcome {
         match self.check(host, req) {
-            Ok(headers) => Outcome::Allow(headers),
+            Ok(allowed) => Outcome::Allow(allowed),
             Err(d) => Outcome::Deny(d),
         }
     }
 
-    fn check(&mut self, host: &dyn Host, req: &Request) -> Result<Vec<(&'static str, String)>, Denial> {
+    fn check(&mut self, host: &dyn Host, req: &Request) -> Result<Allowed, Denial> {
         // Exactly one credential (SECURITY.md): one Authorization header, none in the query.
         if req.authorization.len() > 1 || query_has_access_token(req.path) {
             return Err(Denial::InvalidRequest("multiple_credentials"));
@@ -115,17 +147,14 @@ impl Worker {
             return Err(Denial::InvalidToken(TokenError::Revoked));
         }
         let (_, segments) = split(req.path).map_err(Denial::BadPath)?;
-        let scope = match &verified.scopes {
-            None => "*".to_owned(),
-            Some(set) => self
-                .cfg
-                .prefix
-                .strip(&segments)
-                .and_then(|rest| set.find(req.method, rest))
-                .map(ToString::to_string)
-                .ok_or(Denial::InsufficientScope)?,
+        let decision = authorize(&verified.rights, &self.cfg.routes, &self.cfg.prefix, req.method, &segments);
+        decision.result.map_err(Denial::Refused)?;
+        let scope = match (decision.scope, &verified.rights.scopes) {
+            (Some(found), Some(set)) => set.patterns().iter().position(|p| std::ptr::eq(p, found)),
+            _ => None,
         };
-        Ok(identity_headers(&verified, scope))
+        drop(decision);
+        Ok(Allowed { verified, scope })
     }
 
     /// Verified claims for `token`: from the worker's map, else the shared slot, else
@@ -162,7 +191,10 @@ impl Worker {
                 ScopeSet::parse(list, &self.cfg.prefix).map_err(|_| Denial::InvalidToken(TokenError::BadClaims))?,
             ),
         };
-        let verified = Rc::new(Verified { kind, claims, scopes });
+        let scope_names = scopes.as_ref().map(ScopeSet::to_strings).unwrap_or_default();
+        let rights = Rights::new(scopes, claims.fl, claims.items.as_deref());
+        let flags_text = claims.fl.map(|f| f.to_string());
+        let verified = Rc::new(Verified { kind, claims, rights, scope_names, flags_text });
         if self.cache.len() >= self.cfg.local_cache_entries {
             // Bounded: linear memory never shrinks, so never let the map grow past its cap.
             self.cache.retain(|_, v| v.claims.exp.saturating_add(leeway) > now);
@@ -255,30 +287,6 @@ impl Worker {
     }
 }
 
-fn identity_headers(v: &Verified, scope: String) -> Vec<(&'static str, String)> {
-    let c = &v.claims;
-    let mut h = vec![
-        ("x-tokengate-subject", c.sub.clone()),
-        ("x-tokengate-token-id", c.jti.clone()),
-        ("x-tokengate-scope", scope),
-        ("x-tokengate-kind", v.kind.typ().to_owned()),
-    ];
-    let printable = |s: &str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
-    if let Some(u) = c.unm.as_deref().filter(|u| printable(u)) {
-        h.push(("x-tokengate-user", u.to_owned()));
-    }
-    if let Some(a) = c.app.as_deref().filter(|a| printable(a)) {
-        h.push(("x-tokengate-app", a.to_owned()));
-    }
-    if let Some(p) = c.p.as_deref().filter(|p| printable(p)) {
-        h.push(("x-tokengate-params", p.to_owned()));
-    }
-    if let Some(fl) = c.fl {
-        h.push(("x-tokengate-flags", fl.to_string()));
-    }
-    h
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +295,7 @@ mod tests {
     use crate::sync::Syncer;
     use base64::Engine as _;
     use tokengate_rules::sync::{Revocation, SyncResponse};
+    use tokengate_rules::route::Refusal;
     use tokengate_rules::token::SigningKey;
 
     // jsonwebtoken checks exp/nbf against the real clock, so the fake clock starts there.
@@ -347,8 +356,20 @@ mod tests {
         }
     }
 
-    fn ask(f: &mut Fixture, method: &str, path: &str, auth: &[&str]) -> Outcome {
-        f.worker.decide(&f.host, &Request { method, path, authorization: auth })
+    /// The outcome as the identity headers (allowed) or the denial.
+    fn ask(f: &mut Fixture, method: &str, path: &str, auth: &[&str]) -> Result<Vec<(&'static str, String)>, Denial> {
+        outcome(f.worker.decide(&f.host, &Request { method, path, authorization: auth }))
+    }
+
+    fn outcome(o: Outcome) -> Result<Vec<(&'static str, String)>, Denial> {
+        match o {
+            Outcome::Allow(a) => {
+                let mut h = Vec::new();
+                a.headers(|k, v| h.push((k, v.to_owned())));
+                Ok(h)
+            }
+            Outcome::Deny(d) => Err(d),
+        }
     }
 
     #[test]
@@ -357,7 +378,7 @@ mod tests {
         let mut w = Worker::new(Rc::new(cfg.gate().unwrap()));
         let host = FakeHost::at(t0());
         let out = w.decide(&host, &Request { method: "GET", path: "/api/v1/objects", authorization: &["Bearer a.b.c"] });
-        assert_eq!(out, Outcome::Deny(Denial::Unavailable("gate_not_synced")));
+        assert_eq!(outcome(out).unwrap_err(), Denial::Unavailable("gate_not_synced"));
     }
 
     #[test]
@@ -365,15 +386,15 @@ mod tests {
         let mut f = fixture(CFG);
         let t = f.signer.sign(TokenKind::Api, &claims("aaaaaaaaaaaaaaaaaaaaaaaa", Some(&["GET /objects/:id"]))).unwrap();
         let auth = format!("Bearer {t}");
-        let Outcome::Allow(h) = ask(&mut f, "GET", "/api/v1/objects/42?x=1", &[&auth]) else { panic!() };
+        let h = ask(&mut f, "GET", "/api/v1/objects/42?x=1", &[&auth]).unwrap();
         assert!(h.contains(&("x-tokengate-subject", "u1".into())));
         assert!(h.contains(&("x-tokengate-scope", "GET /objects/:id".into())));
         assert!(h.contains(&("x-tokengate-user", "alice".into())));
         assert_eq!(f.worker.last_cache, CacheResult::Miss);
-        assert_eq!(ask(&mut f, "DELETE", "/api/v1/objects/42", &[&auth]), Outcome::Deny(Denial::InsufficientScope));
+        assert_eq!(ask(&mut f, "DELETE", "/api/v1/objects/42", &[&auth]), Err(Denial::Refused(Refusal::NoScope)));
         assert_eq!(f.worker.last_cache, CacheResult::Local);
-        assert_eq!(ask(&mut f, "GET", "/objects/42", &[&auth]), Outcome::Deny(Denial::InsufficientScope));
-        assert_eq!(ask(&mut f, "GET", "/api/v1/objects/42/x", &[&auth]), Outcome::Deny(Denial::InsufficientScope));
+        assert_eq!(ask(&mut f, "GET", "/objects/42", &[&auth]), Err(Denial::Refused(Refusal::OutsidePrefix)));
+        assert_eq!(ask(&mut f, "GET", "/api/v1/objects/42/x", &[&auth]), Err(Denial::Refused(Refusal::NoScope)));
     }
 
     #[test]
@@ -381,22 +402,22 @@ mod tests {
         let mut f = fixture(CFG);
         let t = f.signer.sign(TokenKind::Api, &claims("aaaaaaaaaaaaaaaaaaaaaaaa", None)).unwrap();
         let auth = format!("Bearer {t}");
-        assert!(matches!(ask(&mut f, "GET", "/anything", &[&auth]), Outcome::Allow(_)));
+        assert!(ask(&mut f, "GET", "/anything", &[&auth]).is_ok());
         let cfg = PluginConfig::parse(CFG.as_bytes()).unwrap();
         let mut w2 = Worker::new(Rc::new(cfg.gate().unwrap()));
         let out = w2.decide(&f.host, &Request { method: "GET", path: "/anything", authorization: &[&auth] });
-        assert!(matches!(out, Outcome::Allow(_)));
+        assert!(outcome(out).is_ok());
         assert_eq!(w2.last_cache, CacheResult::Shared);
     }
 
     #[test]
     fn credentials_are_exactly_one_bearer() {
         let mut f = fixture(CFG);
-        assert_eq!(ask(&mut f, "GET", "/x", &[]), Outcome::Deny(Denial::MissingToken));
-        assert_eq!(ask(&mut f, "GET", "/x", &["Basic YTpi"]), Outcome::Deny(Denial::MissingToken));
-        assert_eq!(ask(&mut f, "GET", "/x", &["Bearer a", "Bearer b"]), Outcome::Deny(Denial::InvalidRequest("multiple_credentials")));
-        assert_eq!(ask(&mut f, "GET", "/x?access_token=a", &["Bearer a"]), Outcome::Deny(Denial::InvalidRequest("multiple_credentials")));
-        assert_eq!(ask(&mut f, "GET", "/x", &["Bearer a.b.c"]), Outcome::Deny(Denial::InvalidToken(TokenError::BadEncoding)));
+        assert_eq!(ask(&mut f, "GET", "/x", &[]), Err(Denial::MissingToken));
+        assert_eq!(ask(&mut f, "GET", "/x", &["Basic YTpi"]), Err(Denial::MissingToken));
+        assert_eq!(ask(&mut f, "GET", "/x", &["Bearer a", "Bearer b"]), Err(Denial::InvalidRequest("multiple_credentials")));
+        assert_eq!(ask(&mut f, "GET", "/x?access_token=a", &["Bearer a"]), Err(Denial::InvalidRequest("multiple_credentials")));
+        assert_eq!(ask(&mut f, "GET", "/x", &["Bearer a.b.c"]), Err(Denial::InvalidToken(TokenError::BadEncoding)));
     }
 
     #[test]
@@ -405,7 +426,7 @@ mod tests {
         let jti = "bbbbbbbbbbbbbbbbbbbbbbbb";
         let t = f.signer.sign(TokenKind::Api, &claims(jti, None)).unwrap();
         let auth = format!("Bearer {t}");
-        assert!(matches!(ask(&mut f, "GET", "/x", &[&auth]), Outcome::Allow(_)));
+        assert!(ask(&mut f, "GET", "/x", &[&auth]).is_ok());
         let resp = SyncResponse {
             protocol: 1,
             version: 2,
@@ -415,12 +436,12 @@ mod tests {
             server_time: t0(),
         };
         f.syncer.apply(&f.host, resp).unwrap();
-        assert_eq!(ask(&mut f, "GET", "/x", &[&auth]), Outcome::Deny(Denial::InvalidToken(TokenError::Revoked)));
+        assert_eq!(ask(&mut f, "GET", "/x", &[&auth]), Err(Denial::InvalidToken(TokenError::Revoked)));
         // A fresh worker (e.g. after a restart of the worker VM) loads it from the buckets.
         let cfg = PluginConfig::parse(CFG.as_bytes()).unwrap();
         let mut w2 = Worker::new(Rc::new(cfg.gate().unwrap()));
         let out = w2.decide(&f.host, &Request { method: "GET", path: "/x", authorization: &[&auth] });
-        assert_eq!(out, Outcome::Deny(Denial::InvalidToken(TokenError::Revoked)));
+        assert_eq!(outcome(out).unwrap_err(), Denial::InvalidToken(TokenError::Revoked));
     }
 
     #[test]
@@ -429,13 +450,13 @@ mod tests {
         let t = f.signer.sign(TokenKind::Api, &claims("cccccccccccccccccccccccc", None)).unwrap();
         let auth = format!("Bearer {t}");
         f.host.now_ms.set(t0() + 121_000);
-        assert_eq!(ask(&mut f, "GET", "/x", &[&auth]), Outcome::Deny(Denial::Unavailable("gate_stale")));
+        assert_eq!(ask(&mut f, "GET", "/x", &[&auth]), Err(Denial::Unavailable("gate_stale")));
         let open = r#"{"audiences":["tokengate"],"fail_mode":"open","control_plane":{"cluster":"cp","credential":"s","proxy_id":"p1"}}"#;
         let mut g = fixture(open);
         let t = g.signer.sign(TokenKind::Api, &claims("cccccccccccccccccccccccc", None)).unwrap();
         let auth = format!("Bearer {t}");
         g.host.now_ms.set(t0() + 121_000);
-        assert!(matches!(ask(&mut g, "GET", "/x", &[&auth]), Outcome::Allow(_)));
+        assert!(ask(&mut g, "GET", "/x", &[&auth]).is_ok());
     }
 
     #[test]
@@ -443,7 +464,24 @@ mod tests {
         let mut f = fixture(CFG);
         let t = f.signer.sign(TokenKind::Api, &claims("dddddddddddddddddddddddd", None)).unwrap();
         let auth = format!("Bearer {t}");
-        assert!(matches!(ask(&mut f, "GET", "/a/%2e%2e/b", &[&auth]), Outcome::Deny(Denial::BadPath(_))));
+        assert!(matches!(ask(&mut f, "GET", "/a/%2e%2e/b", &[&auth]), Err(Denial::BadPath(_))));
+    }
+
+    #[test]
+    fn route_table_flags_and_items() {
+        let cfg = r#"{"audiences":["tokengate"],"control_plane":{"cluster":"cp","credential":"s","proxy_id":"p1"},
+            "routes":[{"pattern":"DELETE /objects/:id/messages","flags":4096,"items":["id"]},{"pattern":"GET /objects/:id","flags":512,"items":["id"]}]}"#;
+        let mut f = fixture(cfg);
+        let mut c = claims("ffffffffffffffffffffffff", None);
+        c.fl = Some(0x200);
+        c.items = Some(vec![42]);
+        let t = f.signer.sign(TokenKind::Api, &c).unwrap();
+        let auth = format!("Bearer {t}");
+        let h = ask(&mut f, "GET", "/api/v1/objects/42", &[&auth]).unwrap();
+        assert!(h.contains(&("x-tokengate-flags", "512".into())));
+        assert_eq!(ask(&mut f, "GET", "/api/v1/objects/43", &[&auth]), Err(Denial::Refused(Refusal::ItemNotAllowed)));
+        assert_eq!(ask(&mut f, "GET", "/api/v1/objects/4x", &[&auth]), Err(Denial::Refused(Refusal::ItemNotNumeric)));
+        assert_eq!(ask(&mut f, "DELETE", "/api/v1/objects/42/messages", &[&auth]), Err(Denial::Refused(Refusal::MissingFlags)));
     }
 
     #[test]
@@ -451,6 +489,6 @@ mod tests {
         let mut f = fixture(CFG);
         let t = f.signer.sign(TokenKind::VoucherAccess, &claims("eeeeeeeeeeeeeeeeeeeeeeee", None)).unwrap();
         let auth = format!("Bearer {t}");
-        assert_eq!(ask(&mut f, "GET", "/x", &[&auth]), Outcome::Deny(Denial::InvalidToken(TokenError::WrongType)));
+        assert_eq!(ask(&mut f, "GET", "/x", &[&auth]), Err(Denial::InvalidToken(TokenError::WrongType)));
     }
 }

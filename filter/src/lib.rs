@@ -230,10 +230,10 @@ impl HttpContext for Gate {
             out
         };
         match outcome {
-            Outcome::Allow(identity) => {
-                for (name, value) in identity {
-                    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(&value));
-                }
+            Outcome::Allow(allowed) => {
+                allowed.headers(|name, value| {
+                    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+                });
                 GateMetrics::inc(self.metrics.allowed);
                 Action::Continue
             }

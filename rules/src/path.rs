@@ -39,10 +39,39 @@ impl PathError {
 }
 
 pub const MAX_PATH_LEN: usize = 4096;
+/// Paths with more segments are refused (`path_too_long`); no API needs them, and a
+/// fixed bound keeps splitting free of allocation.
+pub const MAX_SEGMENTS: usize = 32;
+
+/// A path's segments, without allocating.
+#[derive(Clone, Copy)]
+pub struct Segments<'a> {
+    buf: [&'a str; MAX_SEGMENTS],
+    len: usize,
+}
+
+impl<'a> std::ops::Deref for Segments<'a> {
+    type Target = [&'a str];
+    fn deref(&self) -> &[&'a str] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::fmt::Debug for Segments<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq<Vec<&str>> for Segments<'_> {
+    fn eq(&self, other: &Vec<&str>) -> bool {
+        **self == **other
+    }
+}
 
 /// Splits `:path` (path plus optional query) into the path and its segments, refusing
 /// anything unsafe. `/` yields no segments.
-pub fn split(target: &str) -> Result<(&str, Vec<&str>), PathError> {
+pub fn split(target: &str) -> Result<(&str, Segments<'_>), PathError> {
     if target.len() > MAX_PATH_LEN {
         return Err(PathError::TooLong);
     }
@@ -78,12 +107,19 @@ pub fn split(target: &str) -> Result<(&str, Vec<&str>), PathError> {
         }
         i += 1;
     }
+    let mut segments = Segments { buf: [""; MAX_SEGMENTS], len: 0 };
     if path.len() == 1 {
-        return Ok((path, Vec::new()));
+        return Ok((path, segments));
     }
-    let segments: Vec<&str> = path[1..].split('/').collect();
-    if segments.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
-        return Err(PathError::BadSegment);
+    for seg in path[1..].split('/') {
+        if seg.is_empty() || seg == "." || seg == ".." {
+            return Err(PathError::BadSegment);
+        }
+        if segments.len == MAX_SEGMENTS {
+            return Err(PathError::TooLong);
+        }
+        segments.buf[segments.len] = seg;
+        segments.len += 1;
     }
     Ok((path, segments))
 }
@@ -114,7 +150,9 @@ mod tests {
     #[test]
     fn good_paths_split() {
         assert_eq!(split("/").unwrap().1, Vec::<&str>::new());
-        assert_eq!(split("/api/v1/objects/42?x=1").unwrap(), ("/api/v1/objects/42", vec!["api", "v1", "objects", "42"]));
+        let (path, segs) = split("/api/v1/objects/42?x=1").unwrap();
+        assert_eq!((path, &*segs), ("/api/v1/objects/42", &["api", "v1", "objects", "42"][..]));
+        assert_eq!(split(&"/a".repeat(33)).unwrap_err(), PathError::TooLong);
         assert_eq!(split("/a/b%20c").unwrap().1, vec!["a", "b%20c"]);
     }
 

@@ -303,7 +303,7 @@ mod tests {
     }
 
     fn segs(path: &str) -> Vec<&str> {
-        crate::path::split(path).unwrap().1
+        crate::path::split(path).unwrap().1.to_vec()
     }
 
     fn rights(scopes: Option<&[&str]>, fl: Option<i64>, items: Option<&[i64]>) -> Rights {

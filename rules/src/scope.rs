@@ -261,6 +261,11 @@ impl ScopeSet {
         self.patterns.iter().find(|p| p.matches(method, segments))
     }
 
+    /// The index of the first pattern that allows the request.
+    pub fn position(&self, method: &str, segments: &[&str]) -> Option<usize> {
+        self.patterns.iter().position(|p| p.matches(method, segments))
+    }
+
     /// Is every pattern of `self` within some pattern of `other`?
     pub fn is_within(&self, other: &ScopeSet) -> bool {
         self.patterns.iter().all(|a| other.patterns.iter().any(|b| a.is_within(b)))

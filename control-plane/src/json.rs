@@ -40,13 +40,12 @@ fn is_json(content_type: Option<&str>) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Deserializes `bytes`, classifying the failure.
+/// Deserializes `bytes`, classifying the failure. The syntax is checked first, so a
+/// broken body is `malformed_json` whatever fields it has.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(classify)?;
-    // Trailing bytes after the value.
-    de.end().map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))?;
-    Ok(value)
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))?;
+    serde_path_to_error::deserialize(value).map_err(classify)
 }
 
 fn classify(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {

@@ -95,6 +95,12 @@ async fn answer(state: &AppState, since: u64) -> Result<Option<SyncResponse>, Ap
     let mut tx = state.pool.begin().await?;
     let (version, pruned_through) = db::sync_state(&mut *tx).await?;
     let live_after = now_ms().saturating_sub(GRACE_MS);
+    // An up-to-date proxy is held, even at version 0 (a fresh proxy asks with
+    // `wait_ms=0`, so it is answered at once either way).
+    if since == version {
+        tx.commit().await?;
+        return Ok(None);
+    }
     if since == 0 || since < pruned_through || since > version {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT id, expires_at FROM tokens WHERE revoked_at IS NOT NULL AND expires_at > $1 ORDER BY id",
@@ -104,10 +110,6 @@ async fn answer(state: &AppState, since: u64) -> Result<Option<SyncResponse>, Ap
         .await?;
         tx.commit().await?;
         return Ok(Some(response(state, version, true, revocations(rows))));
-    }
-    if since == version {
-        tx.commit().await?;
-        return Ok(None);
     }
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT token_id, expires_at FROM changes \

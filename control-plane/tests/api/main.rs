@@ -1,0 +1,11 @@
+//! API tests of the control plane: the real app, in-process on an ephemeral port, over
+//! HTTP, on SQLite and (with `DATABASE_URL=postgres://...`) PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod auth;
+mod bad_input;
+mod service;
+mod sync;
+mod tokens;

@@ -1,0 +1,106 @@
+//! Health, OpenAPI, restart durability, database failure, and configuration.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::each_db;
+use crate::helpers::{run_with, TestApp, ADMIN, ADMIN_PASSWORD};
+
+each_db!(
+    health_answers_ok,
+    openapi_documents_the_routes,
+    restart_keeps_tokens_revocations_and_the_signing_key,
+    database_down_answers_503,
+    custom_prefix_and_catalogue,
+);
+
+async fn health_answers_ok(app: TestApp) {
+    let r = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, json!({"status": "ok"}));
+}
+
+async fn openapi_documents_the_routes(app: TestApp) {
+    let r = app.call(Method::GET, "/api/v1/openapi.json", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["openapi"], "3.0.3");
+    let paths = r.body["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/v1/auth", "post"),
+        ("/api/v1/tokens", "get"),
+        ("/api/v1/tokens", "post"),
+        ("/api/v1/tokens/{id}", "delete"),
+        ("/api/v1/scopes", "get"),
+        ("/.well-known/jwks.json", "get"),
+        ("/sync/v1/changes", "get"),
+        ("/healthz", "get"),
+    ] {
+        assert!(paths[path][method].is_object(), "{method} {path}");
+    }
+    let props = &r.body["components"]["schemas"]["IssuedToken"]["properties"];
+    for field in ["_id", "issuedAt", "expiresAt", "user", "token", "name", "scopes"] {
+        assert!(props[field].is_object(), "{field}");
+    }
+}
+
+async fn restart_keeps_tokens_revocations_and_the_signing_key(app: TestApp) {
+    let admin = app.admin_token(None, None).await;
+    let admin_tok = admin["token"].as_str().unwrap().to_owned();
+    let kept = app.child(&admin_tok, &json!({"name": "kept"})).await.body;
+    let gone = app.child(&admin_tok, &json!({"name": "gone"})).await.body;
+    let gone_id = gone["_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.delete(&format!("/api/v1/tokens/{gone_id}"), &admin_tok).await.status, StatusCode::NO_CONTENT);
+    let jwks_before = app.call(Method::GET, "/.well-known/jwks.json", None, None).await.body;
+    let sync_before = app.sync(0, 0).await.body;
+
+    let app = app.restart().await;
+    assert_eq!(app.call(Method::GET, "/.well-known/jwks.json", None, None).await.body, jwks_before);
+    assert_eq!(app.get("/api/v1/scopes", kept["token"].as_str().unwrap()).await.status, StatusCode::OK);
+    app.get("/api/v1/scopes", gone["token"].as_str().unwrap()).await.assert_error(401, "token_revoked");
+    let listed = app.listed_ids(&admin_tok).await;
+    assert!(listed.contains(&kept["_id"].as_str().unwrap().to_owned()));
+    assert!(!listed.contains(&gone_id));
+    let sync_after = app.sync(0, 0).await.body;
+    assert_eq!(sync_after["version"], sync_before["version"]);
+    assert_eq!(sync_after["revoked"], sync_before["revoked"]);
+    // The admin was not made twice, and still logs in.
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&app.state.pool).await.unwrap();
+    assert_eq!(users, 1);
+    app.admin_token(None, None).await;
+    // Versions go on from where they were.
+    let fresh = app.child(&admin_tok, &json!({})).await.body;
+    app.delete(&format!("/api/v1/tokens/{}", fresh["_id"].as_str().unwrap()), &admin_tok).await;
+    let r = app.sync(sync_before["version"].as_u64().unwrap(), 0).await.body;
+    assert_eq!(r["version"].as_u64().unwrap(), sync_before["version"].as_u64().unwrap() + 1);
+}
+
+async fn database_down_answers_503(app: TestApp) {
+    let admin = app.admin_token(None, None).await;
+    app.state.pool.close().await;
+    let r = app.call(Method::GET, "/healthz", None, None).await;
+    r.assert_error(503, "database_unavailable");
+    let r = app.get("/api/v1/tokens", admin["token"].as_str().unwrap()).await;
+    r.assert_error(503, "database_unavailable");
+    let r = app.auth(&json!({"username": ADMIN, "password": ADMIN_PASSWORD})).await;
+    r.assert_error(503, "database_unavailable");
+    app.sync(0, 0).await.assert_error(503, "database_unavailable");
+}
+
+async fn custom_prefix_and_catalogue(app: TestApp) {
+    drop(app);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("catalogue.json");
+    std::fs::write(&file, r#"["GET /v2/rooms", "POST /rooms/:room/join"]"#).unwrap();
+    let file = file.display().to_string();
+    run_with(&[("TOKENGATE_API_PREFIX", "/v2"), ("TOKENGATE_CATALOGUE", &file)], |app| async move {
+        let r = app.post("/v2/auth", None, &json!({"username": ADMIN, "password": ADMIN_PASSWORD, "scopes": ["GET /v2/rooms", "GET /scopes"]})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["scopes"], json!(["GET /rooms", "GET /scopes"]));
+        let scopes = app.get("/v2/scopes", r.body["token"].as_str().unwrap()).await.body;
+        assert_eq!(scopes, json!(["GET /rooms", "POST /rooms/:room/join", "GET /tokens", "POST /tokens", "DELETE /tokens/:id", "GET /scopes"]));
+        let r = app.post("/v2/auth", None, &json!({"username": ADMIN, "password": ADMIN_PASSWORD, "scopes": ["GET /objects"]})).await;
+        r.assert_error(400, "unknown_scope");
+        app.call(Method::GET, "/api/v1/scopes", None, None).await.assert_error(404, "not_found");
+    })
+    .await;
+}

@@ -1,0 +1,185 @@
+//! `GET /sync/v1/changes`: credential, snapshot, delta, long poll, versions.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::each_db;
+use crate::helpers::{run_with, TestApp};
+
+each_db!(
+    security_sync_wrong_credential_is_refused,
+    sync_snapshot_lists_live_revocations,
+    sync_delta_since_a_version,
+    sync_long_poll_wakes_on_a_revocation,
+    sync_long_poll_times_out_with_the_same_version,
+    sync_swept_log_answers_a_snapshot,
+);
+
+fn revoked_ids(r: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = r["revoked"].as_array().unwrap().iter().map(|e| e["jti"].as_str().unwrap().to_owned()).collect();
+    ids.sort();
+    ids
+}
+
+fn version(r: &Value) -> u64 {
+    r["version"].as_u64().unwrap()
+}
+
+/// Issues a token from `admin` and revokes it; returns its id and expiry (ms).
+async fn revoke_one(app: &TestApp, admin: &str) -> (String, i64) {
+    let t = app.child(admin, &json!({"expiresIn": "1 hour"})).await.body;
+    let id = t["_id"].as_str().unwrap().to_owned();
+    let r = app.delete(&format!("/api/v1/tokens/{id}"), admin).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    (id, t["expiresAt"].as_i64().unwrap())
+}
+
+async fn security_sync_wrong_credential_is_refused(app: TestApp) {
+    app.sync_as(0, 0, Some("wrong")).await.assert_error(401, "bad_proxy_credential");
+    app.sync_as(0, 0, None).await.assert_error(401, "bad_proxy_credential");
+    let r = app.sync_as(0, 0, Some(&format!("{}x", crate::helpers::PROXY_SECRET))).await;
+    r.assert_error(401, "bad_proxy_credential");
+    assert!(r.header("www-authenticate").is_some());
+    assert_eq!(app.sync(0, 0).await.status, StatusCode::OK);
+    let proxies: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM proxies WHERE id = 'test-proxy'").fetch_one(&app.state.pool).await.unwrap();
+    assert_eq!(proxies, 1);
+    drop(app);
+    // Without a configured secret every call is refused.
+    run_with(&[("TOKENGATE_PROXY_SECRET", "")], |app| async move {
+        app.sync(0, 0).await.assert_error(401, "bad_proxy_credential");
+        app.sync_as(0, 0, Some("")).await.assert_error(401, "bad_proxy_credential");
+    })
+    .await;
+}
+
+async fn sync_snapshot_lists_live_revocations(app: TestApp) {
+    let admin = app.admin_token(None, None).await;
+    let admin = admin["token"].as_str().unwrap();
+    let empty = app.sync(0, 0).await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert_eq!(empty.body["protocol"], 1);
+    assert_eq!(empty.body["snapshot"], true);
+    assert_eq!(version(&empty.body), 0);
+    assert_eq!(empty.body["revoked"], json!([]));
+
+    let (a, a_exp) = revoke_one(&app, admin).await;
+    let (b, _) = revoke_one(&app, admin).await;
+    let _live = app.child(admin, &json!({"expiresIn": "1 hour"})).await;
+    let r = app.sync(0, 0).await.body;
+    assert_eq!(r["snapshot"], true);
+    assert_eq!(version(&r), 2);
+    let mut expect = vec![a.clone(), b];
+    expect.sort();
+    assert_eq!(revoked_ids(&r), expect);
+    let entry = r["revoked"].as_array().unwrap().iter().find(|e| e["jti"] == a.as_str()).unwrap();
+    assert_eq!(entry["exp"].as_i64().unwrap(), a_exp / 1000);
+    assert!(r["serverTime"].as_u64().unwrap() > 1_600_000_000_000);
+    // Keys: the same set as the JWKS.
+    let jwks = app.call(reqwest::Method::GET, "/.well-known/jwks.json", None, None).await.body;
+    let keys = r["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["kid"], jwks["keys"][0]["kid"]);
+    assert_eq!(keys[0]["x"], jwks["keys"][0]["x"]);
+    // Ahead of the current version: a snapshot again.
+    let ahead = app.sync(99, 0).await.body;
+    assert_eq!(ahead["snapshot"], true);
+    assert_eq!(version(&ahead), 2);
+}
+
+async fn sync_delta_since_a_version(app: TestApp) {
+    let admin = app.admin_token(None, None).await;
+    let admin = admin["token"].as_str().unwrap();
+    revoke_one(&app, admin).await;
+    let mut last = version(&app.sync(0, 0).await.body);
+    assert_eq!(last, 1);
+    for _ in 0..3 {
+        let (id, _) = revoke_one(&app, admin).await;
+        let r = app.sync(last, 0).await.body;
+        assert_eq!(r["snapshot"], false);
+        assert!(version(&r) > last, "versions strictly increase");
+        assert_eq!(revoked_ids(&r), vec![id]);
+        last = version(&r);
+    }
+    // A cascade: one entry per token, each its own version.
+    let parent = app.child(admin, &json!({})).await.body;
+    let child = app.child(parent["token"].as_str().unwrap(), &json!({})).await.body;
+    let before = last;
+    app.delete(&format!("/api/v1/tokens/{}", parent["_id"].as_str().unwrap()), admin).await;
+    let r = app.sync(before, 0).await.body;
+    assert_eq!(version(&r), before + 2);
+    let mut expect = vec![parent["_id"].as_str().unwrap().to_owned(), child["_id"].as_str().unwrap().to_owned()];
+    expect.sort();
+    assert_eq!(revoked_ids(&r), expect);
+    // From the first version: everything after it.
+    let r = app.sync(1, 0).await.body;
+    assert_eq!(r["revoked"].as_array().unwrap().len(), 5);
+    // Current: nothing new, same version.
+    let r = app.sync(version(&r), 0).await.body;
+    assert_eq!(r["revoked"], json!([]));
+    assert_eq!(r["snapshot"], false);
+    assert_eq!(version(&r), before + 2);
+}
+
+async fn sync_long_poll_wakes_on_a_revocation(app: TestApp) {
+    let admin = app.admin_token(None, None).await;
+    let admin = admin["token"].as_str().unwrap().to_owned();
+    let target = app.child(&admin, &json!({})).await.body;
+    revoke_one(&app, &admin).await;
+    let current = version(&app.sync(0, 0).await.body);
+    let client = app.client.clone();
+    let url = app.url(&format!("/sync/v1/changes?since={current}&wait_ms=25000&proxy=long-poller"));
+    let started = Instant::now();
+    let poll = tokio::spawn(async move {
+        let r = client.get(url).bearer_auth(crate::helpers::PROXY_SECRET).send().await.unwrap();
+        (r.status(), r.json::<Value>().await.unwrap(), started.elapsed())
+    });
+    // Let the poll reach the server and wait; no correctness depends on this pause.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = target["_id"].as_str().unwrap();
+    assert_eq!(app.delete(&format!("/api/v1/tokens/{id}"), &admin).await.status, StatusCode::NO_CONTENT);
+    let (status, body, waited) = tokio::time::timeout(Duration::from_secs(20), poll).await.unwrap().unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(revoked_ids(&body), vec![id.to_owned()]);
+    assert!(version(&body) > current);
+    assert!(waited < Duration::from_secs(20), "{waited:?}");
+}
+
+async fn sync_long_poll_times_out_with_the_same_version(app: TestApp) {
+    let admin = app.admin_token(None, None).await;
+    revoke_one(&app, admin["token"].as_str().unwrap()).await;
+    let current = version(&app.sync(0, 0).await.body);
+    let r = app.sync(current, 300).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(version(&r.body), current);
+    assert_eq!(r.body["snapshot"], false);
+    assert_eq!(r.body["revoked"], json!([]));
+    assert_eq!(r.body["keys"].as_array().unwrap().len(), 1);
+    // wait_ms above the cap is clamped, not refused; bad numbers are.
+    let r = app.client.get(app.url("/sync/v1/changes?since=x&proxy=p")).bearer_auth(crate::helpers::PROXY_SECRET).send().await.unwrap();
+    crate::helpers::Reply::from(r).await.assert_error(400, "bad_query");
+    let r = app.client.get(app.url("/sync/v1/changes?since=0&proxy=bad%20id")).bearer_auth(crate::helpers::PROXY_SECRET).send().await.unwrap();
+    crate::helpers::Reply::from(r).await.assert_error(400, "bad_query");
+}
+
+async fn sync_swept_log_answers_a_snapshot(app: TestApp) {
+    let admin = app.admin_token(None, None).await;
+    let admin = admin["token"].as_str().unwrap();
+    revoke_one(&app, admin).await;
+    let (b, _) = revoke_one(&app, admin).await;
+    // Sweep as if two hours had passed: both entries' tokens have expired.
+    let removed = tokengate_control_plane::sweep_once(&app.state, crate::helpers::now_ms() + 2 * 3_600_000).await.unwrap();
+    assert_eq!(removed, 2);
+    // A proxy at version 1 cannot get a delta any more: snapshot (still listing the
+    // revocation, whose token has not expired yet in real time).
+    let r = app.sync(1, 0).await.body;
+    assert_eq!(r["snapshot"], true);
+    assert_eq!(version(&r), 2);
+    assert!(revoked_ids(&r).contains(&b));
+    // From the current version the log continues as before.
+    let (c, _) = revoke_one(&app, admin).await;
+    let r = app.sync(2, 0).await.body;
+    assert_eq!(r["snapshot"], false);
+    assert_eq!(revoked_ids(&r), vec![c]);
+}

@@ -1,0 +1,230 @@
+//! `tg-bench`: the benchmark's helper binary (see `bench/run.sh`).
+//!
+//! ```text
+//! tg-bench login  --cp ADDR --user U --password P [--expires E] [--scopes "A,B"]  -> "id token"
+//! tg-bench issue  --cp ADDR --token T --count N --concurrency C --out TOKENS --ids IDS [--scopes "A,B"] [--expires E]
+//! tg-bench revoke --cp ADDR --token T --ids IDS --count N --concurrency C
+//! tg-bench list   --cp ADDR --token T
+//! tg-bench load   --addr ADDR --rate R --secs S --connections C --tokens FILE [--offset K] --path P
+//! tg-bench render --variant A..G --template envoy/envoy.yaml --out FILE ...
+//! tg-bench report --results FILE
+//! ```
+//! Every measuring subcommand prints one JSON object on stdout.
+
+mod http;
+mod load;
+mod render;
+mod report;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Instant;
+
+use http::Conn;
+use serde_json::{json, Value};
+
+pub struct Args(HashMap<String, String>);
+
+impl Args {
+    fn parse(list: &[String]) -> Result<Args, String> {
+        let mut m = HashMap::new();
+        let mut it = list.iter();
+        while let Some(k) = it.next() {
+            let key = k.strip_prefix("--").ok_or_else(|| format!("expected --option, got {k}"))?;
+            let v = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
+            m.insert(key.to_owned(), v.clone());
+        }
+        Ok(Args(m))
+    }
+    pub fn get(&self, k: &str) -> Result<&str, String> {
+        self.0.get(k).map(String::as_str).ok_or_else(|| format!("missing --{k}"))
+    }
+    pub fn opt(&self, k: &str) -> Option<&str> {
+        self.0.get(k).map(String::as_str)
+    }
+    pub fn num<T: std::str::FromStr>(&self, k: &str) -> Result<T, String> {
+        self.get(k)?.parse().map_err(|_| format!("--{k} must be a number"))
+    }
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    let Some(cmd) = argv.get(1).cloned() else {
+        eprintln!("usage: tg-bench login|issue|revoke|list|load|render|report --option value ...");
+        std::process::exit(2);
+    };
+    let result = Args::parse(&argv[2..]).and_then(|args| run(&cmd, &args));
+    match result {
+        Ok(Some(v)) => println!("{v}"),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("tg-bench {cmd}: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(cmd: &str, args: &Args) -> Result<Option<Value>, String> {
+    match cmd {
+        "render" => render::render(args).map(|_| None),
+        "report" => report::report(args).map(|_| None),
+        _ => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async {
+                match cmd {
+                    "login" => login(args).await,
+                    "issue" => issue(args).await.map(Some),
+                    "revoke" => revoke(args).await.map(Some),
+                    "list" => list(args).await.map(Some),
+                    "load" => load::load(args).await.map(Some),
+                    _ => Err(format!("unknown subcommand {cmd}")),
+                }
+            })
+        }
+    }
+}
+
+fn scopes(args: &Args) -> Option<Vec<String>> {
+    args.opt("scopes").map(|s| s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect())
+}
+
+fn ok_json(a: &http::Answer, what: &str) -> Result<Value, String> {
+    if !(200..300).contains(&a.status) {
+        return Err(format!("{what} answered {}: {}", a.status, String::from_utf8_lossy(&a.body)));
+    }
+    serde_json::from_slice(&a.body).map_err(|e| format!("{what}: {e}"))
+}
+
+async fn login(args: &Args) -> Result<Option<Value>, String> {
+    let mut body = json!({"username": args.get("user")?, "password": args.get("password")?});
+    if let Some(e) = args.opt("expires") {
+        body["expiresIn"] = json!(e);
+    }
+    if let Some(s) = scopes(args) {
+        body["scopes"] = json!(s);
+    }
+    let mut c = Conn::new(args.get("cp")?);
+    let a = c.call("POST", "/api/v1/auth", &[], Some(body.to_string())).await?;
+    let v = ok_json(&a, "POST /api/v1/auth")?;
+    println!("{} {}", v["_id"].as_str().unwrap_or_default(), v["token"].as_str().unwrap_or_default());
+    Ok(None)
+}
+
+/// Runs `count` jobs over `concurrency` keep-alive connections; returns the seconds taken.
+async fn fan_out<F, Fut>(addr: &str, count: usize, concurrency: usize, job: F) -> Result<f64, String>
+where
+    F: Fn(Rc<RefCell<Conn>>, usize) -> Fut + Clone + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + 'static,
+{
+    let next = Rc::new(RefCell::new(0usize));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let next = next.clone();
+        let job = job.clone();
+        let conn = Rc::new(RefCell::new(Conn::new(addr)));
+        tasks.push(tokio::task::spawn_local(async move {
+            loop {
+                let i = {
+                    let mut n = next.borrow_mut();
+                    let i = *n;
+                    *n += 1;
+                    i
+                };
+                if i >= count {
+                    return Ok::<(), String>(());
+                }
+                job(conn.clone(), i).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+async fn issue(args: &Args) -> Result<Value, String> {
+    let count: usize = args.num("count")?;
+    let concurrency: usize = args.num("concurrency")?;
+    let bearer = format!("Bearer {}", args.get("token")?);
+    let mut body = json!({"expiresIn": args.opt("expires").unwrap_or("7 days")});
+    if let Some(s) = scopes(args) {
+        body["scopes"] = json!(s);
+    }
+    let body = body.to_string();
+    let out: Rc<RefCell<Vec<(String, String)>>> = Rc::new(RefCell::new(Vec::with_capacity(count)));
+    let sink = out.clone();
+    let secs = fan_out(args.get("cp")?, count, concurrency, move |conn, _| {
+        let bearer = bearer.clone();
+        let body = body.clone();
+        let sink = sink.clone();
+        async move {
+            let a = conn.borrow_mut().call("POST", "/api/v1/tokens", &[("authorization", &bearer)], Some(body)).await?;
+            let v = ok_json(&a, "POST /api/v1/tokens")?;
+            let id = v["_id"].as_str().unwrap_or_default().to_owned();
+            let token = v["token"].as_str().unwrap_or_default().to_owned();
+            sink.borrow_mut().push((id, token));
+            Ok(())
+        }
+    })
+    .await?;
+    let out = out.borrow();
+    let tokens: String = out.iter().map(|(_, t)| format!("{t}\n")).collect();
+    let ids: String = out.iter().map(|(i, _)| format!("{i}\n")).collect();
+    std::fs::write(args.get("out")?, tokens).map_err(|e| e.to_string())?;
+    std::fs::write(args.get("ids")?, ids).map_err(|e| e.to_string())?;
+    Ok(json!({"op": "issue", "count": count, "concurrency": concurrency, "secs": secs, "per_sec": count as f64 / secs}))
+}
+
+async fn revoke(args: &Args) -> Result<Value, String> {
+    let concurrency: usize = args.num("concurrency")?;
+    let bearer = format!("Bearer {}", args.get("token")?);
+    let text = std::fs::read_to_string(args.get("ids")?).map_err(|e| e.to_string())?;
+    let ids: Rc<Vec<String>> = Rc::new(text.lines().map(str::to_owned).collect());
+    let count = args.opt("count").and_then(|c| c.parse().ok()).unwrap_or(ids.len()).min(ids.len());
+    let secs = fan_out(args.get("cp")?, count, concurrency, move |conn, i| {
+        let bearer = bearer.clone();
+        let ids = ids.clone();
+        async move {
+            let path = format!("/api/v1/tokens/{}", ids[i]);
+            let a = conn.borrow_mut().call("DELETE", &path, &[("authorization", &bearer)], None).await?;
+            if a.status != 204 {
+                return Err(format!("DELETE answered {}: {}", a.status, String::from_utf8_lossy(&a.body)));
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(json!({"op": "revoke", "count": count, "concurrency": concurrency, "secs": secs, "per_sec": count as f64 / secs}))
+}
+
+async fn list(args: &Args) -> Result<Value, String> {
+    let bearer = format!("Bearer {}", args.get("token")?);
+    let mut c = Conn::new(args.get("cp")?);
+    let start = Instant::now();
+    let (mut count, mut pages, mut after) = (0usize, 0usize, String::new());
+    let mut slowest = 0f64;
+    loop {
+        let path = if after.is_empty() {
+            "/api/v1/tokens?limit=1000".to_owned()
+        } else {
+            format!("/api/v1/tokens?limit=1000&after={after}")
+        };
+        let t = Instant::now();
+        let a = c.call("GET", &path, &[("authorization", &bearer)], None).await?;
+        slowest = slowest.max(t.elapsed().as_secs_f64());
+        let v = ok_json(&a, "GET /api/v1/tokens")?;
+        let page = v.as_array().ok_or("the token list is not an array")?;
+        pages += 1;
+        count += page.len();
+        match page.last().and_then(|t| t["_id"].as_str()) {
+            Some(id) if page.len() == 1000 => after = id.to_owned(),
+            _ => break,
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(json!({"op": "list", "count": count, "pages": pages, "secs": secs, "slowest_page_ms": slowest * 1000.0}))
+}

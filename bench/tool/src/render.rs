@@ -1,0 +1,242 @@
+//! Renders the Envoy configuration of one benchmark variant.
+//!
+//! Every variant has the same skeleton: one listener on 127.0.0.1, the front door's
+//! HTTP connection manager settings (path normalization as in `envoy/envoy.yaml`), a
+//! `direct_response` route (no upstream: what is measured is the proxy and its auth),
+//! circuit breakers raised on every cluster. Only the HTTP filters before the router
+//! differ. The tokengate variants take the wasm HTTP filter, the sync service and the
+//! control-plane cluster from `envoy/envoy.yaml` itself, after substituting its
+//! `${TG_*}` placeholders, so the plugin configuration is exactly the shipped one.
+
+use serde_yaml::{Mapping, Value};
+
+use crate::Args;
+
+const CIRCUIT_BREAKERS: &str = r#"
+thresholds:
+  - priority: DEFAULT
+    max_connections: 100000
+    max_pending_requests: 100000
+    max_requests: 100000
+    max_retries: 100000
+"#;
+
+fn y(s: &str) -> Result<Value, String> {
+    serde_yaml::from_str(s).map_err(|e| format!("internal YAML: {e}"))
+}
+
+fn key(v: &Value, k: &str) -> Result<Value, String> {
+    v.get(k).cloned().ok_or_else(|| format!("envoy template: no `{k}`"))
+}
+
+/// The pieces of `envoy/envoy.yaml` the tokengate variants reuse.
+struct Shipped {
+    bootstrap_extensions: Value,
+    wasm_filter: Value,
+    cp_cluster: Value,
+}
+
+fn shipped(args: &Args) -> Result<Shipped, String> {
+    let path = args.get("template")?;
+    let mut text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let vars = [
+        ("TG_LISTEN_ADDR", "127.0.0.1".to_owned()),
+        ("TG_LISTEN_PORT", args.get("port")?.to_owned()),
+        ("TG_ADMIN_PORT", args.get("admin-port")?.to_owned()),
+        ("TG_CP_HOST", "127.0.0.1".to_owned()),
+        ("TG_CP_PORT", args.get("cp-port")?.to_owned()),
+        ("TG_UPSTREAM_HOST", "127.0.0.1".to_owned()),
+        ("TG_UPSTREAM_PORT", "9".to_owned()),
+        ("TG_WASM", args.get("wasm")?.to_owned()),
+        ("TG_PROXY_SECRET", args.get("secret")?.to_owned()),
+        ("TG_PROXY_ID", "bench".to_owned()),
+    ];
+    for (k, v) in &vars {
+        text = text.replace(&format!("${{{k}}}"), v);
+    }
+    if let Some(at) = text.find("${TG_") {
+        return Err(format!("envoy template: unknown placeholder near {:?}", &text[at..(at + 30).min(text.len())]));
+    }
+    let doc: Value = serde_yaml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    let sr = key(&doc, "static_resources")?;
+    let hcm = sr
+        .get("listeners")
+        .and_then(|l| l.get(0))
+        .and_then(|l| l.get("filter_chains"))
+        .and_then(|c| c.get(0))
+        .and_then(|c| c.get("filters"))
+        .and_then(|f| f.get(0))
+        .and_then(|f| f.get("typed_config"))
+        .ok_or("envoy template: no http_connection_manager")?;
+    let wasm_filter = hcm
+        .get("http_filters")
+        .and_then(Value::as_sequence)
+        .and_then(|fs| fs.iter().find(|f| f.get("name").and_then(Value::as_str) == Some("envoy.filters.http.wasm")))
+        .cloned()
+        .ok_or("envoy template: no envoy.filters.http.wasm filter")?;
+    let mut cp_cluster = sr
+        .get("clusters")
+        .and_then(Value::as_sequence)
+        .and_then(|cs| cs.iter().find(|c| c.get("name").and_then(Value::as_str) == Some("tokengate_control_plane")))
+        .cloned()
+        .ok_or("envoy template: no tokengate_control_plane cluster")?;
+    if let Value::Mapping(m) = &mut cp_cluster {
+        m.insert("circuit_breakers".into(), y(CIRCUIT_BREAKERS)?);
+    }
+    Ok(Shipped { bootstrap_extensions: key(&doc, "bootstrap_extensions")?, wasm_filter, cp_cluster })
+}
+
+fn static_cluster(name: &str, port: &str) -> Result<Value, String> {
+    let mut c = y(&format!(
+        r#"
+name: {name}
+type: STATIC
+connect_timeout: 1s
+load_assignment:
+  cluster_name: {name}
+  endpoints:
+    - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}
+"#
+    ))?;
+    if let Value::Mapping(m) = &mut c {
+        m.insert("circuit_breakers".into(), y(CIRCUIT_BREAKERS)?);
+    }
+    Ok(c)
+}
+
+fn jwt_authn(args: &Args, cache: Option<&str>) -> Result<Value, String> {
+    let cache = cache.map(|n| format!("jwt_cache_config: {{ jwt_cache_size: {n} }}")).unwrap_or_default();
+    y(&format!(
+        r#"
+name: envoy.filters.http.jwt_authn
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+  providers:
+    tokengate:
+      issuer: tokengate
+      audiences: [tokengate]
+      local_jwks: {{ filename: {jwks} }}
+      forward: true
+      clock_skew_seconds: 30
+      {cache}
+  rules:
+    - match: {{ prefix: / }}
+      requires: {{ provider_name: tokengate }}
+"#,
+        jwks = args.get("jwks")?,
+    ))
+}
+
+pub fn render(args: &Args) -> Result<(), String> {
+    let variant = args.get("variant")?;
+    let mut filters: Vec<Value> = Vec::new();
+    let mut clusters: Vec<Value> = Vec::new();
+    let mut bootstrap = None;
+    match variant {
+        "A" => {}
+        "B" => filters.push(y(&format!(
+            r#"
+name: envoy.filters.http.wasm
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+  config:
+    name: noop
+    root_id: noop
+    vm_config:
+      vm_id: noop
+      runtime: envoy.wasm.runtime.v8
+      code: {{ local: {{ filename: {} }} }}
+"#,
+            args.get("noop-wasm")?
+        ))?),
+        "C" => filters.push(jwt_authn(args, None)?),
+        "D" => filters.push(jwt_authn(args, Some(args.get("cache-size")?))?),
+        "E" | "F" => {
+            let s = shipped(args)?;
+            filters.push(s.wasm_filter);
+            clusters.push(s.cp_cluster);
+            bootstrap = Some(s.bootstrap_extensions);
+        }
+        "G" => {
+            filters.push(y(r#"
+name: envoy.filters.http.ext_authz
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+  transport_api_version: V3
+  failure_mode_allow: false
+  http_service:
+    server_uri: { uri: "http://127.0.0.1", cluster: bench_authz, timeout: 1s }
+    authorization_response:
+      allowed_upstream_headers:
+        patterns: [{ prefix: x-tokengate- }]
+"#)?);
+            clusters.push(static_cluster("bench_authz", args.get("authz-port")?)?);
+        }
+        other => return Err(format!("unknown variant {other}")),
+    }
+    filters.push(y(r#"
+name: envoy.filters.http.router
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#)?);
+
+    let mut doc = y(&format!(
+        r#"
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
+static_resources:
+  listeners:
+    - name: bench
+      address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: bench
+                normalize_path: true
+                merge_slashes: true
+                path_with_escaped_slashes_action: REJECT_REQUEST
+                use_remote_address: true
+                xff_num_trusted_hops: 0
+                common_http_protocol_options:
+                  headers_with_underscores_action: REJECT_REQUEST
+                http_filters: []
+                route_config:
+                  name: bench
+                  virtual_hosts:
+                    - name: all
+                      domains: ["*"]
+                      routes:
+                        - match: {{ prefix: / }}
+                          direct_response: {{ status: 200, body: {{ inline_string: "ok\n" }} }}
+  clusters: []
+"#,
+        admin = args.get("admin-port")?,
+        port = args.get("port")?,
+    ))?;
+    let hcm = doc
+        .get_mut("static_resources")
+        .and_then(|s| s.get_mut("listeners"))
+        .and_then(|l| l.get_mut(0))
+        .and_then(|l| l.get_mut("filter_chains"))
+        .and_then(|c| c.get_mut(0))
+        .and_then(|c| c.get_mut("filters"))
+        .and_then(|f| f.get_mut(0))
+        .and_then(|f| f.get_mut("typed_config"))
+        .and_then(Value::as_mapping_mut)
+        .ok_or("internal: skeleton")?;
+    hcm.insert("http_filters".into(), Value::Sequence(filters));
+    let root: &mut Mapping = doc.as_mapping_mut().ok_or("internal: skeleton")?;
+    if let Some(b) = bootstrap {
+        root.insert("bootstrap_extensions".into(), b);
+    }
+    if let Some(sr) = root.get_mut("static_resources").and_then(Value::as_mapping_mut) {
+        sr.insert("clusters".into(), Value::Sequence(clusters));
+    }
+    let text = serde_yaml::to_string(&doc).map_err(|e| e.to_string())?;
+    let out = args.get("out")?;
+    std::fs::write(out, format!("# Generated by bench/run.sh (tg-bench render --variant {variant}); do not edit.\n{text}"))
+        .map_err(|e| format!("{out}: {e}"))
+}

@@ -1,0 +1,125 @@
+//! Turns the run's JSON-lines results into the BENCHMARKS.md section: medians with
+//! min–max over the rounds, and every target ratio computed from medians of this run.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::Args;
+
+struct Stat {
+    med: f64,
+    min: f64,
+    max: f64,
+}
+
+fn stat(mut v: Vec<f64>) -> Option<Stat> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    let med = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+    Some(Stat { med, min: v[0], max: v[n - 1] })
+}
+
+fn fmt(s: &Option<Stat>, scale: f64, digits: usize) -> String {
+    match s {
+        None => "–".into(),
+        Some(s) => format!(
+            "{:.d$} ({:.d$}–{:.d$})",
+            s.med / scale,
+            s.min / scale,
+            s.max / scale,
+            d = digits
+        ),
+    }
+}
+
+const LABELS: [(&str, &str); 8] = [
+    ("A", "A no auth (ceiling)"),
+    ("B", "B empty Wasm filter"),
+    ("C", "C jwt_authn, no cache"),
+    ("D", "D jwt_authn + jwt_cache"),
+    ("E", "E tokengate warm (300 tokens, 100k revoked)"),
+    ("H", "E1 tokengate, one hot token"),
+    ("F", "F tokengate cold (never-seen tokens)"),
+    ("G", "G ext_authz → Rust authorizer"),
+];
+
+pub fn report(args: &Args) -> Result<(), String> {
+    let path = args.get("results")?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let rows: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let mut by: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for r in &rows {
+        if let Some(v) = r["variant"].as_str() {
+            by.entry(v.to_owned()).or_default().push(r);
+        }
+    }
+    let col = |v: &str, k: &str| -> Option<Stat> {
+        stat(by.get(v).map(|rs| rs.iter().filter_map(|r| r[k].as_f64()).collect()).unwrap_or_default())
+    };
+    let total_cpu = |v: &str| -> Option<Stat> {
+        stat(
+            by.get(v)
+                .map(|rs| {
+                    rs.iter()
+                        .filter_map(|r| Some(r["cpu_us_per_req"].as_f64()? + r["authz_cpu_us_per_req"].as_f64().unwrap_or(0.0)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    };
+    let rounds = by.values().map(Vec::len).max().unwrap_or(0);
+    let ol_rate = rows.iter().find_map(|r| r["ol_rate"].as_f64()).unwrap_or(0.0);
+    println!(
+        "Medians over {rounds} rounds, (min–max). CPU = Envoy's utime+stime from /proc/<pid>/stat during the closed-loop run, \
+         divided by the requests served (G adds the authorizer's). Closed loop: wrk, 1 thread, 32 connections. \
+         Open loop: tg-bench load at {ol_rate:.0} req/s (50% of A's first closed-loop run), 64 connections, latency from each \
+         request's due time (coordinated-omission corrected).\n"
+    );
+    println!("| variant | CPU µs/req | added over A | req/s closed loop | req/s per core (1e6/CPU) | p50 ms | p99 ms | p99.9 ms | open-loop non-2xx/err | RSS MiB |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let a_cpu = col("A", "cpu_us_per_req").map(|s| s.med).unwrap_or(f64::NAN);
+    for (v, label) in LABELS {
+        if !by.contains_key(v) {
+            continue;
+        }
+        let cpu = total_cpu(v);
+        let added = cpu.as_ref().map(|s| format!("{:.1}", s.med - a_cpu)).unwrap_or_else(|| "–".into());
+        let per_core = cpu.as_ref().map(|s| format!("{:.0}", 1e6 / s.med)).unwrap_or_else(|| "–".into());
+        let bad: f64 = by[v].iter().map(|r| r["ol_bad"].as_f64().unwrap_or(0.0)).sum();
+        println!(
+            "| {label} | {} | {added} | {} | {per_core} | {} | {} | {} | {bad:.0} | {} |",
+            fmt(&cpu, 1.0, 1),
+            fmt(&col(v, "rps"), 1.0, 0),
+            fmt(&col(v, "p50_us"), 1000.0, 2),
+            fmt(&col(v, "p99_us"), 1000.0, 2),
+            fmt(&col(v, "p999_us"), 1000.0, 2),
+            fmt(&col(v, "rss_kb"), 1024.0, 0),
+        );
+    }
+    let med = |s: Option<Stat>| s.map(|s| s.med).unwrap_or(f64::NAN);
+    let cpu = |v: &str| med(total_cpu(v));
+    let rps = |v: &str| med(col(v, "rps"));
+    let p99 = |v: &str| med(col(v, "p99_us"));
+    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+    println!("\n| target | measured | verdict |\n|---|---|---|");
+    let r1 = (cpu("E") - cpu("A")) / (cpu("B") - cpu("A"));
+    println!("| E added CPU over A ≤ 1.25 × B's | {r1:.2} × ({:.1} vs {:.1} µs) | {} |", cpu("E") - cpu("A"), cpu("B") - cpu("A"), verdict(r1 <= 1.25));
+    let r2 = rps("E") / rps("D");
+    println!("| E throughput ≥ 0.9 × D | {r2:.2} × | {} |", verdict(r2 >= 0.9));
+    let r3 = rps("F") / rps("C");
+    println!("| F throughput ≥ 0.9 × C | {r3:.2} × | {} |", verdict(r3 >= 0.9));
+    let r4 = cpu("G") / cpu("E");
+    let r4raw = rps("E") / rps("G");
+    println!(
+        "| E throughput ≥ 3 × G, authorizer CPU counted (req/s per core) | {r4:.2} × (raw closed-loop req/s: {r4raw:.2} ×) | {} |",
+        verdict(r4 >= 3.0)
+    );
+    let r5 = p99("E") / p99("B");
+    println!("| E p99 at 50% load ≤ 1.2 × B's | {r5:.2} × ({:.2} vs {:.2} ms) | {} |", p99("E") / 1000.0, p99("B") / 1000.0, verdict(r5 <= 1.2));
+    Ok(())
+}

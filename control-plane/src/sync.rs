@@ -95,9 +95,9 @@ async fn answer(state: &AppState, since: u64) -> Result<Option<SyncResponse>, Ap
     let mut tx = state.pool.begin().await?;
     let (version, pruned_through) = db::sync_state(&mut *tx).await?;
     let live_after = now_ms().saturating_sub(GRACE_MS);
-    // An up-to-date proxy is held, even at version 0 (a fresh proxy asks with
-    // `wait_ms=0`, so it is answered at once either way).
-    if since == version {
+    // The log starts at version 1 (migration 0006), so `since=0` is always a proxy with
+    // nothing yet, answered with a snapshot at once; a current proxy is held.
+    if since == version && since != 0 {
         tx.commit().await?;
         return Ok(None);
     }

@@ -69,13 +69,10 @@ impl Syncer {
 
     /// The long-poll request: path and headers.
     pub fn request(&self) -> (String, Vec<(&'static str, String)>) {
-        let since = if self.synced { self.meta.version } else { 0 };
-        let path = format!(
-            "{}?since={since}&wait_ms={}&proxy={}",
-            tokengate_rules::sync::PATH,
-            self.cfg.wait_ms,
-            self.cfg.proxy_id
-        );
+        // Before the first sync: ask for a snapshot and do not wait, so the gate opens as
+        // soon as the control plane answers.
+        let (since, wait) = if self.synced { (self.meta.version, self.cfg.wait_ms) } else { (0, 0) };
+        let path = format!("{}?since={since}&wait_ms={wait}&proxy={}", tokengate_rules::sync::PATH, self.cfg.proxy_id);
         let headers = vec![
             (":method", "GET".to_owned()),
             (":path", path.clone()),

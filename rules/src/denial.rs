@@ -105,6 +105,11 @@ pub fn bearer(value: &str) -> Result<Option<&str>, Denial> {
         return Ok(None);
     }
     let token = rest.trim_start_matches(' ');
+    // Envoy joins repeated headers with ","; a token68 never contains one, so a comma
+    // means a second credential.
+    if token.contains(',') {
+        return Err(Denial::InvalidRequest("multiple_credentials"));
+    }
     let body = token.trim_end_matches('=');
     let token68 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
     if body.is_empty() || !body.bytes().all(token68) {
@@ -125,6 +130,7 @@ mod tests {
         assert!(bearer("Bearer").is_err());
         assert!(bearer("Bearer a b").is_err());
         assert!(bearer("Bearer a\"b").is_err());
+        assert_eq!(bearer("Bearer a,Bearer b"), Err(Denial::InvalidRequest("multiple_credentials")));
     }
 
     #[test]

@@ -316,10 +316,6 @@ pub fn inspect(token: &str) -> Result<(TokenKind, String), TokenError> {
         return Err(TokenError::Malformed);
     };
     let header_bytes = decode_segment(h)?;
-    decode_segment(p)?;
-    if decode_segment(s)?.len() != 64 {
-        return Err(TokenError::BadSignature);
-    }
     let header: StrictHeader = match serde_json::from_slice(&header_bytes) {
         Ok(hd) => hd,
         Err(_) => {
@@ -336,6 +332,10 @@ pub fn inspect(token: &str) -> Result<(TokenKind, String), TokenError> {
     let kid = header.kid.ok_or(TokenError::BadKid)?;
     if !valid_kid(&kid) {
         return Err(TokenError::BadKid);
+    }
+    decode_segment(p)?;
+    if decode_segment(s)?.len() != 64 {
+        return Err(TokenError::BadSignature);
     }
     Ok((kind, kid))
 }

@@ -102,9 +102,34 @@ pub fn raw(port: u16, request: &str) -> Response {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     s.write_all(request.as_bytes()).expect("write");
+    // Read until the response is complete (Content-Length or the last chunk), not until
+    // the server closes: Envoy may linger before closing.
     let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if response_complete(&buf) {
+            break;
+        }
+    }
     Response::parse(&buf)
+}
+
+fn response_complete(buf: &[u8]) -> bool {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let body = &buf[end + 4..];
+    if head.lines().any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked")) {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    match head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok()) {
+        Some(n) => body.len() >= n,
+        // 1xx/204/304 carry no body; anything else without a length ends at close.
+        None => head.starts_with("http/1.1 204") || head.starts_with("http/1.1 304"),
+    }
 }
 
 /// A request with `Connection: close`, the given extra header lines and optional body.
@@ -216,7 +241,12 @@ pub struct Stack {
 
 impl Stack {
     pub fn start(concurrency: u32) -> Stack {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let mut dir = tempfile::Builder::new().prefix("tokengate-e2e-").tempdir().expect("tempdir");
+        // TOKENGATE_E2E_KEEP=1 keeps every log and config for a post-mortem.
+        if std::env::var_os("TOKENGATE_E2E_KEEP").is_some() {
+            dir.disable_cleanup(true);
+        }
+        eprintln!("e2e stack in {}", dir.path().display());
         let secret = format!("e2e-{}", rand::random::<u64>());
         let upstream_port = free_port();
         let mut cmd = Command::new(upstream_bin());

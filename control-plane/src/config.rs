@@ -180,10 +180,28 @@ fn prefix_of(prefix: &str) -> Result<Prefix, ConfigError> {
 fn load_catalogue(path: &Path, prefix: &Prefix) -> Result<Vec<String>, ConfigError> {
     let what = format!("TOKENGATE_CATALOGUE={}", path.display());
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{what}: cannot read the file: {e}")))?;
-    let list: Vec<String> = serde_json::from_str(&text).map_err(|e| {
-        ConfigError(format!("{what}: expected a JSON array of scope patterns such as [\"GET /objects\"]: {e}"))
+    let list: Vec<CatalogueEntry> = serde_json::from_str(&text).map_err(|e| {
+        ConfigError(format!(
+            "{what}: expected a JSON array of scope patterns such as [\"GET /objects\"] (or of the filter's routes, {{\"pattern\": ...}}): {e}"
+        ))
     })?;
-    canonical(list, prefix, &what)
+    canonical(
+        list.into_iter().map(|e| match e {
+            CatalogueEntry::Pattern(p) => p,
+            CatalogueEntry::Route(r) => r.pattern,
+        }),
+        prefix,
+        &what,
+    )
+}
+
+/// A catalogue entry: a pattern, or a route of the filter's route table (whose flags
+/// and items the filter enforces; the catalogue needs only the pattern).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum CatalogueEntry {
+    Pattern(String),
+    Route(tokengate_rules::route::RouteSpec),
 }
 
 fn canonical(list: impl IntoIterator<Item = String>, prefix: &Prefix, what: &str) -> Result<Vec<String>, ConfigError> {
@@ -243,6 +261,20 @@ mod tests {
     fn prefix_forms() {
         assert_eq!(config(&[("TOKENGATE_API_PREFIX", "/api/v2/")]).unwrap().api_prefix, "/api/v2");
         assert_eq!(config(&[("TOKENGATE_API_PREFIX", "/")]).unwrap().api_prefix, "");
+    }
+
+    #[test]
+    fn catalogue_file_takes_patterns_or_routes() {
+        let dir = std::env::temp_dir().join(format!("tg-catalogue-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.json");
+        std::fs::write(&file, r#"["GET /api/v1/rooms", {"pattern": "DELETE /rooms/:id", "flags": 4096, "items": ["id"]}, "GET /rooms"]"#).unwrap();
+        let c = config(&[("TOKENGATE_CATALOGUE", file.to_str().unwrap())]).unwrap();
+        assert_eq!(c.catalogue, vec!["GET /rooms", "DELETE /rooms/:id"]);
+        std::fs::write(&file, r#"["GET /rooms/"]"#).unwrap();
+        let e = config(&[("TOKENGATE_CATALOGUE", file.to_str().unwrap())]).unwrap_err();
+        assert!(e.0.contains("TOKENGATE_CATALOGUE") && e.0.contains("position"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -9,6 +9,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Connection, Executor, Transaction};
 
 use crate::config::{redact_url, Backend};
+use crate::error::StartError;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -18,19 +19,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long SQLite waits on a lock held by another connection.
 const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
 
-#[derive(Debug)]
-pub struct DbError(pub String);
-
-impl std::fmt::Display for DbError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for DbError {}
-
 /// Opens the pool. A SQLite file is created when missing.
-pub async fn connect(url: &str, backend: Backend) -> Result<AnyPool, DbError> {
+pub async fn connect(url: &str, backend: Backend) -> Result<AnyPool, StartError> {
     sqlx::any::install_default_drivers();
     let url = match backend {
         Backend::Sqlite if !url.contains("mode=") => {
@@ -48,7 +38,7 @@ pub async fn connect(url: &str, backend: Backend) -> Result<AnyPool, DbError> {
     options
         .connect(&url)
         .await
-        .map_err(|e| DbError(format!("cannot open the database {}: {e}", redact_url(&url))))
+        .map_err(|e| StartError(format!("cannot open the database {}: {e}", redact_url(&url))))
 }
 
 /// Per-connection settings. SQLite: WAL so readers never block the writer,
@@ -65,12 +55,12 @@ async fn prepare(conn: &mut AnyConnection, backend: Backend) -> Result<(), sqlx:
 }
 
 /// Runs the migrations of `backend`.
-pub async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), DbError> {
+pub async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), StartError> {
     let migrator = match backend {
         Backend::Sqlite => &SQLITE_MIGRATIONS,
         Backend::Postgres => &POSTGRES_MIGRATIONS,
     };
-    migrator.run(pool).await.map_err(|e| DbError(format!("database migrations failed: {e}")))
+    migrator.run(pool).await.map_err(|e| StartError(format!("database migrations failed: {e}")))
 }
 
 /// Starts a transaction that will write. On SQLite it takes the write lock at once

@@ -219,3 +219,16 @@ impl From<Denial> for ApiError {
         ApiError::Denied(d)
     }
 }
+
+/// Why the control plane could not start (configuration, database, keys), phrased for
+/// the operator.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}

@@ -1,13 +1,15 @@
 //! The control plane's own API is guarded by the same rule set as the filter: exactly
-//! one Bearer credential, `rules::token::verify`, revocation from the database, then the
-//! request's method and path matched against the token's scopes. Refusals are the
-//! filter's `Denial` answers.
+//! one Bearer credential, `rules::token::verify`, revocation from the database, then
+//! `rules::route::authorize` of the request's method and path against the token's
+//! rights and the control plane's own route table. Refusals are the filter's `Denial`
+//! answers.
 
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
 use axum::http::header;
 use sqlx::FromRow;
 use tokengate_rules::token::{self, TokenError};
+use tokengate_rules::route::{self, Rights};
 use tokengate_rules::{Claims, Denial, ScopeSet};
 
 use crate::db;
@@ -29,8 +31,8 @@ pub struct TokenRow {
 pub struct Caller {
     pub claims: Claims,
     pub token: TokenRow,
-    /// `None`: all the user's powers.
-    pub scopes: Option<ScopeSet>,
+    /// Scopes (`None`: all the user's powers), flags and items of the token.
+    pub rights: Rights,
 }
 
 /// A [`Caller`] whose token's scopes allow this very request.
@@ -61,7 +63,8 @@ impl FromRequestParts<AppState> for Caller {
                 ScopeSet::parse(list, &state.prefix).map_err(|_| Denial::InvalidToken(TokenError::BadClaims))?,
             ),
         };
-        Ok(Caller { claims, token, scopes })
+        let rights = Rights::new(scopes, claims.fl, claims.items.as_deref());
+        Ok(Caller { claims, token, rights })
     }
 }
 
@@ -70,18 +73,11 @@ impl FromRequestParts<AppState> for Authorized {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let caller = Caller::from_request_parts(parts, state).await?;
-        if let Some(scopes) = &caller.scopes {
-            // The full path as the client sent it, even inside a nested router.
-            let path = parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.path(), |u| u.0.path());
-            let (_, segments) = tokengate_rules::path::split(path).map_err(Denial::BadPath)?;
-            let allowed = state
-                .prefix
-                .strip(&segments)
-                .is_some_and(|rest| scopes.find(parts.method.as_str(), rest).is_some());
-            if !allowed {
-                return Err(Denial::InsufficientScope.into());
-            }
-        }
+        // The full path as the client sent it, even inside a nested router.
+        let path = parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.path(), |u| u.0.path());
+        let (_, segments) = tokengate_rules::path::split(path).map_err(Denial::BadPath)?;
+        let decision = route::authorize(&caller.rights, &state.own_routes, &state.prefix, parts.method.as_str(), &segments);
+        decision.result.map_err(Denial::Refused)?;
         Ok(Authorized(caller))
     }
 }

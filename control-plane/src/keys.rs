@@ -12,6 +12,7 @@ use tokengate_rules::KeySet;
 
 use crate::config::Backend;
 use crate::db::{self, now_ms};
+use crate::error::StartError;
 
 /// The keys this control plane signs with and trusts.
 pub struct KeyRing {
@@ -20,27 +21,16 @@ pub struct KeyRing {
     public: Vec<PublicKey>,
 }
 
-#[derive(Debug)]
-pub struct KeyError(pub String);
-
-impl std::fmt::Display for KeyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for KeyError {}
-
-impl From<sqlx::Error> for KeyError {
+impl From<sqlx::Error> for StartError {
     fn from(e: sqlx::Error) -> Self {
-        KeyError(format!("signing keys: database error: {e}"))
+        StartError(format!("signing keys: database error: {e}"))
     }
 }
 
 impl KeyRing {
     /// Loads the current key, making one first if there is none. Several replicas
     /// starting at once make only one: the check and the insert hold the sync lock.
-    pub async fn load_or_create(pool: &AnyPool, backend: Backend) -> Result<KeyRing, KeyError> {
+    pub async fn load_or_create(pool: &AnyPool, backend: Backend) -> Result<KeyRing, StartError> {
         let mut tx = db::begin_write(pool, backend).await?;
         db::lock_sync_state(&mut tx).await?;
         let current: Option<(String, String, String)> = sqlx::query_as(
@@ -52,7 +42,7 @@ impl KeyRing {
             Some((kid, seed, x)) => {
                 let seed = decode_seed(&kid, &seed)?;
                 if public_x(&seed) != x {
-                    return Err(KeyError(format!("signing key {kid}: the stored public key does not match the seed")));
+                    return Err(StartError(format!("signing key {kid}: the stored public key does not match the seed")));
                 }
                 (kid, seed)
             }
@@ -75,7 +65,7 @@ impl KeyRing {
         };
         tx.commit().await?;
 
-        let signing = SigningKey::from_seed(&kid, &seed).map_err(|e| KeyError(format!("signing key {kid}: {}", e.code())))?;
+        let signing = SigningKey::from_seed(&kid, &seed).map_err(|e| StartError(format!("signing key {kid}: {}", e.code())))?;
         // Retired keys stay trusted while a token they signed can still be alive.
         let horizon = now_ms().saturating_sub(db::to_i64(MAX_LIFETIME_SECS.saturating_mul(1000)));
         let rows: Vec<(String, String)> = sqlx::query_as(
@@ -87,7 +77,7 @@ impl KeyRing {
         let mut trusted = KeySet::new();
         let mut public = Vec::with_capacity(rows.len());
         for (kid, x) in rows {
-            let key = VerifyingKey::from_x(&kid, &x).map_err(|e| KeyError(format!("public key {kid}: {}", e.code())))?;
+            let key = VerifyingKey::from_x(&kid, &x).map_err(|e| StartError(format!("public key {kid}: {}", e.code())))?;
             trusted.insert(key);
             public.push(PublicKey { kid, x });
         }
@@ -134,12 +124,12 @@ pub struct Jwk {
     pub x: String,
 }
 
-fn decode_seed(kid: &str, text: &str) -> Result<[u8; 32], KeyError> {
+fn decode_seed(kid: &str, text: &str) -> Result<[u8; 32], StartError> {
     STANDARD
         .decode(text)
         .ok()
         .and_then(|raw| <[u8; 32]>::try_from(raw.as_slice()).ok())
-        .ok_or_else(|| KeyError(format!("signing key {kid}: the stored seed is not 32 bytes of base64")))
+        .ok_or_else(|| StartError(format!("signing key {kid}: the stored seed is not 32 bytes of base64")))
 }
 
 /// The JWK `x` of the key with this seed.

@@ -38,6 +38,7 @@ pub mod wire;
 
 pub use config::Config;
 use error::ApiError;
+pub use error::StartError;
 use keys::KeyRing;
 use passwords::Passwords;
 use scopes::Catalogue;
@@ -52,6 +53,8 @@ pub struct Inner {
     pub config: Config,
     pub prefix: Prefix,
     pub catalogue: Catalogue,
+    /// The control plane's own scopable routes and the flags they need.
+    pub own_routes: tokengate_rules::route::RouteTable,
     pub keys: KeyRing,
     pub policy: VerifyPolicy,
     pub passwords: Passwords,
@@ -88,18 +91,6 @@ impl AppState {
     }
 }
 
-/// Why the control plane could not start.
-#[derive(Debug)]
-pub struct StartError(pub String);
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for StartError {}
-
 /// How many password hashes run at once (each takes 19 MiB for ~tens of ms).
 const HASH_CONCURRENCY: usize = 4;
 
@@ -108,9 +99,10 @@ const HASH_CONCURRENCY: usize = 4;
 pub async fn start(config: Config) -> Result<(AppState, Option<GeneratedAdmin>), StartError> {
     let prefix = config.prefix().map_err(|e| StartError(e.0))?;
     let catalogue = Catalogue::new(&config.catalogue, &prefix).map_err(StartError)?;
-    let pool = db::connect(&config.database_url, config.backend).await.map_err(|e| StartError(e.0))?;
-    db::migrate(&pool, config.backend).await.map_err(|e| StartError(e.0))?;
-    let keys = KeyRing::load_or_create(&pool, config.backend).await.map_err(|e| StartError(e.0))?;
+    let own_routes = scopes::own_routes(&prefix).map_err(StartError)?;
+    let pool = db::connect(&config.database_url, config.backend).await?;
+    db::migrate(&pool, config.backend).await?;
+    let keys = KeyRing::load_or_create(&pool, config.backend).await?;
     let passwords = Passwords::new(HASH_CONCURRENCY).await.map_err(|e| StartError(format!("password hasher: {}", e.code())))?;
     let generated = users::ensure_admin(&pool, config.backend, &passwords, config.admin.as_ref()).await.map_err(StartError)?;
     let (version, _) = db::sync_state(&pool).await.map_err(|e| StartError(format!("reading the sync state: {e}")))?;
@@ -120,6 +112,7 @@ pub async fn start(config: Config) -> Result<(AppState, Option<GeneratedAdmin>),
         pool,
         prefix,
         catalogue,
+        own_routes,
         keys,
         policy,
         passwords,

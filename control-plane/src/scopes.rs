@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use tokengate_rules::route::{RouteSpec, RouteTable, FLAG_UNLIMITED};
 use tokengate_rules::scope::Prefix;
 use tokengate_rules::{ScopePattern, ScopeSet};
 
@@ -11,8 +12,23 @@ use crate::error::ApiError;
 use crate::guard::Caller;
 use crate::AppState;
 
-/// The control plane's own routes a token can be scoped to (prefix-relative).
-pub const OWN_ROUTES: [&str; 4] = ["GET /tokens", "POST /tokens", "DELETE /tokens/:id", "GET /scopes"];
+/// The control plane's own routes a token can be scoped to (prefix-relative), with the
+/// access flags each needs: managing tokens takes an unlimited token (seed 001: `fl`
+/// -1 is "unlimited, including token management"); a token without `fl` has no flag
+/// limits.
+pub const OWN_ROUTES: [(&str, i64); 4] = [
+    ("GET /tokens", FLAG_UNLIMITED),
+    ("POST /tokens", FLAG_UNLIMITED),
+    ("DELETE /tokens/:id", FLAG_UNLIMITED),
+    ("GET /scopes", 0),
+];
+
+/// The route table of [`OWN_ROUTES`], for `rules::route::authorize`.
+pub fn own_routes(prefix: &Prefix) -> Result<RouteTable, String> {
+    let specs: Vec<RouteSpec> =
+        OWN_ROUTES.iter().map(|(p, flags)| RouteSpec { pattern: (*p).to_owned(), flags: *flags, items: Vec::new() }).collect();
+    RouteTable::compile(&specs, prefix).map_err(|e| format!("own routes: {e}"))
+}
 
 pub struct Catalogue {
     patterns: Vec<ScopePattern>,
@@ -22,7 +38,7 @@ impl Catalogue {
     /// `operator` are the configured patterns (already validated by the config).
     pub fn new(operator: &[String], prefix: &Prefix) -> Result<Catalogue, String> {
         let mut patterns: Vec<ScopePattern> = Vec::new();
-        for raw in operator.iter().map(String::as_str).chain(OWN_ROUTES) {
+        for raw in operator.iter().map(String::as_str).chain(OWN_ROUTES.iter().map(|(p, _)| *p)) {
             let p = ScopePattern::parse(raw, prefix).map_err(|e| format!("scope catalogue: {e}"))?;
             if !patterns.contains(&p) {
                 patterns.push(p);

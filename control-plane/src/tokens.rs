@@ -7,6 +7,7 @@ use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tokengate_rules::duration::{self, parse_expires_in};
+use tokengate_rules::route::{is_attenuated, Rights};
 use tokengate_rules::token::{TokenKind, MAX_LIFETIME_SECS};
 use tokengate_rules::{Claims, ScopeSet};
 
@@ -125,13 +126,14 @@ async fn create(
 ) -> Result<Json<IssuedToken>, ApiError> {
     check_name(req.name.as_deref())?;
     let lifetime = lifetime_secs(req.expires_in.as_deref())?;
+    let parent = &caller.rights;
     let scopes = match &req.scopes {
         // Nothing asked: the parent's own scopes.
-        None => caller.scopes.clone(),
+        None => parent.scopes.clone(),
         Some(asked) => {
             let set = state.catalogue.parse_request(asked, &state.prefix)?;
-            if let Some(parent) = &caller.scopes {
-                if let Some(wider) = set.patterns().iter().find(|p| !parent.patterns().iter().any(|q| p.is_within(q))) {
+            if let Some(held) = &parent.scopes {
+                if let Some(wider) = set.patterns().iter().find(|p| !held.patterns().iter().any(|q| p.is_within(q))) {
                     return Err(ApiError::ScopeExceedsParent(wider.to_string()));
                 }
             }
@@ -150,6 +152,13 @@ async fn create(
         }
         None => now.saturating_add(DEFAULT_LIFETIME_MS).min(parent_expires),
     };
+    // The rule set's own verdict over everything the child holds; the checks above only
+    // give the precise refusal.
+    let child = Rights::new(scopes.clone(), parent.flags, parent.items.as_deref());
+    if !is_attenuated(&child, db::to_u64(expires_at_ms) / 1000, parent, db::to_u64(parent_expires) / 1000) {
+        tracing::error!(parent = %caller.claims.jti, "a child token failed the attenuation check");
+        return Err(ApiError::Internal);
+    }
     let issued = issue(
         &state,
         NewToken {
@@ -159,8 +168,8 @@ async fn create(
             parent_id: Some(caller.claims.jti.clone()),
             name: req.name,
             scopes,
-            fl: caller.claims.fl,
-            items: caller.claims.items.clone(),
+            fl: parent.flags,
+            items: parent.items.clone(),
             app: caller.token.app.clone(),
             p: caller.token.p.clone(),
             issued_at_ms: now,
@@ -178,6 +187,16 @@ struct ListQuery {
 }
 
 pub const MAX_PAGE: i64 = 1000;
+
+#[derive(sqlx::FromRow)]
+struct ListedRow {
+    id: String,
+    name: Option<String>,
+    issued_at: i64,
+    expires_at: i64,
+    scopes: Option<String>,
+    parent_id: Option<String>,
+}
 
 /// `GET /tokens`: the live tokens of the caller's account, by `_id`.
 async fn list(
@@ -199,7 +218,7 @@ async fn list(
         Some(id) if is_token_id(&id) => id,
         Some(_) => return Err(ApiError::BadQuery("after must be a token _id (24 lower-case hexadecimal digits)".into())),
     };
-    let rows: Vec<(String, Option<String>, i64, i64, Option<String>, Option<String>)> = sqlx::query_as(
+    let rows: Vec<ListedRow> = sqlx::query_as(
         "SELECT id, name, issued_at, expires_at, scopes, parent_id FROM tokens \
          WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND id > $3 \
          ORDER BY id LIMIT $4",
@@ -211,7 +230,7 @@ async fn list(
     .fetch_all(&state.pool)
     .await?;
     let mut out = Vec::with_capacity(rows.len());
-    for (id, name, issued_at, expires_at, scopes, parent) in rows {
+    for ListedRow { id, name, issued_at, expires_at, scopes, parent_id: parent } in rows {
         let scopes = match scopes {
             None => None,
             Some(text) => Some(serde_json::from_str::<Vec<String>>(&text).map_err(|_| {

@@ -60,16 +60,20 @@ async fn sync_snapshot_lists_live_revocations(app: TestApp) {
     let empty = app.sync(0, 0).await;
     assert_eq!(empty.status, StatusCode::OK);
     assert_eq!(empty.body["protocol"], 1);
-    assert_eq!(empty.body["snapshot"], true);
-    assert_eq!(version(&empty.body), 0);
+    assert_eq!(empty.body["snapshot"], true, "{}", empty.body);
+    // The log starts at 1: version 0 is only ever a proxy's "nothing yet".
+    assert_eq!(version(&empty.body), 1);
     assert_eq!(empty.body["revoked"], json!([]));
+    // Current at 1: held, then the same version.
+    let held = app.sync(1, 100).await.body;
+    assert_eq!((version(&held), &held["snapshot"]), (1, &json!(false)));
 
     let (a, a_exp) = revoke_one(&app, admin).await;
     let (b, _) = revoke_one(&app, admin).await;
     let _live = app.child(admin, &json!({"expiresIn": "1 hour"})).await;
     let r = app.sync(0, 0).await.body;
     assert_eq!(r["snapshot"], true);
-    assert_eq!(version(&r), 2);
+    assert_eq!(version(&r), 3);
     let mut expect = vec![a.clone(), b];
     expect.sort();
     assert_eq!(revoked_ids(&r), expect);
@@ -85,7 +89,7 @@ async fn sync_snapshot_lists_live_revocations(app: TestApp) {
     // Ahead of the current version: a snapshot again.
     let ahead = app.sync(99, 0).await.body;
     assert_eq!(ahead["snapshot"], true);
-    assert_eq!(version(&ahead), 2);
+    assert_eq!(version(&ahead), 3);
 }
 
 async fn sync_delta_since_a_version(app: TestApp) {
@@ -93,7 +97,7 @@ async fn sync_delta_since_a_version(app: TestApp) {
     let admin = admin["token"].as_str().unwrap();
     revoke_one(&app, admin).await;
     let mut last = version(&app.sync(0, 0).await.body);
-    assert_eq!(last, 1);
+    assert_eq!(last, 2);
     for _ in 0..3 {
         let (id, _) = revoke_one(&app, admin).await;
         let r = app.sync(last, 0).await.body;
@@ -112,8 +116,9 @@ async fn sync_delta_since_a_version(app: TestApp) {
     let mut expect = vec![parent["_id"].as_str().unwrap().to_owned(), child["_id"].as_str().unwrap().to_owned()];
     expect.sort();
     assert_eq!(revoked_ids(&r), expect);
-    // From the first version: everything after it.
-    let r = app.sync(1, 0).await.body;
+    // From the first revocation's version: everything after it.
+    let r = app.sync(2, 0).await.body;
+    assert_eq!(r["snapshot"], false);
     assert_eq!(r["revoked"].as_array().unwrap().len(), 5);
     // Current: nothing new, same version.
     let r = app.sync(version(&r), 0).await.body;
@@ -171,15 +176,15 @@ async fn sync_swept_log_answers_a_snapshot(app: TestApp) {
     // Sweep as if two hours had passed: both entries' tokens have expired.
     let removed = tokengate_control_plane::sweep_once(&app.state, crate::helpers::now_ms() + 2 * 3_600_000).await.unwrap();
     assert_eq!(removed, 2);
-    // A proxy at version 1 cannot get a delta any more: snapshot (still listing the
+    // A proxy at version 2 cannot get a delta any more: snapshot (still listing the
     // revocation, whose token has not expired yet in real time).
-    let r = app.sync(1, 0).await.body;
+    let r = app.sync(2, 0).await.body;
     assert_eq!(r["snapshot"], true);
-    assert_eq!(version(&r), 2);
+    assert_eq!(version(&r), 3);
     assert!(revoked_ids(&r).contains(&b));
     // From the current version the log continues as before.
     let (c, _) = revoke_one(&app, admin).await;
-    let r = app.sync(2, 0).await.body;
+    let r = app.sync(3, 0).await.body;
     assert_eq!(r["snapshot"], false);
     assert_eq!(revoked_ids(&r), vec![c]);
 }

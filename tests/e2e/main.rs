@@ -8,3 +8,4 @@
 mod configs;
 mod gate;
 mod harness;
+mod paths;

@@ -19,7 +19,7 @@ pub fn document(prefix: &str) -> Value {
     let guarded = |scope: &str| {
         json!({
             "401": err(&format!("missing_token, an invalid token (token_*), or token_revoked. WWW-Authenticate carries the RFC 6750 challenge. Needs the scope `{scope}` unless the token has no scopes.")),
-            "403": err("insufficient_scope: the token's scopes do not allow this request."),
+            "403": err("insufficient_scope (the token's scopes do not allow this request) or insufficient_flags (managing tokens needs a token without `fl` limits or with `fl` -1)."),
         })
     };
     let merge = |parts: &[&Value]| {
@@ -69,7 +69,7 @@ pub fn document(prefix: &str) -> Value {
             "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateTokenRequest"}}}},
             "responses": merge(&[&body_errors, &guarded("POST /tokens"), &json!({
                 "200": issued,
-                "403": err("insufficient_scope (the caller's token lacks `POST /tokens`) or scope_exceeds_parent (an asked scope is wider than the caller's)."),
+                "403": err("insufficient_scope (the caller's token lacks `POST /tokens`), insufficient_flags (its `fl` is limited), or scope_exceeds_parent (an asked scope is wider than the caller's)."),
             })]),
         }
     }));

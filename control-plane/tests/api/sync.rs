@@ -15,6 +15,7 @@ each_db!(
     sync_long_poll_wakes_on_a_revocation,
     sync_long_poll_times_out_with_the_same_version,
     sync_swept_log_answers_a_snapshot,
+    sync_held_call_ends_at_shutdown,
 );
 
 fn revoked_ids(r: &Value) -> Vec<String> {
@@ -187,4 +188,25 @@ async fn sync_swept_log_answers_a_snapshot(app: TestApp) {
     let r = app.sync(3, 0).await.body;
     assert_eq!(r["snapshot"], false);
     assert_eq!(revoked_ids(&r), vec![c]);
+}
+
+async fn sync_held_call_ends_at_shutdown(app: TestApp) {
+    let current = version(&app.sync(0, 0).await.body);
+    let client = app.client.clone();
+    let url = app.url(&format!("/sync/v1/changes?since={current}&wait_ms=30000&proxy=held"));
+    let poll = tokio::spawn(async move {
+        let r = client.get(url).bearer_auth(crate::helpers::PROXY_SECRET).send().await.unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A graceful stop waits for in-flight calls: it finishes well before the 30 s hold
+    // only because the held call answers at once.
+    let started = Instant::now();
+    let app = app.restart().await;
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    let (status, body) = tokio::time::timeout(Duration::from_secs(5), poll).await.unwrap().unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(version(&body), current);
+    assert_eq!(body["revoked"], json!([]));
+    drop(app);
 }

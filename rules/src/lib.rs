@@ -14,6 +14,8 @@
 
 pub mod denial;
 pub mod duration;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod path;
 pub mod revocation;
 pub mod route;

@@ -1,0 +1,87 @@
+//! Fuzz entry points, shared by the `cargo fuzz` targets in `fuzz/` and by the corpus
+//! regression test (`tests/fuzz_corpus.rs`), so CI replays every saved input.
+//!
+//! Each function takes arbitrary bytes and checks invariants; a violated invariant is a
+//! panic, which is what the fuzzer reports.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use crate::path;
+use crate::route::{authorize, Rights, RouteSpec, RouteTable};
+use crate::scope::{Prefix, ScopePattern, ScopeSet, Segment};
+use crate::token::{verify, KeySet, TokenKind, VerifyPolicy, VerifyingKey};
+
+/// Input: `<pattern>\n<METHOD> <request target>`.
+/// Invariants: parsing never panics; display re-parses to the same pattern; the matcher
+/// agrees with [`reference_match`]; a matching request is authorized by a token holding
+/// exactly that scope; path splitting never yields empty or dot segments.
+pub fn scope(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let (pattern, request) = text.split_once('\n').unwrap_or((text, "GET /"));
+    let (method, target) = request.split_once(' ').unwrap_or(("GET", request));
+    let prefix = Prefix::default();
+    let split = path::split(target);
+    if let Ok((_, segs)) = &split {
+        assert!(segs.iter().all(|s| !s.is_empty() && *s != "." && *s != ".."), "split let a bad segment through: {target:?}");
+    }
+    let Ok(p) = ScopePattern::parse(pattern, &prefix) else { return };
+    let shown = p.to_string();
+    let again = ScopePattern::parse(&shown, &prefix).expect("the canonical form must parse");
+    assert_eq!(p, again, "parse(display(p)) != p for {pattern:?}");
+    let Ok((path_only, segs)) = split else { return };
+    let ours = prefix.strip(&segs).is_some_and(|rest| p.matches(method, rest));
+    assert_eq!(ours, reference_match(&shown, method, path_only), "matcher disagrees with the reference on {pattern:?} vs {method} {target:?}");
+    let scopes = ScopeSet::parse(&[pattern], &prefix).expect("parsed once already");
+    let rights = Rights::new(Some(scopes), None, None);
+    let no_routes = RouteTable::default();
+    let decision = authorize(&rights, &no_routes, &prefix, method, &segs);
+    assert_eq!(decision.result.is_ok(), ours, "authorize disagrees with the matcher");
+    // The pattern used as a route must compile, and its lookup must agree.
+    let table = RouteTable::compile(&[RouteSpec { pattern: pattern.to_owned(), flags: 0, items: vec![] }], &prefix).expect("route");
+    let looked_up = prefix.strip(&segs).and_then(|rest| table.lookup(method, rest)).is_some();
+    assert_eq!(looked_up, ours);
+    // Every pattern is within itself, and within the same pattern with all params.
+    assert!(p.is_within(&p));
+    let widened: String = std::iter::once(format!("{} ", p.method()))
+        .chain(p.segments().iter().enumerate().map(|(i, _)| format!("/:p{i}")))
+        .collect::<String>();
+    let widened = if p.segments().is_empty() { format!("{} /", p.method()) } else { widened };
+    let wide = ScopePattern::parse(&widened, &prefix).expect("widened pattern");
+    assert!(p.is_within(&wide), "{shown} not within {widened}");
+    let _ = p.segments().iter().filter(|s| matches!(s, Segment::Param(_))).count();
+}
+
+/// An independent matcher over the canonical text: strip the `/api/v1` prefix from the
+/// path, then compare segment by segment.
+pub fn reference_match(canonical: &str, method: &str, path: &str) -> bool {
+    let Some((m, pat)) = canonical.split_once(' ') else { return false };
+    if m != method {
+        return false;
+    }
+    let rest = if path == "/api/v1" {
+        ""
+    } else if let Some(r) = path.strip_prefix("/api/v1/") {
+        r
+    } else {
+        return false;
+    };
+    let want: Vec<&str> = if pat == "/" { Vec::new() } else { pat[1..].split('/').collect() };
+    let got: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
+    want.len() == got.len() && want.iter().zip(&got).all(|(w, g)| if w.starts_with(':') { !g.is_empty() } else { w == g })
+}
+
+/// The fixed key the token target verifies against (the fuzzer does not know its
+/// private half, so nothing it builds may ever verify).
+pub const FUZZ_KID: &str = "fuzz";
+pub const FUZZ_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+
+/// Input: a token string. Invariants: never panics, never verifies.
+pub fn token(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let _ = crate::denial::bearer(text);
+    let _ = crate::token::inspect(text);
+    let mut keys = KeySet::new();
+    keys.insert(VerifyingKey::from_x(FUZZ_KID, FUZZ_X).expect("fixed key"));
+    let policy = VerifyPolicy::new("tokengate", &["tokengate"], &TokenKind::ALL);
+    let now = 1_800_000_000;
+    assert!(verify(text, &keys, &policy, now).is_err(), "a token built by the fuzzer verified: {text:?}");
+}

@@ -375,6 +375,16 @@ mod tests {
             }
         }
 
+        /// The matcher agrees with the independent reference matcher (and the route
+        /// table and `authorize` agree with both): see `crate::fuzzing::scope`.
+        #[test]
+        fn matcher_agrees_with_reference(pat in arb_pattern(), m in prop::sample::select(vec!["GET", "POST", "DELETE"]),
+            path in prop::collection::vec(prop_oneof!["[a-z]{1,3}", Just("objects".to_owned()), Just("1".to_owned())], 0..5),
+            prefixed in any::<bool>()) {
+            let target = format!("{}/{}", if prefixed { "/api/v1" } else { "" }, path.join("/"));
+            crate::fuzzing::scope(format!("{pat}\n{m} {target}").as_bytes());
+        }
+
         #[test]
         fn parser_never_panics(s in ".{0,64}") {
             let _ = ScopePattern::parse(&s, &Prefix::default());

@@ -54,8 +54,13 @@ fn shipped(args: &Args) -> Result<Shipped, String> {
     for (k, v) in &vars {
         text = text.replace(&format!("${{{k}}}"), v);
     }
-    if let Some(at) = text.find("${TG_") {
-        return Err(format!("envoy template: unknown placeholder near {:?}", &text[at..(at + 30).min(text.len())]));
+    // A placeholder this renderer does not know would reach Envoy verbatim. (The
+    // template's comments mention `${TG_*}`, which is not one.)
+    for (at, _) in text.match_indices("${TG_") {
+        let name: String = text[at + 2..].chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
+        if text[at + 2 + name.len()..].starts_with('}') {
+            return Err(format!("envoy template: unknown placeholder ${{{name}}}"));
+        }
     }
     let doc: Value = serde_yaml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
     let sr = key(&doc, "static_resources")?;

@@ -63,14 +63,16 @@ stop_all() {
     local i pid n
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
         pid=${PIDS[i]}
-        kill -0 "$pid" 2>/dev/null || continue
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((n = 0; n < 50; n++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
+        # Ctrl-C in a terminal reaches the whole process group, so some may be gone already.
         if kill -0 "$pid" 2>/dev/null; then
-            kill -KILL "$pid" 2>/dev/null || true
+            kill -TERM "$pid" 2>/dev/null || true
+            for ((n = 0; n < 50; n++)); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+            done
+            if kill -0 "$pid" 2>/dev/null; then
+                kill -KILL "$pid" 2>/dev/null || true
+            fi
         fi
         wait "$pid" 2>/dev/null || true
         info "stopped ${NAMES[i]} (pid $pid)"

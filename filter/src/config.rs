@@ -95,7 +95,7 @@ impl PluginConfig {
         if cfg.audiences.is_empty() || cfg.audiences.iter().any(String::is_empty) {
             return Err("plugin configuration: `audiences` must list at least one non-empty audience".into());
         }
-        if cfg.realm.is_empty() || cfg.realm.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20 || b > 0x7e) {
+        if cfg.realm.is_empty() || cfg.realm.bytes().any(|b| b == b'"' || b == b'\\' || !(0x20..=0x7e).contains(&b)) {
             return Err("plugin configuration: `realm` must be printable ASCII without quotes or backslashes".into());
         }
         if !(1..=1_000_000).contains(&cfg.local_cache_entries) {

@@ -217,9 +217,9 @@ impl Worker {
         if self.meta.is_none() || meta.keys_gen != prev.keys_gen {
             self.load_keys(host)?;
         }
-        if self.meta.is_none() || meta.rev_gen != prev.rev_gen {
-            self.reload_revocations(host);
-        } else if meta.version != prev.version && !self.apply_journal(host, prev.version) {
+        let snapshot = self.meta.is_none() || meta.rev_gen != prev.rev_gen;
+        // A delta the journal no longer covers needs a full reload too.
+        if snapshot || (meta.version != prev.version && !self.apply_journal(host, prev.version)) {
             self.reload_revocations(host);
         }
         self.meta = Some(meta);

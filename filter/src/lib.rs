@@ -43,7 +43,7 @@ enum Root {
     /// Role from `on_vm_start`, not yet configured.
     Unconfigured(Option<String>),
     Gate(GateRoot),
-    Sync(SyncRoot),
+    Sync(Box<SyncRoot>),
 }
 
 impl Context for Root {
@@ -86,7 +86,7 @@ impl RootContext for Root {
                     .control_plane
                     .clone()
                     .ok_or("plugin configuration: the sync service needs `control_plane`")?;
-                Ok(Root::Sync(SyncRoot::new(Syncer::new(cp))))
+                Ok(Root::Sync(Box::new(SyncRoot::new(Syncer::new(cp)))))
             } else {
                 Ok(Root::Gate(GateRoot::new(Rc::new(cfg.gate()?))))
             }
@@ -323,7 +323,7 @@ impl SyncRoot {
         if let Some(id) = self.failures {
             let _ = hostcalls::increment_metric(id, 1);
         }
-        let level = if self.syncer.failures <= 1 || self.syncer.failures % 20 == 0 { Level::Warn } else { Level::Debug };
+        let level = if self.syncer.failures <= 1 || self.syncer.failures.is_multiple_of(20) { Level::Warn } else { Level::Debug };
         ProxyHost.log(level, &format!("tokengate sync: {why}; retrying in {delay} ms (failure {})", self.syncer.failures));
     }
 

@@ -104,7 +104,7 @@ impl Syncer {
             let json = serde_json::to_vec(&self.keys).map_err(|e| e.to_string())?;
             host.set_shared(shared::KEYS_KEY, &json);
         }
-        let mut changed = vec![false; shared::REV_BUCKETS];
+        let mut changed = [false; shared::REV_BUCKETS];
         if resp.snapshot || !self.synced {
             for b in &mut self.buckets {
                 b.clear();

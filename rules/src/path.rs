@@ -97,7 +97,7 @@ pub fn split(target: &str) -> Result<(&str, Segments<'_>), PathError> {
                 let decoded = h * 16 + l;
                 // Encoded separators, dots, percent signs (double encoding), controls and
                 // anything non-ASCII change meaning when an upstream decodes them.
-                if matches!(decoded, b'/' | b'\\' | b'.' | b'%' | b';' | b'#' | b'?') || decoded < 0x20 || decoded >= 0x7f {
+                if matches!(decoded, b'/' | b'\\' | b'.' | b'%' | b';' | b'#' | b'?') || !(0x20..0x7f).contains(&decoded) {
                     return Err(PathError::BadEscape);
                 }
                 i += 3;

@@ -119,7 +119,7 @@ impl Claims {
             return Err(TokenError::WrongType);
         }
         self.check_time(now, policy.leeway_secs)?;
-        if !policy.audiences.iter().any(|a| *a == self.aud) {
+        if !policy.audiences.contains(&self.aud) {
             return Err(TokenError::WrongAudience);
         }
         if self.iss != policy.issuer {

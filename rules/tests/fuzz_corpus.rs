@@ -1,5 +1,6 @@
 //! Replays every saved fuzz input (`fuzz/corpus/<target>/` and `fuzz/regressions/<target>/`)
 //! through the same checks the fuzzer runs, so CI keeps what fuzzing found fixed.
+#![allow(clippy::panic)]
 
 use std::path::{Path, PathBuf};
 

@@ -136,6 +136,7 @@ fn response(state: &AppState, version: u64, snapshot: bool, revoked: Vec<Revocat
         snapshot,
         keys: state.keys.public().to_vec(),
         revoked,
+        amended: Vec::new(),
         server_time: db::to_u64(now_ms()),
     }
 }

@@ -327,6 +327,7 @@ mod tests {
                     snapshot: true,
                     keys: vec![PublicKey { kid: "k1".into(), x }],
                     revoked: vec![],
+                    amended: vec![],
                     server_time: t0(),
                 },
             )
@@ -433,6 +434,7 @@ mod tests {
             snapshot: false,
             keys: f.syncer.keys().to_vec(),
             revoked: vec![Revocation { jti: jti.into(), exp: t0() / 1000 + 3600 }],
+            amended: vec![],
             server_time: t0(),
         };
         f.syncer.apply(&f.host, resp).unwrap();

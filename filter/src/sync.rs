@@ -188,6 +188,7 @@ mod tests {
             snapshot,
             keys: vec![],
             revoked: revoked.iter().map(|j| Revocation { jti: (*j).into(), exp: 4_000_000_000 }).collect(),
+            amended: vec![],
             server_time: 0,
         }
     }

@@ -31,6 +31,10 @@ pub struct SyncResponse {
     pub keys: Vec<PublicKey>,
     /// Revocations since `since` (or all live ones in a snapshot).
     pub revoked: Vec<Revocation>,
+    /// Amendments since `since` (or all live ones in a snapshot): the current amendable
+    /// state of each amended token, applied over its signed claims.
+    #[serde(default)]
+    pub amended: Vec<Amendment>,
     /// The control plane's clock, ms since the epoch.
     pub server_time: u64,
 }
@@ -41,6 +45,56 @@ pub struct PublicKey {
     /// Raw Ed25519 public key, base64url without padding (JWK `x`).
     pub x: String,
 }
+
+/// The amendable claims of a live token (seed 001 `token/update`), as they are now.
+/// Every field is the full current value, not a diff: `None` means "not set" (no flag
+/// limit, all items, no app, no params). A proxy replaces these claims of the token with
+/// `jti` by these values; `exp` can only bring the signed expiry forward, never extend it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Amendment {
+    pub jti: String,
+    /// Activation time (seed `at`), s since the epoch: the token is refused before it.
+    pub nbf: u64,
+    /// End of life (seed `at + dur`), s since the epoch; the entry can be dropped after it.
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fl: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<i64>>,
+}
+
+impl Amendment {
+    /// Applies the amendment over verified claims.
+    pub fn apply(&self, claims: &mut crate::Claims) {
+        claims.nbf = self.nbf;
+        claims.exp = claims.exp.min(self.exp);
+        claims.app.clone_from(&self.app);
+        claims.fl = self.fl;
+        claims.p.clone_from(&self.p);
+        claims.items.clone_from(&self.items);
+    }
+}
+
+/// Token use reported by a proxy: `POST /sync/v1/usage` with the proxy credential.
+/// Batched by the sync service; the control plane keeps the latest time per token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageReport {
+    pub proxy: String,
+    pub used: Vec<Usage>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub jti: String,
+    /// When the proxy last saw the token, ms since the epoch.
+    pub at: u64,
+}
+
+pub const USAGE_PATH: &str = "/sync/v1/usage";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revocation {

@@ -13,7 +13,7 @@ use tokengate_rules::denial::bearer;
 use tokengate_rules::path::{query_has_access_token, split};
 use tokengate_rules::revocation::RevocationSet;
 use tokengate_rules::route::{authorize, Rights};
-use tokengate_rules::sync::PublicKey;
+use tokengate_rules::sync::{Amendment, PublicKey};
 use tokengate_rules::token::{verify, VerifyingKey, MAX_TOKEN_LEN};
 use tokengate_rules::{Claims, Denial, KeySet, ScopeSet, TokenError, TokenKind};
 
@@ -90,6 +90,7 @@ pub struct Worker {
     meta: Option<Meta>,
     keys: KeySet,
     revoked: RevocationSet,
+    amendments: HashMap<Box<str>, Amendment>,
     cache: HashMap<Box<[u8]>, Rc<Verified>>,
     last_prune_ms: u64,
     stale_logged: bool,
@@ -105,6 +106,7 @@ impl Worker {
             meta: None,
             keys: KeySet::new(),
             revoked: RevocationSet::new(),
+            amendments: HashMap::new(),
             cache: HashMap::new(),
             last_prune_ms: 0,
             stale_logged: false,
@@ -170,7 +172,7 @@ impl Worker {
         let slot = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]) % self.cfg.shared_cache_slots;
         let key = shared::claims_key(slot);
         let from_shared = host.get_shared(&key).and_then(|bytes| shared::decode_slot(&bytes, &digest));
-        let (kind, claims) = match from_shared {
+        let (kind, mut claims) = match from_shared {
             Some((kind, claims)) => {
                 self.last_cache = CacheResult::Shared;
                 claims.check_policy(kind, &self.cfg.policy, now).map_err(Denial::InvalidToken)?;
@@ -185,6 +187,12 @@ impl Worker {
                 (kind, claims)
             }
         };
+        // Amendments (seed 001 update) apply over the signed claims; the shared slot keeps
+        // the signed ones, and the local cache is emptied whenever an amendment arrives.
+        if let Some(a) = self.amendments.get(claims.jti.as_str()) {
+            a.apply(&mut claims);
+            claims.check_time(now, leeway).map_err(Denial::InvalidToken)?;
+        }
         let scopes = match &claims.scp {
             None => None,
             Some(list) => Some(
@@ -225,7 +233,9 @@ impl Worker {
         self.meta = Some(meta);
         if now_ms.saturating_sub(self.last_prune_ms) > PRUNE_EVERY_MS {
             self.last_prune_ms = now_ms;
-            self.revoked.prune(now_ms / 1000, self.cfg.policy.leeway_secs);
+            let (now, leeway) = (now_ms / 1000, self.cfg.policy.leeway_secs);
+            self.revoked.prune(now, leeway);
+            self.amendments.retain(|_, a| a.exp.saturating_add(leeway) > now);
         }
         let age = now_ms.saturating_sub(meta.synced_at_ms);
         if age > self.cfg.max_staleness_ms {
@@ -268,6 +278,14 @@ impl Worker {
                 shared::decode_bucket(&bytes, |jti, exp| revoked.insert(jti, exp));
             }
         }
+        self.amendments.clear();
+        for i in 0..shared::AMEND_BUCKETS {
+            let list = host.get_shared(&shared::amend_key(i)).and_then(|b| serde_json::from_slice::<Vec<Amendment>>(&b).ok());
+            for a in list.unwrap_or_default() {
+                self.amendments.insert(a.jti.as_str().into(), a);
+            }
+        }
+        self.cache.clear();
     }
 
     /// Applies the journal entries after `since`; false when the journal no longer
@@ -280,8 +298,14 @@ impl Worker {
         if journal.from > since {
             return false;
         }
-        for e in journal.entries.iter().filter(|e| e.v > since) {
-            self.revoked.insert(&e.jti, e.exp);
+        for e in journal.entries.into_iter().filter(|e| e.v > since) {
+            match e.amend {
+                Some(a) => {
+                    self.amendments.insert(a.jti.as_str().into(), a);
+                    self.cache.clear();
+                }
+                None => self.revoked.insert(&e.jti, e.exp),
+            }
         }
         true
     }
@@ -484,6 +508,50 @@ mod tests {
         assert_eq!(ask(&mut f, "GET", "/api/v1/objects/43", &[&auth]), Err(Denial::Refused(Refusal::ItemNotAllowed)));
         assert_eq!(ask(&mut f, "GET", "/api/v1/objects/4x", &[&auth]), Err(Denial::Refused(Refusal::ItemNotNumeric)));
         assert_eq!(ask(&mut f, "DELETE", "/api/v1/objects/42/messages", &[&auth]), Err(Denial::Refused(Refusal::MissingFlags)));
+    }
+
+    #[test]
+    fn amendments_apply_over_signed_claims_without_a_new_token() {
+        let cfg = r#"{"audiences":["tokengate"],"control_plane":{"cluster":"cp","credential":"s","proxy_id":"p1"},
+            "routes":[{"pattern":"GET /objects/:id","flags":512,"items":["id"]}]}"#;
+        let mut f = fixture(cfg);
+        let jti = "abababababababababababab";
+        let mut c = claims(jti, None);
+        c.fl = Some(0x200);
+        let t = f.signer.sign(TokenKind::Api, &c).unwrap();
+        let auth = format!("Bearer {t}");
+        assert!(ask(&mut f, "GET", "/api/v1/objects/5", &[&auth]).is_ok());
+        let now = t0() / 1000;
+        let amend = |version: u64, fl: Option<i64>, items: Option<Vec<i64>>, nbf: u64| SyncResponse {
+            protocol: 1,
+            version,
+            snapshot: false,
+            keys: vec![],
+            revoked: vec![],
+            amended: vec![Amendment { jti: jti.into(), nbf, exp: now + 3600, app: Some("fleet".into()), fl, p: None, items }],
+            server_time: t0(),
+        };
+        let keys = f.syncer.keys().to_vec();
+        let mut r = amend(2, Some(0x100), None, now);
+        r.keys.clone_from(&keys);
+        f.syncer.apply(&f.host, r).unwrap();
+        assert_eq!(ask(&mut f, "GET", "/api/v1/objects/5", &[&auth]), Err(Denial::Refused(Refusal::MissingFlags)));
+        let mut r = amend(3, Some(0x200), Some(vec![5]), now);
+        r.keys.clone_from(&keys);
+        f.syncer.apply(&f.host, r).unwrap();
+        let h = ask(&mut f, "GET", "/api/v1/objects/5", &[&auth]).unwrap();
+        assert!(h.contains(&("x-tokengate-app", "fleet".into())));
+        assert_eq!(ask(&mut f, "GET", "/api/v1/objects/6", &[&auth]), Err(Denial::Refused(Refusal::ItemNotAllowed)));
+        // Activation moved into the future: refused until then.
+        let mut r = amend(4, None, None, now + 600);
+        r.keys.clone_from(&keys);
+        f.syncer.apply(&f.host, r).unwrap();
+        assert_eq!(ask(&mut f, "GET", "/api/v1/objects/5", &[&auth]), Err(Denial::InvalidToken(TokenError::NotYetValid)));
+        // A fresh worker sees the same state from the buckets.
+        let cfg = PluginConfig::parse(cfg.as_bytes()).unwrap();
+        let mut w2 = Worker::new(Rc::new(cfg.gate().unwrap()));
+        let out = w2.decide(&f.host, &Request { method: "GET", path: "/api/v1/objects/5", authorization: &[&auth] });
+        assert_eq!(outcome(out).unwrap_err(), Denial::InvalidToken(TokenError::NotYetValid));
     }
 
     #[test]

@@ -6,13 +6,15 @@
 //! | `tokengate/meta` | sync | [`Meta`], 32 bytes |
 //! | `tokengate/keys` | sync | JSON list of public keys |
 //! | `tokengate/rev/<0..63>` | sync | revocation bucket: lines `jti exp` |
-//! | `tokengate/journal` | sync | JSON [`Journal`]: the latest revocations |
+//! | `tokengate/amend/<0..15>` | sync | amendment bucket: JSON list of [`Amendment`]s |
+//! | `tokengate/journal` | sync | JSON [`Journal`]: the latest revocations and amendments |
 //! | `tokengate/claims/<slot>` | gate | verified-claims slot: SHA-256, kind, claims JSON |
 //!
 //! The sync service writes `meta` last, so a worker that reads `meta` first and the rest
 //! after never sees a generation whose data is not written yet.
 
 use serde::{Deserialize, Serialize};
+use tokengate_rules::sync::Amendment;
 use tokengate_rules::{Claims, TokenKind};
 
 pub const META_KEY: &str = "tokengate/meta";
@@ -21,6 +23,16 @@ pub const JOURNAL_KEY: &str = "tokengate/journal";
 pub const REV_BUCKETS: usize = 64;
 /// The journal keeps this many latest revocations; a worker further behind reloads.
 pub const JOURNAL_CAP: usize = 4096;
+
+pub const AMEND_BUCKETS: usize = 16;
+
+pub fn amend_key(i: usize) -> String {
+    format!("tokengate/amend/{i}")
+}
+
+pub fn amend_bucket_of(jti: &str) -> usize {
+    bucket_of(jti) % AMEND_BUCKETS
+}
 
 pub fn bucket_key(i: usize) -> String {
     format!("tokengate/rev/{i}")
@@ -108,6 +120,9 @@ pub struct JournalEntry {
     pub v: u64,
     pub jti: String,
     pub exp: u64,
+    /// Set: this entry is an amendment of `jti`; unset: a revocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amend: Option<Amendment>,
 }
 
 fn kind_byte(kind: TokenKind) -> u8 {

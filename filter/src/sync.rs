@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use hashbrown::HashMap;
-use tokengate_rules::sync::{PublicKey, SyncResponse, PROTOCOL};
+use tokengate_rules::sync::{Amendment, PublicKey, SyncResponse, PROTOCOL};
 use tokengate_rules::token::{VerifyingKey, DEFAULT_LEEWAY_SECS};
 
 use crate::config::ControlPlaneConfig;
@@ -34,6 +34,7 @@ pub struct Syncer {
     synced: bool,
     keys: Vec<PublicKey>,
     buckets: Vec<HashMap<Box<str>, u64>>,
+    amendments: Vec<HashMap<Box<str>, Amendment>>,
     journal: VecDeque<JournalEntry>,
     journal_from: u64,
     last_prune_ms: u64,
@@ -49,6 +50,7 @@ impl Syncer {
             synced: false,
             keys: Vec::new(),
             buckets: (0..shared::REV_BUCKETS).map(|_| HashMap::new()).collect(),
+            amendments: (0..shared::AMEND_BUCKETS).map(|_| HashMap::new()).collect(),
             journal: VecDeque::new(),
             journal_from: 0,
             last_prune_ms: 0,
@@ -65,6 +67,10 @@ impl Syncer {
 
     pub fn revocations(&self) -> usize {
         self.buckets.iter().map(HashMap::len).sum()
+    }
+
+    pub fn amendments(&self) -> usize {
+        self.amendments.iter().map(HashMap::len).sum()
     }
 
     /// The long-poll request: path and headers.
@@ -105,11 +111,16 @@ impl Syncer {
             host.set_shared(shared::KEYS_KEY, &json);
         }
         let mut changed = [false; shared::REV_BUCKETS];
+        let mut amend_changed = [false; shared::AMEND_BUCKETS];
         if resp.snapshot || !self.synced {
             for b in &mut self.buckets {
                 b.clear();
             }
+            for b in &mut self.amendments {
+                b.clear();
+            }
             changed.iter_mut().for_each(|c| *c = true);
+            amend_changed.iter_mut().for_each(|c| *c = true);
             self.journal.clear();
             self.journal_from = resp.version;
             meta.rev_gen += 1;
@@ -119,7 +130,15 @@ impl Syncer {
             self.buckets[i].insert(r.jti.as_str().into(), r.exp);
             changed[i] = true;
             if !resp.snapshot && self.synced {
-                self.journal.push_back(JournalEntry { v: resp.version, jti: r.jti.clone(), exp: r.exp });
+                self.journal.push_back(JournalEntry { v: resp.version, jti: r.jti.clone(), exp: r.exp, amend: None });
+            }
+        }
+        for a in &resp.amended {
+            let i = shared::amend_bucket_of(&a.jti);
+            self.amendments[i].insert(a.jti.as_str().into(), a.clone());
+            amend_changed[i] = true;
+            if !resp.snapshot && self.synced {
+                self.journal.push_back(JournalEntry { v: resp.version, jti: a.jti.clone(), exp: a.exp, amend: Some(a.clone()) });
             }
         }
         while self.journal.len() > shared::JOURNAL_CAP {
@@ -135,13 +154,25 @@ impl Syncer {
                 b.retain(|_, exp| exp.saturating_add(DEFAULT_LEEWAY_SECS) > now);
                 changed[i] |= b.len() != before;
             }
+            for (i, b) in self.amendments.iter_mut().enumerate() {
+                let before = b.len();
+                b.retain(|_, a| a.exp.saturating_add(DEFAULT_LEEWAY_SECS) > now);
+                amend_changed[i] |= b.len() != before;
+            }
+        }
+        for (i, b) in self.amendments.iter().enumerate() {
+            if amend_changed[i] {
+                let list: Vec<&Amendment> = b.values().collect();
+                let json = serde_json::to_vec(&list).map_err(|e| e.to_string())?;
+                host.set_shared(&shared::amend_key(i), &json);
+            }
         }
         for (i, b) in self.buckets.iter().enumerate() {
             if changed[i] {
                 host.set_shared(&shared::bucket_key(i), &shared::encode_bucket(b.iter().map(|(k, v)| (&**k, *v))));
             }
         }
-        if changed.iter().any(|c| *c) || resp.version != meta.version {
+        if changed.iter().chain(&amend_changed).any(|c| *c) || resp.version != meta.version {
             let journal = Journal { from: self.journal_from, entries: self.journal.iter().cloned().collect() };
             let json = serde_json::to_vec(&journal).map_err(|e| e.to_string())?;
             host.set_shared(shared::JOURNAL_KEY, &json);

@@ -33,6 +33,9 @@ pub struct PluginConfig {
     pub local_cache_entries: usize,
     #[serde(default = "default_shared_slots")]
     pub shared_cache_slots: u32,
+    /// A worker reports a token's use at most this often (ms); 0 turns reports off.
+    #[serde(default = "default_usage_ms")]
+    pub usage_report_ms: u64,
     pub control_plane: Option<ControlPlaneConfig>,
     /// The operator's route table: which flags and item parameters each operation needs.
     #[serde(default)]
@@ -69,6 +72,9 @@ fn default_local_entries() -> usize {
 fn default_shared_slots() -> u32 {
     8192
 }
+fn default_usage_ms() -> u64 {
+    30_000
+}
 fn default_authority() -> String {
     "control-plane".into()
 }
@@ -87,6 +93,7 @@ pub struct GateConfig {
     pub fail_mode: FailMode,
     pub local_cache_entries: usize,
     pub shared_cache_slots: u32,
+    pub usage_report_ms: u64,
 }
 
 impl PluginConfig {
@@ -138,6 +145,7 @@ impl PluginConfig {
             fail_mode: self.fail_mode,
             local_cache_entries: self.local_cache_entries,
             shared_cache_slots: self.shared_cache_slots,
+            usage_report_ms: self.usage_report_ms,
         })
     }
 }

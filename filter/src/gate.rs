@@ -5,6 +5,7 @@
 //! tokens, so the warm path is: one read of `tokengate/meta`, a local map lookup, a
 //! time check, a revocation lookup and a scope match.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use hashbrown::HashMap;
@@ -31,6 +32,8 @@ pub struct Verified {
     /// Canonical text of each scope, for `x-tokengate-scope`.
     scope_names: Vec<String>,
     flags_text: Option<String>,
+    /// When this worker last reported the token's use (ms).
+    reported_ms: Cell<u64>,
 }
 
 /// An allowed request: the token, and which of its scopes allowed it.
@@ -94,6 +97,7 @@ pub struct Worker {
     cache: HashMap<Box<[u8]>, Rc<Verified>>,
     last_prune_ms: u64,
     stale_logged: bool,
+    usage_queue: Option<u32>,
     pub last_cache: CacheResult,
 }
 
@@ -110,6 +114,7 @@ impl Worker {
             cache: HashMap::new(),
             last_prune_ms: 0,
             stale_logged: false,
+            usage_queue: None,
             last_cache: CacheResult::Miss,
         }
     }
@@ -156,7 +161,26 @@ impl Worker {
             _ => None,
         };
         drop(decision);
+        self.report_use(host, &verified, now_ms);
         Ok(Allowed { verified, scope })
+    }
+
+    /// Puts the token's use on the shared queue, at most once per `usage_report_ms`
+    /// per token and worker, for the sync service to report (idle expiry, last use).
+    fn report_use(&mut self, host: &dyn Host, v: &Verified, now_ms: u64) {
+        let every = self.cfg.usage_report_ms;
+        if every == 0 || now_ms.saturating_sub(v.reported_ms.get()) < every {
+            return;
+        }
+        if self.usage_queue.is_none() {
+            self.usage_queue = host.resolve_queue(shared::VM_ID, shared::USAGE_QUEUE);
+        }
+        if let Some(q) = self.usage_queue {
+            let line = format!("{} {now_ms}", v.claims.jti);
+            if host.enqueue(q, line.as_bytes()) {
+                v.reported_ms.set(now_ms);
+            }
+        }
     }
 
     /// Verified claims for `token`: from the worker's map, else the shared slot, else
@@ -202,7 +226,7 @@ impl Worker {
         let scope_names = scopes.as_ref().map(ScopeSet::to_strings).unwrap_or_default();
         let rights = Rights::new(scopes, claims.fl, claims.items.as_deref());
         let flags_text = claims.fl.map(|f| f.to_string());
-        let verified = Rc::new(Verified { kind, claims, rights, scope_names, flags_text });
+        let verified = Rc::new(Verified { kind, claims, rights, scope_names, flags_text, reported_ms: Cell::new(0) });
         if self.cache.len() >= self.cfg.local_cache_entries {
             // Bounded: linear memory never shrinks, so never let the map grow past its cap.
             self.cache.retain(|_, v| v.claims.exp.saturating_add(leeway) > now);
@@ -552,6 +576,26 @@ mod tests {
         let mut w2 = Worker::new(Rc::new(cfg.gate().unwrap()));
         let out = w2.decide(&f.host, &Request { method: "GET", path: "/api/v1/objects/5", authorization: &[&auth] });
         assert_eq!(outcome(out).unwrap_err(), Denial::InvalidToken(TokenError::NotYetValid));
+    }
+
+    #[test]
+    fn use_is_reported_once_per_interval() {
+        let mut f = fixture(CFG);
+        let t = f.signer.sign(TokenKind::Api, &claims("cdcdcdcdcdcdcdcdcdcdcdcd", None)).unwrap();
+        let auth = format!("Bearer {t}");
+        for _ in 0..5 {
+            assert!(ask(&mut f, "GET", "/x", &[&auth]).is_ok());
+        }
+        assert_eq!(f.host.queue.borrow().len(), 1);
+        let line = String::from_utf8(f.host.queue.borrow()[0].clone()).unwrap();
+        assert!(line.starts_with("cdcdcdcdcdcdcdcdcdcdcdcd "), "{line}");
+        f.host.now_ms.set(f.host.now_ms.get() + 31_000);
+        assert!(ask(&mut f, "GET", "/x", &[&auth]).is_ok());
+        assert_eq!(f.host.queue.borrow().len(), 2);
+        // Refused requests are not use.
+        let scoped = format!("Bearer {}", f.signer.sign(TokenKind::Api, &claims("dcdcdcdcdcdcdcdcdcdcdcdc", Some(&["GET /x"]))).unwrap());
+        assert!(ask(&mut f, "DELETE", "/api/v1/objects/1", &[&scoped]).is_err());
+        assert_eq!(f.host.queue.borrow().len(), 2);
     }
 
     #[test]

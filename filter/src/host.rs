@@ -15,6 +15,9 @@ pub trait Host {
     fn get_shared(&self, key: &str) -> Option<Vec<u8>>;
     fn set_shared(&self, key: &str, value: &[u8]);
     fn log(&self, level: Level, msg: &str);
+    /// The id of the shared queue `name` registered by the VM with `vm_id`.
+    fn resolve_queue(&self, vm_id: &str, name: &str) -> Option<u32>;
+    fn enqueue(&self, queue: u32, value: &[u8]) -> bool;
 }
 
 /// The real host, over `proxy_wasm::hostcalls`.
@@ -50,6 +53,14 @@ impl Host for ProxyHost {
         };
         let _ = proxy_wasm::hostcalls::log(level, msg);
     }
+
+    fn resolve_queue(&self, vm_id: &str, name: &str) -> Option<u32> {
+        proxy_wasm::hostcalls::resolve_shared_queue(vm_id, name).ok().flatten()
+    }
+
+    fn enqueue(&self, queue: u32, value: &[u8]) -> bool {
+        proxy_wasm::hostcalls::enqueue_shared_queue(queue, Some(value)).is_ok()
+    }
 }
 
 #[cfg(test)]
@@ -65,6 +76,7 @@ pub mod tests {
         pub shared: RefCell<HashMap<String, Vec<u8>>>,
         pub logs: RefCell<Vec<(Level, String)>>,
         pub reads: Cell<usize>,
+        pub queue: RefCell<Vec<Vec<u8>>>,
     }
 
     impl FakeHost {
@@ -88,6 +100,13 @@ pub mod tests {
         }
         fn log(&self, level: Level, msg: &str) {
             self.logs.borrow_mut().push((level, msg.to_owned()));
+        }
+        fn resolve_queue(&self, _vm_id: &str, name: &str) -> Option<u32> {
+            (name == crate::shared::USAGE_QUEUE).then_some(1)
+        }
+        fn enqueue(&self, _queue: u32, value: &[u8]) -> bool {
+            self.queue.borrow_mut().push(value.to_vec());
+            true
         }
     }
 }

@@ -113,6 +113,12 @@ impl RootContext for Root {
         }
     }
 
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        if let Root::Sync(s) = self {
+            s.drain_usage(queue_id);
+        }
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         match self {
             Root::Gate(g) => Some(Box::new(Gate { worker: g.worker.clone(), metrics: g.metrics.clone() })),
@@ -275,26 +281,80 @@ impl HttpContext for DenyAll {
 /// The sync service's root context: drives [`Syncer`] with timers and HTTP calls.
 struct SyncRoot {
     syncer: Syncer,
+    usage_queue: Option<u32>,
+    /// The outstanding usage report: its call token and body (kept to retry).
+    usage_call: Option<(u32, Vec<u8>)>,
+    synced_at_ms: u64,
     version_gauge: Option<u32>,
     revocations_gauge: Option<u32>,
+    amendments_gauge: Option<u32>,
     synced_at_gauge: Option<u32>,
+    age_gauge: Option<u32>,
     failures: Option<u32>,
+    usage_sent: Option<u32>,
 }
 
 impl SyncRoot {
     fn new(syncer: Syncer) -> Self {
         let gauge = |n: &str| hostcalls::define_metric(MetricType::Gauge, n).ok();
+        let usage_queue = hostcalls::register_shared_queue(shared::USAGE_QUEUE).ok();
         SyncRoot {
             syncer,
+            usage_queue,
+            usage_call: None,
+            synced_at_ms: 0,
             version_gauge: gauge("tokengate.sync.version"),
             revocations_gauge: gauge("tokengate.sync.revocations"),
+            amendments_gauge: gauge("tokengate.sync.amendments"),
             synced_at_gauge: gauge("tokengate.sync.synced_at_ms"),
+            age_gauge: gauge("tokengate.sync.age_ms"),
             failures: hostcalls::define_metric(MetricType::Counter, "tokengate.sync.failures").ok(),
+            usage_sent: hostcalls::define_metric(MetricType::Counter, "tokengate.usage.reported").ok(),
+        }
+    }
+
+    fn drain_usage(&mut self, queue_id: u32) {
+        if Some(queue_id) != self.usage_queue {
+            return;
+        }
+        while let Ok(Some(msg)) = hostcalls::dequeue_shared_queue(queue_id) {
+            self.syncer.note_usage(&msg);
+        }
+    }
+
+    /// Sends the pending usage as one report, unless one is already on its way.
+    fn send_usage(&mut self, now: u64) {
+        if self.usage_call.is_some() {
+            return;
+        }
+        let Some((path, body)) = self.syncer.usage_batch(now) else { return };
+        let cp = &self.syncer.cfg;
+        let auth = format!("Bearer {}", cp.credential);
+        let headers = vec![
+            (":method", "POST"),
+            (":path", path.as_str()),
+            (":authority", cp.authority.as_str()),
+            (":scheme", "http"),
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ];
+        match hostcalls::dispatch_http_call(&cp.cluster, headers, Some(&body), vec![], Duration::from_secs(10)) {
+            Ok(token) => self.usage_call = Some((token, body)),
+            Err(_) => self.syncer.usage_failed(&body),
         }
     }
 
     fn on_tick(&mut self) {
         let now = ProxyHost.now_ms();
+        if let Some(id) = self.age_gauge {
+            if self.synced_at_ms > 0 {
+                let _ = hostcalls::record_metric(id, now.saturating_sub(self.synced_at_ms));
+            }
+        }
+        if let Some(q) = self.usage_queue {
+            self.drain_usage(q);
+        }
+        self.send_usage(now);
         match self.syncer.state {
             SyncState::Idle => self.poll(),
             SyncState::Backoff { until_ms } if now >= until_ms => self.poll(),
@@ -328,14 +388,25 @@ impl SyncRoot {
     }
 
     fn on_response(&mut self, token: u32, body_size: usize) {
+        if let Some((t, body)) = self.usage_call.take() {
+            if t == token {
+                let ok = matches!(call_status().as_deref(), Some("200" | "204"));
+                if ok {
+                    if let Some(id) = self.usage_sent {
+                        let _ = hostcalls::increment_metric(id, 1);
+                    }
+                } else {
+                    self.syncer.usage_failed(&body);
+                }
+                return;
+            }
+            self.usage_call = Some((t, body));
+        }
         if !matches!(self.syncer.state, SyncState::InFlight { token: t, .. } if t == token) {
             return;
         }
         // A failed call arrives as a local reply with no headers and no :status.
-        let status = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
-            .ok()
-            .and_then(|h| h.into_iter().find(|(k, _)| k == ":status").map(|(_, v)| v));
-        let status = status.as_deref().and_then(|s| std::str::from_utf8(s).ok()).unwrap_or("");
+        let status = call_status().unwrap_or_default();
         if status != "200" {
             let why = if status.is_empty() { "no answer from the control plane".to_owned() } else { format!("control plane answered {status}") };
             return self.fail(&why);
@@ -353,15 +424,27 @@ impl SyncRoot {
                     (self.version_gauge, self.syncer.version()),
                     (self.revocations_gauge, self.syncer.revocations() as u64),
                     (self.synced_at_gauge, ProxyHost.now_ms()),
+                    (self.amendments_gauge, self.syncer.amendments() as u64),
                 ] {
                     if let Some(id) = id {
                         let _ = hostcalls::record_metric(id, v);
                     }
                 }
+                self.synced_at_ms = ProxyHost.now_ms();
                 self.syncer.state = SyncState::Idle;
                 self.poll();
             }
             Err(e) => self.fail(&e),
         }
     }
+}
+
+/// The `:status` of the answer to a dispatched call; `None` for a failed call, which
+/// arrives as a local reply with no headers at all.
+fn call_status() -> Option<String> {
+    hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == ":status")
+        .and_then(|(_, v)| String::from_utf8(v).ok())
 }

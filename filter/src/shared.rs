@@ -21,6 +21,10 @@ pub const META_KEY: &str = "tokengate/meta";
 pub const KEYS_KEY: &str = "tokengate/keys";
 pub const JOURNAL_KEY: &str = "tokengate/journal";
 pub const REV_BUCKETS: usize = 64;
+/// The shared queue workers put token use on (`<jti> <ms>`); the sync service drains it.
+pub const USAGE_QUEUE: &str = "tokengate/usage";
+/// The `vm_id` the gate and the sync service share (see envoy/envoy.yaml).
+pub const VM_ID: &str = "tokengate";
 /// The journal keeps this many latest revocations; a worker further behind reloads.
 pub const JOURNAL_CAP: usize = 4096;
 

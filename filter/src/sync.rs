@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use hashbrown::HashMap;
-use tokengate_rules::sync::{Amendment, PublicKey, SyncResponse, PROTOCOL};
+use tokengate_rules::sync::{Amendment, PublicKey, SyncResponse, Usage, UsageReport, PROTOCOL, USAGE_PATH};
 use tokengate_rules::token::{VerifyingKey, DEFAULT_LEEWAY_SECS};
 
 use crate::config::ControlPlaneConfig;
@@ -22,6 +22,11 @@ pub enum SyncState {
     Backoff { until_ms: u64 },
 }
 
+/// How often the sync service sends usage reports, and the most it holds.
+pub const USAGE_EVERY_MS: u64 = 5_000;
+pub const USAGE_MAX_PENDING: usize = 100_000;
+pub const USAGE_MAX_BATCH: usize = 10_000;
+
 pub const BACKOFF_MIN_MS: u64 = 100;
 pub const BACKOFF_MAX_MS: u64 = 10_000;
 const PRUNE_EVERY_MS: u64 = 60_000;
@@ -38,6 +43,9 @@ pub struct Syncer {
     journal: VecDeque<JournalEntry>,
     journal_from: u64,
     last_prune_ms: u64,
+    /// Token use waiting to be reported: jti -> latest ms.
+    usage: HashMap<Box<str>, u64>,
+    last_usage_ms: u64,
 }
 
 impl Syncer {
@@ -54,6 +62,46 @@ impl Syncer {
             journal: VecDeque::new(),
             journal_from: 0,
             last_prune_ms: 0,
+            usage: HashMap::new(),
+            last_usage_ms: 0,
+        }
+    }
+
+    /// Records one queue message `<jti> <ms>`; malformed ones are dropped.
+    pub fn note_usage(&mut self, msg: &[u8]) {
+        let Some((jti, at)) = std::str::from_utf8(msg).ok().and_then(|m| m.split_once(' ')) else { return };
+        let (Ok(at), true) = (at.parse::<u64>(), tokengate_rules::token::valid_kid(jti)) else { return };
+        if self.usage.len() >= USAGE_MAX_PENDING && !self.usage.contains_key(jti) {
+            return;
+        }
+        let e = self.usage.entry(jti.into()).or_insert(at);
+        *e = (*e).max(at);
+    }
+
+    pub fn pending_usage(&self) -> usize {
+        self.usage.len()
+    }
+
+    /// The next usage report to send, if one is due; taken out of the pending set (give it
+    /// back with [`Syncer::usage_failed`]).
+    pub fn usage_batch(&mut self, now_ms: u64) -> Option<(String, Vec<u8>)> {
+        if self.usage.is_empty() || now_ms.saturating_sub(self.last_usage_ms) < USAGE_EVERY_MS {
+            return None;
+        }
+        self.last_usage_ms = now_ms;
+        let keys: Vec<Box<str>> = self.usage.keys().take(USAGE_MAX_BATCH).cloned().collect();
+        let used: Vec<Usage> =
+            keys.into_iter().filter_map(|k| self.usage.remove(&k).map(|at| Usage { jti: k.into(), at })).collect();
+        let body = serde_json::to_vec(&UsageReport { proxy: self.cfg.proxy_id.clone(), used }).ok()?;
+        Some((USAGE_PATH.to_owned(), body))
+    }
+
+    /// Puts a batch that could not be delivered back.
+    pub fn usage_failed(&mut self, body: &[u8]) {
+        if let Ok(report) = serde_json::from_slice::<UsageReport>(body) {
+            for u in report.used {
+                self.note_usage(format!("{} {}", u.jti, u.at).as_bytes());
+            }
         }
     }
 
@@ -263,6 +311,28 @@ mod tests {
         r.keys = vec![PublicKey { kid: "k".into(), x: "not-a-key".into() }];
         assert!(s.apply(&host, r).is_err());
         assert!(host.shared.borrow().get(shared::META_KEY).is_none());
+    }
+
+    #[test]
+    fn usage_is_batched_and_kept_on_failure() {
+        let mut s = Syncer::new(cfg());
+        s.note_usage(b"aaaaaaaaaaaaaaaaaaaaaaaa 1000");
+        s.note_usage(b"aaaaaaaaaaaaaaaaaaaaaaaa 900");
+        s.note_usage(b"bbbbbbbbbbbbbbbbbbbbbbbb 2000");
+        s.note_usage(b"garbage");
+        s.note_usage(b"../x 5");
+        assert_eq!(s.pending_usage(), 2);
+        let (path, body) = s.usage_batch(10_000).unwrap();
+        assert_eq!(path, "/sync/v1/usage");
+        let report: UsageReport = serde_json::from_slice(&body).unwrap();
+        assert_eq!(report.proxy, "p");
+        assert!(report.used.contains(&Usage { jti: "aaaaaaaaaaaaaaaaaaaaaaaa".into(), at: 1000 }));
+        assert_eq!(s.pending_usage(), 0);
+        assert!(s.usage_batch(11_000).is_none());
+        s.usage_failed(&body);
+        assert_eq!(s.pending_usage(), 2);
+        assert!(s.usage_batch(12_000).is_none(), "not before the interval");
+        assert!(s.usage_batch(15_001).is_some());
     }
 
     #[test]

@@ -54,6 +54,14 @@ case ${DATABASE_URL:-} in
         ;;
 esac
 
+begin "Building the panic-probe filter (test-only build)"
+# A build where /__tokengate/panic panics inside the filter: the e2e tests prove a crashed
+# VM denies. Built first and copied aside; the real build below reuses every dependency.
+info "cargo build --release --target $WASM_TARGET -p tokengate-filter --features panic-probe"
+cargo build --release --target "$WASM_TARGET" -p tokengate-filter --features panic-probe
+PANIC_PROBE_WASM=$TARGET_DIR/tokengate_filter_panic_probe.wasm
+cp "$FILTER_WASM" "$PANIC_PROBE_WASM"
+
 begin "Building the filter (release wasm)"
 build_filter
 
@@ -63,6 +71,7 @@ cargo build --workspace
 
 # The end-to-end tests start these; absolute paths, so no test guesses.
 export TOKENGATE_WASM=$FILTER_WASM
+export TOKENGATE_PANIC_PROBE_WASM=$PANIC_PROBE_WASM
 export TOKENGATE_BIN=$TARGET_DIR/debug/tokengate
 export DEMO_UPSTREAM_BIN=$TARGET_DIR/debug/demo-upstream
 export ENVOY_BIN

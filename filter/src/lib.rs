@@ -222,6 +222,11 @@ impl HttpContext for Gate {
         let (Some(method), Some(path), false) = (method, path, bad_bytes) else {
             return self.deny_with(tokengate_rules::Denial::InvalidRequest("malformed_request"));
         };
+        #[cfg(feature = "panic-probe")]
+        #[allow(clippy::panic)]
+        if path == "/__tokengate/panic" {
+            panic!("tokengate panic probe");
+        }
         let outcome = {
             let mut w = self.worker.borrow_mut();
             let out = w.decide(&ProxyHost, &Request { method, path, authorization: &auth });

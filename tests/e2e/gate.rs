@@ -240,3 +240,18 @@ fn restarts_keep_tokens_and_revocations() {
     let r = get(stack.front(), "/api/v1/objects/1", Some(&revoked_token));
     assert_eq!((r.status, r.code().as_str()), (401, "token_revoked"), "{}", r.body);
 }
+
+/// SECURITY.md "Reliability": a panic inside the filter (forced in a test build) ends in
+/// 503, never in a pass-through, and the crashed gate keeps denying.
+#[test]
+fn security_reliability_panic_in_the_filter_denies() {
+    let stack = Stack::start_with(1, panic_probe_wasm());
+    let token = stack.login(None, None)["token"].as_str().expect("token").to_owned();
+    stack.wait_synced(&token);
+    assert_eq!(get(stack.front(), "/api/v1/objects/1", Some(&token)).status, 200, "the probe build gates normally");
+    let r = get(stack.front(), "/__tokengate/panic", Some(&token));
+    assert_eq!(r.status, 503, "a panicking filter must deny: {} {}", r.status, r.body);
+    assert!(!r.body.contains("demo-upstream"));
+    let after = get(stack.front(), "/api/v1/objects/1", Some(&token));
+    assert_ne!(after.status, 200, "after a crash the gate must not pass traffic: {}", after.body);
+}

@@ -40,6 +40,11 @@ pub fn wasm() -> PathBuf {
     artifact("TOKENGATE_WASM", workspace().join("target/wasm32-wasip1/release/tokengate_filter.wasm"))
 }
 
+/// The test-only filter build with the `panic-probe` feature (scripts/test.sh builds it).
+pub fn panic_probe_wasm() -> PathBuf {
+    artifact("TOKENGATE_PANIC_PROBE_WASM", workspace().join("target/tokengate_filter_panic_probe.wasm"))
+}
+
 pub fn envoy_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("ENVOY_BIN") {
         return PathBuf::from(p);
@@ -237,10 +242,16 @@ pub struct Stack {
     pub cp_port: u16,
     pub concurrency: u32,
     pub proxy_id: String,
+    pub wasm: PathBuf,
 }
 
 impl Stack {
     pub fn start(concurrency: u32) -> Stack {
+        Stack::start_with(concurrency, wasm())
+    }
+
+    /// The stack with another build of the filter.
+    pub fn start_with(concurrency: u32, wasm: PathBuf) -> Stack {
         let mut dir = tempfile::Builder::new().prefix("tokengate-e2e-").tempdir().expect("tempdir");
         // TOKENGATE_E2E_KEEP=1 keeps every log and config for a post-mortem.
         if std::env::var_os("TOKENGATE_E2E_KEEP").is_some() {
@@ -264,6 +275,7 @@ impl Stack {
             cp_port: free_port(),
             concurrency,
             proxy_id: "e2e-proxy".into(),
+            wasm,
         };
         stack.start_control_plane();
         stack.start_envoy();
@@ -305,7 +317,7 @@ impl Stack {
             ("TG_CP_PORT", self.cp_port.to_string()),
             ("TG_UPSTREAM_HOST", "127.0.0.1".into()),
             ("TG_UPSTREAM_PORT", self.upstream.port.to_string()),
-            ("TG_WASM", wasm().display().to_string()),
+            ("TG_WASM", self.wasm.display().to_string()),
             ("TG_PROXY_SECRET", self.secret.clone()),
             ("TG_PROXY_ID", self.proxy_id.clone()),
         ]

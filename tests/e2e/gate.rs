@@ -255,3 +255,37 @@ fn security_reliability_panic_in_the_filter_denies() {
     let after = get(stack.front(), "/api/v1/objects/1", Some(&token));
     assert_ne!(after.status, 200, "after a crash the gate must not pass traffic: {}", after.body);
 }
+
+/// Revocations made between hard restarts (SIGKILL) of the control plane are all
+/// enforced by every worker: no change is skipped when the sync stream breaks.
+#[test]
+fn revocations_across_control_plane_crashes_are_all_enforced() {
+    let mut stack = Stack::start(2);
+    let admin = stack.login(None, None)["token"].as_str().expect("token").to_owned();
+    stack.wait_synced(&admin);
+    let auth = format!("Bearer {admin}");
+    let mut tokens = Vec::new();
+    for i in 0..10 {
+        let body = json!({"expiresIn": "1 hour", "name": format!("crash-{i}"), "scopes": ["GET /objects/:id"]});
+        let r = request(stack.cp(), "POST", "/api/v1/tokens", &[("Authorization", &auth)], Some(&body));
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        tokens.push((v["_id"].as_str().expect("id").to_owned(), v["token"].as_str().expect("token").to_owned()));
+    }
+    let (kept, revoked) = tokens.split_at(1);
+    for (n, (id, _)) in revoked.iter().enumerate() {
+        let r = request(stack.cp(), "DELETE", &format!("/api/v1/tokens/{id}"), &[("Authorization", &auth)], None);
+        assert_eq!(r.status, 204, "{}", r.body);
+        if n % 3 == 2 {
+            // Kill the control plane with a long-poll held, then bring it back.
+            stack.stop_control_plane();
+            stack.start_control_plane();
+        }
+    }
+    for (id, token) in revoked {
+        wait_until(&format!("revocation of {id} at every worker"), Duration::from_secs(15), || {
+            (0..4).all(|_| get(stack.front(), "/api/v1/objects/3", Some(token)).status == 401)
+        });
+    }
+    assert_eq!(get(stack.front(), "/api/v1/objects/3", Some(&kept[0].1)).status, 200);
+}

@@ -1,12 +1,33 @@
 //! The set of revoked token ids, bounded by the tokens' own expiry.
+//!
+//! Each proxy worker holds one, so entries are compact: the id as a `u128` (the control
+//! plane's ids are 24 hex digits, parsed exactly; any other form is hashed with 128-bit
+//! FNV-1a, where a collision could only refuse a token, never admit one) and the expiry
+//! as a `u64`: 24 bytes plus the table's control byte.
 
 use hashbrown::HashMap;
 
 use crate::sync::Revocation;
 
+/// The compact form of a token id.
+pub fn jti_key(jti: &str) -> u128 {
+    if (1..=32).contains(&jti.len()) && jti.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if let Ok(v) = u128::from_str_radix(jti, 16) {
+            // Tag parsed ids with the length so "0a" and "a" stay distinct.
+            return v ^ ((jti.len() as u128) << 124);
+        }
+    }
+    let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for b in jti.bytes() {
+        h ^= u128::from(b);
+        h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+    }
+    h | (1u128 << 127)
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct RevocationSet {
-    entries: HashMap<Box<str>, u64>,
+    entries: HashMap<u128, u64>,
 }
 
 impl RevocationSet {
@@ -15,11 +36,16 @@ impl RevocationSet {
     }
 
     pub fn insert(&mut self, jti: &str, exp: u64) {
-        self.entries.insert(jti.into(), exp);
+        self.entries.insert(jti_key(jti), exp);
     }
 
     pub fn contains(&self, jti: &str) -> bool {
-        self.entries.contains_key(jti)
+        self.entries.contains_key(&jti_key(jti))
+    }
+
+    /// Bytes the table holds (keys, values and control bytes), for the metrics.
+    pub fn approx_bytes(&self) -> usize {
+        self.entries.capacity() * (std::mem::size_of::<(u128, u64)>() + 1)
     }
 
     pub fn len(&self) -> usize {
@@ -45,14 +71,23 @@ impl RevocationSet {
         }
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.entries.iter().map(|(k, v)| (&**k, *v))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_exact_for_hex_ids_and_distinct_otherwise() {
+        assert_ne!(jti_key("0a"), jti_key("a"));
+        assert_ne!(jti_key("0123456789abcdef01234567"), jti_key("0123456789abcdef01234568"));
+        assert_ne!(jti_key("session-1"), jti_key("session-2"));
+        assert_ne!(jti_key("ABCDEF"), jti_key("abcdef"));
+        let mut s = RevocationSet::new();
+        s.insert("0123456789abcdef01234567", 10);
+        assert!(s.contains("0123456789abcdef01234567"));
+        assert!(!s.contains("0123456789abcdef01234566"));
+    }
 
     #[test]
     fn prune_drops_only_expired() {

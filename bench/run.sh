@@ -180,10 +180,13 @@ read -r DOOMED_ID DOOMED <<<"$("$TG" login --cp "$CP" --user "$ADMIN_USER" --pas
     --out "$WORK/doomed.txt" --ids "$WORK/doomed.ids" >/dev/null
 log "listing every live token page by page (1000 a page)"
 record_cp sqlite "$("$TG" list --cp "$CP" --token "$ADMIN")"
-log "revoking 2000 tokens one DELETE each (concurrency 8)"
+log "revoking 1000 tokens one DELETE each, sequentially, then 1000 more at concurrency 8"
 "$TG" issue --cp "$CP" --token "$ADMIN" --count 2000 --concurrency 8 --scopes "$SCOPES" \
     --out "$WORK/rev.txt" --ids "$WORK/rev.ids" >/dev/null
-record_cp sqlite "$("$TG" revoke --cp "$CP" --token "$ADMIN" --ids "$WORK/rev.ids" --concurrency 8)"
+head -1000 "$WORK/rev.ids" >"$WORK/rev1.ids"
+tail -n +1001 "$WORK/rev.ids" >"$WORK/rev8.ids"
+record_cp sqlite "$(timeout 300 "$TG" revoke --cp "$CP" --token "$ADMIN" --ids "$WORK/rev1.ids" --concurrency 1 || true)"
+record_cp sqlite "$(timeout 300 "$TG" revoke --cp "$CP" --token "$ADMIN" --ids "$WORK/rev8.ids" --concurrency 8 || true)"
 log "revoking the parent of the $REVOKED (one DELETE, cascades)"
 t0=$(date +%s.%N)
 code=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE -H "authorization: Bearer $ADMIN" "http://$CP/api/v1/tokens/$DOOMED_ID")
@@ -195,7 +198,10 @@ record_cp sqlite "$(awk -v n=$((REVOKED + 1)) -v a="$t0" -v b="$t1" \
 # ---------------------------------------------------------------- 4. the variants
 AUTHZ_PORT=$(free_port)
 log "ext_authz authorizer on 127.0.0.1:$AUTHZ_PORT (CPU 1)"
-nice -n -10 taskset -c 1 "$AUTHZ_BIN" "127.0.0.1:$AUTHZ_PORT" "$CP" "$SECRET" >"$WORK/authz.log" 2>&1 &
+"$TG" render --variant plugin-json --out "$WORK/plugin.json" --template "$ROOT/envoy/envoy.yaml" --port 0 \
+    --admin-port 0 --cp-port "$CP_PORT" --authz-port 0 --wasm "$WASM" --noop-wasm "$NOOP_WASM" \
+    --jwks "$WORK/jwks.json" --secret "$SECRET"
+nice -n -10 taskset -c 1 "$AUTHZ_BIN" "127.0.0.1:$AUTHZ_PORT" "$CP" "$WORK/plugin.json" >"$WORK/authz.log" 2>&1 &
 AUTHZ_PID=$!
 PIDS+=("$AUTHZ_PID")
 for _ in $(seq 100); do grep -q listening "$WORK/authz.log" && break; sleep 0.1; done
@@ -319,7 +325,10 @@ if [ "${SKIP_CP:-0}" != 1 ] && [ "${SKIP_PG:-0}" != 1 ]; then
         "$TG" issue --cp "127.0.0.1:$PG_PORT" --token "$PADMIN" --count $((100000 - COLD_TOKENS > 0 ? 100000 - COLD_TOKENS : 0)) \
             --concurrency 8 --scopes "$SCOPES" --out "$WORK/pg2.txt" --ids "$WORK/pg2.ids" >/dev/null
         record_cp postgres "$("$TG" list --cp "127.0.0.1:$PG_PORT" --token "$PADMIN")"
-        record_cp postgres "$("$TG" revoke --cp "127.0.0.1:$PG_PORT" --token "$PADMIN" --ids "$WORK/pg.ids" --count 2000 --concurrency 8)"
+        head -1000 "$WORK/pg.ids" >"$WORK/pg1.ids"
+        sed -n 1001,2000p "$WORK/pg.ids" >"$WORK/pg8.ids"
+        record_cp postgres "$(timeout 300 "$TG" revoke --cp "127.0.0.1:$PG_PORT" --token "$PADMIN" --ids "$WORK/pg1.ids" --concurrency 1 || true)"
+        record_cp postgres "$(timeout 300 "$TG" revoke --cp "127.0.0.1:$PG_PORT" --token "$PADMIN" --ids "$WORK/pg8.ids" --concurrency 8 || true)"
         stop "$PG_CP_PID"
         psql "$PG_URL/postgres" -qc "DROP DATABASE $PG_DB" >/dev/null 2>&1 || true
     else
@@ -401,6 +410,11 @@ if [ "${SKIP_CP:-0}" != 1 ]; then
     mem_point 100k "$CP_PORT" $((REVOKED + 2001))
 fi
 
+# ---------------------------------------------------------------- 5c. host profile of the decision
+log "host build of the gate's decision (gate-profile: the filter's Worker, natively)"
+PROFILE=$(PLUGIN_CONFIG=$WORK/plugin.json nice -n -10 taskset -c 1 "$BENCH/target/release/gate-profile" all 200000 "$REVOKED" 2>/dev/null || echo '{}')
+log "  $PROFILE"
+
 # ---------------------------------------------------------------- 6. report
 REPORT=$WORK/report.md
 {
@@ -423,7 +437,7 @@ import json, sys
 for line in open(sys.argv[1]):
     r = json.loads(line)
     op = {"issue": "issue (POST /api/v1/tokens)",
-          "revoke": "revoke (DELETE /api/v1/tokens/:id; %d answers were 503 and retried)" % r.get("retries_503", 0),
+          "revoke": "revoke (DELETE /api/v1/tokens/:id), concurrency %d: %d answers were 503 and retried, %d failed after 3 retries" % (r.get("concurrency", 0), r.get("retries_503", 0), r.get("failed", 0)),
           "revoke_tree": "revoke a parent with all its children (one DELETE)",
           "list": "list every live token, 1000 a page (%d pages, slowest %.0f ms)" % (r.get("pages", 0), r.get("slowest_page_ms", 0))}[r["op"]]
     per = r.get("per_sec") or (r["count"] / r["secs"])
@@ -440,6 +454,17 @@ for line in open(sys.argv[1]):
     r = json.loads(line)
     rss = "%.0f" % (r["rss_kb"] / 1024) if r.get("rss_kb") else "– (%s)" % r.get("error", "")
     print(f"| {r['revocations']} | {rss} |")
+EOF
+    echo
+    echo "Host build of the decision (\`gate-profile\`: the filter's own \`Worker::decide\` compiled natively, $REVOKED revocations loaded; no Envoy, no V8, no host calls):"
+    echo
+    python3 - "$PROFILE" <<'EOF'
+import json, sys
+p = json.loads(sys.argv[1] or "{}")
+f = lambda k: "%.2f" % (p[k] / 1000) if k in p else "–"
+print("| warm (300 tokens) µs | hot (1 token) µs | cold (new token) µs | of which `bearer()` µs | `path::split` µs | cache lookup µs | sync apply of the snapshot ms |")
+print("|---|---|---|---|---|---|---|")
+print(f"| {f('warm_ns_per_decision')} | {f('hot_ns_per_decision')} | {f('cold_ns_per_decision')} | {f('part_bearer_ns')} | {f('part_split_ns')} | {f('part_cache_lookup_ns')} | {p.get('sync_apply_ms', 0):.0f} |")
 EOF
 } >"$REPORT"
 cat "$REPORT"

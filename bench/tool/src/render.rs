@@ -163,6 +163,21 @@ typed_config:
             clusters.push(s.cp_cluster);
             bootstrap = Some(s.bootstrap_extensions);
         }
+        "plugin-json" => {
+            // The tokengate plugin configuration alone, for bench-authz.
+            let s = shipped(args)?;
+            let json = s
+                .wasm_filter
+                .get("typed_config")
+                .and_then(|t| t.get("config"))
+                .and_then(|c| c.get("configuration"))
+                .and_then(|c| c.get("value"))
+                .and_then(Value::as_str)
+                .ok_or("envoy template: no plugin configuration value")?
+                .to_owned();
+            let out = args.get("out")?;
+            return std::fs::write(out, json).map_err(|e| format!("{out}: {e}"));
+        }
         "G" => {
             filters.push(y(r#"
 name: envoy.filters.http.ext_authz

@@ -7,7 +7,7 @@
 
 use crate::path;
 use crate::route::{authorize, Rights, RouteSpec, RouteTable};
-use crate::scope::{Prefix, ScopePattern, ScopeSet, Segment};
+use crate::scope::{Prefix, ScopePattern, ScopeSet};
 use crate::token::{verify, KeySet, TokenKind, VerifyPolicy, VerifyingKey};
 
 /// Input: `<pattern>\n<METHOD> <request target>`.
@@ -45,9 +45,10 @@ pub fn scope(data: &[u8]) {
         .chain(p.segments().iter().enumerate().map(|(i, _)| format!("/:p{i}")))
         .collect::<String>();
     let widened = if p.segments().is_empty() { format!("{} /", p.method()) } else { widened };
-    let wide = ScopePattern::parse(&widened, &prefix).expect("widened pattern");
-    assert!(p.is_within(&wide), "{shown} not within {widened}");
-    let _ = p.segments().iter().filter(|s| matches!(s, Segment::Param(_))).count();
+    // (The widened text can outgrow the 512-byte cap; then there is nothing to compare.)
+    if let Ok(wide) = ScopePattern::parse(&widened, &prefix) {
+        assert!(p.is_within(&wide), "{shown} not within {widened}");
+    }
 }
 
 /// An independent matcher over the canonical text: strip the `/api/v1` prefix from the

@@ -137,9 +137,11 @@ impl ScopePattern {
             return Err(err(base, "the path must start with '/' (exactly one space after the method)"));
         }
         let mut segments = Vec::new();
+        let mut positions = Vec::new();
         if path != "/" {
             let mut pos = base + 1;
             for seg in path[1..].split('/') {
+                positions.push(pos);
                 if seg.is_empty() {
                     return Err(err(pos, "empty path segment (no '//' and no trailing '/')"));
                 }
@@ -156,13 +158,21 @@ impl ScopePattern {
                 pos += seg.len() + 1;
             }
         }
-        // Drop the prefix when the pattern spells it out.
+        // Drop the prefix when the pattern spells it out. A path that then starts with the
+        // prefix again is ambiguous (is `GET /api/v1/api/v1/x` one prefix or two?), and its
+        // canonical form could not be told apart from the shorter one: refuse it.
         let n = prefix.0.len();
-        if n > 0
-            && segments.len() >= n
-            && segments.iter().zip(prefix.0.iter()).all(|(s, p)| matches!(s, Segment::Literal(l) if l == p))
-        {
+        let starts_with_prefix = |segs: &[Segment]| {
+            n > 0 && segs.len() >= n && segs.iter().zip(prefix.0.iter()).all(|(s, p)| matches!(s, Segment::Literal(l) if l == p))
+        };
+        let mut first = 0;
+        if starts_with_prefix(&segments) {
             segments.drain(..n);
+            first = n;
+        }
+        if starts_with_prefix(&segments) {
+            let position = positions.get(first).copied().unwrap_or(base);
+            return Err(err(position, "the path repeats the API prefix; a pattern names it at most once"));
         }
         Ok(ScopePattern { method: method.into(), segments })
     }
@@ -324,6 +334,7 @@ mod tests {
             ("GET /objects/*", 13),
             ("GET", 3),
             ("", 0),
+            ("GET /api/v1/api/v1/objects", 12),
         ];
         for (s, pos) in cases {
             let e = ScopePattern::parse(s, &Prefix::default()).unwrap_err();

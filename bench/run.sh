@@ -6,7 +6,8 @@
 #
 # Knobs (environment): ROUNDS (3), SECS per measurement (10), WARMUP_SECS (3),
 # WARM_TOKENS (300), COLD_TOKENS (60000), REVOKED (100000), CONNECTIONS (32, wrk),
-# OL_CONNECTIONS (64, open loop), VARIANTS ("A B C D E H F G"), SKIP_CP=1 (skip the
+# OL_CONNECTIONS (64, open loop), VARIANTS ("A B C D E H F G"; H is E with one hot
+# token; B1 B2 B3 are the empty filter plus the gate's host calls, for attribution), SKIP_CP=1 (skip the
 # control-plane and memory sections), SKIP_PG=1, MEM_1M=0 (skip the 1M-revocation
 # memory point), NO_WRITE=1 (do not touch BENCHMARKS.md), PG_URL.
 #
@@ -214,7 +215,7 @@ render() { # variant out
         --admin-port "$ADMIN_PORT" --cp-port "$CP_PORT" --authz-port "$AUTHZ_PORT" --wasm "$WASM" \
         --noop-wasm "$NOOP_WASM" --jwks "$WORK/jwks.json" --secret "$SECRET" --cache-size 1000
 }
-for v in A B C D E F G; do
+for v in A B B1 B2 B3 C D E F G; do
     render "$v" "$WORK/envoy-$v.yaml"
     "$ENVOY_BIN" --mode validate -c "$WORK/envoy-$v.yaml" >/dev/null 2>&1 || die "envoy-$v.yaml does not validate"
 done

@@ -140,7 +140,7 @@ pub fn render(args: &Args) -> Result<(), String> {
     let mut bootstrap = None;
     match variant {
         "A" => {}
-        "B" => filters.push(y(&format!(
+        "B" | "B1" | "B2" | "B3" => filters.push(y(&format!(
             r#"
 name: envoy.filters.http.wasm
 typed_config:
@@ -148,12 +148,22 @@ typed_config:
   config:
     name: noop
     root_id: noop
+    configuration:
+      "@type": type.googleapis.com/google.protobuf.StringValue
+      value: "{mode}"
     vm_config:
       vm_id: noop
       runtime: envoy.wasm.runtime.v8
-      code: {{ local: {{ filename: {} }} }}
+      code: {{ local: {{ filename: {wasm} }} }}
 "#,
-            args.get("noop-wasm")?
+            // B1..B3: the tokengate filter's host calls without its logic (see noop-filter).
+            mode = match variant {
+                "B1" => "read",
+                "B2" => "write",
+                "B3" => "all",
+                _ => "",
+            },
+            wasm = args.get("noop-wasm")?
         ))?),
         "C" => filters.push(jwt_authn(args, None)?),
         "D" => filters.push(jwt_authn(args, Some(args.get("cache-size")?))?),

@@ -37,12 +37,15 @@ fn fmt(s: &Option<Stat>, scale: f64, digits: usize) -> String {
     }
 }
 
-const LABELS: [(&str, &str); 8] = [
+const LABELS: [(&str, &str); 11] = [
     ("A", "A no auth (ceiling)"),
     ("B", "B empty Wasm filter"),
+    ("B1", "B1 empty filter + the gate's reads (headers, clock, shared meta, 3 metrics)"),
+    ("B2", "B2 empty filter + the gate's 5 header writes"),
+    ("B3", "B3 empty filter + all the gate's host calls, no logic"),
     ("C", "C jwt_authn, no cache"),
     ("D", "D jwt_authn + jwt_cache"),
-    ("E", "E tokengate warm (300 tokens, 100k revoked)"),
+    ("E", "E tokengate warm (300 tokens, all revocations loaded)"),
     ("H", "E1 tokengate, one hot token"),
     ("F", "F tokengate cold (never-seen tokens)"),
     ("G", "G ext_authz → Rust authorizer"),

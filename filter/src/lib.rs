@@ -14,7 +14,7 @@ pub mod host;
 pub mod shared;
 pub mod sync;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -94,9 +94,15 @@ impl RootContext for Root {
         match result {
             Ok(root) => {
                 *self = root;
-                if let Root::Sync(s) = self {
-                    let _ = hostcalls::set_tick_period(Duration::from_millis(200));
-                    s.poll();
+                match self {
+                    Root::Sync(s) => {
+                        let _ = hostcalls::set_tick_period(Duration::from_millis(200));
+                        s.poll();
+                    }
+                    // The gate's tick only flushes its counters into Envoy's stats.
+                    _ => {
+                        let _ = hostcalls::set_tick_period(Duration::from_millis(1000));
+                    }
                 }
                 true
             }
@@ -108,8 +114,10 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        if let Root::Sync(s) = self {
-            s.on_tick();
+        match self {
+            Root::Sync(s) => s.on_tick(),
+            Root::Gate(g) => g.metrics.flush(g.worker.borrow().revocations()),
+            Root::Unconfigured(_) => {}
         }
     }
 
@@ -132,45 +140,71 @@ impl RootContext for Root {
     }
 }
 
-/// Envoy stats of the gate (`wasmcustom.tokengate.*`).
+/// Envoy stats of the gate (`wasmcustom.tokengate.*`). Requests only bump counters in
+/// the VM; the root's tick flushes them to Envoy once a second, which keeps host calls
+/// off the request path.
 struct GateMetrics {
-    allowed: Option<u32>,
-    denied: Option<u32>,
-    cache_local: Option<u32>,
-    cache_shared: Option<u32>,
-    cache_miss: Option<u32>,
+    ids: [Option<u32>; 5],
+    counts: [Cell<u64>; 5],
     revocations: Option<u32>,
-    denied_by: RefCell<hashbrown::HashMap<&'static str, Option<u32>>>,
+    denied_by: RefCell<hashbrown::HashMap<&'static str, (Option<u32>, u64)>>,
 }
+
+const ALLOWED: usize = 0;
+const DENIED: usize = 1;
+const CACHE_LOCAL: usize = 2;
+const CACHE_SHARED: usize = 3;
+const CACHE_MISS: usize = 4;
 
 impl GateMetrics {
     fn new() -> Self {
         let counter = |n: &str| hostcalls::define_metric(MetricType::Counter, n).ok();
         GateMetrics {
-            allowed: counter("tokengate.allowed"),
-            denied: counter("tokengate.denied"),
-            cache_local: counter("tokengate.cache.local_hit"),
-            cache_shared: counter("tokengate.cache.shared_hit"),
-            cache_miss: counter("tokengate.cache.miss"),
+            ids: [
+                counter("tokengate.allowed"),
+                counter("tokengate.denied"),
+                counter("tokengate.cache.local_hit"),
+                counter("tokengate.cache.shared_hit"),
+                counter("tokengate.cache.miss"),
+            ],
+            counts: Default::default(),
             revocations: hostcalls::define_metric(MetricType::Gauge, "tokengate.revocations").ok(),
             denied_by: RefCell::new(hashbrown::HashMap::new()),
         }
     }
 
-    fn inc(id: Option<u32>) {
-        if let Some(id) = id {
-            let _ = hostcalls::increment_metric(id, 1);
+    fn inc(&self, which: usize) {
+        if let Some(c) = self.counts.get(which) {
+            c.set(c.get() + 1);
         }
     }
 
     fn deny(&self, code: &'static str) {
-        Self::inc(self.denied);
-        let id = *self
-            .denied_by
-            .borrow_mut()
-            .entry(code)
-            .or_insert_with(|| hostcalls::define_metric(MetricType::Counter, &format!("tokengate.denied.{code}")).ok());
-        Self::inc(id);
+        self.inc(DENIED);
+        self.denied_by.borrow_mut().entry(code).or_insert((None, 0)).1 += 1;
+    }
+
+    fn flush(&self, revocations: usize) {
+        for (id, count) in self.ids.iter().zip(self.counts.iter()) {
+            let n = count.replace(0);
+            if let (Some(id), true) = (id, n > 0) {
+                let _ = hostcalls::increment_metric(*id, n as i64);
+            }
+        }
+        for (code, (id, n)) in self.denied_by.borrow_mut().iter_mut() {
+            if *n == 0 {
+                continue;
+            }
+            if id.is_none() {
+                *id = hostcalls::define_metric(MetricType::Counter, &format!("tokengate.denied.{code}")).ok();
+            }
+            if let Some(id) = id {
+                let _ = hostcalls::increment_metric(*id, std::mem::take(n) as i64);
+            }
+        }
+        if let Some(id) = self.revocations {
+            let _ = hostcalls::record_metric(id, revocations as u64);
+        }
     }
 }
 
@@ -230,14 +264,11 @@ impl HttpContext for Gate {
         let outcome = {
             let mut w = self.worker.borrow_mut();
             let out = w.decide(&ProxyHost, &Request { method, path, authorization: &auth });
-            match w.last_cache {
-                CacheResult::Local => GateMetrics::inc(self.metrics.cache_local),
-                CacheResult::Shared => GateMetrics::inc(self.metrics.cache_shared),
-                CacheResult::Miss => GateMetrics::inc(self.metrics.cache_miss),
-            }
-            if let Some(id) = self.metrics.revocations {
-                let _ = hostcalls::record_metric(id, w.revocations() as u64);
-            }
+            self.metrics.inc(match w.last_cache {
+                CacheResult::Local => CACHE_LOCAL,
+                CacheResult::Shared => CACHE_SHARED,
+                CacheResult::Miss => CACHE_MISS,
+            });
             out
         };
         match outcome {
@@ -245,7 +276,7 @@ impl HttpContext for Gate {
                 allowed.headers(|name, value| {
                     let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
                 });
-                GateMetrics::inc(self.metrics.allowed);
+                self.metrics.inc(ALLOWED);
                 Action::Continue
             }
             Outcome::Deny(d) => self.deny_with(d),

@@ -126,6 +126,14 @@ impl PluginConfig {
             if cp.wait_ms > tokengate_rules::sync::MAX_WAIT_MS {
                 return Err("plugin configuration: `control_plane.wait_ms` must be at most 30000".into());
             }
+            // An idle control plane answers a long poll only every `wait_ms`; a staleness
+            // bound under twice that would fail a healthy proxy closed between answers.
+            if cfg.max_staleness_ms < 2 * cp.wait_ms {
+                return Err(format!(
+                    "plugin configuration: `max_staleness_ms` ({}) must be at least twice `control_plane.wait_ms` ({})",
+                    cfg.max_staleness_ms, cp.wait_ms
+                ));
+            }
         }
         Ok(cfg)
     }
@@ -167,6 +175,7 @@ mod tests {
             br#"{"audiences":["a"],"realm":"a\"b"}"#,
             br#"{"audiences":["a"],"control_plane":{"cluster":"c","credential":"","proxy_id":"p"}}"#,
             br#"not json"#,
+            br#"{"audiences":["a"],"max_staleness_ms":30000,"control_plane":{"cluster":"c","credential":"s","proxy_id":"p","wait_ms":25000}}"#,
             br#"{"audiences":["a"],"routes":[{"pattern":"GET /objects/:id","flags":256},{"pattern":"GET /objects/:x"}]}"#,
             br#"{"audiences":["a"],"routes":[{"pattern":"GET /objects/:id","items":["oid"]}]}"#,
             br#"{"audiences":["a"],"routes":[{"pattern":"get /objects"}]}"#,

@@ -291,3 +291,44 @@ fn revocations_across_control_plane_crashes_are_all_enforced() {
     }
     assert_eq!(get(stack.front(), "/api/v1/objects/3", Some(&kept[0].1)).status, 200);
 }
+
+/// With the control plane gone the proxy keeps enforcing its last state; past
+/// `max_staleness_ms` it fails closed (503 `gate_stale`, default) or, when the operator
+/// opted in, stays open while still enforcing what it knows. Stats and logs show it.
+#[test]
+fn stale_state_fails_closed_or_open_as_configured() {
+    for fail_open in [false, true] {
+        let mut stack = Stack::start(1);
+        stack.max_staleness_ms = Some(2000);
+        stack.fail_open = fail_open;
+        stack.stop_envoy();
+        stack.start_envoy();
+        let admin = stack.login(None, None)["token"].as_str().expect("token").to_owned();
+        stack.wait_synced(&admin);
+        let revoked = stack.login(Some(&["GET /objects/:id"]), None);
+        let r = request(stack.front(), "DELETE", &format!("/api/v1/tokens/{}", revoked["_id"].as_str().expect("id")), &[("Authorization", &format!("Bearer {admin}"))], None);
+        assert_eq!(r.status, 204);
+        let revoked = revoked["token"].as_str().expect("token").to_owned();
+        wait_until("the revocation", Duration::from_secs(5), || get(stack.front(), "/api/v1/objects/1", Some(&revoked)).status == 401);
+
+        stack.stop_control_plane();
+        // Still fresh: the last state is enforced.
+        assert_eq!(get(stack.front(), "/api/v1/objects/1", Some(&admin)).status, 200);
+        if fail_open {
+            std::thread::sleep(Duration::from_millis(3000));
+            assert_eq!(get(stack.front(), "/api/v1/objects/1", Some(&admin)).status, 200, "fail open keeps serving");
+            let r = get(stack.front(), "/api/v1/objects/1", Some(&revoked));
+            assert_eq!((r.status, r.code().as_str()), (401, "token_revoked"), "fail open still enforces known revocations");
+        } else {
+            wait_until("the gate to fail closed", Duration::from_secs(10), || {
+                let r = get(stack.front(), "/api/v1/objects/1", Some(&admin));
+                r.status == 503 && r.code() == "gate_stale"
+            });
+        }
+        wait_until("the stale state in the log", Duration::from_secs(5), || stack.envoy_log().contains("sync state is"));
+        let stats = stack.stats("tokengate.sync.age_ms");
+        let age: u64 = stats.lines().find_map(|l| l.split(": ").nth(1)?.trim().parse().ok()).unwrap_or(0);
+        // Sampled on the sync service's 200 ms tick.
+        assert!(age > 1500, "sync age not visible in stats: {stats}");
+    }
+}

@@ -243,6 +243,9 @@ pub struct Stack {
     pub concurrency: u32,
     pub proxy_id: String,
     pub wasm: PathBuf,
+    /// Overrides of the template's `max_staleness_ms` and `fail_mode`, for the fail-mode tests.
+    pub max_staleness_ms: Option<u64>,
+    pub fail_open: bool,
 }
 
 impl Stack {
@@ -276,6 +279,8 @@ impl Stack {
             concurrency,
             proxy_id: "e2e-proxy".into(),
             wasm,
+            max_staleness_ms: None,
+            fail_open: false,
         };
         stack.start_control_plane();
         stack.start_envoy();
@@ -326,7 +331,17 @@ impl Stack {
     /// Starts Envoy and waits for its admin `/ready`; not for its first sync.
     pub fn start_envoy(&mut self) {
         let (port, admin) = (free_port(), free_port());
-        let rendered = render(&std::fs::read_to_string(workspace().join("envoy/envoy.yaml")).expect("envoy.yaml"), &self.vars(port, admin));
+        let mut rendered = render(&std::fs::read_to_string(workspace().join("envoy/envoy.yaml")).expect("envoy.yaml"), &self.vars(port, admin));
+        if let Some(ms) = self.max_staleness_ms {
+            assert!(rendered.contains("\"max_staleness_ms\": 120000"), "the template's staleness setting moved");
+            rendered = rendered.replace("\"max_staleness_ms\": 120000", &format!("\"max_staleness_ms\": {ms}"));
+            // The long poll must answer well inside the staleness bound.
+            rendered = rendered.replace("\"wait_ms\": 25000", &format!("\"wait_ms\": {}", ms / 4));
+        }
+        if self.fail_open {
+            assert!(rendered.contains("\"fail_mode\": \"closed\""), "the template's fail mode moved");
+            rendered = rendered.replace("\"fail_mode\": \"closed\"", "\"fail_mode\": \"open\"");
+        }
         let n = std::fs::read_dir(self.dir.path()).map(|d| d.count()).unwrap_or(0);
         let cfg = self.dir.path().join(format!("envoy-{n}.yaml"));
         std::fs::write(&cfg, rendered).expect("write envoy config");
@@ -342,6 +357,10 @@ impl Stack {
             TcpStream::connect(("127.0.0.1", admin)).is_ok() && get(admin, "/ready", None).status == 200
         });
         self.envoy = Some(Envoy { _proc: proc, port, admin });
+    }
+
+    pub fn envoy_log(&self) -> String {
+        self.envoy.as_ref().map(|e| e._proc.log_text()).unwrap_or_default()
     }
 
     pub fn stop_envoy(&mut self) {

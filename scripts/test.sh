@@ -15,8 +15,10 @@ set -euo pipefail
 cd "$ROOT"
 
 CURRENT=''
+SCRATCH=''
 on_exit() {
     local rc=$?
+    [ -z "$SCRATCH" ] || rm -rf "$SCRATCH"
     if [ "$rc" -ne 0 ] && [ -n "$CURRENT" ]; then
         printf '%sFAILED:%s %s (exit %s)\n' "$_tg_red" "$_tg_reset" "$CURRENT" "$rc" >&2
     fi
@@ -85,7 +87,7 @@ info "ENVOY_BIN=$ENVOY_BIN"
 
 begin "Checking scripts/render-envoy.sh on envoy/envoy.yaml"
 scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"; on_exit' EXIT
+SCRATCH=$scratch
 (
     export TG_LISTEN_ADDR=127.0.0.1 TG_LISTEN_PORT=10000 TG_ADMIN_PORT=9901 \
         TG_CP_HOST=127.0.0.1 TG_CP_PORT=8080 TG_UPSTREAM_HOST=127.0.0.1 TG_UPSTREAM_PORT=8081 \

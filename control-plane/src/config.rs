@@ -5,23 +5,33 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use tokengate_rules::route::{RouteSpec, RouteTable};
 use tokengate_rules::scope::Prefix;
 use tokengate_rules::{ScopePattern, DEFAULT_API_PREFIX};
 
-/// The scope patterns of the demo upstream, offered when `TOKENGATE_CATALOGUE` is unset.
-pub const DEMO_CATALOGUE: [&str; 11] = [
-    "GET /objects",
-    "POST /objects",
-    "GET /objects/:id",
-    "PATCH /objects/:id",
-    "DELETE /objects/:id",
-    "GET /objects/:id/packets",
-    "POST /objects/:id/commands/:command",
-    "DELETE /objects/:id/messages",
-    "GET /geofences",
-    "POST /geofences",
-    "DELETE /geofences/:id",
+/// The routes of the demo upstream, offered when `TOKENGATE_CATALOGUE` is unset: pattern,
+/// required flags and item parameters, the same table `envoy/envoy.yaml` gives the filter
+/// (the geofences are not in the filter's table, so they need no flags there either).
+pub const DEMO_CATALOGUE: [(&str, i64, &[&str]); 11] = [
+    ("GET /objects", 0x200, &[]),
+    ("POST /objects", 0x400, &[]),
+    ("GET /objects/:id", 0x200, &["id"]),
+    ("PATCH /objects/:id", 0x400, &["id"]),
+    ("DELETE /objects/:id", 0x1000, &["id"]),
+    ("GET /objects/:id/packets", 0x200, &["id"]),
+    ("POST /objects/:id/commands/:command", 0x2000, &["id"]),
+    ("DELETE /objects/:id/messages", 0x1000, &["id"]),
+    ("GET /geofences", 0, &[]),
+    ("POST /geofences", 0, &[]),
+    ("DELETE /geofences/:id", 0, &[]),
 ];
+
+/// The idle lifetime of a token when `TOKENGATE_IDLE_SECS` is unset: 100 days (seed 001).
+pub const DEFAULT_IDLE_SECS: u64 = 100 * 24 * 3600;
+/// How often the sweeper runs when `TOKENGATE_SWEEP_SECS` is unset.
+pub const DEFAULT_SWEEP_SECS: u64 = 60;
+/// How often a held sync call re-reads the version when `TOKENGATE_SYNC_RECHECK_MS` is unset.
+pub const DEFAULT_SYNC_RECHECK_MS: u64 = 1000;
 
 /// The credentials of the first admin user.
 #[derive(Clone)]
@@ -53,6 +63,18 @@ pub struct Config {
     pub api_prefix: String,
     /// The scope patterns the operator's API offers, canonical.
     pub catalogue: Vec<String>,
+    /// The operator's route table (the catalogue with the flags and item parameters of
+    /// each route; a plain pattern needs no flags), the table the filter runs.
+    pub routes: Vec<RouteSpec>,
+    /// A token unused for this long is revoked by the sweeper (seed 001).
+    pub idle_secs: u64,
+    /// How often the sweeper runs (idle tokens, expired change-log entries).
+    pub sweep_secs: u64,
+    /// How often a held sync call re-reads the version from the database (the fallback
+    /// when a change on another replica is not notified).
+    pub sync_recheck_ms: u64,
+    /// Serve `GET /metrics` (Prometheus text, no authentication).
+    pub metrics: bool,
 }
 
 /// What is wrong with the configuration, phrased as what to fix.
@@ -80,6 +102,10 @@ impl fmt::Debug for Config {
             .field("audience", &self.audience)
             .field("api_prefix", &self.api_prefix)
             .field("catalogue", &self.catalogue.len())
+            .field("idle_secs", &self.idle_secs)
+            .field("sweep_secs", &self.sweep_secs)
+            .field("sync_recheck_ms", &self.sync_recheck_ms)
+            .field("metrics", &self.metrics)
             .finish()
     }
 }
@@ -138,17 +164,63 @@ impl Config {
         let api_prefix = normalize_prefix(&get("TOKENGATE_API_PREFIX").unwrap_or_else(|| DEFAULT_API_PREFIX.to_owned()))?;
         let prefix = prefix_of(&api_prefix)?;
 
-        let catalogue = match get("TOKENGATE_CATALOGUE") {
+        let routes = match get("TOKENGATE_CATALOGUE") {
             Some(path) => load_catalogue(Path::new(&path), &prefix)?,
-            None => canonical(DEMO_CATALOGUE.iter().map(|s| (*s).to_owned()), &prefix, "the built-in catalogue")?,
+            None => canonical(
+                DEMO_CATALOGUE.iter().map(|(p, flags, items)| RouteSpec {
+                    pattern: (*p).to_owned(),
+                    flags: *flags,
+                    items: items.iter().map(|i| (*i).to_owned()).collect(),
+                }),
+                &prefix,
+                "the built-in catalogue",
+            )?,
+        };
+        RouteTable::compile(&routes, &prefix).map_err(|e| ConfigError(format!("TOKENGATE_CATALOGUE: {e}")))?;
+        let catalogue = routes.iter().map(|r| r.pattern.clone()).collect();
+
+        let idle_secs = number(&get, "TOKENGATE_IDLE_SECS", DEFAULT_IDLE_SECS, 1)?;
+        let sweep_secs = number(&get, "TOKENGATE_SWEEP_SECS", DEFAULT_SWEEP_SECS, 1)?;
+        let sync_recheck_ms = number(&get, "TOKENGATE_SYNC_RECHECK_MS", DEFAULT_SYNC_RECHECK_MS, 10)?;
+        let metrics = match get("TOKENGATE_METRICS").as_deref() {
+            None | Some("on" | "true" | "1") => true,
+            Some("off" | "false" | "0") => false,
+            Some(other) => return Err(ConfigError(format!("TOKENGATE_METRICS={other:?}: use on or off"))),
         };
 
-        Ok(Config { listen, database_url, backend, admin, proxy_secret, issuer, audience, api_prefix, catalogue })
+        Ok(Config {
+            listen,
+            database_url,
+            backend,
+            admin,
+            proxy_secret,
+            issuer,
+            audience,
+            api_prefix,
+            catalogue,
+            routes,
+            idle_secs,
+            sweep_secs,
+            sync_recheck_ms,
+            metrics,
+        })
     }
 
     /// The parsed API prefix.
     pub fn prefix(&self) -> Result<Prefix, ConfigError> {
         prefix_of(&self.api_prefix)
+    }
+}
+
+/// A whole number of at least `min`, or `default` when unset.
+fn number(get: &impl Fn(&str) -> Option<String>, name: &str, default: u64, min: u64) -> Result<u64, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n >= min && *n <= 10 * 366 * 24 * 3600 * 1000)
+            .ok_or_else(|| ConfigError(format!("{name}={raw:?} is not a whole number of at least {min}"))),
     }
 }
 
@@ -177,7 +249,7 @@ fn prefix_of(prefix: &str) -> Result<Prefix, ConfigError> {
     Prefix::parse(prefix).map_err(|e| ConfigError(format!("TOKENGATE_API_PREFIX: {e}")))
 }
 
-fn load_catalogue(path: &Path, prefix: &Prefix) -> Result<Vec<String>, ConfigError> {
+fn load_catalogue(path: &Path, prefix: &Prefix) -> Result<Vec<RouteSpec>, ConfigError> {
     let what = format!("TOKENGATE_CATALOGUE={}", path.display());
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{what}: cannot read the file: {e}")))?;
     let list: Vec<CatalogueEntry> = serde_json::from_str(&text).map_err(|e| {
@@ -187,30 +259,31 @@ fn load_catalogue(path: &Path, prefix: &Prefix) -> Result<Vec<String>, ConfigErr
     })?;
     canonical(
         list.into_iter().map(|e| match e {
-            CatalogueEntry::Pattern(p) => p,
-            CatalogueEntry::Route(r) => r.pattern,
+            CatalogueEntry::Pattern(pattern) => RouteSpec { pattern, flags: 0, items: Vec::new() },
+            CatalogueEntry::Route(r) => r,
         }),
         prefix,
         &what,
     )
 }
 
-/// A catalogue entry: a pattern, or a route of the filter's route table (whose flags
-/// and items the filter enforces; the catalogue needs only the pattern).
+/// A catalogue entry: a pattern (no flags, no items), or a route of the filter's route
+/// table.
 #[derive(serde::Deserialize)]
 #[serde(untagged)]
 enum CatalogueEntry {
     Pattern(String),
-    Route(tokengate_rules::route::RouteSpec),
+    Route(RouteSpec),
 }
 
-fn canonical(list: impl IntoIterator<Item = String>, prefix: &Prefix, what: &str) -> Result<Vec<String>, ConfigError> {
-    let mut out: Vec<String> = Vec::new();
-    for raw in list {
-        let pattern = ScopePattern::parse(&raw, prefix).map_err(|e| ConfigError(format!("{what}: {e}")))?;
+/// The routes with canonical patterns; a repeated pattern keeps its first entry.
+fn canonical(list: impl IntoIterator<Item = RouteSpec>, prefix: &Prefix, what: &str) -> Result<Vec<RouteSpec>, ConfigError> {
+    let mut out: Vec<RouteSpec> = Vec::new();
+    for spec in list {
+        let pattern = ScopePattern::parse(&spec.pattern, prefix).map_err(|e| ConfigError(format!("{what}: {e}")))?;
         let text = pattern.to_string();
-        if !out.contains(&text) {
-            out.push(text);
+        if !out.iter().any(|r| r.pattern == text) {
+            out.push(RouteSpec { pattern: text, ..spec });
         }
     }
     Ok(out)
@@ -246,6 +319,7 @@ mod tests {
         assert_eq!(c.issuer, "tokengate");
         assert_eq!(c.catalogue.len(), DEMO_CATALOGUE.len());
         assert!(c.proxy_secret.is_none() && c.admin.is_none());
+        assert_eq!((c.idle_secs, c.sweep_secs, c.sync_recheck_ms, c.metrics), (8_640_000, 60, 1000, true));
     }
 
     #[test]
@@ -255,6 +329,9 @@ mod tests {
         assert!(config(&[("TOKENGATE_ADMIN_USER", "a")]).unwrap_err().0.contains("TOKENGATE_ADMIN_PASSWORD"));
         assert!(config(&[("TOKENGATE_API_PREFIX", "/a b")]).unwrap_err().0.contains("TOKENGATE_API_PREFIX"));
         assert!(config(&[("TOKENGATE_CATALOGUE", "/nonexistent/x.json")]).unwrap_err().0.contains("cannot read"));
+        assert!(config(&[("TOKENGATE_IDLE_SECS", "0")]).unwrap_err().0.contains("TOKENGATE_IDLE_SECS"));
+        assert!(config(&[("TOKENGATE_SWEEP_SECS", "x")]).unwrap_err().0.contains("TOKENGATE_SWEEP_SECS"));
+        assert!(config(&[("TOKENGATE_METRICS", "maybe")]).unwrap_err().0.contains("TOKENGATE_METRICS"));
     }
 
     #[test]
@@ -271,6 +348,11 @@ mod tests {
         std::fs::write(&file, r#"["GET /api/v1/rooms", {"pattern": "DELETE /rooms/:id", "flags": 4096, "items": ["id"]}, "GET /rooms"]"#).unwrap();
         let c = config(&[("TOKENGATE_CATALOGUE", file.to_str().unwrap())]).unwrap();
         assert_eq!(c.catalogue, vec!["GET /rooms", "DELETE /rooms/:id"]);
+        assert_eq!(c.routes[1].flags, 4096);
+        assert_eq!(c.routes[0].flags, 0);
+        std::fs::write(&file, r#"["GET /rooms/:id", {"pattern": "GET /rooms/:x", "flags": 512}]"#).unwrap();
+        let e = config(&[("TOKENGATE_CATALOGUE", file.to_str().unwrap())]).unwrap_err();
+        assert!(e.0.contains("same shape"), "{e}");
         std::fs::write(&file, r#"["GET /rooms/"]"#).unwrap();
         let e = config(&[("TOKENGATE_CATALOGUE", file.to_str().unwrap())]).unwrap_err();
         assert!(e.0.contains("TOKENGATE_CATALOGUE") && e.0.contains("position"), "{e}");

@@ -41,6 +41,8 @@ pub enum ApiError {
     BadTokenId,
     /// 400 `bad_query`: a query parameter is malformed.
     BadQuery(String),
+    /// 400 `bad_request_line`: `POST /explain` needs `"METHOD /path"`.
+    BadRequestLine(String),
     /// 400 `empty_credentials`.
     EmptyCredentials,
     /// 401 `wrong_credentials`: the same answer for an unknown user and a wrong password.
@@ -77,6 +79,7 @@ impl ApiError {
             | E::BadName
             | E::BadTokenId
             | E::BadQuery(_)
+            | E::BadRequestLine(_)
             | E::EmptyCredentials => StatusCode::BAD_REQUEST,
             E::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             E::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -108,6 +111,7 @@ impl ApiError {
             E::BadName => "bad_name",
             E::BadTokenId => "bad_token_id",
             E::BadQuery(_) => "bad_query",
+            E::BadRequestLine(_) => "bad_request_line",
             E::EmptyCredentials => "empty_credentials",
             E::WrongCredentials => "wrong_credentials",
             E::TooManyAttempts { .. } => "too_many_attempts",
@@ -149,7 +153,8 @@ impl ApiError {
             | E::MissingField(m)
             | E::BadExpiresIn(m)
             | E::BadScope(m)
-            | E::BadQuery(m) => m.clone(),
+            | E::BadQuery(m)
+            | E::BadRequestLine(m) => m.clone(),
             E::UnknownScope(s) => {
                 format!("scope {s:?} names no method of this API; GET /scopes lists the methods a token can be scoped to")
             }

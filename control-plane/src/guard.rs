@@ -82,6 +82,12 @@ impl FromRequestParts<AppState> for Authorized {
     }
 }
 
+/// May a token with these rights manage tokens (seed 001: `fl` -1 is "unlimited,
+/// including token management"; a token without `fl` is limited by its scopes alone)?
+pub fn may_manage(rights: &Rights) -> bool {
+    matches!(rights.flags, None | Some(route::FLAG_UNLIMITED))
+}
+
 /// The one Bearer token of the request.
 fn credential(parts: &Parts) -> Result<&str, Denial> {
     let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();

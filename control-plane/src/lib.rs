@@ -25,6 +25,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod explain;
 pub mod guard;
 pub mod json;
 pub mod keys;
@@ -53,6 +54,8 @@ pub struct Inner {
     pub config: Config,
     pub prefix: Prefix,
     pub catalogue: Catalogue,
+    /// The operator's route table, the one the filter runs (`POST /explain` decides with it).
+    pub routes: tokengate_rules::route::RouteTable,
     /// The control plane's own scopable routes and the flags they need.
     pub own_routes: tokengate_rules::route::RouteTable,
     pub keys: KeyRing,
@@ -100,6 +103,8 @@ pub async fn start(config: Config) -> Result<(AppState, Option<GeneratedAdmin>),
     let prefix = config.prefix().map_err(|e| StartError(e.0))?;
     let catalogue = Catalogue::new(&config.catalogue, &prefix).map_err(StartError)?;
     let own_routes = scopes::own_routes(&prefix).map_err(StartError)?;
+    let routes = tokengate_rules::route::RouteTable::compile(&config.routes, &prefix)
+        .map_err(|e| StartError(format!("TOKENGATE_CATALOGUE: {e}")))?;
     let pool = db::connect(&config.database_url, config.backend).await?;
     db::migrate(&pool, config.backend).await?;
     let keys = KeyRing::load_or_create(&pool, config.backend).await?;
@@ -112,6 +117,7 @@ pub async fn start(config: Config) -> Result<(AppState, Option<GeneratedAdmin>),
         pool,
         prefix,
         catalogue,
+        routes,
         own_routes,
         keys,
         policy,
@@ -130,6 +136,7 @@ pub fn app(state: AppState) -> Router {
         .merge(auth::router())
         .merge(tokens::router())
         .merge(scopes::router())
+        .merge(explain::router())
         .route("/openapi.json", get(openapi_document))
         .method_not_allowed_fallback(method_not_allowed);
     let root = Router::new()

@@ -99,6 +99,21 @@ pub fn document(prefix: &str) -> Value {
             })]),
         }
     }));
+    paths.insert(format!("{prefix}/explain"), json!({
+        "post": {
+            "summary": "Explain whether the gate would allow a request for a token, and why",
+            "description": "Decides as the filter does, with the operator's route table (TOKENGATE_CATALOGUE, flags and items included) and the token's current rights (amendments applied): first the token's state (token_revoked, token_expired, token_not_yet_valid), then the path safety checks (path_* codes), then scopes, flags and items (insufficient_scope, insufficient_flags, item_not_allowed, item_not_numeric). A refusal is a 200 with allowed=false. Without `token` the caller's own token is explained; explaining another token of the account needs a token that may manage tokens (no `fl`, or `fl` -1).",
+            "operationId": "explain",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExplainRequest"}}}},
+            "responses": merge(&[&body_errors, &guarded("POST /explain"), &json!({
+                "200": {"description": "The decision.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Explanation"}}}},
+                "400": err("bad_request_line (not \"METHOD /path\"), bad_token_id, or a body error (malformed_json, unknown_field, wrong_type, missing_field)."),
+                "403": err("insufficient_scope (the caller lacks `POST /explain`) or insufficient_flags (explaining another token needs a token that may manage tokens)."),
+                "404": err("token_not_found: no such token in the caller's account."),
+            })]),
+        }
+    }));
     paths.insert(format!("{prefix}/openapi.json"), json!({
         "get": {"summary": "This document", "operationId": "openapi", "responses": {"200": {"description": "OpenAPI 3 document."}}}
     }));
@@ -199,6 +214,34 @@ pub fn document(prefix: &str) -> Value {
                         "expiresAt": {"type": "integer", "format": "int64"},
                         "scopes": {"type": "array", "items": {"type": "string"}, "nullable": true},
                         "parent": {"type": "string", "nullable": true},
+                    },
+                },
+                "ExplainRequest": {
+                    "type": "object", "additionalProperties": false, "required": ["request"],
+                    "properties": {
+                        "request": {"type": "string", "description": "\"METHOD /path\", the path as the gate sees it (API prefix included).", "example": "GET /api/v1/objects/42"},
+                        "token": {"$ref": "#/components/schemas/TokenId"},
+                    },
+                },
+                "Explanation": {
+                    "type": "object", "required": ["allowed", "code", "scope", "route", "requiredFlags", "missingFlags", "item", "token"],
+                    "properties": {
+                        "allowed": {"type": "boolean"},
+                        "code": {"type": "string", "nullable": true, "description": "The refusal's stable code; null when allowed."},
+                        "scope": {"type": "string", "nullable": true, "description": "The token's scope pattern that allowed the method and path (null for a token without scopes)."},
+                        "route": {"type": "string", "nullable": true, "description": "The most specific matching route of the operator's table."},
+                        "requiredFlags": {"type": "integer", "format": "int64", "nullable": true, "description": "The route's flags (-1: only an unlimited token)."},
+                        "missingFlags": {"type": "integer", "format": "int64", "nullable": true, "description": "The flags the token lacks (0: none), once a route matched."},
+                        "item": {"type": "object", "nullable": true, "required": ["param", "value"], "properties": {"param": {"type": "string"}, "value": {"type": "string"}}},
+                        "token": {
+                            "type": "object", "required": ["_id", "scopes", "fl", "items"],
+                            "properties": {
+                                "_id": {"$ref": "#/components/schemas/TokenId"},
+                                "scopes": {"type": "array", "items": {"type": "string"}, "nullable": true},
+                                "fl": {"type": "integer", "format": "int64", "nullable": true},
+                                "items": {"type": "array", "items": {"type": "integer", "format": "int64"}, "nullable": true},
+                            },
+                        },
                     },
                 },
                 "Jwks": {

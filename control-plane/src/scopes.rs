@@ -16,11 +16,14 @@ use crate::AppState;
 /// access flags each needs: managing tokens takes an unlimited token (seed 001: `fl`
 /// -1 is "unlimited, including token management"); a token without `fl` has no flag
 /// limits.
-pub const OWN_ROUTES: [(&str, i64); 4] = [
+/// `POST /explain` needs no flags for the caller's own token; explaining another token
+/// is token management, checked by the handler.
+pub const OWN_ROUTES: [(&str, i64); 5] = [
     ("GET /tokens", FLAG_UNLIMITED),
     ("POST /tokens", FLAG_UNLIMITED),
     ("DELETE /tokens/:id", FLAG_UNLIMITED),
     ("GET /scopes", 0),
+    ("POST /explain", 0),
 ];
 
 /// The route table of [`OWN_ROUTES`], for `rules::route::authorize`.
@@ -91,7 +94,8 @@ mod tests {
     fn catalogue_checks() {
         let prefix = Prefix::default();
         let c = Catalogue::new(&["GET /objects/:id".to_owned()], &prefix).unwrap();
-        assert_eq!(c.listing(), vec!["GET /objects/:id", "GET /tokens", "POST /tokens", "DELETE /tokens/:id", "GET /scopes"]);
+        assert_eq!(c.listing()[..5], ["GET /objects/:id", "GET /tokens", "POST /tokens", "DELETE /tokens/:id", "GET /scopes"]);
+        assert_eq!(c.listing().len(), 1 + OWN_ROUTES.len());
         let ok = c.parse_request(&["GET /api/v1/objects/:x".into(), "GET /objects/7".into()], &prefix).unwrap();
         assert_eq!(ok.to_strings(), vec!["GET /objects/:x", "GET /objects/7"]);
         let e = c.parse_request(&["GET /objects//x".into()], &prefix).unwrap_err();

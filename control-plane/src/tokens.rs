@@ -231,16 +231,26 @@ async fn list(
     .await?;
     let mut out = Vec::with_capacity(rows.len());
     for ListedRow { id, name, issued_at, expires_at, scopes, parent_id: parent } in rows {
-        let scopes = match scopes {
-            None => None,
-            Some(text) => Some(serde_json::from_str::<Vec<String>>(&text).map_err(|_| {
-                tracing::error!(token = %id, "stored scopes are not a JSON array of strings");
-                ApiError::Internal
-            })?),
-        };
+        let scopes = scopes.as_deref().map(|text| parse_scopes(&id, text)).transpose()?;
         out.push(TokenInfo { id, name, issued_at, expires_at, scopes, parent });
     }
     Ok(Json(out))
+}
+
+/// Stored scopes (a JSON array of strings); a broken row is a 500, logged.
+pub fn parse_scopes(id: &str, text: &str) -> Result<Vec<String>, ApiError> {
+    serde_json::from_str(text).map_err(|_| {
+        tracing::error!(token = %id, "stored scopes are not a JSON array of strings");
+        ApiError::Internal
+    })
+}
+
+/// Stored items (a JSON array of integers); a broken row is a 500, logged.
+pub fn parse_items(id: &str, text: &str) -> Result<Vec<i64>, ApiError> {
+    serde_json::from_str(text).map_err(|_| {
+        tracing::error!(token = %id, "stored items are not a JSON array of integers");
+        ApiError::Internal
+    })
 }
 
 /// A token id (`jti`): 24 lower-case hex digits.

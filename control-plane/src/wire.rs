@@ -66,6 +66,68 @@ pub struct TokenInfo {
     pub parent: Option<String>,
 }
 
+/// `POST /explain`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainRequest {
+    /// `"METHOD /path"`, the path as the gate would see it (prefix included).
+    pub request: String,
+    /// The `_id` of a token of the caller's account; absent: the caller's own token.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// The answer of `POST /explain`: the gate's decision and the reason.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Explanation {
+    pub allowed: bool,
+    /// The refusal's code (`token_revoked`, `path_bad_escape`, `insufficient_flags` ...).
+    pub code: Option<String>,
+    /// The scope pattern that allowed the request (`null` for a token without scopes).
+    pub scope: Option<String>,
+    /// The most specific route of the operator's table that matched.
+    pub route: Option<String>,
+    pub required_flags: Option<i64>,
+    /// The flags the token lacks (0 when none), once a route matched.
+    pub missing_flags: Option<i64>,
+    /// The item parameter that was refused.
+    pub item: Option<ExplainedItem>,
+    pub token: ExplainedToken,
+}
+
+impl Explanation {
+    /// A refusal before the route table was consulted.
+    pub fn refused(code: &str, token: ExplainedToken) -> Explanation {
+        Explanation {
+            allowed: false,
+            code: Some(code.to_owned()),
+            scope: None,
+            route: None,
+            required_flags: None,
+            missing_flags: None,
+            item: None,
+            token,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExplainedItem {
+    pub param: String,
+    pub value: String,
+}
+
+/// The rights the explanation was computed with (amendments applied).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExplainedToken {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub scopes: Option<Vec<String>>,
+    pub fl: Option<i64>,
+    pub items: Option<Vec<i64>>,
+}
+
 /// `GET /healthz`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Health {

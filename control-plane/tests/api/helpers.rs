@@ -294,6 +294,40 @@ impl Reply {
     }
 }
 
+/// A token of the admin user issued with flags and items (seed 001) straight through
+/// `tokens::issue`; `expires_in_ms` may be negative (an expired token).
+pub async fn issue_limited(
+    app: &TestApp,
+    scopes: Option<&[&str]>,
+    fl: Option<i64>,
+    items: Option<Vec<i64>>,
+    expires_in_ms: i64,
+) -> tokengate_control_plane::wire::IssuedToken {
+    let (account_id, user_id): (String, String) =
+        sqlx::query_as("SELECT account_id, id FROM users WHERE name = 'admin'").fetch_one(&app.state.pool).await.unwrap();
+    let now = now_ms();
+    let scopes = scopes.map(|s| tokengate_rules::ScopeSet::parse(s, &app.state.prefix).unwrap());
+    tokengate_control_plane::tokens::issue(
+        &app.state,
+        tokengate_control_plane::tokens::NewToken {
+            account_id,
+            user_id,
+            user_name: ADMIN.into(),
+            parent_id: None,
+            name: None,
+            scopes,
+            fl,
+            items,
+            app: Some("tracker".into()),
+            p: None,
+            issued_at_ms: now - 3_600_000,
+            expires_at_ms: now + expires_in_ms,
+        },
+    )
+    .await
+    .unwrap()
+}
+
 /// Milliseconds since the epoch.
 pub fn now_ms() -> i64 {
     tokengate_control_plane::db::now_ms()

@@ -7,7 +7,7 @@ use tokengate_control_plane::tokens::{issue, NewToken};
 use tokengate_rules::token::verify;
 
 use crate::each_db;
-use crate::helpers::{now_ms, TestApp};
+use crate::helpers::{issue_limited, now_ms, TestApp};
 
 each_db!(
     list_shape_never_holds_a_token_and_pages,
@@ -262,39 +262,13 @@ async fn scopes_lists_catalogue_and_own_routes(app: TestApp) {
     for s in ["GET /objects", "POST /objects/:id/commands/:command", "DELETE /geofences/:id", "GET /tokens", "POST /tokens", "DELETE /tokens/:id", "GET /scopes"] {
         assert!(list.contains(&s), "{s} missing from {list:?}");
     }
-    assert_eq!(list.len(), 15);
+    assert_eq!(list.len(), 11 + tokengate_control_plane::scopes::OWN_ROUTES.len());
     app.call(Method::GET, "/api/v1/scopes", None, None).await.assert_error(401, "missing_token");
-}
-
-/// A token issued with flags and items (seed 001), as a later endpoint will.
-async fn issue_limited(app: &TestApp, fl: i64, items: Vec<i64>) -> tokengate_control_plane::wire::IssuedToken {
-    let (account_id, user_id): (String, String) =
-        sqlx::query_as("SELECT account_id, id FROM users WHERE name = 'admin'").fetch_one(&app.state.pool).await.unwrap();
-    let now = now_ms();
-    issue(
-        &app.state,
-        NewToken {
-            account_id,
-            user_id,
-            user_name: "admin".into(),
-            parent_id: None,
-            name: None,
-            scopes: None,
-            fl: Some(fl),
-            items: Some(items),
-            app: Some("tracker".into()),
-            p: None,
-            issued_at_ms: now,
-            expires_at_ms: now + 3_600_000,
-        },
-    )
-    .await
-    .unwrap()
 }
 
 async fn flags_and_items_pass_to_children_and_limit_token_management(app: TestApp) {
     // Unlimited flags may manage tokens; the child keeps flags, items and app.
-    let unlimited = issue_limited(&app, -1, vec![7, 3]).await;
+    let unlimited = issue_limited(&app, None, Some(-1), Some(vec![7, 3]), 3_600_000).await;
     let child = app.child(&unlimited.token, &json!({"expiresIn": "10 minutes"})).await;
     assert_eq!(child.status, StatusCode::OK, "{}", child.body);
     let now = u64::try_from(now_ms()).unwrap() / 1000;
@@ -303,7 +277,7 @@ async fn flags_and_items_pass_to_children_and_limit_token_management(app: TestAp
     assert_eq!(claims.items, Some(vec![3, 7]));
     assert_eq!(claims.app.as_deref(), Some("tracker"));
     // Limited flags: token management is refused, reading the catalogue is not.
-    let limited = issue_limited(&app, 0x200, vec![7]).await;
+    let limited = issue_limited(&app, None, Some(0x200), Some(vec![7]), 3_600_000).await;
     let r = app.child(&limited.token, &json!({})).await;
     r.assert_error(403, "insufficient_flags");
     app.get("/api/v1/tokens", &limited.token).await.assert_error(403, "insufficient_flags");

@@ -56,6 +56,8 @@ async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<AuthRequest>
             app: None,
             p: None,
             issued_at_ms: now,
+            not_before_ms: now,
+            dur: None,
             expires_at_ms: now.saturating_add(lifetime.map_or(DEFAULT_LIFETIME_MS, tokens::secs_to_ms)),
         },
     )

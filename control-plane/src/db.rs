@@ -161,3 +161,49 @@ pub fn now_ms() -> i64 {
         .unwrap_or_default();
     i64::try_from(ms).unwrap_or(i64::MAX)
 }
+
+/// Every token in the trees rooted at `roots` (the roots included) that is not revoked
+/// yet, as `(id, expires_at ms)`, sorted by id.
+///
+/// Walks `parent_id` level by level with batched `IN` lists, each answered from the
+/// `tokens_parent` index. A recursive CTE did the same in one statement, but both
+/// SQLite (bundled) and PostgreSQL planned it as a scan of `tokens`: about 1 s a
+/// revocation at 160k tokens on SQLite.
+pub async fn live_tree(tx: &mut AnyConnection, roots: Vec<String>) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    const BATCH: usize = 500;
+    let mut seen: std::collections::HashSet<String> = roots.iter().cloned().collect();
+    let mut live = Vec::new();
+    let mut frontier = roots;
+    let mut column = "id";
+    while !frontier.is_empty() {
+        let mut next = Vec::new();
+        for chunk in frontier.chunks(BATCH) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT id, expires_at, revoked_at FROM tokens WHERE {column} IN ({})", marks.join(", "));
+            let mut query = sqlx::query_as::<_, (String, i64, Option<i64>)>(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for (id, expires_at, revoked_at) in query.fetch_all(&mut *tx).await? {
+                let root_row = column == "id";
+                if root_row || seen.insert(id.clone()) {
+                    if revoked_at.is_none() {
+                        live.push((id.clone(), expires_at));
+                    }
+                    if !root_row {
+                        next.push(id);
+                    }
+                }
+            }
+        }
+        if column == "id" {
+            // The roots themselves are read; now walk down from them.
+            column = "parent_id";
+            continue;
+        }
+        frontier = next;
+    }
+    live.sort();
+    live.dedup();
+    Ok(live)
+}

@@ -43,6 +43,28 @@ pub enum ApiError {
     BadQuery(String),
     /// 400 `bad_request_line`: `POST /explain` needs `"METHOD /path"`.
     BadRequestLine(String),
+    /// 400 `bad_call_mode`: `callMode` is not create, update or delete.
+    BadCallMode,
+    /// 400 `bad_flags`: `fl` is neither -1 nor a combination of 0x100 ... 0x2000.
+    BadFlags,
+    /// 400 `bad_items`: too many item ids.
+    BadItems,
+    /// 400 `bad_params`: `p` is not a JSON object or array of objects, or too large.
+    BadParams,
+    /// 400 `bad_app`.
+    BadApp,
+    /// 400 `bad_at`.
+    BadAt(String),
+    /// 400 `bad_dur`.
+    BadDur(String),
+    /// 400 `bad_delete_all`.
+    BadDeleteAll,
+    /// 403 `user_not_accessible`: `userId` is neither the caller's user nor a child of it.
+    UserNotAccessible,
+    /// 403 `rights_exceed_caller`: the token would hold more than the caller (names which).
+    RightsExceedCaller(&'static str),
+    /// 409 `token_not_live`: the token is revoked or expired.
+    TokenNotLive,
     /// 400 `empty_credentials`.
     EmptyCredentials,
     /// 401 `wrong_credentials`: the same answer for an unknown user and a wrong password.
@@ -80,7 +102,17 @@ impl ApiError {
             | E::BadTokenId
             | E::BadQuery(_)
             | E::BadRequestLine(_)
+            | E::BadCallMode
+            | E::BadFlags
+            | E::BadItems
+            | E::BadParams
+            | E::BadApp
+            | E::BadAt(_)
+            | E::BadDur(_)
+            | E::BadDeleteAll
             | E::EmptyCredentials => StatusCode::BAD_REQUEST,
+            E::UserNotAccessible | E::RightsExceedCaller(_) => StatusCode::FORBIDDEN,
+            E::TokenNotLive => StatusCode::CONFLICT,
             E::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             E::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             E::ScopeExceedsParent(_) => StatusCode::FORBIDDEN,
@@ -112,6 +144,17 @@ impl ApiError {
             E::BadTokenId => "bad_token_id",
             E::BadQuery(_) => "bad_query",
             E::BadRequestLine(_) => "bad_request_line",
+            E::BadCallMode => "bad_call_mode",
+            E::BadFlags => "bad_flags",
+            E::BadItems => "bad_items",
+            E::BadParams => "bad_params",
+            E::BadApp => "bad_app",
+            E::BadAt(_) => "bad_at",
+            E::BadDur(_) => "bad_dur",
+            E::BadDeleteAll => "bad_delete_all",
+            E::UserNotAccessible => "user_not_accessible",
+            E::RightsExceedCaller(_) => "rights_exceed_caller",
+            E::TokenNotLive => "token_not_live",
             E::EmptyCredentials => "empty_credentials",
             E::WrongCredentials => "wrong_credentials",
             E::TooManyAttempts { .. } => "too_many_attempts",
@@ -128,11 +171,13 @@ impl ApiError {
     fn error(&self) -> &'static str {
         match self {
             ApiError::Denied(d) => d.error(),
-            ApiError::ScopeExceedsParent(_) => "insufficient_scope",
+            ApiError::ScopeExceedsParent(_) | ApiError::RightsExceedCaller(_) => "insufficient_scope",
             _ => match self.status() {
                 StatusCode::BAD_REQUEST => "invalid_request",
                 StatusCode::UNAUTHORIZED => "unauthorized",
                 StatusCode::NOT_FOUND => "not_found",
+                StatusCode::FORBIDDEN => "forbidden",
+                StatusCode::CONFLICT => "conflict",
                 StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
                 StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
                 StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
@@ -154,7 +199,23 @@ impl ApiError {
             | E::BadExpiresIn(m)
             | E::BadScope(m)
             | E::BadQuery(m)
-            | E::BadRequestLine(m) => m.clone(),
+            | E::BadRequestLine(m)
+            | E::BadAt(m)
+            | E::BadDur(m) => m.clone(),
+            E::BadCallMode => "callMode must be \"create\", \"update\" or \"delete\"".into(),
+            E::BadFlags => "fl must be -1 (unlimited) or a combination of 0x100, 0x200, 0x400, 0x800, 0x1000 and 0x2000".into(),
+            E::BadItems => format!("items holds at most {} item ids", crate::manage::MAX_ITEMS),
+            E::BadParams => format!(
+                "p must be a JSON object or an array of objects (as JSON or as escaped JSON text), at most {} bytes",
+                crate::manage::MAX_PARAMS_BYTES
+            ),
+            E::BadApp => format!("app is at most {} characters without control characters", crate::manage::MAX_APP_CHARS),
+            E::BadDeleteAll => "deleteAll must be true, false, 1, 0, \"true\" or \"false\"".into(),
+            E::UserNotAccessible => "userId must be your own user or one of its child users".into(),
+            E::RightsExceedCaller(what) => {
+                format!("the token's {what} would exceed those of the token making the request")
+            }
+            E::TokenNotLive => "the token is revoked or expired; it can no longer be updated".into(),
             E::UnknownScope(s) => {
                 format!("scope {s:?} names no method of this API; GET /scopes lists the methods a token can be scoped to")
             }

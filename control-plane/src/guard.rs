@@ -10,6 +10,7 @@ use axum::http::header;
 use sqlx::FromRow;
 use tokengate_rules::token::{self, TokenError};
 use tokengate_rules::route::{self, Rights};
+use tokengate_rules::sync::Amendment;
 use tokengate_rules::{Claims, Denial, ScopeSet};
 
 use crate::db;
@@ -19,12 +20,37 @@ use crate::AppState;
 /// The token row of an authenticated caller.
 #[derive(FromRow)]
 pub struct TokenRow {
+    /// The token's id (`jti`).
+    pub id: String,
     pub account_id: String,
     pub user_id: String,
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
     pub app: Option<String>,
     pub p: Option<String>,
+    pub not_before: i64,
+    pub fl: Option<i64>,
+    /// JSON array of item ids.
+    pub items: Option<String>,
+    /// Set once the token was amended (seed 001 update): the row's values then replace
+    /// the signed ones.
+    pub amended_at: Option<i64>,
+}
+
+impl TokenRow {
+    /// The token's current amendable state, as proxies get it in the sync stream.
+    pub fn amendment(&self) -> Result<Amendment, ApiError> {
+        let jti = self.id.as_str();
+        Ok(Amendment {
+            jti: jti.to_owned(),
+            nbf: db::to_u64(self.not_before) / 1000,
+            exp: db::to_u64(self.expires_at) / 1000,
+            app: self.app.clone(),
+            fl: self.fl,
+            p: self.p.clone(),
+            items: self.items.as_deref().map(|text| crate::tokens::parse_items(jti, text)).transpose()?,
+        })
+    }
 }
 
 /// A caller holding a valid, unrevoked API token (no scope check).
@@ -44,19 +70,27 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = credential(parts)?;
         let now = db::to_u64(db::now_ms()) / 1000;
-        let (_, claims) = token::verify(token, state.keys.trusted(), &state.policy, now)
+        let (_, mut claims) = token::verify(token, state.keys.trusted(), &state.policy, now)
             .map_err(|e| ApiError::Denied(Denial::InvalidToken(e)))?;
-        let row: Option<TokenRow> =
-            sqlx::query_as("SELECT account_id, user_id, expires_at, revoked_at, app, p FROM tokens WHERE id = $1")
-                .bind(&claims.jti)
-                .fetch_optional(&state.pool)
-                .await?;
+        let row: Option<TokenRow> = sqlx::query_as(
+            "SELECT id, account_id, user_id, expires_at, revoked_at, app, p, not_before, fl, items, amended_at FROM tokens WHERE id = $1",
+        )
+        .bind(&claims.jti)
+        .fetch_optional(&state.pool)
+        .await?;
         // A genuine token with no row cannot have been issued by this database: treat
         // it as revoked rather than trust it.
         let token = match row {
             Some(row) if row.revoked_at.is_none() && row.user_id == claims.sub => row,
             _ => return Err(Denial::InvalidToken(TokenError::Revoked).into()),
         };
+        // Amendments apply here as at the proxies: over the signed claims, then the
+        // times are checked again (an amendment can move activation or bring the end
+        // forward).
+        if token.amended_at.is_some() {
+            token.amendment()?.apply(&mut claims);
+            claims.check_time(now, state.policy.leeway_secs).map_err(|e| ApiError::Denied(Denial::InvalidToken(e)))?;
+        }
         let scopes = match &claims.scp {
             None => None,
             Some(list) => Some(

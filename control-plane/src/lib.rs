@@ -4,6 +4,8 @@
 //!
 //! [`start`] opens the database, runs the migrations, loads (or makes) the signing key
 //! and the first admin; [`app`] builds the router; [`serve`] runs it until shutdown.
+// The OpenAPI document is one `json!` literal, deeper than the default limit allows.
+#![recursion_limit = "256"]
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ pub mod explain;
 pub mod guard;
 pub mod json;
 pub mod keys;
+pub mod manage;
 pub mod openapi;
 pub mod passwords;
 pub mod scopes;
@@ -137,6 +140,7 @@ pub fn app(state: AppState) -> Router {
         .merge(tokens::router())
         .merge(scopes::router())
         .merge(explain::router())
+        .merge(manage::router())
         .route("/openapi.json", get(openapi_document))
         .method_not_allowed_fallback(method_not_allowed);
     let root = Router::new()

@@ -73,6 +73,22 @@ pub fn document(prefix: &str) -> Value {
             })]),
         }
     }));
+    paths.insert(format!("{prefix}/tokens/update"), json!({
+        "post": {
+            "summary": "Seed 001 token management: create, update (amend) or delete tokens",
+            "description": "callMode `create` issues a token for the caller's user or a child user (`userId`) with `app`, `at` (activation, s; 0 = now), `dur` (s after activation; 0 = no end: the longest lifetime, cut to the caller's, and the idle sweep ends an unused token), `fl`, `p` and `items`; absent `fl`/`items` are the caller's. It answers the seed's result plus `token`, shown once. callMode `update` changes `app`, `at`, `dur`, `fl`, `p` and `items` of a live token `h` without changing its string: the change is committed with a change-log entry and proxies apply it over the signed claims within the propagation bound; the end is at + dur but never after the expiry signed into the token. Absent fields stay as they are. callMode `delete` revokes `h` and its descendants, or with `deleteAll` (true, 1 or \"true\") every token of the user. Created and updated rights never exceed the caller's (scopes, flags, items; an extended end not past the caller's).",
+            "operationId": "manageTokens",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ManageRequest"}}}},
+            "responses": merge(&[&body_errors, &guarded("POST /tokens/update"), &json!({
+                "200": {"description": "create and update: the token in seed 001 shape (`token` only after create); delete: how many tokens were revoked.", "content": {"application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/ManagedToken"}, {"$ref": "#/components/schemas/ManageDeleted"}]}}}},
+                "400": err("bad_call_mode, bad_flags, bad_items, bad_params, bad_app, bad_at, bad_dur, bad_delete_all, bad_token_id, missing_field (h), lifetime_exceeds_parent, or a body error."),
+                "403": err("insufficient_scope, insufficient_flags (the caller's `fl` is limited), user_not_accessible (userId is not the caller's user or a child of it), rights_exceed_caller (the token would hold more scopes, flags or items than the caller)."),
+                "404": err("token_not_found: `h` is not a token of that user."),
+                "409": err("token_not_live: the token to update is revoked or expired."),
+            })]),
+        }
+    }));
     paths.insert(format!("{prefix}/tokens/{{id}}"), json!({
         "delete": {
             "summary": "Revoke a token and all its descendants",
@@ -136,7 +152,7 @@ pub fn document(prefix: &str) -> Value {
     }));
     paths.insert("/sync/v1/changes".into(), json!({
         "get": {
-            "summary": "Proxy sync: revocations and keys since a version (long poll)",
+            "summary": "Proxy sync: revocations, amendments and keys since a version (long poll)",
             "description": "since=0, a since older than the change log keeps, or a since ahead of the current version answer a snapshot of every live revocation. Otherwise the changes after `since`; with none, the call is held up to wait_ms (at most 30000) and then answers the same version with no revocations. `keys` is always the whole public key set.",
             "operationId": "syncChanges",
             "security": [{"proxy": []}],
@@ -206,15 +222,54 @@ pub fn document(prefix: &str) -> Value {
                     },
                 },
                 "TokenInfo": {
-                    "type": "object", "required": ["_id", "name", "issuedAt", "expiresAt", "scopes", "parent"],
+                    "type": "object", "required": ["_id", "name", "issuedAt", "expiresAt", "scopes", "parent", "app", "fl", "items", "at", "dur", "lastUsedAt"],
                     "properties": {
                         "_id": {"$ref": "#/components/schemas/TokenId"},
                         "name": {"type": "string", "nullable": true},
                         "issuedAt": {"type": "integer", "format": "int64"},
-                        "expiresAt": {"type": "integer", "format": "int64"},
+                        "expiresAt": {"type": "integer", "format": "int64", "description": "The effective end (ms), amendments applied."},
                         "scopes": {"type": "array", "items": {"type": "string"}, "nullable": true},
                         "parent": {"type": "string", "nullable": true},
+                        "app": {"type": "string", "nullable": true},
+                        "fl": {"type": "integer", "format": "int64", "nullable": true},
+                        "items": {"type": "array", "items": {"type": "integer", "format": "int64"}, "nullable": true},
+                        "at": {"type": "integer", "format": "int64", "description": "Activation, s since the epoch (seed 001)."},
+                        "dur": {"type": "integer", "format": "int64", "description": "Lifetime after activation, s (seed 001; 0 = no end of its own)."},
+                        "lastUsedAt": {"type": "integer", "format": "int64", "nullable": true, "description": "When a proxy last reported the token used (ms)."},
                     },
+                },
+                "ManageRequest": {
+                    "type": "object", "additionalProperties": false, "required": ["callMode"],
+                    "properties": {
+                        "callMode": {"type": "string", "enum": ["create", "update", "delete"]},
+                        "userId": {"type": "string", "description": "The caller's user (default) or a child user of it."},
+                        "h": {"$ref": "#/components/schemas/TokenId"},
+                        "app": {"type": "string", "maxLength": 200},
+                        "at": {"type": "integer", "minimum": 0, "description": "Activation, s since the epoch; 0 = now."},
+                        "dur": {"type": "integer", "minimum": 0, "description": "Lifetime after activation, s; 0 = no end."},
+                        "fl": {"type": "integer", "format": "int64", "description": "-1 (unlimited) or a combination of 0x100 ... 0x2000."},
+                        "p": {"description": "A JSON object or an array of objects, as JSON or as escaped JSON text (at most 4096 bytes compact).", "oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}, {"type": "string"}]},
+                        "items": {"type": "array", "maxItems": 1000, "items": {"type": "integer", "format": "int64"}},
+                        "deleteAll": {"description": "true, 1 or \"true\": delete every token of the user.", "oneOf": [{"type": "boolean"}, {"type": "integer"}, {"type": "string"}]},
+                    },
+                },
+                "ManagedToken": {
+                    "type": "object", "required": ["h", "app", "at", "ct", "dur", "fl", "items", "p"],
+                    "properties": {
+                        "h": {"$ref": "#/components/schemas/TokenId"},
+                        "app": {"type": "string", "nullable": true},
+                        "at": {"type": "integer", "format": "int64", "description": "s since the epoch"},
+                        "ct": {"type": "integer", "format": "int64", "description": "created, s since the epoch"},
+                        "dur": {"type": "integer", "format": "int64"},
+                        "fl": {"type": "integer", "format": "int64", "nullable": true},
+                        "items": {"type": "array", "items": {"type": "integer", "format": "int64"}, "nullable": true},
+                        "p": {"nullable": true, "oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]},
+                        "token": {"type": "string", "description": "Only in the answer to create; never shown again."},
+                    },
+                },
+                "ManageDeleted": {
+                    "type": "object", "required": ["deleted", "version"],
+                    "properties": {"deleted": {"type": "integer"}, "version": {"type": "integer", "format": "int64", "nullable": true}},
                 },
                 "ExplainRequest": {
                     "type": "object", "additionalProperties": false, "required": ["request"],
@@ -259,6 +314,16 @@ pub fn document(prefix: &str) -> Value {
                         "snapshot": {"type": "boolean"},
                         "keys": {"type": "array", "items": {"type": "object", "required": ["kid", "x"], "properties": {"kid": {"type": "string"}, "x": {"type": "string"}}}},
                         "revoked": {"type": "array", "items": {"type": "object", "required": ["jti", "exp"], "properties": {"jti": {"type": "string"}, "exp": {"type": "integer", "description": "seconds since the epoch"}}}},
+                        "amended": {"type": "array", "description": "Amendments since `since` (a snapshot: every live one): each amended token's whole amendable state, applied over its signed claims.", "items": {
+                            "type": "object", "required": ["jti", "nbf", "exp"],
+                            "properties": {
+                                "jti": {"type": "string"},
+                                "nbf": {"type": "integer", "description": "activation, s since the epoch"},
+                                "exp": {"type": "integer", "description": "end, s since the epoch (never after the signed exp)"},
+                                "app": {"type": "string"}, "fl": {"type": "integer", "format": "int64"}, "p": {"type": "string", "description": "JSON text"},
+                                "items": {"type": "array", "items": {"type": "integer", "format": "int64"}},
+                            },
+                        }},
                         "serverTime": {"type": "integer", "format": "int64"},
                     },
                 },

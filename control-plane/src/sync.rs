@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokengate_rules::sync::{Revocation, SyncResponse, MAX_WAIT_MS, PATH, PROTOCOL};
+use tokengate_rules::sync::{Amendment, Revocation, SyncResponse, MAX_WAIT_MS, PATH, PROTOCOL};
 use tokengate_rules::token::DEFAULT_LEEWAY_SECS;
 
 use crate::db::{self, now_ms};
@@ -85,7 +85,7 @@ async fn changes(
         }
     }
     // Nothing new: the same version, which still tells the proxy it is in sync.
-    Ok(Json(response(&state, since, false, Vec::new())))
+    Ok(Json(response(&state, since, false, Vec::new(), Vec::new())))
 }
 
 /// The answer for `since`, or `None` when the proxy is already current.
@@ -108,8 +108,14 @@ async fn answer(state: &AppState, since: u64) -> Result<Option<SyncResponse>, Ap
         .bind(live_after)
         .fetch_all(&mut *tx)
         .await?;
+        let amended: Vec<AmendedRow> = sqlx::query_as(&format!(
+            "SELECT {AMENDED_COLUMNS} FROM tokens WHERE amended_at IS NOT NULL AND revoked_at IS NULL AND expires_at > $1 ORDER BY id"
+        ))
+        .bind(live_after)
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
-        return Ok(Some(response(state, version, true, revocations(rows))));
+        return Ok(Some(response(state, version, true, revocations(rows), amendments(amended)?)));
     }
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT token_id, expires_at FROM changes \
@@ -121,22 +127,44 @@ async fn answer(state: &AppState, since: u64) -> Result<Option<SyncResponse>, Ap
     .bind(live_after)
     .fetch_all(&mut *tx)
     .await?;
+    // Each amended token once, with its state as it is now (an entry carries the whole
+    // amendable state, so the latest supersedes the earlier ones). A token revoked since
+    // needs none: its revocation is in this answer or the next.
+    let amended: Vec<AmendedRow> = sqlx::query_as(&format!(
+        "SELECT {AMENDED_COLUMNS} FROM tokens WHERE id IN ( \
+           SELECT token_id FROM changes WHERE version > $1 AND version <= $2 AND kind = 'amend') \
+         AND revoked_at IS NULL AND expires_at > $3 ORDER BY id"
+    ))
+    .bind(db::to_i64(since))
+    .bind(db::to_i64(version))
+    .bind(live_after)
+    .fetch_all(&mut *tx)
+    .await?;
     tx.commit().await?;
-    Ok(Some(response(state, version, false, revocations(rows))))
+    Ok(Some(response(state, version, false, revocations(rows), amendments(amended)?)))
+}
+
+const AMENDED_COLUMNS: &str = "id, account_id, user_id, expires_at, revoked_at, app, p, not_before, fl, items, amended_at";
+
+/// An amended token's row (the guard's shape, which knows how to make the amendment).
+type AmendedRow = crate::guard::TokenRow;
+
+fn amendments(rows: Vec<AmendedRow>) -> Result<Vec<Amendment>, ApiError> {
+    rows.iter().map(crate::guard::TokenRow::amendment).collect()
 }
 
 fn revocations(rows: Vec<(String, i64)>) -> Vec<Revocation> {
     rows.into_iter().map(|(jti, expires_at)| Revocation { jti, exp: db::to_u64(expires_at) / 1000 }).collect()
 }
 
-fn response(state: &AppState, version: u64, snapshot: bool, revoked: Vec<Revocation>) -> SyncResponse {
+fn response(state: &AppState, version: u64, snapshot: bool, revoked: Vec<Revocation>, amended: Vec<Amendment>) -> SyncResponse {
     SyncResponse {
         protocol: PROTOCOL,
         version,
         snapshot,
         keys: state.keys.public().to_vec(),
         revoked,
-        amended: Vec::new(),
+        amended,
         server_time: db::to_u64(now_ms()),
     }
 }

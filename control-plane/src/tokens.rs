@@ -37,7 +37,11 @@ pub struct NewToken {
     pub app: Option<String>,
     pub p: Option<String>,
     pub issued_at_ms: i64,
+    /// Activation (JWT `nbf`, seed 001 `at`); usually `issued_at_ms`.
+    pub not_before_ms: i64,
     pub expires_at_ms: i64,
+    /// Seed 001 `dur` (s) when the token was made through `POST /tokens/update`.
+    pub dur: Option<i64>,
 }
 
 /// Signs the token and stores its row; the row is committed before the value is
@@ -51,7 +55,7 @@ pub async fn issue(state: &AppState, new: NewToken) -> Result<IssuedToken, ApiEr
         sub: new.user_id.clone(),
         aud: state.config.audience.clone(),
         exp: db::to_u64(new.expires_at_ms) / 1000,
-        nbf: iat,
+        nbf: db::to_u64(new.not_before_ms) / 1000,
         iat,
         jti: id.clone(),
         unm: Some(new.user_name.clone()),
@@ -69,8 +73,8 @@ pub async fn issue(state: &AppState, new: NewToken) -> Result<IssuedToken, ApiEr
     let scopes_json = scopes.as_ref().map(|s| serde_json::Value::from(s.clone()).to_string());
     let items_json = new.items.as_ref().map(|i| serde_json::Value::from(i.clone()).to_string());
     sqlx::query(
-        "INSERT INTO tokens (id, account_id, user_id, parent_id, name, scopes, fl, items, app, p, issued_at, not_before, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)",
+        "INSERT INTO tokens (id, account_id, user_id, parent_id, name, scopes, fl, items, app, p, issued_at, not_before, \
+         expires_at, signed_expires_at, dur) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)",
     )
     .bind(&id)
     .bind(&new.account_id)
@@ -83,7 +87,9 @@ pub async fn issue(state: &AppState, new: NewToken) -> Result<IssuedToken, ApiEr
     .bind(&new.app)
     .bind(&new.p)
     .bind(new.issued_at_ms)
+    .bind(new.not_before_ms)
     .bind(new.expires_at_ms)
+    .bind(new.dur)
     .execute(&state.pool)
     .await?;
     tracing::info!(token = %id, user = %new.user_id, parent = ?new.parent_id, "issued a token");
@@ -173,7 +179,9 @@ async fn create(
             app: caller.token.app.clone(),
             p: caller.token.p.clone(),
             issued_at_ms: now,
+            not_before_ms: now,
             expires_at_ms,
+            dur: None,
         },
     )
     .await?;
@@ -196,6 +204,12 @@ struct ListedRow {
     expires_at: i64,
     scopes: Option<String>,
     parent_id: Option<String>,
+    app: Option<String>,
+    fl: Option<i64>,
+    items: Option<String>,
+    not_before: i64,
+    dur: Option<i64>,
+    last_used_at: Option<i64>,
 }
 
 /// `GET /tokens`: the live tokens of the caller's account, by `_id`.
@@ -219,7 +233,7 @@ async fn list(
         Some(_) => return Err(ApiError::BadQuery("after must be a token _id (24 lower-case hexadecimal digits)".into())),
     };
     let rows: Vec<ListedRow> = sqlx::query_as(
-        "SELECT id, name, issued_at, expires_at, scopes, parent_id FROM tokens \
+        "SELECT id, name, issued_at, expires_at, scopes, parent_id, app, fl, items, not_before, dur, last_used_at FROM tokens \
          WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND id > $3 \
          ORDER BY id LIMIT $4",
     )
@@ -230,9 +244,25 @@ async fn list(
     .fetch_all(&state.pool)
     .await?;
     let mut out = Vec::with_capacity(rows.len());
-    for ListedRow { id, name, issued_at, expires_at, scopes, parent_id: parent } in rows {
-        let scopes = scopes.as_deref().map(|text| parse_scopes(&id, text)).transpose()?;
-        out.push(TokenInfo { id, name, issued_at, expires_at, scopes, parent });
+    for row in rows {
+        let scopes = row.scopes.as_deref().map(|text| parse_scopes(&row.id, text)).transpose()?;
+        let items = row.items.as_deref().map(|text| parse_items(&row.id, text)).transpose()?;
+        // Tokens not made through seed 001 have no `dur` of their own: their lifetime.
+        let dur = row.dur.unwrap_or_else(|| (row.expires_at - row.not_before).div_euclid(1000));
+        out.push(TokenInfo {
+            id: row.id,
+            name: row.name,
+            issued_at: row.issued_at,
+            expires_at: row.expires_at,
+            scopes,
+            parent: row.parent_id,
+            app: row.app,
+            fl: row.fl,
+            items,
+            at: row.not_before.div_euclid(1000),
+            dur,
+            last_used_at: row.last_used_at,
+        });
     }
     Ok(Json(out))
 }
@@ -276,20 +306,41 @@ async fn revoke(
         return Err(ApiError::TokenNotFound);
     }
 
+    revoke_trees(&state, Roots::Token(&id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whose tokens [`revoke_trees`] revokes.
+#[derive(Clone, Copy, Debug)]
+pub enum Roots<'a> {
+    /// One token (and its descendants).
+    Token(&'a str),
+    /// Every live token of a user (and their descendants).
+    User(&'a str),
+}
+
+/// What a revocation did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Revoked {
+    /// Tokens revoked now (already revoked ones are not counted again).
+    pub count: usize,
+    /// The change-log version of the last revocation, when there was one.
+    pub version: Option<u64>,
+}
+
+/// Revokes the `roots` and all their descendants, one change-log entry each, in one
+/// transaction committed before it returns; wakes held sync calls.
+pub async fn revoke_trees(state: &AppState, roots: Roots<'_>) -> Result<Revoked, ApiError> {
+    let (base, key) = match roots {
+        Roots::Token(id) => ("SELECT id FROM tokens WHERE id = $1", id),
+        Roots::User(user) => ("SELECT id FROM tokens WHERE user_id = $1 AND revoked_at IS NULL", user),
+    };
     let now = now_ms();
     let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
     db::lock_sync_state(&mut tx).await?;
-    let tree: Vec<(String, i64)> = sqlx::query_as(
-        "WITH RECURSIVE tree (id) AS ( \
-           SELECT id FROM tokens WHERE id = $1 \
-           UNION SELECT t.id FROM tokens t JOIN tree ON t.parent_id = tree.id) \
-         SELECT tokens.id, tokens.expires_at FROM tokens JOIN tree ON tokens.id = tree.id \
-         WHERE tokens.revoked_at IS NULL ORDER BY tokens.id",
-    )
-    .bind(&id)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut last_version = None;
+    let root_ids: Vec<String> = sqlx::query_scalar(base).bind(key).fetch_all(&mut *tx).await?;
+    let tree = db::live_tree(&mut tx, root_ids).await?;
+    let mut revoked = Revoked::default();
     for (token_id, expires_at) in &tree {
         let done = sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
             .bind(token_id)
@@ -297,13 +348,14 @@ async fn revoke(
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 1 {
-            last_version = Some(db::append_change(&mut tx, "revoke", Some(token_id), *expires_at, now).await?);
+            revoked.version = Some(db::append_change(&mut tx, "revoke", Some(token_id), *expires_at, now).await?);
+            revoked.count += 1;
         }
     }
     tx.commit().await?;
-    if let Some(version) = last_version {
+    if let Some(version) = revoked.version {
         state.announce(version);
-        tracing::info!(token = %id, revoked = tree.len(), version, "revoked a token and its descendants");
+        tracing::info!(roots = ?roots, revoked = revoked.count, version, "revoked tokens and their descendants");
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(revoked)
 }

@@ -64,6 +64,79 @@ pub struct TokenInfo {
     pub scopes: Option<Vec<String>>,
     /// The `_id` of the token that issued this one.
     pub parent: Option<String>,
+    /// Seed 001 properties, as amended: application, flags, items.
+    pub app: Option<String>,
+    pub fl: Option<i64>,
+    pub items: Option<Vec<i64>>,
+    /// Activation, s since the epoch (seed 001 `at`).
+    pub at: i64,
+    /// Lifetime after activation, s (seed 001 `dur`; 0 = no end of its own).
+    pub dur: i64,
+    /// When a proxy last reported the token used (ms), `null` if never.
+    pub last_used_at: Option<i64>,
+}
+
+/// `POST /tokens/update`: seed 001 token management (`token/update`), one call for
+/// create, update and delete.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ManageRequest {
+    /// `create`, `update` or `delete`.
+    pub call_mode: String,
+    /// The id of the user whose tokens are managed: the caller's own user (the default)
+    /// or a child user of it.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// The token (`_id`) to update or delete.
+    #[serde(default)]
+    pub h: Option<String>,
+    #[serde(default)]
+    pub app: Option<String>,
+    /// Activation, s since the epoch; 0 = now.
+    #[serde(default)]
+    pub at: Option<u64>,
+    /// Lifetime after activation, s; 0 = no end (the longest lifetime; idle expiry ends it).
+    #[serde(default)]
+    pub dur: Option<u64>,
+    #[serde(default)]
+    pub fl: Option<i64>,
+    /// A JSON object or array of objects, as JSON or as escaped JSON text.
+    #[serde(default)]
+    pub p: Option<serde_json::Value>,
+    #[serde(default)]
+    pub items: Option<Vec<i64>>,
+    /// `true`, `1` or `"true"`: delete every token of the user.
+    #[serde(default)]
+    pub delete_all: Option<serde_json::Value>,
+}
+
+/// A token in seed 001 shape. Times in seconds since the epoch, as the seed has them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManagedToken {
+    /// The token's id (`_id`).
+    pub h: String,
+    pub app: Option<String>,
+    /// Activation.
+    pub at: i64,
+    /// Created.
+    pub ct: i64,
+    /// Lifetime after activation (0: no end of its own).
+    pub dur: i64,
+    pub fl: Option<i64>,
+    pub items: Option<Vec<i64>>,
+    pub p: Option<serde_json::Value>,
+    /// The token value: only in the answer to `create`, never again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// The answer to a seed 001 `delete`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManageDeleted {
+    /// How many tokens were revoked now (descendants included).
+    pub deleted: usize,
+    /// The change-log version of the last revocation (`null` when nothing was live).
+    pub version: Option<u64>,
 }
 
 /// `POST /explain`.

@@ -321,7 +321,9 @@ pub async fn issue_limited(
             app: Some("tracker".into()),
             p: None,
             issued_at_ms: now - 3_600_000,
+            not_before_ms: now - 3_600_000,
             expires_at_ms: now + expires_in_ms,
+            dur: None,
         },
     )
     .await

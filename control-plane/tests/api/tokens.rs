@@ -47,7 +47,7 @@ async fn list_shape_never_holds_a_token_and_pages(app: TestApp) {
     for t in list {
         let mut keys: Vec<&str> = t.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort_unstable();
-        assert_eq!(keys, ["_id", "expiresAt", "issuedAt", "name", "parent", "scopes"]);
+        assert_eq!(keys, ["_id", "app", "at", "dur", "expiresAt", "fl", "issuedAt", "items", "lastUsedAt", "name", "parent", "scopes"]);
         assert!(!t.to_string().contains(tok(&admin)));
     }
     let child = list.iter().find(|t| t["name"] == "c0").unwrap();
@@ -206,7 +206,9 @@ async fn revoke_bad_unknown_and_foreign_ids(app: TestApp) {
             app: None,
             p: None,
             issued_at_ms: now,
+            not_before_ms: now,
             expires_at_ms: now + 3_600_000,
+            dur: None,
         },
     )
     .await

@@ -332,3 +332,54 @@ fn stale_state_fails_closed_or_open_as_configured() {
         assert!(age > 1500, "sync age not visible in stats: {stats}");
     }
 }
+
+/// Seed 001 `token/update` end to end: flags, items and app of a live token change
+/// without a new token string, and every proxy applies the amendment within the
+/// revocation bound; `deleteAll` revokes every token of the user.
+#[test]
+fn amendments_reach_the_proxy_without_a_new_token() {
+    let stack = Stack::start(2);
+    let port = stack.front();
+    let admin = stack.login(None, None)["token"].as_str().expect("token").to_owned();
+    stack.wait_synced(&admin);
+    let auth = format!("Bearer {admin}");
+    let manage = |body: Value| {
+        let r = request(port, "POST", "/api/v1/tokens/update", &[("Authorization", &auth)], Some(&body));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    };
+    let created = manage(json!({"callMode": "create", "app": "fleet", "fl": 0x200, "items": [42], "dur": 3600}));
+    let h = created["h"].as_str().expect("h").to_owned();
+    let token = created["token"].as_str().expect("token value on create").to_owned();
+
+    let r = get(port, "/api/v1/objects/42", Some(&token));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["headers"]["x-tokengate-app"], "fleet");
+    assert_eq!(r.json()["headers"]["x-tokengate-flags"], "512");
+    let r = get(port, "/api/v1/objects/43", Some(&token));
+    assert_eq!((r.status, r.code().as_str()), (403, "item_not_allowed"), "{}", r.body);
+    let r = request(port, "DELETE", "/api/v1/objects/42", &[("Authorization", &format!("Bearer {token}"))], None);
+    assert_eq!((r.status, r.code().as_str()), (403, "insufficient_flags"), "{}", r.body);
+
+    // Amend: online tracking only. The same string is now refused on GET /objects/:id.
+    manage(json!({"callMode": "update", "h": h, "app": "fleet", "fl": 0x100, "items": [42], "dur": 3600}));
+    let amended = Instant::now();
+    wait_until("the amendment at every worker", Duration::from_secs(1), || {
+        (0..4).all(|_| get(port, "/api/v1/objects/42", Some(&token)).code() == "insufficient_flags")
+    });
+    eprintln!("amendment: answered -> refused at the proxy in {:?}", amended.elapsed());
+
+    // Amend again: view rights back, on item 43 instead of 42.
+    manage(json!({"callMode": "update", "h": h, "app": "fleet-2", "fl": 0x200, "items": [43], "dur": 3600}));
+    wait_until("the second amendment", Duration::from_secs(1), || {
+        get(port, "/api/v1/objects/43", Some(&token)).status == 200 && get(port, "/api/v1/objects/42", Some(&token)).status == 403
+    });
+    assert_eq!(get(port, "/api/v1/objects/43", Some(&token)).json()["headers"]["x-tokengate-app"], "fleet-2");
+
+    // deleteAll: every token of the user, the admin's own included.
+    let r = request(port, "POST", "/api/v1/tokens/update", &[("Authorization", &auth)], Some(&json!({"callMode": "delete", "deleteAll": true})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_until("deleteAll at the proxy", Duration::from_secs(1), || {
+        get(port, "/api/v1/objects/43", Some(&token)).code() == "token_revoked" && get(port, "/api/v1/objects/1", Some(&admin)).code() == "token_revoked"
+    });
+}

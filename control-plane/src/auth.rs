@@ -33,6 +33,7 @@ async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<AuthRequest>
     // An unknown user is checked against a dummy hash: the same work, the same answer.
     let ok = state.passwords.verify(&req.password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
     let Some(user) = user.filter(|_| ok) else {
+        state.metrics.login_failures.inc();
         let locked = users::record_failure(&state.pool, state.config.backend, &req.username, now_ms()).await?;
         // The name is logged (it is not a secret); the password never is.
         tracing::info!(user = %req.username, locked_secs = ?locked, "wrong credentials");

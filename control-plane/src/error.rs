@@ -65,6 +65,10 @@ pub enum ApiError {
     RightsExceedCaller(&'static str),
     /// 409 `token_not_live`: the token is revoked or expired.
     TokenNotLive,
+    /// 400 `bad_usage_report`.
+    BadUsageReport(String),
+    /// 413 `too_many_entries`: a usage report over the batch cap.
+    TooManyEntries,
     /// 400 `empty_credentials`.
     EmptyCredentials,
     /// 401 `wrong_credentials`: the same answer for an unknown user and a wrong password.
@@ -110,7 +114,9 @@ impl ApiError {
             | E::BadAt(_)
             | E::BadDur(_)
             | E::BadDeleteAll
+            | E::BadUsageReport(_)
             | E::EmptyCredentials => StatusCode::BAD_REQUEST,
+            E::TooManyEntries => StatusCode::PAYLOAD_TOO_LARGE,
             E::UserNotAccessible | E::RightsExceedCaller(_) => StatusCode::FORBIDDEN,
             E::TokenNotLive => StatusCode::CONFLICT,
             E::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -152,6 +158,8 @@ impl ApiError {
             E::BadAt(_) => "bad_at",
             E::BadDur(_) => "bad_dur",
             E::BadDeleteAll => "bad_delete_all",
+            E::BadUsageReport(_) => "bad_usage_report",
+            E::TooManyEntries => "too_many_entries",
             E::UserNotAccessible => "user_not_accessible",
             E::RightsExceedCaller(_) => "rights_exceed_caller",
             E::TokenNotLive => "token_not_live",
@@ -201,7 +209,9 @@ impl ApiError {
             | E::BadQuery(m)
             | E::BadRequestLine(m)
             | E::BadAt(m)
-            | E::BadDur(m) => m.clone(),
+            | E::BadDur(m)
+            | E::BadUsageReport(m) => m.clone(),
+            E::TooManyEntries => format!("a usage report carries at most {} entries", crate::usage::MAX_ENTRIES),
             E::BadCallMode => "callMode must be \"create\", \"update\" or \"delete\"".into(),
             E::BadFlags => "fl must be -1 (unlimited) or a combination of 0x100, 0x200, 0x400, 0x800, 0x1000 and 0x2000".into(),
             E::BadItems => format!("items holds at most {} item ids", crate::manage::MAX_ITEMS),

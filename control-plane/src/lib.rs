@@ -32,11 +32,13 @@ pub mod guard;
 pub mod json;
 pub mod keys;
 pub mod manage;
+pub mod metrics;
 pub mod openapi;
 pub mod passwords;
 pub mod scopes;
 pub mod sync;
 pub mod tokens;
+pub mod usage;
 pub mod users;
 pub mod wire;
 
@@ -70,6 +72,7 @@ pub struct Inner {
     /// Set once at shutdown, so held sync calls answer at once.
     pub shutdown: watch::Sender<bool>,
     pub openapi: serde_json::Value,
+    pub metrics: metrics::Metrics,
 }
 
 impl std::ops::Deref for AppState {
@@ -128,6 +131,7 @@ pub async fn start(config: Config) -> Result<(AppState, Option<GeneratedAdmin>),
         changes: watch::Sender::new(version),
         shutdown: watch::Sender::new(false),
         openapi,
+        metrics: metrics::Metrics::default(),
         config,
     }));
     Ok((state, generated))
@@ -146,7 +150,8 @@ pub fn app(state: AppState) -> Router {
     let root = Router::new()
         .route("/healthz", get(health))
         .route("/.well-known/jwks.json", get(jwks))
-        .merge(sync::router());
+        .merge(sync::router())
+        .merge(usage::router());
     let prefix = state.config.api_prefix.clone();
     let router = if prefix.is_empty() { root.merge(api) } else { root.nest(&prefix, api) };
     router
@@ -176,19 +181,22 @@ pub async fn serve(
     result
 }
 
-/// How often expired entries are removed from the change log and the login throttle.
-const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Change-log entries are kept this long past their token's expiry.
 const SWEEP_GRACE_MS: i64 = 10 * 60 * 1000;
 
-/// Keeps the change log bounded: an entry for an expired token can go, and a proxy
-/// whose `since` is older than what was removed gets a snapshot instead of a delta.
+/// Every `TOKENGATE_SWEEP_SECS`: revokes idle tokens, and keeps the change log bounded
+/// (an entry for an expired token can go, and a proxy whose `since` is older than what
+/// was removed gets a snapshot instead of a delta).
 async fn sweep(state: AppState) {
     let mut shutdown = state.shutdown.subscribe();
+    let every = Duration::from_secs(state.config.sweep_secs);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+            _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
+        }
+        if let Err(e) = usage::sweep_idle(&state, db::now_ms()).await {
+            tracing::warn!(error = %e, "sweeping idle tokens failed; will retry");
         }
         if let Err(e) = sweep_once(&state, db::now_ms()).await {
             tracing::warn!(error = %e, "sweeping the change log failed; will retry");

@@ -387,6 +387,7 @@ async fn update(state: &AppState, caller: &Caller, user: &TargetUser, h: &str, v
     let version = db::append_change(&mut tx, "amend", Some(&row.id), end_ms, now).await?;
     tx.commit().await?;
     state.announce(version);
+    state.metrics.amendments.inc();
     tracing::info!(token = %row.id, version, "amended a token");
     Ok(ManagedToken {
         h: row.id,

@@ -170,6 +170,30 @@ pub fn document(prefix: &str) -> Value {
         }
     }));
 
+    paths.insert("/sync/v1/usage".into(), json!({
+        "post": {
+            "summary": "Proxy usage report: when each token was last seen",
+            "description": "Sets each token's last use to the later of the stored and the reported time (a time ahead of the server's clock counts as now); unknown ids are ignored. A token unused for TOKENGATE_IDLE_SECS (default 100 days) is revoked by the sweeper, which runs every TOKENGATE_SWEEP_SECS (default 60), and proxies get the revocation like any other.",
+            "operationId": "syncUsage",
+            "security": [{"proxy": []}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["proxy", "used"],
+                "properties": {
+                    "proxy": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"},
+                    "used": {"type": "array", "maxItems": 10000, "items": {"type": "object", "required": ["jti", "at"], "properties": {"jti": {"type": "string"}, "at": {"type": "integer", "format": "int64", "minimum": 0, "description": "ms since the epoch"}}}},
+                },
+            }}}},
+            "responses": {
+                "204": {"description": "Recorded."},
+                "400": err("bad_usage_report (proxy id), or a body error (malformed_json, missing_field, wrong_type)."),
+                "401": err("bad_proxy_credential"),
+                "413": err("too_many_entries (more than 10000) or body_too_large (more than 1 MiB)"),
+                "415": err("unsupported_media_type"),
+                "503": err("database_unavailable"),
+            },
+        }
+    }));
+
     json!({
         "openapi": "3.0.3",
         "info": {

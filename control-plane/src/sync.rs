@@ -22,10 +22,6 @@ use crate::db::{self, now_ms};
 use crate::error::ApiError;
 use crate::AppState;
 
-/// How often a held call re-reads the version from the database, so a change committed
-/// by another replica (PostgreSQL) reaches proxies held here within this bound.
-const RECHECK: Duration = Duration::from_secs(1);
-
 /// A revocation matters until its token expired beyond every verifier's leeway.
 const GRACE_MS: i64 = 2 * DEFAULT_LEEWAY_SECS as i64 * 1000;
 
@@ -45,8 +41,41 @@ async fn changes(
     headers: HeaderMap,
     query: Result<Query<SyncQuery>, QueryRejection>,
 ) -> Result<Json<SyncResponse>, ApiError> {
+    let answer = serve_changes(&state, &headers, query).await;
+    let m = &state.metrics;
+    match &answer {
+        Ok(r) if r.snapshot => m.sync_snapshot.inc(),
+        Ok(r) if r.revoked.is_empty() && r.amended.is_empty() => m.sync_unchanged.inc(),
+        Ok(_) => m.sync_delta.inc(),
+        Err(ApiError::BadProxyCredential | ApiError::BadQuery(_)) => m.sync_refused.inc(),
+        Err(_) => m.sync_failed.inc(),
+    }
+    answer.map(Json)
+}
+
+/// Counts a held long poll for as long as it lives (also when the client goes away).
+struct Held<'a>(&'a AppState);
+
+impl<'a> Held<'a> {
+    fn new(state: &'a AppState) -> Held<'a> {
+        state.metrics.sync_held.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Held(state)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.sync_held.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+async fn serve_changes(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Result<Query<SyncQuery>, QueryRejection>,
+) -> Result<SyncResponse, ApiError> {
     let proxy_hint = query.as_ref().ok().and_then(|q| q.proxy.clone()).unwrap_or_default();
-    if !authentic(&state, &headers) {
+    if !authentic(state, headers) {
         // The proxy id helps the operator find the misconfigured proxy; the presented
         // credential is never logged.
         tracing::warn!(proxy = %truncate(&proxy_hint, 64), "sync call with a missing or wrong proxy credential");
@@ -59,21 +88,24 @@ async fn changes(
     if !valid_proxy_id(&proxy) {
         return Err(ApiError::BadQuery("proxy must be 1 to 64 characters of [A-Za-z0-9._:-]".into()));
     }
-    record_contact(&state, &proxy, since).await?;
+    record_contact(state, &proxy, since).await?;
 
     // Subscribe before reading, so a change committed in between is not missed.
     let mut committed = state.changes.subscribe();
     let mut shutdown = state.shutdown.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+    let recheck_every = Duration::from_millis(state.config.sync_recheck_ms);
+    let mut held = None;
     loop {
-        if let Some(answer) = answer(&state, since).await? {
-            return Ok(Json(answer));
+        if let Some(answer) = answer(state, since).await? {
+            return Ok(answer);
         }
         let now = tokio::time::Instant::now();
         if now >= deadline || *shutdown.borrow() {
             break;
         }
-        let recheck = deadline.min(now + RECHECK);
+        held.get_or_insert_with(|| Held::new(state));
+        let recheck = deadline.min(now + recheck_every);
         tokio::select! {
             changed = committed.changed() => {
                 if changed.is_err() {
@@ -85,7 +117,7 @@ async fn changes(
         }
     }
     // Nothing new: the same version, which still tells the proxy it is in sync.
-    Ok(Json(response(&state, since, false, Vec::new(), Vec::new())))
+    Ok(response(state, since, false, Vec::new(), Vec::new()))
 }
 
 /// The answer for `since`, or `None` when the proxy is already current.
@@ -171,7 +203,7 @@ fn response(state: &AppState, version: u64, snapshot: bool, revoked: Vec<Revocat
 
 /// Compares the presented credential with the configured one in constant time (over
 /// SHA-256 digests, so the length leaks nothing either).
-fn authentic(state: &AppState, headers: &HeaderMap) -> bool {
+pub(crate) fn authentic(state: &AppState, headers: &HeaderMap) -> bool {
     let Some(secret) = state.config.proxy_secret.as_deref() else { return false };
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else { return false };
@@ -194,7 +226,7 @@ fn parse_number(raw: Option<&str>, name: &str) -> Result<u64, ApiError> {
     }
 }
 
-fn valid_proxy_id(id: &str) -> bool {
+pub(crate) fn valid_proxy_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 

@@ -92,6 +92,7 @@ pub async fn issue(state: &AppState, new: NewToken) -> Result<IssuedToken, ApiEr
     .bind(new.dur)
     .execute(&state.pool)
     .await?;
+    state.metrics.tokens_issued.inc();
     tracing::info!(token = %id, user = %new.user_id, parent = ?new.parent_id, "issued a token");
     Ok(IssuedToken {
         id,
@@ -355,6 +356,7 @@ pub async fn revoke_trees(state: &AppState, roots: Roots<'_>) -> Result<Revoked,
     tx.commit().await?;
     if let Some(version) = revoked.version {
         state.announce(version);
+        state.metrics.revocations.add(revoked.count);
         tracing::info!(roots = ?roots, revoked = revoked.count, version, "revoked tokens and their descendants");
     }
     Ok(revoked)

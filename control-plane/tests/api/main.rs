@@ -11,3 +11,4 @@ mod manage;
 mod service;
 mod sync;
 mod tokens;
+mod usage;

@@ -34,6 +34,8 @@ async fn openapi_documents_the_routes(app: TestApp) {
         ("/api/v1/explain", "post"),
         ("/.well-known/jwks.json", "get"),
         ("/sync/v1/changes", "get"),
+        ("/sync/v1/usage", "post"),
+        ("/api/v1/tokens/update", "post"),
         ("/healthz", "get"),
     ] {
         assert!(paths[path][method].is_object(), "{method} {path}");

@@ -1,0 +1,113 @@
+//! Token use and idle expiry (seed 001: "a token unused for 100 days is deleted").
+//!
+//! `POST /sync/v1/usage`: proxies report, in batches, when they last saw each token
+//! (`rules::sync::UsageReport`), with the proxy credential. The control plane keeps
+//! `last_used_at = max(stored, reported)` per token; unknown ids are ignored, and a
+//! reported time is never taken as later than now. The sweeper revokes every live token
+//! whose last use (or, never used, its issue or activation) is older than
+//! `TOKENGATE_IDLE_SECS`, with a change-log entry each, so proxies refuse it like any
+//! other revocation. An idle token's descendants are not revoked with it: each has its
+//! own use.
+
+use std::collections::HashMap;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use tokengate_rules::sync::{UsageReport, USAGE_PATH};
+
+use crate::db::{self, now_ms};
+use crate::error::ApiError;
+use crate::json::ApiJson;
+use crate::sync::{authentic, valid_proxy_id};
+use crate::tokens::is_token_id;
+use crate::AppState;
+
+/// The most entries one report may carry (the filter sends at most this many).
+pub const MAX_ENTRIES: usize = 10_000;
+/// The largest report body: 10 000 entries of about 60 bytes, with room to spare.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Rows per `UPDATE` statement.
+const CHUNK: usize = 500;
+/// Tokens revoked per sweep at most; the next sweep takes the rest.
+const SWEEP_BATCH: i64 = 1000;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(USAGE_PATH, post(report).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+}
+
+async fn report(State(state): State<AppState>, headers: HeaderMap, body: ApiJson<UsageReport>) -> Result<StatusCode, ApiError> {
+    if !authentic(&state, &headers) {
+        tracing::warn!("usage report with a missing or wrong proxy credential");
+        return Err(ApiError::BadProxyCredential);
+    }
+    let ApiJson(report) = body;
+    if !valid_proxy_id(&report.proxy) {
+        return Err(ApiError::BadUsageReport("proxy must be 1 to 64 characters of [A-Za-z0-9._:-]".into()));
+    }
+    if report.used.len() > MAX_ENTRIES {
+        return Err(ApiError::TooManyEntries);
+    }
+    let now = now_ms();
+    // The latest time per token; a proxy's clock running ahead never counts as later use.
+    let mut latest: HashMap<&str, i64> = HashMap::new();
+    for u in report.used.iter().filter(|u| is_token_id(&u.jti)) {
+        let at = db::to_i64(u.at).min(now);
+        let entry = latest.entry(u.jti.as_str()).or_insert(at);
+        *entry = (*entry).max(at);
+    }
+    let entries: Vec<(&str, i64)> = latest.into_iter().collect();
+    let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
+    let mut updated = 0;
+    for chunk in entries.chunks(CHUNK) {
+        let rows = (0..chunk.len())
+            .map(|i| format!("SELECT ${} AS id, ${} AS at", 2 * i + 1, 2 * i + 2))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let sql = format!(
+            "UPDATE tokens SET last_used_at = u.at FROM ({rows}) AS u \
+             WHERE tokens.id = u.id AND (tokens.last_used_at IS NULL OR tokens.last_used_at < u.at)"
+        );
+        let mut query = sqlx::query(&sql);
+        for (jti, at) in chunk {
+            query = query.bind(*jti).bind(*at);
+        }
+        updated += query.execute(&mut *tx).await?.rows_affected();
+    }
+    tx.commit().await?;
+    state.metrics.usage_reports.inc();
+    tracing::debug!(proxy = %report.proxy, entries = report.used.len(), updated, "usage report");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes the live tokens idle since before `now - TOKENGATE_IDLE_SECS`; returns how
+/// many. Public for the tests.
+pub async fn sweep_idle(state: &AppState, now: i64) -> Result<usize, sqlx::Error> {
+    let cutoff = now.saturating_sub(db::to_i64(state.config.idle_secs.saturating_mul(1000)));
+    let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
+    db::lock_sync_state(&mut tx).await?;
+    let idle: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT id, expires_at FROM tokens WHERE revoked_at IS NULL AND expires_at > $1 \
+         AND issued_at < $2 AND not_before < $2 AND (last_used_at IS NULL OR last_used_at < $2) \
+         ORDER BY id LIMIT $3",
+    )
+    .bind(now)
+    .bind(cutoff)
+    .bind(SWEEP_BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut version = None;
+    for (id, expires_at) in &idle {
+        sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL").bind(id).bind(now).execute(&mut *tx).await?;
+        version = Some(db::append_change(&mut tx, "revoke", Some(id), *expires_at, now).await?);
+    }
+    tx.commit().await?;
+    if let Some(version) = version {
+        state.announce(version);
+        state.metrics.idle_revocations.add(idle.len());
+        state.metrics.revocations.add(idle.len());
+        tracing::info!(revoked = idle.len(), version, "revoked idle tokens");
+    }
+    Ok(idle.len())
+}

@@ -70,7 +70,7 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = credential(parts)?;
         let now = db::to_u64(db::now_ms()) / 1000;
-        let (_, mut claims) = token::verify(token, state.keys.trusted(), &state.policy, now)
+        let (_, mut claims) = token::verify(token, state.keys.current().trusted(), &state.policy, now)
             .map_err(|e| ApiError::Denied(Denial::InvalidToken(e)))?;
         let row: Option<TokenRow> = sqlx::query_as(
             "SELECT id, account_id, user_id, expires_at, revoked_at, app, p, not_before, fl, items, amended_at FROM tokens WHERE id = $1",

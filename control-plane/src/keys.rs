@@ -1,24 +1,59 @@
-//! The Ed25519 signing key: made at first start, stored, reused on restart. The public
-//! keys go out in the JWKS and in every sync answer.
+//! The Ed25519 signing keys: made at first start, stored, reused on restart, rotated on
+//! demand (`POST /keys/rotate`). The published public keys go out in the JWKS and in
+//! every sync answer; a retired key stays published while a live token it signed can
+//! still be presented, then drops out.
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use rand::RngCore as _;
+use std::sync::{Arc, RwLock};
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde::Serialize;
 use sqlx::AnyPool;
+use tokengate_rules::route::Refusal;
 use tokengate_rules::sync::PublicKey;
-use tokengate_rules::token::{SigningKey, VerifyingKey, MAX_LIFETIME_SECS};
-use tokengate_rules::KeySet;
+use tokengate_rules::token::{SigningKey, VerifyingKey, DEFAULT_LEEWAY_SECS};
+use tokengate_rules::{Denial, KeySet};
 
 use crate::config::Backend;
 use crate::db::{self, now_ms};
-use crate::error::StartError;
+use crate::error::{ApiError, StartError};
+use crate::guard::{may_manage, Authorized};
+use crate::wire::{KeyInfo, Rotated};
+use crate::AppState;
 
-/// The keys this control plane signs with and trusts.
+/// The keys this control plane signs with and trusts, as loaded at one moment.
 pub struct KeyRing {
     signing: SigningKey,
     trusted: KeySet,
     public: Vec<PublicKey>,
+}
+
+/// The current [`KeyRing`], replaced whole after a rotation or a reload.
+pub struct Keys(RwLock<Arc<KeyRing>>);
+
+impl Keys {
+    pub fn new(ring: KeyRing) -> Keys {
+        Keys(RwLock::new(Arc::new(ring)))
+    }
+
+    pub fn current(&self) -> Arc<KeyRing> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn replace(&self, ring: KeyRing) {
+        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(ring);
+    }
+
+    /// Re-reads the keys from the database (a rotation on another replica).
+    pub async fn reload(&self, pool: &AnyPool) -> Result<(), String> {
+        let ring = KeyRing::load(pool).await?;
+        self.replace(ring);
+        Ok(())
+    }
 }
 
 impl From<sqlx::Error> for StartError {
@@ -27,59 +62,89 @@ impl From<sqlx::Error> for StartError {
     }
 }
 
-impl KeyRing {
-    /// Loads the current key, making one first if there is none. Several replicas
-    /// starting at once make only one: the check and the insert hold the sync lock.
-    pub async fn load_or_create(pool: &AnyPool, backend: Backend) -> Result<KeyRing, StartError> {
-        let mut tx = db::begin_write(pool, backend).await?;
-        db::lock_sync_state(&mut tx).await?;
-        let current: Option<(String, String, String)> = sqlx::query_as(
-            "SELECT kid, seed, x FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC, kid LIMIT 1",
-        )
+/// A retired key stays published at least this long, for replicas that still sign with
+/// it until they reload (they reload every [`RELOAD_EVERY`]).
+pub const RETIRE_OVERLAP_MS: i64 = 60_000;
+/// How often each process re-reads the key set (a rotation on another replica).
+pub const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The keys proxies and verifiers must trust at `now` (ms): the signing key, keys
+/// retired within [`RETIRE_OVERLAP_MS`], and retired keys that signed a token that is
+/// still live (unrevoked and not yet expired beyond the leeway).
+pub async fn published<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(db: E, now: i64) -> Result<Vec<PublicKey>, sqlx::Error> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT k.kid, k.x FROM signing_keys k WHERE k.retired_at IS NULL OR k.retired_at > $1 \
+         OR EXISTS (SELECT 1 FROM tokens t WHERE t.kid = k.kid AND t.revoked_at IS NULL AND t.expires_at > $2) \
+         ORDER BY k.created_at, k.kid",
+    )
+    .bind(now.saturating_sub(RETIRE_OVERLAP_MS))
+    .bind(now.saturating_sub(db::to_i64(DEFAULT_LEEWAY_SECS * 2000)))
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|(kid, x)| PublicKey { kid, x }).collect())
+}
+
+/// Makes a signing key when there is none. Several replicas starting at once make only
+/// one: the check and the insert hold the sync lock.
+pub async fn ensure_signing_key(pool: &AnyPool, backend: Backend) -> Result<(), StartError> {
+    let mut tx = db::begin_write(pool, backend).await?;
+    db::lock_sync_state(&mut tx).await?;
+    let current: Option<String> = sqlx::query_scalar("SELECT kid FROM signing_keys WHERE retired_at IS NULL LIMIT 1")
         .fetch_optional(&mut *tx)
         .await?;
-        let (kid, seed) = match current {
-            Some((kid, seed, x)) => {
-                let seed = decode_seed(&kid, &seed)?;
-                if public_x(&seed) != x {
-                    return Err(StartError(format!("signing key {kid}: the stored public key does not match the seed")));
-                }
-                (kid, seed)
-            }
-            None => {
-                let mut seed = [0u8; 32];
-                rand::rngs::OsRng.fill_bytes(&mut seed);
-                let mut kid_bytes = [0u8; 8];
-                rand::rngs::OsRng.fill_bytes(&mut kid_bytes);
-                let kid = hex(&kid_bytes);
-                sqlx::query("INSERT INTO signing_keys (kid, seed, x, created_at, retired_at) VALUES ($1, $2, $3, $4, NULL)")
-                    .bind(&kid)
-                    .bind(STANDARD.encode(seed))
-                    .bind(public_x(&seed))
-                    .bind(now_ms())
-                    .execute(&mut *tx)
-                    .await?;
-                tracing::info!(kid = %kid, "created a new Ed25519 signing key");
-                (kid, seed)
-            }
-        };
-        tx.commit().await?;
+    if current.is_none() {
+        let kid = insert_key(&mut tx, now_ms()).await?;
+        tracing::info!(kid = %kid, "created a new Ed25519 signing key");
+    }
+    tx.commit().await?;
+    Ok(())
+}
 
-        let signing = SigningKey::from_seed(&kid, &seed).map_err(|e| StartError(format!("signing key {kid}: {}", e.code())))?;
-        // Retired keys stay trusted while a token they signed can still be alive.
-        let horizon = now_ms().saturating_sub(db::to_i64(MAX_LIFETIME_SECS.saturating_mul(1000)));
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT kid, x FROM signing_keys WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at, kid",
-        )
-        .bind(horizon)
-        .fetch_all(pool)
+/// Inserts a fresh key; returns its kid.
+async fn insert_key(tx: &mut sqlx::AnyConnection, now: i64) -> Result<String, sqlx::Error> {
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    let mut kid_bytes = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut kid_bytes);
+    let kid = hex(&kid_bytes);
+    sqlx::query("INSERT INTO signing_keys (kid, seed, x, created_at, retired_at) VALUES ($1, $2, $3, $4, NULL)")
+        .bind(&kid)
+        .bind(STANDARD.encode(seed))
+        .bind(public_x(&seed))
+        .bind(now)
+        .execute(&mut *tx)
         .await?;
+    Ok(kid)
+}
+
+impl KeyRing {
+    /// Loads the current key, making one first if there is none.
+    pub async fn load_or_create(pool: &AnyPool, backend: Backend) -> Result<KeyRing, StartError> {
+        ensure_signing_key(pool, backend).await?;
+        KeyRing::load(pool).await.map_err(StartError)
+    }
+
+    /// The newest unretired key signs; the published keys are trusted.
+    pub async fn load(pool: &AnyPool) -> Result<KeyRing, String> {
+        let current: Option<(String, String, String)> = sqlx::query_as(
+            "SELECT kid, seed, x FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC, kid DESC LIMIT 1",
+        )
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| format!("signing keys: database error: {e}"))?;
+        let Some((kid, seed, x)) = current else { return Err("signing keys: no current key".into()) };
+        let seed = decode_seed(&kid, &seed)?;
+        if public_x(&seed) != x {
+            return Err(format!("signing key {kid}: the stored public key does not match the seed"));
+        }
+        let signing = SigningKey::from_seed(&kid, &seed).map_err(|e| format!("signing key {kid}: {}", e.code()))?;
+        let mut public = published(pool, now_ms()).await.map_err(|e| format!("signing keys: database error: {e}"))?;
+        if !public.iter().any(|k| k.kid == kid) {
+            public.push(PublicKey { kid: kid.clone(), x });
+        }
         let mut trusted = KeySet::new();
-        let mut public = Vec::with_capacity(rows.len());
-        for (kid, x) in rows {
-            let key = VerifyingKey::from_x(&kid, &x).map_err(|e| StartError(format!("public key {kid}: {}", e.code())))?;
-            trusted.insert(key);
-            public.push(PublicKey { kid, x });
+        for k in &public {
+            trusted.insert(VerifyingKey::from_x(&k.kid, &k.x).map_err(|e| format!("public key {}: {}", k.kid, e.code()))?);
         }
         Ok(KeyRing { signing, trusted, public })
     }
@@ -109,6 +174,61 @@ impl KeyRing {
     }
 }
 
+pub fn router() -> Router<AppState> {
+    Router::new().route("/keys", get(list)).route("/keys/rotate", post(rotate))
+}
+
+/// `POST /keys/rotate`: a new key signs from now on; the old one is retired and stays
+/// published while a token it signed can live. The new key and a `keys` change-log entry
+/// commit together before this process signs with it, so a long-polling proxy is woken
+/// with the new key set; the answer comes after the commit.
+async fn rotate(State(state): State<AppState>, Authorized(caller): Authorized) -> Result<Json<Rotated>, ApiError> {
+    if !may_manage(&caller.rights) {
+        return Err(Denial::Refused(Refusal::MissingFlags).into());
+    }
+    let now = now_ms();
+    let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
+    db::lock_sync_state(&mut tx).await?;
+    let retired: Vec<String> =
+        sqlx::query_scalar("SELECT kid FROM signing_keys WHERE retired_at IS NULL ORDER BY kid").fetch_all(&mut *tx).await?;
+    sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL").bind(now).execute(&mut *tx).await?;
+    let kid = insert_key(&mut tx, now).await?;
+    let version = db::append_change(&mut tx, "keys", None, now, now).await?;
+    tx.commit().await?;
+    state.keys.reload(&state.pool).await.map_err(|e| {
+        tracing::error!(error = %e, "reloading the keys after a rotation failed");
+        ApiError::Internal
+    })?;
+    state.announce(version);
+    state.metrics.key_rotations.inc();
+    tracing::info!(kid = %kid, retired = ?retired, version, "rotated the signing key");
+    Ok(Json(Rotated { kid, created_at: now, retired, version }))
+}
+
+/// `GET /keys`: every key, newest first.
+async fn list(State(state): State<AppState>, Authorized(caller): Authorized) -> Result<Json<Vec<KeyInfo>>, ApiError> {
+    if !may_manage(&caller.rights) {
+        return Err(Denial::Refused(Refusal::MissingFlags).into());
+    }
+    let rows: Vec<(String, i64, Option<i64>)> =
+        sqlx::query_as("SELECT kid, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid DESC")
+            .fetch_all(&state.pool)
+            .await?;
+    let public = published(&state.pool, now_ms()).await?;
+    let signing = state.keys.current().signing().kid.clone();
+    Ok(Json(
+        rows.into_iter()
+            .map(|(kid, created_at, retired_at)| KeyInfo {
+                published: public.iter().any(|k| k.kid == kid),
+                signing: kid == signing,
+                kid,
+                created_at,
+                retired_at,
+            })
+            .collect(),
+    ))
+}
+
 #[derive(Serialize)]
 pub struct Jwks {
     pub keys: Vec<Jwk>,
@@ -124,12 +244,12 @@ pub struct Jwk {
     pub x: String,
 }
 
-fn decode_seed(kid: &str, text: &str) -> Result<[u8; 32], StartError> {
+fn decode_seed(kid: &str, text: &str) -> Result<[u8; 32], String> {
     STANDARD
         .decode(text)
         .ok()
         .and_then(|raw| <[u8; 32]>::try_from(raw.as_slice()).ok())
-        .ok_or_else(|| StartError(format!("signing key {kid}: the stored seed is not 32 bytes of base64")))
+        .ok_or_else(|| format!("signing key {kid}: the stored seed is not 32 bytes of base64"))
 }
 
 /// The JWK `x` of the key with this seed.

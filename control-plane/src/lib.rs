@@ -45,7 +45,7 @@ pub mod wire;
 pub use config::Config;
 use error::ApiError;
 pub use error::StartError;
-use keys::KeyRing;
+use keys::{KeyRing, Keys};
 use passwords::Passwords;
 use scopes::Catalogue;
 pub use users::GeneratedAdmin;
@@ -63,7 +63,7 @@ pub struct Inner {
     pub routes: tokengate_rules::route::RouteTable,
     /// The control plane's own scopable routes and the flags they need.
     pub own_routes: tokengate_rules::route::RouteTable,
-    pub keys: KeyRing,
+    pub keys: Keys,
     pub policy: VerifyPolicy,
     pub passwords: Passwords,
     /// The highest change-log version committed by this process; held sync calls
@@ -113,7 +113,7 @@ pub async fn start(config: Config) -> Result<(AppState, Option<GeneratedAdmin>),
         .map_err(|e| StartError(format!("TOKENGATE_CATALOGUE: {e}")))?;
     let pool = db::connect(&config.database_url, config.backend).await?;
     db::migrate(&pool, config.backend).await?;
-    let keys = KeyRing::load_or_create(&pool, config.backend).await?;
+    let keys = Keys::new(KeyRing::load_or_create(&pool, config.backend).await?);
     let passwords = Passwords::new(HASH_CONCURRENCY).await.map_err(|e| StartError(format!("password hasher: {}", e.code())))?;
     let generated = users::ensure_admin(&pool, config.backend, &passwords, config.admin.as_ref()).await.map_err(StartError)?;
     let (version, _) = db::sync_state(&pool).await.map_err(|e| StartError(format!("reading the sync state: {e}")))?;
@@ -145,6 +145,7 @@ pub fn app(state: AppState) -> Router {
         .merge(scopes::router())
         .merge(explain::router())
         .merge(manage::router())
+        .merge(keys::router())
         .route("/openapi.json", get(openapi_document))
         .method_not_allowed_fallback(method_not_allowed);
     let root = Router::new()
@@ -170,6 +171,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sweeper = tokio::spawn(sweep(state.clone()));
+    let key_reloader = tokio::spawn(reload_keys(state.clone()));
     let on_shutdown = state.clone();
     let result = axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
@@ -178,6 +180,7 @@ pub async fn serve(
         })
         .await;
     sweeper.abort();
+    key_reloader.abort();
     result
 }
 
@@ -200,6 +203,21 @@ async fn sweep(state: AppState) {
         }
         if let Err(e) = sweep_once(&state, db::now_ms()).await {
             tracing::warn!(error = %e, "sweeping the change log failed; will retry");
+        }
+    }
+}
+
+/// Re-reads the key set every [`keys::RELOAD_EVERY`], so a rotation on another replica
+/// (and a retired key dropping out) reaches this one.
+async fn reload_keys(state: AppState) {
+    let mut shutdown = state.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(keys::RELOAD_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = state.keys.reload(&state.pool).await {
+            tracing::warn!(error = %e, "reloading the signing keys failed; will retry");
         }
     }
 }
@@ -239,7 +257,7 @@ async fn health(State(state): State<AppState>) -> Result<Json<wire::Health>, Api
 }
 
 async fn jwks(State(state): State<AppState>) -> Response {
-    let mut response = Json(state.keys.jwks()).into_response();
+    let mut response = Json(state.keys.current().jwks()).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
     response
 }

@@ -130,6 +130,36 @@ pub fn document(prefix: &str) -> Value {
             })]),
         }
     }));
+    paths.insert(format!("{prefix}/keys"), json!({
+        "get": {
+            "summary": "List the signing keys",
+            "description": "Every key, newest first: when it was made and retired, whether it signs new tokens, and whether it is published (JWKS and the proxies' key set). A retired key stays published while a live token it signed can be presented (and at least 60 s after retirement), then drops out. Needs a token that may manage tokens.",
+            "operationId": "listKeys",
+            "security": [{"bearer": []}],
+            "responses": merge(&[&guarded("GET /keys"), &json!({
+                "200": {"description": "Keys.", "content": {"application/json": {"schema": {"type": "array", "items": {
+                    "type": "object", "required": ["kid", "createdAt", "retiredAt", "signing", "published"],
+                    "properties": {"kid": {"type": "string"}, "createdAt": {"type": "integer", "format": "int64"}, "retiredAt": {"type": "integer", "format": "int64", "nullable": true}, "signing": {"type": "boolean"}, "published": {"type": "boolean"}},
+                }}}}},
+                "503": err("database_unavailable"),
+            })]),
+        }
+    }));
+    paths.insert(format!("{prefix}/keys/rotate"), json!({
+        "post": {
+            "summary": "Rotate the signing key",
+            "description": "Makes a new Ed25519 key and retires the current one, in one transaction with a `keys` change-log entry; answered only after the commit. Long-polling proxies are woken and get the new key set at once (others within the propagation bound); every sync answer carries the key set read with its version, so a proxy at that version has the new key. This process signs with the new key only after the commit; other replicas switch within about a second. Tokens signed by the old key keep working: it stays published while any of them can live. No request body.",
+            "operationId": "rotateKey",
+            "security": [{"bearer": []}],
+            "responses": merge(&[&guarded("POST /keys/rotate"), &json!({
+                "200": {"description": "The new key.", "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["kid", "createdAt", "retired", "version"],
+                    "properties": {"kid": {"type": "string"}, "createdAt": {"type": "integer", "format": "int64"}, "retired": {"type": "array", "items": {"type": "string"}}, "version": {"type": "integer", "format": "int64", "description": "The change-log version that carries the new key set."}},
+                }}}},
+                "503": err("database_unavailable"),
+            })]),
+        }
+    }));
     paths.insert(format!("{prefix}/openapi.json"), json!({
         "get": {"summary": "This document", "operationId": "openapi", "responses": {"200": {"description": "OpenAPI 3 document."}}}
     }));

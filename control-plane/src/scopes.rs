@@ -18,13 +18,15 @@ use crate::AppState;
 /// limits.
 /// `POST /explain` needs no flags for the caller's own token; explaining another token
 /// is token management, checked by the handler.
-pub const OWN_ROUTES: [(&str, i64); 6] = [
+pub const OWN_ROUTES: [(&str, i64); 8] = [
     ("GET /tokens", FLAG_UNLIMITED),
     ("POST /tokens", FLAG_UNLIMITED),
     ("DELETE /tokens/:id", FLAG_UNLIMITED),
     ("GET /scopes", 0),
     ("POST /explain", 0),
     ("POST /tokens/update", FLAG_UNLIMITED),
+    ("GET /keys", FLAG_UNLIMITED),
+    ("POST /keys/rotate", FLAG_UNLIMITED),
 ];
 
 /// The route table of [`OWN_ROUTES`], for `rules::route::authorize`.

@@ -15,11 +15,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokengate_rules::sync::{Amendment, Revocation, SyncResponse, MAX_WAIT_MS, PATH, PROTOCOL};
+use tokengate_rules::sync::{Amendment, PublicKey, Revocation, SyncResponse, MAX_WAIT_MS, PATH, PROTOCOL};
 use tokengate_rules::token::DEFAULT_LEEWAY_SECS;
 
 use crate::db::{self, now_ms};
 use crate::error::ApiError;
+use crate::keys;
 use crate::AppState;
 
 /// A revocation matters until its token expired beyond every verifier's leeway.
@@ -117,7 +118,8 @@ async fn serve_changes(
         }
     }
     // Nothing new: the same version, which still tells the proxy it is in sync.
-    Ok(response(state, since, false, Vec::new(), Vec::new()))
+    let keys = keys::published(&state.pool, now_ms()).await?;
+    Ok(response(since, false, keys, Vec::new(), Vec::new()))
 }
 
 /// The answer for `since`, or `None` when the proxy is already current.
@@ -146,8 +148,9 @@ async fn answer(state: &AppState, since: u64) -> Result<Option<SyncResponse>, Ap
         .bind(live_after)
         .fetch_all(&mut *tx)
         .await?;
+        let keys = keys::published(&mut *tx, now_ms()).await?;
         tx.commit().await?;
-        return Ok(Some(response(state, version, true, revocations(rows), amendments(amended)?)));
+        return Ok(Some(response(version, true, keys, revocations(rows), amendments(amended)?)));
     }
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT token_id, expires_at FROM changes \
@@ -172,8 +175,9 @@ async fn answer(state: &AppState, since: u64) -> Result<Option<SyncResponse>, Ap
     .bind(live_after)
     .fetch_all(&mut *tx)
     .await?;
+    let keys = keys::published(&mut *tx, now_ms()).await?;
     tx.commit().await?;
-    Ok(Some(response(state, version, false, revocations(rows), amendments(amended)?)))
+    Ok(Some(response(version, false, keys, revocations(rows), amendments(amended)?)))
 }
 
 const AMENDED_COLUMNS: &str = "id, account_id, user_id, expires_at, revoked_at, app, p, not_before, fl, items, amended_at";
@@ -189,12 +193,15 @@ fn revocations(rows: Vec<(String, i64)>) -> Vec<Revocation> {
     rows.into_iter().map(|(jti, expires_at)| Revocation { jti, exp: db::to_u64(expires_at) / 1000 }).collect()
 }
 
-fn response(state: &AppState, version: u64, snapshot: bool, revoked: Vec<Revocation>, amended: Vec<Amendment>) -> SyncResponse {
+/// The key set is read in the same transaction as the version, so an answer that brings a
+/// proxy to a version always carries the keys committed by then (a rotation's new key
+/// included), whichever replica answers.
+fn response(version: u64, snapshot: bool, keys: Vec<PublicKey>, revoked: Vec<Revocation>, amended: Vec<Amendment>) -> SyncResponse {
     SyncResponse {
         protocol: PROTOCOL,
         version,
         snapshot,
-        keys: state.keys.public().to_vec(),
+        keys,
         revoked,
         amended,
         server_time: db::to_u64(now_ms()),

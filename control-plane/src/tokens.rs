@@ -66,7 +66,9 @@ pub async fn issue(state: &AppState, new: NewToken) -> Result<IssuedToken, ApiEr
         p: new.p.clone(),
         par: new.parent_id.clone(),
     };
-    let token = state.keys.signing().sign(TokenKind::Api, &claims).map_err(|e| {
+    let ring = state.keys.current();
+    let kid = ring.signing().kid.clone();
+    let token = ring.signing().sign(TokenKind::Api, &claims).map_err(|e| {
         tracing::error!(code = e.code(), "signing a token failed");
         ApiError::Internal
     })?;
@@ -74,7 +76,7 @@ pub async fn issue(state: &AppState, new: NewToken) -> Result<IssuedToken, ApiEr
     let items_json = new.items.as_ref().map(|i| serde_json::Value::from(i.clone()).to_string());
     sqlx::query(
         "INSERT INTO tokens (id, account_id, user_id, parent_id, name, scopes, fl, items, app, p, issued_at, not_before, \
-         expires_at, signed_expires_at, dur) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)",
+         expires_at, signed_expires_at, dur, kid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15)",
     )
     .bind(&id)
     .bind(&new.account_id)
@@ -90,6 +92,7 @@ pub async fn issue(state: &AppState, new: NewToken) -> Result<IssuedToken, ApiEr
     .bind(new.not_before_ms)
     .bind(new.expires_at_ms)
     .bind(new.dur)
+    .bind(&kid)
     .execute(&state.pool)
     .await?;
     state.metrics.tokens_issued.inc();

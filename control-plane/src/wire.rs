@@ -201,6 +201,32 @@ pub struct ExplainedToken {
     pub items: Option<Vec<i64>>,
 }
 
+/// `POST /keys/rotate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rotated {
+    /// The new signing key.
+    pub kid: String,
+    pub created_at: i64,
+    /// The keys retired by this rotation (published while their tokens live).
+    pub retired: Vec<String>,
+    /// The change-log version that carries the new key set to the proxies.
+    pub version: u64,
+}
+
+/// One entry of `GET /keys`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyInfo {
+    pub kid: String,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+    /// Signs new tokens (in this process).
+    pub signing: bool,
+    /// In the JWKS and the proxies' key set.
+    pub published: bool,
+}
+
 /// `GET /healthz`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Health {

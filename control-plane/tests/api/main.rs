@@ -7,6 +7,7 @@ mod helpers;
 mod auth;
 mod bad_input;
 mod explain;
+mod keys;
 mod manage;
 mod service;
 mod sync;

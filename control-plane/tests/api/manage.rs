@@ -48,7 +48,7 @@ async fn add_user(app: &TestApp, name: &str, child: bool) -> String {
 
 fn claims(app: &TestApp, token: &str) -> tokengate_rules::Claims {
     let now = u64::try_from(now_s()).unwrap();
-    verify(token, app.state.keys.trusted(), &app.state.policy, now).unwrap().1
+    verify(token, app.state.keys.current().trusted(), &app.state.policy, now).unwrap().1
 }
 
 async fn manage_create_answers_the_seed_shape(app: TestApp) {

@@ -36,6 +36,8 @@ async fn openapi_documents_the_routes(app: TestApp) {
         ("/sync/v1/changes", "get"),
         ("/sync/v1/usage", "post"),
         ("/api/v1/tokens/update", "post"),
+        ("/api/v1/keys", "get"),
+        ("/api/v1/keys/rotate", "post"),
         ("/healthz", "get"),
     ] {
         assert!(paths[path][method].is_object(), "{method} {path}");

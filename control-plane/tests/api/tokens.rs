@@ -94,9 +94,9 @@ async fn child_scopes_are_attenuated(app: TestApp) {
     assert_eq!(r.body["scopes"], json!(["GET /objects/7", "GET /objects/:x"]));
     assert_eq!(r.body["name"], "one");
     let now = u64::try_from(now_ms()).unwrap() / 1000;
-    let (_, claims) = verify(tok(&r.body), app.state.keys.trusted(), &app.state.policy, now).unwrap();
+    let (_, claims) = verify(tok(&r.body), app.state.keys.current().trusted(), &app.state.policy, now).unwrap();
     assert_eq!(claims.par.as_deref(), Some(id(&parent)));
-    assert_eq!(claims.sub, verify(tok(&parent), app.state.keys.trusted(), &app.state.policy, now).unwrap().1.sub);
+    assert_eq!(claims.sub, verify(tok(&parent), app.state.keys.current().trusted(), &app.state.policy, now).unwrap().1.sub);
     // The child cannot issue: it lacks POST /tokens.
     app.child(tok(&r.body), &json!({})).await.assert_error(403, "insufficient_scope");
 }
@@ -274,7 +274,7 @@ async fn flags_and_items_pass_to_children_and_limit_token_management(app: TestAp
     let child = app.child(&unlimited.token, &json!({"expiresIn": "10 minutes"})).await;
     assert_eq!(child.status, StatusCode::OK, "{}", child.body);
     let now = u64::try_from(now_ms()).unwrap() / 1000;
-    let (_, claims) = verify(tok(&child.body), app.state.keys.trusted(), &app.state.policy, now).unwrap();
+    let (_, claims) = verify(tok(&child.body), app.state.keys.current().trusted(), &app.state.policy, now).unwrap();
     assert_eq!(claims.fl, Some(-1));
     assert_eq!(claims.items, Some(vec![3, 7]));
     assert_eq!(claims.app.as_deref(), Some("tracker"));

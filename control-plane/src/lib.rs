@@ -35,6 +35,7 @@ pub mod manage;
 pub mod metrics;
 pub mod openapi;
 pub mod passwords;
+pub mod proxies;
 pub mod scopes;
 pub mod sync;
 pub mod tokens;
@@ -73,6 +74,10 @@ pub struct Inner {
     pub shutdown: watch::Sender<bool>,
     pub openapi: serde_json::Value,
     pub metrics: metrics::Metrics,
+    /// The long polls held by this process, by proxy.
+    pub held_polls: proxies::HeldPolls,
+    /// Bumped on every sync call, so revocations waiting for propagation look again.
+    pub contacts: watch::Sender<u64>,
 }
 
 impl std::ops::Deref for AppState {
@@ -132,6 +137,8 @@ pub async fn start(config: Config) -> Result<(AppState, Option<GeneratedAdmin>),
         shutdown: watch::Sender::new(false),
         openapi,
         metrics: metrics::Metrics::default(),
+        held_polls: proxies::HeldPolls::default(),
+        contacts: watch::Sender::new(0),
         config,
     }));
     Ok((state, generated))
@@ -146,6 +153,7 @@ pub fn app(state: AppState) -> Router {
         .merge(explain::router())
         .merge(manage::router())
         .merge(keys::router())
+        .merge(proxies::router())
         .route("/openapi.json", get(openapi_document))
         .method_not_allowed_fallback(method_not_allowed);
     let root = Router::new()

@@ -92,13 +92,20 @@ pub fn document(prefix: &str) -> Value {
     paths.insert(format!("{prefix}/tokens/{{id}}"), json!({
         "delete": {
             "summary": "Revoke a token and all its descendants",
-            "description": "Answers 204 once the revocations are committed; proxies refuse the tokens within the sync bound. Revoking a revoked token answers 204 again.",
+            "description": "Answers 204 once the revocations are committed; proxies refuse the tokens within the sync bound. Revoking a revoked token answers 204 again. With `wait` (ms, at most 10000) the answer waits, after the commit, until every live proxy (one that synced within 60 s or has a long poll held) has applied the revocation's version, or the time is up, and then answers 200 with the version and how many live proxies have applied it.",
             "operationId": "revokeToken",
             "security": [{"bearer": []}],
-            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"$ref": "#/components/schemas/TokenId"}}],
+            "parameters": [
+                {"name": "id", "in": "path", "required": true, "schema": {"$ref": "#/components/schemas/TokenId"}},
+                {"name": "wait", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 10000}, "description": "Wait up to this many ms for the live proxies to apply the revocation."},
+            ],
             "responses": merge(&[&guarded("DELETE /tokens/:id"), &json!({
-                "204": {"description": "Revoked."},
-                "400": err("bad_token_id"),
+                "204": {"description": "Revoked (no `wait`)."},
+                "200": {"description": "Revoked, with `wait`: the propagation as it stood when the answer was given.", "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["version", "proxies"],
+                    "properties": {"version": {"type": "integer", "format": "int64"}, "proxies": {"type": "object", "required": ["live", "applied"], "properties": {"live": {"type": "integer"}, "applied": {"type": "integer"}}}},
+                }}}},
+                "400": err("bad_token_id, bad_query (wait)"),
                 "404": err("token_not_found: no such token in the caller's account."),
                 "503": err("database_unavailable"),
             })]),
@@ -156,6 +163,21 @@ pub fn document(prefix: &str) -> Value {
                     "type": "object", "required": ["kid", "createdAt", "retired", "version"],
                     "properties": {"kid": {"type": "string"}, "createdAt": {"type": "integer", "format": "int64"}, "retired": {"type": "array", "items": {"type": "string"}}, "version": {"type": "integer", "format": "int64", "description": "The change-log version that carries the new key set."}},
                 }}}},
+                "503": err("database_unavailable"),
+            })]),
+        }
+    }));
+    paths.insert(format!("{prefix}/proxies"), json!({
+        "get": {
+            "summary": "List the proxies and the version each has applied",
+            "description": "version is the `since` of the proxy's last sync call: the version it has applied (a proxy polls again at once after applying an answer). live: it called within the last 60 s, or a long poll of it is held now. Needs a token that may manage tokens.",
+            "operationId": "listProxies",
+            "security": [{"bearer": []}],
+            "responses": merge(&[&guarded("GET /proxies"), &json!({
+                "200": {"description": "Proxies.", "content": {"application/json": {"schema": {"type": "array", "items": {
+                    "type": "object", "required": ["id", "version", "lagVersions", "lastSeenAt", "live"],
+                    "properties": {"id": {"type": "string"}, "version": {"type": "integer", "format": "int64"}, "lagVersions": {"type": "integer", "format": "int64"}, "lastSeenAt": {"type": "integer", "format": "int64"}, "live": {"type": "boolean"}},
+                }}}}},
                 "503": err("database_unavailable"),
             })]),
         }

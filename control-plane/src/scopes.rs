@@ -18,7 +18,7 @@ use crate::AppState;
 /// limits.
 /// `POST /explain` needs no flags for the caller's own token; explaining another token
 /// is token management, checked by the handler.
-pub const OWN_ROUTES: [(&str, i64); 8] = [
+pub const OWN_ROUTES: [(&str, i64); 9] = [
     ("GET /tokens", FLAG_UNLIMITED),
     ("POST /tokens", FLAG_UNLIMITED),
     ("DELETE /tokens/:id", FLAG_UNLIMITED),
@@ -27,6 +27,7 @@ pub const OWN_ROUTES: [(&str, i64); 8] = [
     ("POST /tokens/update", FLAG_UNLIMITED),
     ("GET /keys", FLAG_UNLIMITED),
     ("POST /keys/rotate", FLAG_UNLIMITED),
+    ("GET /proxies", FLAG_UNLIMITED),
 ];
 
 /// The route table of [`OWN_ROUTES`], for `rules::route::authorize`.

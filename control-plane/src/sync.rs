@@ -55,18 +55,20 @@ async fn changes(
 }
 
 /// Counts a held long poll for as long as it lives (also when the client goes away).
-struct Held<'a>(&'a AppState);
+struct Held<'a>(&'a AppState, &'a str);
 
 impl<'a> Held<'a> {
-    fn new(state: &'a AppState) -> Held<'a> {
+    fn new(state: &'a AppState, proxy: &'a str) -> Held<'a> {
         state.metrics.sync_held.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Held(state)
+        state.held_polls.add(proxy);
+        Held(state, proxy)
     }
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         self.0.metrics.sync_held.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.held_polls.remove(self.1);
     }
 }
 
@@ -105,7 +107,7 @@ async fn serve_changes(
         if now >= deadline || *shutdown.borrow() {
             break;
         }
-        held.get_or_insert_with(|| Held::new(state));
+        held.get_or_insert_with(|| Held::new(state, &proxy));
         let recheck = deadline.min(now + recheck_every);
         tokio::select! {
             changed = committed.changed() => {
@@ -253,5 +255,6 @@ async fn record_contact(state: &AppState, proxy: &str, since: u64) -> Result<(),
     .bind(db::to_i64(since))
     .execute(&state.pool)
     .await?;
+    state.contacts.send_modify(|n| *n = n.wrapping_add(1));
     Ok(())
 }

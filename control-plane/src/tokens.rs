@@ -3,6 +3,7 @@
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -16,7 +17,8 @@ use crate::error::ApiError;
 use crate::guard::Authorized;
 use crate::json::ApiJson;
 use crate::keys::random_id;
-use crate::wire::{CreateTokenRequest, IssuedToken, TokenInfo, UserName};
+use crate::proxies;
+use crate::wire::{CreateTokenRequest, IssuedToken, Propagation, TokenInfo, UserName};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -299,8 +301,19 @@ async fn revoke(
     State(state): State<AppState>,
     Authorized(caller): Authorized,
     id: Result<Path<String>, PathRejection>,
-) -> Result<StatusCode, ApiError> {
+    query: Result<Query<RevokeQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
     let Ok(Path(id)) = id else { return Err(ApiError::BadTokenId) };
+    let Query(query) = query.map_err(|e| ApiError::BadQuery(format!("bad query string: {}", e.body_text())))?;
+    let wait = match query.wait.as_deref() {
+        None => None,
+        Some(s) => Some(
+            s.parse::<u64>()
+                .ok()
+                .filter(|n| s.bytes().all(|b| b.is_ascii_digit()) && *n <= proxies::MAX_WAIT_MS)
+                .ok_or_else(|| ApiError::BadQuery(format!("wait must be a whole number of ms from 0 to {}", proxies::MAX_WAIT_MS)))?,
+        ),
+    };
     if !is_token_id(&id) {
         return Err(ApiError::BadTokenId);
     }
@@ -310,8 +323,20 @@ async fn revoke(
         return Err(ApiError::TokenNotFound);
     }
 
-    revoke_trees(&state, Roots::Token(&id)).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let revoked = revoke_trees(&state, Roots::Token(&id)).await?;
+    let Some(wait) = wait else { return Ok(StatusCode::NO_CONTENT.into_response()) };
+    // Already revoked: the current version carries it (it is at least as new).
+    let version = match revoked.version {
+        Some(v) => v,
+        None => db::sync_state(&state.pool).await?.0,
+    };
+    let counts = proxies::await_applied(&state, version, std::time::Duration::from_millis(wait)).await?;
+    Ok(Json(Propagation { version, proxies: counts }).into_response())
+}
+
+#[derive(Deserialize)]
+struct RevokeQuery {
+    wait: Option<String>,
 }
 
 /// Whose tokens [`revoke_trees`] revokes.

@@ -227,6 +227,35 @@ pub struct KeyInfo {
     pub published: bool,
 }
 
+/// One entry of `GET /proxies`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyInfo {
+    pub id: String,
+    /// The version the proxy has applied (the `since` of its last sync call).
+    pub version: u64,
+    /// How many versions it is behind the current one.
+    pub lag_versions: u64,
+    pub last_seen_at: i64,
+    /// Called within the last 60 s, or has a long poll held now.
+    pub live: bool,
+}
+
+/// The answer of `DELETE /tokens/:id?wait=`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Propagation {
+    /// The version that carries the revocation.
+    pub version: u64,
+    pub proxies: ProxyCounts,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct ProxyCounts {
+    pub live: usize,
+    /// Live proxies that have applied `version`.
+    pub applied: usize,
+}
+
 /// `GET /healthz`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Health {

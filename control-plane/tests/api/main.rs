@@ -9,6 +9,7 @@ mod bad_input;
 mod explain;
 mod keys;
 mod manage;
+mod proxies;
 mod service;
 mod sync;
 mod tokens;

@@ -38,6 +38,7 @@ async fn openapi_documents_the_routes(app: TestApp) {
         ("/api/v1/tokens/update", "post"),
         ("/api/v1/keys", "get"),
         ("/api/v1/keys/rotate", "post"),
+        ("/api/v1/proxies", "get"),
         ("/healthz", "get"),
     ] {
         assert!(paths[path][method].is_object(), "{method} {path}");

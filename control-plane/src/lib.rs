@@ -156,18 +156,21 @@ pub fn app(state: AppState) -> Router {
         .merge(proxies::router())
         .route("/openapi.json", get(openapi_document))
         .method_not_allowed_fallback(method_not_allowed);
-    let root = Router::new()
+    let mut root = Router::new()
         .route("/healthz", get(health))
         .route("/.well-known/jwks.json", get(jwks))
         .merge(sync::router())
         .merge(usage::router());
+    if state.config.metrics {
+        root = root.route("/metrics", get(metrics_text));
+    }
     let prefix = state.config.api_prefix.clone();
     let router = if prefix.is_empty() { root.merge(api) } else { root.nest(&prefix, api) };
     router
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(json::MAX_BODY_BYTES))
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
 }
 
@@ -270,6 +273,21 @@ async fn jwks(State(state): State<AppState>) -> Response {
     response
 }
 
+/// `GET /metrics`: Prometheus text format 0.0.4, no authentication (turn it off with
+/// `TOKENGATE_METRICS=off`). Counters are this process's; the version and the live
+/// proxies come from the database.
+async fn metrics_text(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let (version, _) = db::sync_state(&state.pool).await?;
+    let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM proxies WHERE last_seen_at > $1")
+        .bind(db::now_ms().saturating_sub(proxies::LIVE_MS))
+        .fetch_one(&state.pool)
+        .await?;
+    let body = state.metrics.render(version, db::to_u64(live));
+    let mut response = body.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    Ok(response)
+}
+
 async fn openapi_document(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(state.openapi.clone())
 }
@@ -284,13 +302,18 @@ async fn method_not_allowed() -> ApiError {
 
 /// One line per request: method, path (never the query, which could hold a token),
 /// status and time.
-async fn log_request(request: Request, next: Next) -> Response {
+async fn log_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     let status = response.status();
-    let ms = started.elapsed().as_millis();
+    let elapsed = started.elapsed();
+    // A long poll's time is the proxy's wait, not the server's latency.
+    if path != tokengate_rules::sync::PATH {
+        state.metrics.observe(elapsed);
+    }
+    let ms = elapsed.as_millis();
     if status.is_server_error() {
         tracing::warn!(%method, %path, status = status.as_u16(), ms, "request");
     } else if status == StatusCode::OK && path == "/healthz" {

@@ -192,6 +192,14 @@ pub fn document(prefix: &str) -> Value {
             "responses": {"200": {"description": "JWK set (RFC 8037 OKP, Ed25519).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Jwks"}}}}},
         }
     }));
+    paths.insert("/metrics".into(), json!({
+        "get": {
+            "summary": "Prometheus metrics (text format 0.0.4)",
+            "description": "No authentication; TOKENGATE_METRICS=off removes the route. tokengate_tokens_issued_total, tokengate_revocations_total, tokengate_amendments_total, tokengate_idle_revocations_total, tokengate_key_rotations_total, tokengate_login_failures_total, tokengate_usage_reports_total, tokengate_sync_calls_total{result=delta|snapshot|unchanged|refused|failed}, tokengate_sync_held, tokengate_sync_version, tokengate_proxies_live, tokengate_http_request_duration_seconds (histogram, long polls excluded). Counters are per process.",
+            "operationId": "metrics",
+            "responses": {"200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}}, "503": err("database_unavailable")},
+        }
+    }));
     paths.insert("/healthz".into(), json!({
         "get": {
             "summary": "Liveness and database reachability",

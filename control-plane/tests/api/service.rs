@@ -12,6 +12,7 @@ each_db!(
     restart_keeps_tokens_revocations_and_the_signing_key,
     database_down_answers_503,
     custom_prefix_and_catalogue,
+    metrics_count_what_happened,
 );
 
 async fn health_answers_ok(app: TestApp) {
@@ -40,6 +41,7 @@ async fn openapi_documents_the_routes(app: TestApp) {
         ("/api/v1/keys/rotate", "post"),
         ("/api/v1/proxies", "get"),
         ("/healthz", "get"),
+        ("/metrics", "get"),
     ] {
         assert!(paths[path][method].is_object(), "{method} {path}");
     }
@@ -109,6 +111,40 @@ async fn custom_prefix_and_catalogue(app: TestApp) {
         let r = app.post("/v2/auth", None, &json!({"username": ADMIN, "password": ADMIN_PASSWORD, "scopes": ["GET /objects"]})).await;
         r.assert_error(400, "unknown_scope");
         app.call(Method::GET, "/api/v1/scopes", None, None).await.assert_error(404, "not_found");
+    })
+    .await;
+}
+
+async fn metrics_count_what_happened(app: TestApp) {
+    let admin = app.admin_token(None, None).await;
+    let token = admin["token"].as_str().unwrap();
+    let child = app.child(token, &json!({})).await.body;
+    app.delete(&format!("/api/v1/tokens/{}", child["_id"].as_str().unwrap()), token).await;
+    app.auth(&json!({"username": ADMIN, "password": "wrong"})).await;
+    app.sync(0, 0).await;
+    app.sync_as(0, 0, Some("wrong")).await;
+    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = r.text().await.unwrap();
+    for line in [
+        "tokengate_tokens_issued_total 2",
+        "tokengate_revocations_total 1",
+        "tokengate_login_failures_total 1",
+        "tokengate_sync_calls_total{result=\"snapshot\"} 1",
+        "tokengate_sync_calls_total{result=\"refused\"} 1",
+        "tokengate_sync_version 2",
+        "tokengate_proxies_live 1",
+        "tokengate_sync_held 0",
+        "# TYPE tokengate_http_request_duration_seconds histogram",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+    }
+    let count = text.lines().find_map(|l| l.strip_prefix("tokengate_http_request_duration_seconds_count ")).unwrap();
+    assert!(count.parse::<u64>().unwrap() >= 4, "{count}");
+    drop(app);
+    run_with(&[("TOKENGATE_METRICS", "off")], |app| async move {
+        app.call(Method::GET, "/metrics", None, None).await.assert_error(404, "not_found");
     })
     .await;
 }

@@ -98,6 +98,17 @@ impl Denial {
 /// `Bearer` in any case, one or more spaces, then a token68. `None` means the scheme is
 /// not Bearer (treated as no token); `Err` means a Bearer header that is malformed.
 pub fn bearer(value: &str) -> Result<Option<&str>, Denial> {
+    let token = bearer_unchecked(value)?;
+    match token {
+        Some(t) if !valid_token68(t) => Err(Denial::InvalidRequest("malformed_authorization")),
+        other => Ok(other),
+    }
+}
+
+/// Like [`bearer`] but without checking the token's alphabet, for a caller that first
+/// looks the exact bytes up among tokens it has already validated (and calls
+/// [`valid_token68`] on a miss): the byte-by-byte check is most of the warm path's logic.
+pub fn bearer_unchecked(value: &str) -> Result<Option<&str>, Denial> {
     let Some((scheme, rest)) = value.split_once(' ') else {
         return if value.eq_ignore_ascii_case("bearer") { Err(Denial::InvalidRequest("malformed_authorization")) } else { Ok(None) };
     };
@@ -110,12 +121,17 @@ pub fn bearer(value: &str) -> Result<Option<&str>, Denial> {
     if token.contains(',') {
         return Err(Denial::InvalidRequest("multiple_credentials"));
     }
-    let body = token.trim_end_matches('=');
-    let token68 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
-    if body.is_empty() || !body.bytes().all(token68) {
+    if token.is_empty() {
         return Err(Denial::InvalidRequest("malformed_authorization"));
     }
     Ok(Some(token))
+}
+
+/// RFC 6750 token68: `[A-Za-z0-9-._~+/]+` then `=*`.
+pub fn valid_token68(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    let token68 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+    !body.is_empty() && body.bytes().all(token68)
 }
 
 #[cfg(test)]

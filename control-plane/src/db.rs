@@ -101,8 +101,16 @@ pub async fn append_change(
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
+    // Other replicas LISTEN: the notification is delivered when this transaction
+    // commits, and wakes the sync calls they hold.
+    if tx.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(NOTIFY_CHANNEL).bind(format!("{kind} {version}")).execute(&mut *tx).await?;
+    }
     Ok(to_u64(version))
 }
+
+/// The PostgreSQL channel on which every change-log insert is announced.
+pub const NOTIFY_CHANNEL: &str = "tokengate_changes";
 
 /// The current change-log version and the highest version the sweeper removed.
 pub async fn sync_state<'e, E: Executor<'e, Database = sqlx::Any>>(db: E) -> Result<(u64, u64), sqlx::Error> {

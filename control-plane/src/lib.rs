@@ -183,6 +183,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let sweeper = tokio::spawn(sweep(state.clone()));
     let key_reloader = tokio::spawn(reload_keys(state.clone()));
+    let listener_task = (state.config.backend == config::Backend::Postgres).then(|| tokio::spawn(listen(state.clone())));
     let on_shutdown = state.clone();
     let result = axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
@@ -192,6 +193,9 @@ pub async fn serve(
         .await;
     sweeper.abort();
     key_reloader.abort();
+    if let Some(task) = listener_task {
+        task.abort();
+    }
     result
 }
 
@@ -215,6 +219,46 @@ async fn sweep(state: AppState) {
         if let Err(e) = sweep_once(&state, db::now_ms()).await {
             tracing::warn!(error = %e, "sweeping the change log failed; will retry");
         }
+    }
+}
+
+/// PostgreSQL replicas: LISTEN for change-log inserts committed by any replica, and wake
+/// the sync calls held here at once (a held call still re-reads the version every
+/// `TOKENGATE_SYNC_RECHECK_MS`, in case a notification is lost on a reconnect).
+async fn listen(state: AppState) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match sqlx::postgres::PgListener::connect(&state.config.database_url).await {
+            Ok(mut listener) => match listener.listen(db::NOTIFY_CHANNEL).await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    loop {
+                        match listener.recv().await {
+                            Ok(n) => {
+                                let mut parts = n.payload().split(' ');
+                                let kind = parts.next().unwrap_or_default();
+                                if let Some(version) = parts.next().and_then(|v| v.parse::<u64>().ok()) {
+                                    if kind == "keys" {
+                                        if let Err(e) = state.keys.reload(&state.pool).await {
+                                            tracing::warn!(error = %e, "reloading the keys after a notification failed");
+                                        }
+                                    }
+                                    state.announce(version);
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot open the LISTEN connection; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

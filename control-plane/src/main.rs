@@ -8,7 +8,8 @@ use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "usage: tokengate [serve]\n\nConfiguration comes from the environment: TOKENGATE_LISTEN, DATABASE_URL, \
 TOKENGATE_ADMIN_USER, TOKENGATE_ADMIN_PASSWORD, TOKENGATE_PROXY_SECRET, TOKENGATE_ISSUER, TOKENGATE_AUDIENCE, \
-TOKENGATE_API_PREFIX, TOKENGATE_CATALOGUE (see ARCHITECTURE.md).";
+TOKENGATE_API_PREFIX, TOKENGATE_CATALOGUE, TOKENGATE_IDLE_SECS, TOKENGATE_SWEEP_SECS, TOKENGATE_SYNC_RECHECK_MS, \
+TOKENGATE_METRICS (see ARCHITECTURE.md).";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

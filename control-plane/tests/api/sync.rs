@@ -210,3 +210,37 @@ async fn sync_held_call_ends_at_shutdown(app: TestApp) {
     assert_eq!(body["revoked"], json!([]));
     drop(app);
 }
+
+/// Two replicas on one PostgreSQL database: a revocation committed on A wakes a sync call
+/// held on B at once (LISTEN/NOTIFY), long before B's own re-read (set to 20 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_wake_held_calls_through_notify() {
+    if !crate::helpers::backends().contains(&crate::helpers::Backend::Postgres) {
+        return;
+    }
+    let db = std::sync::Arc::new(crate::helpers::TestDb::create(crate::helpers::Backend::Postgres).await);
+    let vars = [("TOKENGATE_SYNC_RECHECK_MS", "20000")];
+    let a = TestApp::spawn(db.clone(), &vars).await;
+    let b = TestApp::spawn(db.clone(), &vars).await;
+    let admin = a.admin_token(None, None).await;
+    let admin = admin["token"].as_str().unwrap().to_owned();
+    let target = a.child(&admin, &json!({})).await.body;
+    let current = version(&b.sync(0, 0).await.body);
+    let client = b.client.clone();
+    let url = b.url(&format!("/sync/v1/changes?since={current}&wait_ms=25000&proxy=on-b"));
+    let poll = tokio::spawn(async move {
+        let r = client.get(url).bearer_auth(crate::helpers::PROXY_SECRET).send().await.unwrap();
+        r.json::<Value>().await.unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let id = target["_id"].as_str().unwrap();
+    assert_eq!(a.delete(&format!("/api/v1/tokens/{id}"), &admin).await.status, StatusCode::NO_CONTENT);
+    let body = tokio::time::timeout(Duration::from_secs(15), poll).await.unwrap().unwrap();
+    let waited = started.elapsed();
+    assert_eq!(revoked_ids(&body), vec![id.to_owned()]);
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    drop(a);
+    drop(b);
+    db.cleanup().await;
+}

@@ -67,6 +67,10 @@ impl From<sqlx::Error> for StartError {
 pub const RETIRE_OVERLAP_MS: i64 = 60_000;
 /// How often each process re-reads the key set (a rotation on another replica).
 pub const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// A rotated-in key is published at once but signs only this long after the rotation,
+/// so every proxy holds it before any token signed by it exists (propagation takes
+/// milliseconds; the rotation also waits for the live proxies to confirm it).
+pub const ACTIVATE_AFTER_MS: i64 = 2_000;
 
 /// The keys proxies and verifiers must trust at `now` (ms): the signing key, keys
 /// retired within [`RETIRE_OVERLAP_MS`], and retired keys that signed a token that is
@@ -127,8 +131,10 @@ impl KeyRing {
     /// The newest unretired key signs; the published keys are trusted.
     pub async fn load(pool: &AnyPool) -> Result<KeyRing, String> {
         let current: Option<(String, String, String)> = sqlx::query_as(
-            "SELECT kid, seed, x FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC, kid DESC LIMIT 1",
+            "SELECT kid, seed, x FROM signing_keys WHERE created_at <= $1 AND (retired_at IS NULL OR retired_at > $1) \
+             ORDER BY created_at DESC, kid DESC LIMIT 1",
         )
+        .bind(now_ms())
         .fetch_optional(pool)
         .await
         .map_err(|e| format!("signing keys: database error: {e}"))?;
@@ -178,10 +184,12 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/keys", get(list)).route("/keys/rotate", post(rotate))
 }
 
-/// `POST /keys/rotate`: a new key signs from now on; the old one is retired and stays
-/// published while a token it signed can live. The new key and a `keys` change-log entry
-/// commit together before this process signs with it, so a long-polling proxy is woken
-/// with the new key set; the answer comes after the commit.
+/// `POST /keys/rotate`, in two phases: the new key and a `keys` change-log entry commit
+/// together, so long-polling proxies are woken with the new key set at once; the new key
+/// signs only from [`ACTIVATE_AFTER_MS`] later (every replica's reload switches then),
+/// and the old one signs until then and stays published while a token it signed can
+/// live. The answer comes once the live proxies have applied the key set (or the
+/// activation delay has passed) and says how many have.
 async fn rotate(State(state): State<AppState>, Authorized(caller): Authorized) -> Result<Json<Rotated>, ApiError> {
     if !may_manage(&caller.rights) {
         return Err(Denial::Refused(Refusal::MissingFlags).into());
@@ -191,8 +199,9 @@ async fn rotate(State(state): State<AppState>, Authorized(caller): Authorized) -
     db::lock_sync_state(&mut tx).await?;
     let retired: Vec<String> =
         sqlx::query_scalar("SELECT kid FROM signing_keys WHERE retired_at IS NULL ORDER BY kid").fetch_all(&mut *tx).await?;
-    sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL").bind(now).execute(&mut *tx).await?;
-    let kid = insert_key(&mut tx, now).await?;
+    let activate = now + ACTIVATE_AFTER_MS;
+    sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL").bind(activate).execute(&mut *tx).await?;
+    let kid = insert_key(&mut tx, activate).await?;
     let version = db::append_change(&mut tx, "keys", None, now, now).await?;
     tx.commit().await?;
     state.keys.reload(&state.pool).await.map_err(|e| {
@@ -200,9 +209,10 @@ async fn rotate(State(state): State<AppState>, Authorized(caller): Authorized) -
         ApiError::Internal
     })?;
     state.announce(version);
+    let proxies = crate::proxies::await_applied(&state, version, std::time::Duration::from_millis(db::to_u64(ACTIVATE_AFTER_MS))).await?;
     state.metrics.key_rotations.inc();
     tracing::info!(kid = %kid, retired = ?retired, version, "rotated the signing key");
-    Ok(Json(Rotated { kid, created_at: now, retired, version }))
+    Ok(Json(Rotated { kid, created_at: activate, retired, version, proxies }))
 }
 
 /// `GET /keys`: every key, newest first.

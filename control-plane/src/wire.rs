@@ -212,6 +212,8 @@ pub struct Rotated {
     pub retired: Vec<String>,
     /// The change-log version that carries the new key set to the proxies.
     pub version: u64,
+    /// Live proxies, and how many had applied `version` when the rotation answered.
+    pub proxies: ProxyCounts,
 }
 
 /// One entry of `GET /keys`.

@@ -59,6 +59,12 @@ async fn rotation_publishes_the_new_key_and_old_tokens_keep_working(app: TestApp
     let jwks = app.call(Method::GET, "/.well-known/jwks.json", None, None).await.body;
     assert_eq!(kids(&jwks["keys"]), both);
 
+    // Until its activation the old key still signs: no token of the new key exists
+    // before the proxies could have it.
+    let interim = app.admin_token(None, None).await;
+    assert_eq!(kid_of(tok(&interim)), old_kid);
+    tokio::time::sleep(Duration::from_millis(tokengate_control_plane::keys::ACTIVATE_AFTER_MS as u64 + 50)).await;
+    app.state.keys.reload(&app.state.pool).await.unwrap();
     // New tokens are signed by the new key; the old token still works.
     let new_token = app.admin_token(None, None).await;
     assert_eq!(kid_of(tok(&new_token)), new_kid);
@@ -73,6 +79,7 @@ async fn rotation_publishes_the_new_key_and_old_tokens_keep_working(app: TestApp
     sqlx::query("UPDATE signing_keys SET retired_at = retired_at - 120000 WHERE kid = $1").bind(&old_kid).execute(&app.state.pool).await.unwrap();
     assert_eq!(kids(&app.sync(0, 0).await.body["keys"]), both, "the old key's token is live");
     assert_eq!(app.delete(&format!("/api/v1/tokens/{}", old_token["_id"].as_str().unwrap()), tok(&new_token)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.delete(&format!("/api/v1/tokens/{}", interim["_id"].as_str().unwrap()), tok(&new_token)).await.status, StatusCode::NO_CONTENT);
     assert_eq!(kids(&app.sync(0, 0).await.body["keys"]), vec![new_kid.clone()]);
     app.state.keys.reload(&app.state.pool).await.unwrap();
     let jwks = app.call(Method::GET, "/.well-known/jwks.json", None, None).await.body;

@@ -6,6 +6,7 @@
 //! tg-bench revoke --cp ADDR --token T --ids IDS --count N --concurrency C
 //! tg-bench list   --cp ADDR --token T
 //! tg-bench load   --addr ADDR --rate R --secs S --connections C --tokens FILE [--offset K] --path P
+//! tg-bench propagate --cp ADDR --token T --proxies A,B,C --admins A,B,C --ids IDS --tokens FILE --warm FILE --path P --out FILE  (see propagate.rs)
 //! tg-bench render --variant A..G --template envoy/envoy.yaml --out FILE ...
 //! tg-bench report --results FILE
 //! ```
@@ -13,6 +14,7 @@
 
 mod http;
 mod load;
+mod propagate;
 mod render;
 mod report;
 
@@ -51,7 +53,7 @@ impl Args {
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
     let Some(cmd) = argv.get(1).cloned() else {
-        eprintln!("usage: tg-bench login|issue|revoke|list|load|render|report --option value ...");
+        eprintln!("usage: tg-bench login|issue|revoke|list|load|propagate|render|report --option value ...");
         std::process::exit(2);
     };
     let result = Args::parse(&argv[2..]).and_then(|args| run(&cmd, &args));
@@ -79,6 +81,7 @@ fn run(cmd: &str, args: &Args) -> Result<Option<Value>, String> {
                     "revoke" => revoke(args).await.map(Some),
                     "list" => list(args).await.map(Some),
                     "load" => load::load(args).await.map(Some),
+                    "propagate" => propagate::propagate(args).await.map(Some),
                     _ => Err(format!("unknown subcommand {cmd}")),
                 }
             })

@@ -2,10 +2,11 @@
 # Revocation propagation benchmark (issue 4, item 10): how long after
 # `DELETE /api/v1/tokens/:id` answers 204 do three loaded proxies refuse the token?
 #
-#   bench/propagation.sh                  # 300 revocations, about 2-3 minutes
-#   COUNT=500 RATE=300 bench/propagation.sh
+#   bench/propagation.sh                  # 500 + 100 revocations, about 2 minutes after the build
+#   COUNT=1000 RATE=300 bench/propagation.sh
 #
-# Knobs (environment): COUNT revocations (300), RATE background req/s per proxy (200),
+# Knobs (environment): COUNT revocations (500), WAIT_COUNT more revocations with
+# `DELETE ...?wait=WAIT_MS` (100; 0 skips that phase), WAIT_MS (2000), RATE background req/s per proxy (200),
 # LOAD_CONNECTIONS per proxy (4), WARM background tokens (50), GAP_MS pause between
 # revocations "MIN,MAX" (20,100), PROBE_PAUSE_US between a probe connection's requests
 # (500), TIMEOUT_MS per revocation (5000), PROXIES (3), NO_WRITE=1 (do not touch
@@ -23,6 +24,9 @@
 #  4. runs `tg-bench propagate` (bench/tool/src/propagate.rs): a keep-alive probe
 #     connection pinned on each worker of each proxy, background load on every proxy, and
 #     for each token: DELETE, then every worker probed until it answers 401 token_revoked;
+#     then again for WAIT_COUNT tokens with `DELETE /api/v1/tokens/:id?wait=WAIT_MS` (the
+#     control plane answers once every live proxy confirmed the version): there, no worker
+#     should let the token through after the answer;
 #  5. writes a dated section into BENCHMARKS.md (newest first; earlier ones are kept).
 #
 # The processes run under their own names (tgprop-cp, tgprop-envoy, tgprop-upstream) so
@@ -30,7 +34,9 @@
 # started is stopped on exit (trap), whatever happens. Raw data: bench/.work/propagation-<ts>/.
 set -euo pipefail
 
-COUNT=${COUNT:-300}
+COUNT=${COUNT:-500}
+WAIT_COUNT=${WAIT_COUNT:-100}
+WAIT_MS=${WAIT_MS:-2000}
 RATE=${RATE:-200}
 LOAD_CONNECTIONS=${LOAD_CONNECTIONS:-4}
 WARM=${WARM:-50}
@@ -51,7 +57,7 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 WORK=$BENCH/.work/propagation-$STAMP
 mkdir -p "$WORK"
 DBDIR=$(mktemp -d /tmp/tgprop-db.XXXXXX)
-COMMAND="${COUNT:+COUNT=$COUNT }RATE=$RATE bench/propagation.sh"
+COMMAND="COUNT=$COUNT WAIT_COUNT=$WAIT_COUNT RATE=$RATE bench/propagation.sh"
 
 log() { printf '[propagation %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
@@ -164,8 +170,9 @@ log "all $PROXIES Envoys ready and synced"
 # ---------------------------------------------------------------- 3. tokens
 read -r _ ADMIN <<<"$("$TG" login --cp "$CP" --user "$ADMIN_USER" --password "$ADMIN_PASSWORD" --expires "2 days")"
 [ -n "$ADMIN" ] || die "no admin token"
-log "issuing $COUNT tokens to revoke and $WARM for the background load (scope \"$SCOPE\")"
-"$TG" issue --cp "$CP" --token "$ADMIN" --count "$COUNT" --concurrency 4 --scopes "$SCOPE" --expires "1 day" \
+TOTAL=$((COUNT + WAIT_COUNT))
+log "issuing $TOTAL tokens to revoke and $WARM for the background load (scope \"$SCOPE\")"
+"$TG" issue --cp "$CP" --token "$ADMIN" --count "$TOTAL" --concurrency 4 --scopes "$SCOPE" --expires "1 day" \
     --out "$WORK/revoke.txt" --ids "$WORK/revoke.ids" >/dev/null
 "$TG" issue --cp "$CP" --token "$ADMIN" --count "$WARM" --concurrency 4 --scopes "$SCOPE" --expires "1 day" \
     --out "$WORK/warm.txt" --ids "$WORK/warm.ids" >/dev/null
@@ -174,19 +181,31 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $(head -
 
 # ---------------------------------------------------------------- 4. the measurement
 join() { local IFS=,; echo "$*"; }
-log "measuring: $COUNT revocations, background $RATE req/s per proxy"
-SUMMARY=$("$TG" propagate --cp "$CP" --token "$ADMIN" --proxies "$(join "${FRONTS[@]}")" --admins "$(join "${ADMINS[@]}")" \
-    --workers 2 --ids "$WORK/revoke.ids" --tokens "$WORK/revoke.txt" --warm "$WORK/warm.txt" --path "$REQ_PATH" \
-    --rate "$RATE" --load-connections "$LOAD_CONNECTIONS" --gap-ms "$GAP_MS" --probe-pause-us "$PROBE_PAUSE_US" \
-    --timeout-ms "$TIMEOUT_MS" --out "$WORK/revocations.jsonl") || die "tg-bench propagate failed"
+propagate() { # first count out [extra args]
+    local first=$1 n=$2 out=$3
+    shift 3
+    "$TG" propagate --cp "$CP" --token "$ADMIN" --proxies "$(join "${FRONTS[@]}")" --admins "$(join "${ADMINS[@]}")" \
+        --workers 2 --ids "$WORK/revoke.ids" --tokens "$WORK/revoke.txt" --warm "$WORK/warm.txt" --path "$REQ_PATH" \
+        --rate "$RATE" --load-connections "$LOAD_CONNECTIONS" --gap-ms "$GAP_MS" --probe-pause-us "$PROBE_PAUSE_US" \
+        --timeout-ms "$TIMEOUT_MS" --first "$first" --count "$n" --out "$out" "$@"
+}
+log "measuring: $COUNT revocations (plain DELETE), background $RATE req/s per proxy"
+SUMMARY=$(propagate 0 "$COUNT" "$WORK/revocations.jsonl") || die "tg-bench propagate failed"
 echo "$SUMMARY" >"$WORK/summary.json"
+WSUMMARY='{}'
+if [ "$WAIT_COUNT" -gt 0 ]; then
+    log "measuring: $WAIT_COUNT revocations with DELETE ...?wait=$WAIT_MS"
+    WSUMMARY=$(propagate "$COUNT" "$WAIT_COUNT" "$WORK/revocations-wait.jsonl" --delete-query "wait=$WAIT_MS") ||
+        die "tg-bench propagate (?wait) failed"
+    echo "$WSUMMARY" >"$WORK/summary-wait.json"
+fi
 
 # Sync health from every Envoy: its counters and its log.
 SYNC=$WORK/sync.txt
 : >"$SYNC"
 for i in $(seq 0 $((PROXIES - 1))); do
     kill -0 "${ENVOY_PIDS[i]}" 2>/dev/null || die "Envoy $i died during the run (see $WORK/envoy-$i.log)"
-    fails=$(curl -s "http://${ADMINS[i]}/stats?filter=tokengate\.sync\.failures$" | awk -F': ' '{ s += $2 } END { print s + 0 }')
+    fails=$(curl -s "http://${ADMINS[i]}/stats?filter=tokengate\.sync\.failures$" | awk -F': ' '{ s += $2 } END { print NR ? s : "–" }')
     retries=$(grep -c 'tokengate sync: .*retrying' "$WORK/envoy-$i.log" || true)
     errors=$(grep -c '\]\[\(error\|critical\)\]' "$WORK/envoy-$i.log" || true)
     echo "$i $fails $retries $errors" >>"$SYNC"
@@ -195,9 +214,10 @@ curl -s -H "authorization: Bearer $ADMIN" "http://$CP/api/v1/proxies" >"$WORK/pr
 
 # ---------------------------------------------------------------- 5. report
 REPORT=$WORK/report.md
-python3 - "$SUMMARY" "$SYNC" "$TARGET_P99_MS" >"$WORK/table.md" <<'EOF'
+python3 - "$SUMMARY" "$SYNC" "$TARGET_P99_MS" "$WSUMMARY" >"$WORK/table.md" <<'EOF'
 import json, sys
 s = json.loads(sys.argv[1])
+w = json.loads(sys.argv[4])
 target = float(sys.argv[3])
 f = lambda x: "–" if x is None else "%.1f" % x
 def row(name, d):
@@ -209,15 +229,25 @@ for i, d in enumerate(s["per_proxy_ms"]):
     print(row("proxy %d (slower of its 2 workers)" % i, d))
 print(row("spread: slowest minus fastest proxy, per revocation", s["spread_ms"]))
 print(row("DELETE /api/v1/tokens/:id (sent → 204)", s["delete_ms"]))
+print(row("uncertainty: first refusal minus the last answer that let it through (widest worker)", s["bracket_ms"]))
+if w:
+    print(row("with `?wait=`: DELETE (sent → 200, every live proxy confirmed)", w["delete_ms"]))
+    print(row("with `?wait=`: 200 of the DELETE → every worker refuses", w["propagation_ms"]))
 print()
 p99 = s["propagation_ms"].get("p99")
 met = p99 is not None and p99 <= target and s["timeouts"] == 0
 print("Target p99 ≤ %.0f ms: **%s** (p99 %s ms, %d of %d revocations timed out after the limit)." % (target, "met" if met else "missed", f(p99), s["timeouts"], s["revocations"]))
 print()
+print("In %d of the %d plain revocations, every worker already refused on its very first probe after the 204 (the proxies had applied it before the answer reached the client)." % (s["revocations"] - s["stale_after_204"], s["revocations"]))
+print()
 print("Checks: %d revocations measured of %d; %d timed out; %d flapped (a worker let the token through again after refusing it); %d prechecks failed (a worker did not let the token through before its revocation); %d DELETEs not 204; %d probe answers neither 200 nor 401 token_revoked. Probes per worker connection until the refusal: p50 %s, max %s." % (
     s["measured"], s["revocations"], s["timeouts"], s["flaps"], s["precheck_failures"], s["delete_failures"], s["odd_answers"],
     f(s["probes_per_connection"].get("p50")), f(s["probes_per_connection"].get("max"))))
 print()
+if w:
+    print("With `DELETE ...?wait=`: %d revocations; in %d of them a worker still let the token through after the answer (should be 0); %d answers did not confirm every live proxy; %d timed out." % (
+        w["revocations"], w["stale_after_204"], w["unconfirmed"], w["timeouts"]))
+    print()
 print("Background load (open loop, latency from each request's due time; every request a valid token, so all should be 2xx):")
 print()
 print("| proxy | req/s | sent | 2xx | non-2xx | errors | p50 ms | p99 ms | max ms | sync failures (counter) | sync retries logged | error lines in log |")

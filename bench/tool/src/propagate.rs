@@ -4,7 +4,7 @@
 //! tg-bench propagate --cp ADDR --token ADMIN --proxies A1,A2,A3 --admins M1,M2,M3
 //!     --ids IDS --tokens TOKENS --warm WARM_TOKENS --path P --out RECORDS.jsonl
 //!     [--workers 2] [--count N] [--rate R] [--load-connections C] [--gap-ms MIN,MAX]
-//!     [--timeout-ms T] [--probe-pause-us U]
+//!     [--timeout-ms T] [--probe-pause-us U] [--first K] [--delete-query "wait=2000"]
 //! ```
 //!
 //! 1. Probe connections: for every proxy, keep-alive connections are opened one at a
@@ -26,6 +26,11 @@
 //!    over its workers, the propagation the max over proxies. One more round then checks
 //!    that every probe still refuses (no flapping). Then a pause of `gap-ms` (uniform in
 //!    MIN..MAX, so the proxies are back in their held long poll) and the next token.
+//!
+//! `--first K` starts at line K of `ids`/`tokens`. `--delete-query wait=2000` sends
+//! `DELETE ...?wait=2000` (the control plane answers 200 once every live proxy confirmed
+//! the revocation's version): then no probe should let the token through after t0
+//! (`stale_after_204`), and answers that do not confirm every proxy count as `unconfirmed`.
 //!
 //! Prints progress on stderr, one JSON line per revocation to `out`, and a summary JSON
 //! object on stdout.
@@ -232,7 +237,8 @@ pub async fn propagate(args: &Args) -> Result<Value, String> {
     let tokens = lines(args.get("tokens")?)?;
     let warm: Vec<String> = lines(args.get("warm")?)?.into_iter().map(|t| format!("Bearer {t}")).collect();
     let count: usize = args.opt("count").map(str::parse).transpose().map_err(|_| "--count")?.unwrap_or(ids.len());
-    let count = count.min(ids.len()).min(tokens.len());
+    let first: usize = args.opt("first").unwrap_or("0").parse().map_err(|_| "--first")?;
+    let count = count.min(ids.len().saturating_sub(first)).min(tokens.len().saturating_sub(first));
     let rate: f64 = args.opt("rate").unwrap_or("200").parse().map_err(|_| "--rate")?;
     let load_conns: usize = args.opt("load-connections").unwrap_or("4").parse().map_err(|_| "--load-connections")?;
     let timeout = Duration::from_millis(args.opt("timeout-ms").unwrap_or("5000").parse().map_err(|_| "--timeout-ms")?);
@@ -245,6 +251,7 @@ pub async fn propagate(args: &Args) -> Result<Value, String> {
         (a, b.max(a))
     };
     let out_path = args.get("out")?.to_owned();
+    let query = args.opt("delete-query").map(|q| format!("?{q}")).unwrap_or_default();
     let mut out = String::new();
 
     // 1. Probe connections, one per worker of every proxy.
@@ -268,11 +275,16 @@ pub async fn propagate(args: &Args) -> Result<Value, String> {
     let mut per_proxy_ms: Vec<Vec<f64>> = vec![Vec::new(); proxies.len()];
     let mut spread_ms = Vec::new();
     let mut probe_rounds = Vec::new();
+    // Per revocation: the widest (first refusal - last let through) over the workers, the
+    // uncertainty of the measurement.
+    let mut brackets = Vec::new();
+    let (mut unconfirmed, mut stale_after_204) = (0u64, 0u64);
     let (mut timeouts, mut flaps, mut precheck_failures, mut delete_failures, mut odd_answers) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut rng: u64 = 0x2545_f491_4f6c_dd1d;
     let run_start = Instant::now();
     let mut result: Result<(), String> = Ok(());
-    'rev: for i in 0..count {
+    'rev: for k in 0..count {
+        let i = first + k;
         let bearer = format!("Bearer {}", tokens[i]);
         // The token is let through everywhere (and now cached by every worker).
         let mut pre_ok = true;
@@ -295,7 +307,7 @@ pub async fn propagate(args: &Args) -> Result<Value, String> {
             precheck_failures += 1;
         }
         let sent = Instant::now();
-        let del = match cpc.call("DELETE", &format!("/api/v1/tokens/{}", ids[i]), &[("authorization", &admin_bearer)], None).await {
+        let del = match cpc.call("DELETE", &format!("/api/v1/tokens/{}{query}", ids[i]), &[("authorization", &admin_bearer)], None).await {
             Ok(a) => a,
             Err(e) => {
                 result = Err(format!("DELETE: {e}"));
@@ -304,7 +316,18 @@ pub async fn propagate(args: &Args) -> Result<Value, String> {
         };
         let t0 = Instant::now();
         let d_ms = (t0 - sent).as_secs_f64() * 1e3;
-        if del.status != 204 {
+        let confirmed = if del.status == 200 {
+            // ?wait=: {"version", "proxies": {"live", "applied"}}
+            let v: Value = serde_json::from_slice(&del.body).unwrap_or_default();
+            let (live, applied) = (v["proxies"]["live"].as_u64(), v["proxies"]["applied"].as_u64());
+            if live.is_none() || live != applied {
+                unconfirmed += 1;
+            }
+            json!({"live": live, "applied": applied})
+        } else {
+            Value::Null
+        };
+        if !(del.status == 204 || (del.status == 200 && !query.is_empty())) {
             delete_failures += 1;
             eprintln!("[propagate] #{i}: DELETE answered {}: {}", del.status, String::from_utf8_lossy(&del.body));
             continue;
@@ -319,17 +342,21 @@ pub async fn propagate(args: &Args) -> Result<Value, String> {
                 futs.push(async move {
                     let mut rounds = 0u32;
                     let mut odd = 0u32;
+                    // Arrival of the last answer that still let the token through.
+                    let mut allowed: Option<Duration> = None;
                     loop {
                         let (s, b) = get(&mut pr.sender, &path, &bearer).await?;
                         rounds += 1;
                         if is_revoked(s, &b) {
-                            return Ok::<_, String>((p, pr.worker, Some(t0.elapsed()), rounds, odd));
+                            return Ok::<_, String>((p, pr.worker, Some(t0.elapsed()), rounds, odd, allowed));
                         }
-                        if s != 200 {
+                        if s == 200 {
+                            allowed = Some(t0.elapsed());
+                        } else {
                             odd += 1;
                         }
                         if t0.elapsed() > timeout {
-                            return Ok((p, pr.worker, None, rounds, odd));
+                            return Ok((p, pr.worker, None, rounds, odd, allowed));
                         }
                         if !pause.is_zero() {
                             tokio::time::sleep(pause).await;
@@ -349,14 +376,21 @@ pub async fn propagate(args: &Args) -> Result<Value, String> {
         let mut worker_ms = Vec::new();
         let mut timed_out = false;
         let mut rounds_max = 0;
-        for (p, w, t, rounds, odd) in &answers {
+        let mut stale = false;
+        let mut bracket = 0f64;
+        for (p, w, t, rounds, odd, allowed) in &answers {
+            stale |= allowed.is_some();
+            if let (Some(t), Some(a)) = (t, allowed) {
+                bracket = bracket.max((*t - *a).as_secs_f64() * 1e3);
+            }
             rounds_max = rounds_max.max(*rounds);
             odd_answers += u64::from(*odd);
             match t {
                 Some(t) => {
                     let ms = t.as_secs_f64() * 1e3;
                     per_proxy[*p] = per_proxy[*p].max(ms);
-                    worker_ms.push(json!({"proxy": p, "worker": w, "ms": ms, "probes": rounds}));
+                    worker_ms.push(json!({"proxy": p, "worker": w, "ms": ms, "probes": rounds,
+                                          "last_allowed_ms": allowed.map(|a| a.as_secs_f64() * 1e3)}));
                 }
                 None => {
                     timed_out = true;
@@ -382,6 +416,9 @@ pub async fn propagate(args: &Args) -> Result<Value, String> {
         if flapped {
             flaps += 1;
         }
+        if stale {
+            stale_after_204 += 1;
+        }
         let prop = per_proxy.iter().cloned().fold(0f64, f64::max);
         if timed_out {
             timeouts += 1;
@@ -393,17 +430,19 @@ pub async fn propagate(args: &Args) -> Result<Value, String> {
             let lo = per_proxy.iter().cloned().fold(f64::INFINITY, f64::min);
             spread_ms.push(prop - lo);
             probe_rounds.push(f64::from(rounds_max));
+            brackets.push(bracket);
         }
         out.push_str(&json!({"i": i, "id": ids[i], "delete_ms": d_ms, "propagation_ms": if timed_out { Value::Null } else { json!(prop) },
                               "per_proxy_ms": per_proxy.iter().map(|v| if v.is_finite() { json!(v) } else { Value::Null }).collect::<Vec<_>>(),
-                              "workers": worker_ms, "flapped": flapped, "precheck_ok": pre_ok}).to_string());
+                              "workers": worker_ms, "flapped": flapped, "precheck_ok": pre_ok,
+                              "status": del.status, "confirmed": confirmed}).to_string());
         out.push('\n');
-        if (i + 1) % 25 == 0 || i + 1 == count {
+        if (k + 1) % 50 == 0 || k + 1 == count {
             let mut s = prop_ms.clone();
             s.sort_by(|a, b| a.total_cmp(b));
             eprintln!(
                 "[propagate] {}/{count} revoked ({:.0} s): last DELETE {d_ms:.1} ms, last propagation {prop:.1} ms; so far p50 {:.1} ms, max {:.1} ms; timeouts {timeouts}, flaps {flaps}",
-                i + 1,
+                k + 1,
                 run_start.elapsed().as_secs_f64(),
                 pct(&s, 50.0),
                 s.last().copied().unwrap_or(f64::NAN)
@@ -445,6 +484,10 @@ pub async fn propagate(args: &Args) -> Result<Value, String> {
         "per_proxy_ms": per_proxy_ms.into_iter().map(summary).collect::<Vec<_>>(),
         "spread_ms": summary(spread_ms),
         "probes_per_connection": summary(probe_rounds),
+        "bracket_ms": summary(brackets),
+        "delete_query": query,
+        "stale_after_204": stale_after_204,
+        "unconfirmed": unconfirmed,
         "timeouts": timeouts,
         "flaps": flaps,
         "precheck_failures": precheck_failures,

@@ -65,11 +65,13 @@ die() { log "FAILED: $*"; exit 1; }
 # ---------------------------------------------------------------- process bookkeeping
 PIDS=()
 cleanup() {
-    local p n
-    for p in "${PIDS[@]}"; do
+    local p n i rev=()
+    # Newest first: the Envoys before the control plane, so they do not log its going away.
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do rev+=("${PIDS[i]}"); done
+    for p in "${rev[@]}"; do
         kill "$p" 2>/dev/null || true
     done
-    for p in "${PIDS[@]}"; do
+    for p in "${rev[@]}"; do
         for n in $(seq 50); do
             kill -0 "$p" 2>/dev/null || break
             sleep 0.1

@@ -68,10 +68,9 @@ cleanup() {
     local p n i rev=()
     # Newest first: the Envoys before the control plane, so they do not log its going away.
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do rev+=("${PIDS[i]}"); done
+    # One at a time, each waited for, so the control plane outlives every Envoy.
     for p in "${rev[@]}"; do
         kill "$p" 2>/dev/null || true
-    done
-    for p in "${rev[@]}"; do
         for n in $(seq 50); do
             kill -0 "$p" 2>/dev/null || break
             sleep 0.1
@@ -272,7 +271,7 @@ EOF
     echo "Method: one keep-alive probe connection pinned on each worker of each proxy (which worker accepted it is read from Envoy's per-worker \`downstream_cx_total\`), so both workers of all three are asked every round." \
         "For each token: every probe first gets 200 with it (so it is cached by every worker), then \`DELETE /api/v1/tokens/:id\` on a keep-alive connection to the control plane; t0 = its 204." \
         "Then the $((PROXIES * 2)) probe connections send the token concurrently, each every ~${PROBE_PAUSE_US} µs plus a round trip, until it answers 401 \`token_revoked\`." \
-        "A worker's time is the arrival of its first refusal minus t0 (an upper bound), a proxy's the slower of its workers, the propagation the slowest proxy. Then a pause of $GAP_MS ms (uniform), so the proxies are back in their held long poll, and the next token." \
+        "A worker's time is the arrival of its first refusal minus t0 (an upper bound), a proxy's the slower of its workers, the propagation the slowest proxy. Then a pause of ${GAP_MS/,/-} ms (uniform), so the proxies are back in their held long poll, and the next token." \
         "Meanwhile every proxy serves $RATE req/s of background load (open loop, $LOAD_CONNECTIONS connections, $WARM valid tokens rotating) through to the upstream."
     echo
     cat "$WORK/table.md"

@@ -75,6 +75,8 @@ pub struct Config {
     pub sync_recheck_ms: u64,
     /// Serve `GET /metrics` (Prometheus text, no authentication).
     pub metrics: bool,
+    /// Revocations per snapshot part (`TOKENGATE_SNAPSHOT_PAGE`).
+    pub snapshot_page: u64,
 }
 
 /// What is wrong with the configuration, phrased as what to fix.
@@ -105,6 +107,7 @@ impl fmt::Debug for Config {
             .field("idle_secs", &self.idle_secs)
             .field("sweep_secs", &self.sweep_secs)
             .field("sync_recheck_ms", &self.sync_recheck_ms)
+            .field("snapshot_page", &self.snapshot_page)
             .field("metrics", &self.metrics)
             .finish()
     }
@@ -182,6 +185,8 @@ impl Config {
         let idle_secs = number(&get, "TOKENGATE_IDLE_SECS", DEFAULT_IDLE_SECS, 1)?;
         let sweep_secs = number(&get, "TOKENGATE_SWEEP_SECS", DEFAULT_SWEEP_SECS, 1)?;
         let sync_recheck_ms = number(&get, "TOKENGATE_SYNC_RECHECK_MS", DEFAULT_SYNC_RECHECK_MS, 10)?;
+        let snapshot_page =
+            number(&get, "TOKENGATE_SNAPSHOT_PAGE", tokengate_rules::sync::DEFAULT_SNAPSHOT_PAGE as u64, 1)?;
         let metrics = match get("TOKENGATE_METRICS").as_deref() {
             None | Some("on" | "true" | "1") => true,
             Some("off" | "false" | "0") => false,
@@ -202,6 +207,7 @@ impl Config {
             idle_secs,
             sweep_secs,
             sync_recheck_ms,
+            snapshot_page,
             metrics,
         })
     }

@@ -35,6 +35,8 @@ struct SyncQuery {
     since: Option<String>,
     wait_ms: Option<String>,
     proxy: Option<String>,
+    /// The `next` of the previous snapshot part.
+    after: Option<String>,
 }
 
 async fn changes(
@@ -91,6 +93,12 @@ async fn serve_changes(
     if !valid_proxy_id(&proxy) {
         return Err(ApiError::BadQuery("proxy must be 1 to 64 characters of [A-Za-z0-9._:-]".into()));
     }
+    let after = query.after.filter(|a| !a.is_empty());
+    if let Some(a) = &after {
+        if since != 0 || a.len() > 64 || !a.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(ApiError::BadQuery("after must be the `next` of a snapshot part, with since=0".into()));
+        }
+    }
     record_contact(state, &proxy, since).await?;
 
     // Subscribe before reading, so a change committed in between is not missed.
@@ -100,7 +108,7 @@ async fn serve_changes(
     let recheck_every = Duration::from_millis(state.config.sync_recheck_ms);
     let mut held = None;
     loop {
-        if let Some(answer) = answer(state, since).await? {
+        if let Some(answer) = answer(state, since, after.as_deref()).await? {
             return Ok(answer);
         }
         let now = tokio::time::Instant::now();
@@ -125,7 +133,7 @@ async fn serve_changes(
 }
 
 /// The answer for `since`, or `None` when the proxy is already current.
-async fn answer(state: &AppState, since: u64) -> Result<Option<SyncResponse>, ApiError> {
+async fn answer(state: &AppState, since: u64, after: Option<&str>) -> Result<Option<SyncResponse>, ApiError> {
     // Read the version first: every change up to it has committed (versions commit in
     // order), so the rows read next include them all.
     let mut tx = state.pool.begin().await?;
@@ -133,26 +141,42 @@ async fn answer(state: &AppState, since: u64) -> Result<Option<SyncResponse>, Ap
     let live_after = now_ms().saturating_sub(GRACE_MS);
     // The log starts at version 1 (migration 0006), so `since=0` is always a proxy with
     // nothing yet, answered with a snapshot at once; a current proxy is held.
-    if since == version && since != 0 {
+    if since == version && since != 0 && after.is_none() {
         tx.commit().await?;
         return Ok(None);
     }
-    if since == 0 || since < pruned_through || since > version {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT id, expires_at FROM tokens WHERE revoked_at IS NOT NULL AND expires_at > $1 ORDER BY id",
+    if since == 0 || since < pruned_through || since > version || after.is_some() {
+        // A snapshot, in parts of `snapshot_page` revocations ordered by id.
+        let page = state.config.snapshot_page;
+        let mut rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT id, expires_at FROM tokens WHERE revoked_at IS NOT NULL AND expires_at > $1 AND id > $2 ORDER BY id LIMIT $3",
         )
         .bind(live_after)
+        .bind(after.unwrap_or(""))
+        .bind(db::to_i64(page.saturating_add(1)))
         .fetch_all(&mut *tx)
         .await?;
-        let amended: Vec<AmendedRow> = sqlx::query_as(&format!(
-            "SELECT {AMENDED_COLUMNS} FROM tokens WHERE amended_at IS NOT NULL AND revoked_at IS NULL AND expires_at > $1 ORDER BY id"
-        ))
-        .bind(live_after)
-        .fetch_all(&mut *tx)
-        .await?;
+        let next = if rows.len() as u64 > page {
+            rows.truncate(usize::try_from(page).unwrap_or(usize::MAX));
+            rows.last().map(|(id, _)| id.clone())
+        } else {
+            None
+        };
+        let amended: Vec<AmendedRow> = if after.is_none() {
+            sqlx::query_as(&format!(
+                "SELECT {AMENDED_COLUMNS} FROM tokens WHERE amended_at IS NOT NULL AND revoked_at IS NULL AND expires_at > $1 ORDER BY id"
+            ))
+            .bind(live_after)
+            .fetch_all(&mut *tx)
+            .await?
+        } else {
+            Vec::new()
+        };
         let keys = keys::published(&mut *tx, now_ms()).await?;
         tx.commit().await?;
-        return Ok(Some(response(version, true, keys, revocations(rows), amendments(amended)?)));
+        let mut answer = response(version, true, keys, revocations(rows), amendments(amended)?);
+        answer.next = next;
+        return Ok(Some(answer));
     }
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT token_id, expires_at FROM changes \
@@ -207,6 +231,7 @@ fn response(version: u64, snapshot: bool, keys: Vec<PublicKey>, revoked: Vec<Rev
         revoked,
         amended,
         server_time: db::to_u64(now_ms()),
+        next: None,
     }
 }
 

@@ -397,6 +397,7 @@ mod tests {
                     revoked: vec![],
                     amended: vec![],
                     server_time: t0(),
+                    next: None,
                 },
             )
             .unwrap();
@@ -506,6 +507,7 @@ mod tests {
             revoked: vec![Revocation { jti: jti.into(), exp: t0() / 1000 + 3600 }],
             amended: vec![],
             server_time: t0(),
+            next: None,
         };
         f.syncer.apply(&f.host, resp).unwrap();
         f.host.now_ms.set(f.host.now_ms.get() + STATE_CHECK_MS);
@@ -577,6 +579,7 @@ mod tests {
             revoked: vec![],
             amended: vec![Amendment { jti: jti.into(), nbf, exp: now + 3600, app: Some("fleet".into()), fl, p: None, items }],
             server_time: t0(),
+            next: None,
         };
         let keys = f.syncer.keys().to_vec();
         let mut r = amend(2, Some(0x100), None, now);

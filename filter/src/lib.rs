@@ -455,7 +455,12 @@ impl SyncRoot {
             .map_err(|e| format!("sync answer is not valid JSON: {e}"))
             .and_then(|resp| self.syncer.apply(&ProxyHost, resp));
         match applied {
-            Ok(()) => {
+            Ok(false) => {
+                // A snapshot part: ask for the next one at once.
+                self.syncer.state = SyncState::Idle;
+                self.poll();
+            }
+            Ok(true) => {
                 for (id, v) in [
                     (self.version_gauge, self.syncer.version()),
                     (self.revocations_gauge, self.syncer.revocations() as u64),

@@ -28,6 +28,9 @@ pub const USAGE_MAX_PENDING: usize = 100_000;
 pub const USAGE_MAX_BATCH: usize = 10_000;
 
 pub const BACKOFF_MIN_MS: u64 = 100;
+/// The most revocations a paged snapshot may bring (the sync VM holds them all while the
+/// parts arrive).
+pub const MAX_STAGED: usize = 5_000_000;
 pub const BACKOFF_MAX_MS: u64 = 10_000;
 const PRUNE_EVERY_MS: u64 = 60_000;
 
@@ -46,6 +49,8 @@ pub struct Syncer {
     /// Token use waiting to be reported: jti -> latest ms.
     usage: HashMap<Box<str>, u64>,
     last_usage_ms: u64,
+    /// A snapshot arriving in parts: applied only once the last part is here.
+    staging: Option<SyncResponse>,
 }
 
 impl Syncer {
@@ -64,6 +69,7 @@ impl Syncer {
             last_prune_ms: 0,
             usage: HashMap::new(),
             last_usage_ms: 0,
+            staging: None,
         }
     }
 
@@ -126,7 +132,11 @@ impl Syncer {
         // Before the first sync: ask for a snapshot and do not wait, so the gate opens as
         // soon as the control plane answers.
         let (since, wait) = if self.synced { (self.meta.version, self.cfg.wait_ms) } else { (0, 0) };
-        let path = format!("{}?since={since}&wait_ms={wait}&proxy={}", tokengate_rules::sync::PATH, self.cfg.proxy_id);
+        let path = match self.staging.as_ref().and_then(|s| s.next.as_deref()) {
+            // The next part of a snapshot: at once, from where the last part ended.
+            Some(after) => format!("{}?since=0&wait_ms=0&after={after}&proxy={}", tokengate_rules::sync::PATH, self.cfg.proxy_id),
+            None => format!("{}?since={since}&wait_ms={wait}&proxy={}", tokengate_rules::sync::PATH, self.cfg.proxy_id),
+        };
         let headers = vec![
             (":method", "GET".to_owned()),
             (":path", path.clone()),
@@ -138,8 +148,39 @@ impl Syncer {
         (path, headers)
     }
 
-    /// Applies one answer and publishes it. On error nothing is published.
-    pub fn apply(&mut self, host: &dyn Host, resp: SyncResponse) -> Result<(), String> {
+    /// Takes one answer. A snapshot part with a `next` is kept aside (false: nothing
+    /// published yet); the last part completes it, and the whole snapshot is published at
+    /// the first part's version, so the following delta covers whatever was revoked while
+    /// the parts arrived. On error nothing is published and the parts are dropped.
+    pub fn apply(&mut self, host: &dyn Host, resp: SyncResponse) -> Result<bool, String> {
+        if resp.protocol != PROTOCOL {
+            self.staging = None;
+            return Err(format!("sync protocol {} is not supported (want {PROTOCOL})", resp.protocol));
+        }
+        let resp = match self.staging.take() {
+            Some(mut first) => {
+                if !resp.snapshot {
+                    return Err("a snapshot part was expected; starting the snapshot again".into());
+                }
+                first.revoked.extend(resp.revoked);
+                first.keys = resp.keys;
+                first.next = resp.next;
+                first
+            }
+            None => resp,
+        };
+        if resp.snapshot && resp.next.is_some() {
+            if resp.revoked.len() > MAX_STAGED {
+                return Err(format!("a snapshot of more than {MAX_STAGED} revocations is refused"));
+            }
+            self.staging = Some(resp);
+            return Ok(false);
+        }
+        self.publish(host, resp).map(|()| true)
+    }
+
+    /// Applies one complete answer and publishes it. On error nothing is published.
+    fn publish(&mut self, host: &dyn Host, resp: SyncResponse) -> Result<(), String> {
         if resp.protocol != PROTOCOL {
             return Err(format!("sync protocol {} is not supported (want {PROTOCOL})", resp.protocol));
         }
@@ -269,6 +310,7 @@ mod tests {
             revoked: revoked.iter().map(|j| Revocation { jti: (*j).into(), exp: 4_000_000_000 }).collect(),
             amended: vec![],
             server_time: 0,
+            next: None,
         }
     }
 
@@ -333,6 +375,25 @@ mod tests {
         assert_eq!(s.pending_usage(), 2);
         assert!(s.usage_batch(12_000).is_none(), "not before the interval");
         assert!(s.usage_batch(15_001).is_some());
+    }
+
+    #[test]
+    fn a_paged_snapshot_is_published_whole_at_the_first_parts_version() {
+        let host = FakeHost::at(1_000);
+        let mut s = Syncer::new(cfg());
+        s.apply(&host, resp(1, true, &["a"])).unwrap();
+        let mut part = resp(7, true, &["b", "c"]);
+        part.next = Some("c".into());
+        assert!(!s.apply(&host, part).unwrap(), "a part is not published");
+        assert_eq!(s.request().0, "/sync/v1/changes?since=0&wait_ms=0&after=c&proxy=p");
+        assert_eq!(s.revocations(), 1, "the old state stays until the snapshot is whole");
+        let mut last = resp(9, true, &["d"]);
+        last.next = None;
+        assert!(s.apply(&host, last).unwrap());
+        assert_eq!((s.version(), s.revocations()), (7, 3));
+        assert_eq!(s.request().0, "/sync/v1/changes?since=7&wait_ms=1000&proxy=p");
+        let meta = Meta::decode(&host.shared.borrow()[shared::META_KEY]).unwrap();
+        assert_eq!(meta.version, 7);
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub const PROTOCOL: u32 = 1;
 pub const PATH: &str = "/sync/v1/changes";
 /// The longest a control plane holds a long-poll.
 pub const MAX_WAIT_MS: u64 = 30_000;
+/// Revocations per snapshot part by default: about 5 MB of JSON, well inside the buffer
+/// Envoy gives a Wasm HTTP call's answer (a single 1M-entry snapshot, ~55 MB, is not).
+pub const DEFAULT_SNAPSHOT_PAGE: usize = 100_000;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -37,6 +40,13 @@ pub struct SyncResponse {
     pub amended: Vec<Amendment>,
     /// The control plane's clock, ms since the epoch.
     pub server_time: u64,
+    /// Set on a snapshot that continues: ask again with `since=0&after=<next>` for the
+    /// following part (revocations are ordered by `jti`). A proxy applies a snapshot only
+    /// when its last part has arrived, at the first part's `version`, and then asks for
+    /// the delta since that version, so nothing revoked while it paged is missed.
+    /// Amendments come whole in the first part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -246,6 +246,8 @@ pub struct Stack {
     /// Overrides of the template's `max_staleness_ms` and `fail_mode`, for the fail-mode tests.
     pub max_staleness_ms: Option<u64>,
     pub fail_open: bool,
+    /// Extra environment for the control plane (e.g. a small snapshot page).
+    pub cp_env: Vec<(&'static str, String)>,
 }
 
 impl Stack {
@@ -281,6 +283,7 @@ impl Stack {
             wasm,
             max_staleness_ms: None,
             fail_open: false,
+            cp_env: Vec::new(),
         };
         stack.start_control_plane();
         stack.start_envoy();
@@ -299,7 +302,8 @@ impl Stack {
             .env("TOKENGATE_ADMIN_USER", ADMIN_USER)
             .env("TOKENGATE_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("TOKENGATE_PROXY_SECRET", &self.secret)
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            .envs(self.cp_env.iter().map(|(k, v)| (*k, v.as_str())));
         let n = std::fs::read_dir(self.dir.path()).map(|d| d.count()).unwrap_or(0);
         let mut proc = Proc::spawn("control-plane", cmd, self.dir.path().join(format!("control-plane-{n}.log")));
         wait_until("control plane /healthz", Duration::from_secs(30), || {

@@ -93,7 +93,15 @@ pub async fn await_applied(state: &AppState, version: u64, wait: Duration) -> Re
         let live: Vec<&ProxyInfo> = list.iter().filter(|p| p.live).collect();
         let counts = ProxyCounts { live: live.len(), applied: live.iter().filter(|p| p.version >= version).count() };
         let now = tokio::time::Instant::now();
-        if counts.applied == counts.live || now >= deadline || *state.shutdown.borrow() {
+        if counts.applied == counts.live {
+            // Applied by every live proxy's sync service; their workers pick it up
+            // within WORKER_LAG_MS, so "applied" means enforced when this returns.
+            if counts.live > 0 {
+                tokio::time::sleep(Duration::from_millis(tokengate_rules::sync::WORKER_LAG_MS + 1)).await;
+            }
+            return Ok(counts);
+        }
+        if now >= deadline || *state.shutdown.borrow() {
             return Ok(counts);
         }
         tokio::select! {

@@ -105,7 +105,7 @@ const PRUNE_EVERY_MS: u64 = 60_000;
 /// A worker re-reads `tokengate/meta` at most this often. Reading it costs a locked copy
 /// out of shared data on every request otherwise; this bounds the extra propagation
 /// delay of a revocation at 5 ms.
-pub const STATE_CHECK_MS: u64 = 5;
+pub const STATE_CHECK_MS: u64 = tokengate_rules::sync::WORKER_LAG_MS;
 
 impl Worker {
     pub fn new(cfg: Rc<GateConfig>) -> Self {

@@ -444,7 +444,9 @@ impl SyncRoot {
         // A failed call arrives as a local reply with no headers and no :status.
         let status = call_status().unwrap_or_default();
         if status != "200" {
-            let why = if status.is_empty() { "no answer from the control plane".to_owned() } else { format!("control plane answered {status}") };
+            // A 503 may be Envoy's own local reply (the control plane unreachable, or the
+            // held call cancelled at shutdown), not the control plane's.
+            let why = if status.is_empty() { "no answer from the control plane".to_owned() } else { format!("sync call answered {status}") };
             return self.fail(&why);
         }
         let body = match hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, body_size) {

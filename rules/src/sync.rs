@@ -18,6 +18,9 @@ pub const PROTOCOL: u32 = 1;
 pub const PATH: &str = "/sync/v1/changes";
 /// The longest a control plane holds a long-poll.
 pub const MAX_WAIT_MS: u64 = 30_000;
+/// A proxy's workers see what its sync service applied within this long (they re-read
+/// the shared sync state at most this often); confirmed propagation waits it out.
+pub const WORKER_LAG_MS: u64 = 5;
 /// Revocations per snapshot part by default: about 5 MB of JSON, well inside the buffer
 /// Envoy gives a Wasm HTTP call's answer (a single 1M-entry snapshot, ~55 MB, is not).
 pub const DEFAULT_SNAPSHOT_PAGE: usize = 100_000;

@@ -476,3 +476,27 @@ fn a_paged_snapshot_reaches_a_fresh_proxy_whole() {
         .unwrap_or(0);
     assert!(snapshots >= 3, "expected the snapshot in 3 parts, saw {snapshots} snapshot answers");
 }
+
+/// Token use travels from the workers (shared queue) through the sync service's batched
+/// report to the control plane, which shows it as `lastUsedAt` in the token list.
+#[test]
+fn token_use_is_reported_to_the_control_plane() {
+    let stack = Stack::start(2);
+    let admin = stack.login(None, None)["token"].as_str().expect("token").to_owned();
+    stack.wait_synced(&admin);
+    let used = stack.login(Some(&["GET /objects/:id"]), None);
+    let id = used["_id"].as_str().expect("id").to_owned();
+    let token = used["token"].as_str().expect("token").to_owned();
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    assert_eq!(get(stack.front(), "/api/v1/objects/5", Some(&token)).status, 200);
+    // The sync service reports every 5 s.
+    wait_until("the use to reach the token list", Duration::from_secs(15), || {
+        let list = request(stack.cp(), "GET", "/api/v1/tokens", &[("Authorization", &format!("Bearer {admin}"))], None).json();
+        list.as_array()
+            .and_then(|l| l.iter().find(|t| t["_id"] == id.as_str()))
+            .and_then(|t| t["lastUsedAt"].as_i64())
+            .is_some_and(|at| at >= before - 1000)
+    });
+    let stats = stack.stats("tokengate.usage.reported");
+    assert!(stats.lines().any(|l| l.contains("usage.reported") && !l.ends_with(": 0")), "{stats}");
+}

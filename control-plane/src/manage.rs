@@ -17,7 +17,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use axum::response::{IntoResponse, Response};
 use sqlx::FromRow;
-use tokengate_rules::route::{is_attenuated, Rights, FLAG_MASK, FLAG_UNLIMITED};
+use tokengate_rules::route::{is_attenuated, valid_flags, Rights};
 use tokengate_rules::token::MAX_LIFETIME_SECS;
 use tokengate_rules::ScopeSet;
 
@@ -90,7 +90,7 @@ impl Values {
             }
         }
         if let Some(fl) = req.fl {
-            if fl != FLAG_UNLIMITED && (fl < 0 || fl & !FLAG_MASK != 0) {
+            if !valid_flags(fl) {
                 return Err(ApiError::BadFlags);
             }
         }

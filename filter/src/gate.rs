@@ -31,7 +31,8 @@ pub struct Verified {
     pub rights: Rights,
     /// Canonical text of each scope, for `x-tokengate-scope`.
     scope_names: Vec<String>,
-    flags_text: Option<String>,
+    /// The optional identity headers (user, app, params, flags), decided once per token.
+    extra_headers: Vec<(&'static str, String)>,
     /// When this worker last reported the token's use (ms).
     reported_ms: Cell<u64>,
 }
@@ -47,18 +48,11 @@ impl Allowed {
     /// Calls `f` with each identity header for the upstream; no allocation.
     pub fn headers(&self, mut f: impl FnMut(&'static str, &str)) {
         let v = &*self.verified;
-        let c = &v.claims;
-        let printable = |s: &&str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
-        f("x-tokengate-subject", &c.sub);
-        f("x-tokengate-token-id", &c.jti);
+        f("x-tokengate-subject", &v.claims.sub);
+        f("x-tokengate-token-id", &v.claims.jti);
         f("x-tokengate-scope", self.scope.and_then(|i| v.scope_names.get(i)).map_or("*", String::as_str));
-        for (name, value) in [("x-tokengate-user", &c.unm), ("x-tokengate-app", &c.app), ("x-tokengate-params", &c.p)] {
-            if let Some(value) = value.as_deref().filter(printable) {
-                f(name, value);
-            }
-        }
-        if let Some(fl) = &v.flags_text {
-            f("x-tokengate-flags", fl);
+        for (name, value) in &v.extra_headers {
+            f(name, value);
         }
     }
 }
@@ -234,8 +228,8 @@ impl Worker {
         };
         let scope_names = scopes.as_ref().map(ScopeSet::to_strings).unwrap_or_default();
         let rights = Rights::new(scopes, claims.fl, claims.items.as_deref());
-        let flags_text = claims.fl.map(|f| f.to_string());
-        let verified = Rc::new(Verified { kind, claims, rights, scope_names, flags_text, reported_ms: Cell::new(0) });
+        let extra_headers = extra_headers(&claims);
+        let verified = Rc::new(Verified { kind, claims, rights, scope_names, extra_headers, reported_ms: Cell::new(0) });
         if self.cache.len() >= self.cfg.local_cache_entries {
             // Bounded: linear memory never shrinks, so never let the map grow past its cap.
             self.cache.retain(|_, v| v.claims.exp.saturating_add(leeway) > now);
@@ -353,6 +347,22 @@ impl Worker {
         }
         true
     }
+}
+
+/// The optional identity headers of a token; a value that is not printable ASCII is left
+/// out rather than sent as a broken header.
+fn extra_headers(c: &Claims) -> Vec<(&'static str, String)> {
+    let printable = |s: &&str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
+    let mut out = Vec::new();
+    for (name, value) in [("x-tokengate-user", &c.unm), ("x-tokengate-app", &c.app), ("x-tokengate-params", &c.p)] {
+        if let Some(value) = value.as_deref().filter(printable) {
+            out.push((name, value.to_owned()));
+        }
+    }
+    if let Some(fl) = c.fl {
+        out.push(("x-tokengate-flags", fl.to_string()));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -181,9 +181,6 @@ impl Syncer {
 
     /// Applies one complete answer and publishes it. On error nothing is published.
     fn publish(&mut self, host: &dyn Host, resp: SyncResponse) -> Result<(), String> {
-        if resp.protocol != PROTOCOL {
-            return Err(format!("sync protocol {} is not supported (want {PROTOCOL})", resp.protocol));
-        }
         if self.synced && resp.version < self.meta.version {
             // A rolled-back or replayed answer: never let a revocation be undone.
             return Err(format!("sync answer goes backwards (version {} < {}); refused", resp.version, self.meta.version));

@@ -7,8 +7,6 @@
 
 use hashbrown::HashMap;
 
-use crate::sync::Revocation;
-
 /// The compact form of a token id.
 pub fn jti_key(jti: &str) -> u128 {
     if (1..=32).contains(&jti.len()) && jti.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
@@ -43,10 +41,6 @@ impl RevocationSet {
         self.entries.contains_key(&jti_key(jti))
     }
 
-    /// Bytes the table holds (keys, values and control bytes), for the metrics.
-    pub fn approx_bytes(&self) -> usize {
-        self.entries.capacity() * (std::mem::size_of::<(u128, u64)>() + 1)
-    }
 
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -63,12 +57,6 @@ impl RevocationSet {
     /// Drops entries whose token has expired (plus `leeway`): they can no longer pass anyway.
     pub fn prune(&mut self, now: u64, leeway: u64) {
         self.entries.retain(|_, exp| exp.saturating_add(leeway) > now);
-    }
-
-    pub fn extend<'a>(&mut self, revs: impl IntoIterator<Item = &'a Revocation>) {
-        for r in revs {
-            self.insert(&r.jti, r.exp);
-        }
     }
 
 }

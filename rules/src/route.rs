@@ -35,6 +35,11 @@ pub const FLAG_MASK: i64 = 0x3F00;
 /// Unlimited access, including token management.
 pub const FLAG_UNLIMITED: i64 = -1;
 
+/// Is `fl` a valid flag value: `-1` (unlimited) or a set of the defined bits?
+pub fn valid_flags(fl: i64) -> bool {
+    fl == FLAG_UNLIMITED || (fl >= 0 && fl & !FLAG_MASK == 0)
+}
+
 /// One route as configured (filter plugin config `routes`, control plane catalogue).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -93,7 +98,7 @@ impl RouteTable {
         let mut routes: Vec<Route> = Vec::with_capacity(specs.len());
         for spec in specs {
             let pattern = ScopePattern::parse(&spec.pattern, prefix)?;
-            if spec.flags != FLAG_UNLIMITED && (spec.flags < 0 || spec.flags & !FLAG_MASK != 0) {
+            if !valid_flags(spec.flags) {
                 return Err(RouteError(format!(
                     "route {:?}: flags {:#x} has bits outside 0x100..=0x2000 (use -1 for unlimited-only)",
                     spec.pattern, spec.flags

@@ -87,10 +87,6 @@ impl Prefix {
             None
         }
     }
-
-    pub fn as_path(&self) -> String {
-        self.0.iter().map(|s| format!("/{s}")).collect()
-    }
 }
 
 impl Default for Prefix {
@@ -269,11 +265,6 @@ impl ScopeSet {
     /// The first pattern that allows the request, if any.
     pub fn find(&self, method: &str, segments: &[&str]) -> Option<&ScopePattern> {
         self.patterns.iter().find(|p| p.matches(method, segments))
-    }
-
-    /// The index of the first pattern that allows the request.
-    pub fn position(&self, method: &str, segments: &[&str]) -> Option<usize> {
-        self.patterns.iter().position(|p| p.matches(method, segments))
     }
 
     /// Is every pattern of `self` within some pattern of `other`?

@@ -274,10 +274,6 @@ impl KeySet {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
-
-    pub fn kids(&self) -> impl Iterator<Item = &str> {
-        self.keys.keys().map(String::as_str)
-    }
 }
 
 /// A `kid` is 1 to 64 characters of `[A-Za-z0-9_-]`; anything else is refused before lookup.

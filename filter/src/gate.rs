@@ -91,15 +91,29 @@ pub struct Worker {
     last_prune_ms: u64,
     stale_logged: bool,
     meta_read_ms: u64,
+    /// The clock as of the last [`Worker::tick`]; `None` until the first tick (then each
+    /// request reads the host's clock).
+    tick_ms: Option<u64>,
+    /// Requests since the last tick, to notice a timer that stopped firing.
+    since_tick: u32,
     usage_queue: Option<u32>,
     pub last_cache: CacheResult,
 }
 
 const PRUNE_EVERY_MS: u64 = 60_000;
-/// A worker re-reads `tokengate/meta` at most this often. Reading it costs a locked copy
-/// out of shared data on every request otherwise; this bounds the extra propagation
-/// delay of a revocation at 5 ms.
+/// Without ticks, a worker re-reads `tokengate/meta` at most this often. Reading it costs
+/// a locked copy out of shared data on every request otherwise; this bounds the extra
+/// propagation delay of a revocation at 5 ms.
 pub const STATE_CHECK_MS: u64 = tokengate_rules::sync::WORKER_LAG_MS;
+/// The gate's tick: it reads the clock and `tokengate/meta` so that requests do neither.
+/// Under [`STATE_CHECK_MS`], so a worker is at most that far behind the sync state
+/// even when its timer fires a little late.
+pub const TICK_MS: u64 = STATE_CHECK_MS - 1;
+/// How many requests without a tick before the worker checks that its timer still fires
+/// (a power of two).
+const TICK_GUARD_EVERY: u32 = 256;
+/// A tick this late means the timer stopped.
+const TICK_STALL_MS: u64 = 100;
 
 impl Worker {
     pub fn new(cfg: Rc<GateConfig>) -> Self {
@@ -113,9 +127,21 @@ impl Worker {
             last_prune_ms: 0,
             stale_logged: false,
             meta_read_ms: 0,
+            tick_ms: None,
+            since_tick: 0,
             usage_queue: None,
             last_cache: CacheResult::Miss,
         }
+    }
+
+    /// On the worker's timer (every [`TICK_MS`]): takes the time for the requests until
+    /// the next tick and reads the sync state, so the request path makes no host call
+    /// for either. Exp/nbf are checked in seconds, so the tick's clock is precise enough.
+    pub fn tick(&mut self, host: &dyn Host, now_ms: u64) {
+        self.tick_ms = Some(now_ms);
+        self.since_tick = 0;
+        // A failure (not synced yet) is answered per request, by `refresh`.
+        let _ = self.read_state(host, now_ms);
     }
 
     pub fn realm(&self) -> &str {
@@ -145,7 +171,7 @@ impl Worker {
         if token.len() > MAX_TOKEN_LEN {
             return Err(Denial::InvalidToken(TokenError::TooLarge));
         }
-        let now_ms = host.now_ms();
+        let now_ms = self.clock(host);
         self.refresh(host, now_ms)?;
         let now = now_ms / 1000;
         let verified = self.verified(host, token, now)?;
@@ -241,6 +267,26 @@ impl Worker {
         Ok(verified)
     }
 
+    /// The tick's clock; the host's when there is no tick. Every [`TICK_GUARD_EVERY`]
+    /// requests without a tick it checks the host's clock: a timer that stopped firing
+    /// must not freeze time (expiry, staleness) for the requests, so the worker then goes
+    /// back to reading the clock per request until the next tick.
+    fn clock(&mut self, host: &dyn Host) -> u64 {
+        self.since_tick = self.since_tick.wrapping_add(1);
+        match self.tick_ms {
+            Some(t) if self.since_tick & (TICK_GUARD_EVERY - 1) != 0 => t,
+            Some(t) => {
+                let now = host.now_ms();
+                if now.saturating_sub(t) > TICK_STALL_MS {
+                    host.log(Level::Warn, &format!("tokengate: the gate's tick is {} ms late; reading the clock per request", now - t));
+                    self.tick_ms = None;
+                }
+                now
+            }
+            None => host.now_ms(),
+        }
+    }
+
     /// Brings the worker's mirror of the sync state up to `tokengate/meta`, and applies
     /// the fail mode.
     pub fn refresh(&mut self, host: &dyn Host, now_ms: u64) -> Result<(), Denial> {
@@ -249,6 +295,11 @@ impl Worker {
                 return self.check_fresh(host, &meta, now_ms);
             }
         }
+        self.read_state(host, now_ms)
+    }
+
+    /// Reads `tokengate/meta` and applies what changed (keys, revocations, amendments).
+    fn read_state(&mut self, host: &dyn Host, now_ms: u64) -> Result<(), Denial> {
         let Some(meta) = host.get_shared(shared::META_KEY).as_deref().and_then(Meta::decode) else {
             // Before the first sync there is nothing to enforce revocations with: fail closed.
             return Err(Denial::Unavailable("gate_not_synced"));
@@ -502,16 +553,11 @@ mod tests {
         assert_eq!(ask(&mut f, "GET", "/x", &["Bearer a\"b.c"]), Err(Denial::InvalidRequest("malformed_authorization")));
     }
 
-    #[test]
-    fn revocation_reaches_warm_tokens() {
-        let mut f = fixture(CFG);
-        let jti = "bbbbbbbbbbbbbbbbbbbbbbbb";
-        let t = f.signer.sign(TokenKind::Api, &claims(jti, None)).unwrap();
-        let auth = format!("Bearer {t}");
-        assert!(ask(&mut f, "GET", "/x", &[&auth]).is_ok());
+    /// The sync service applies a delta revoking `jti` as `version`.
+    fn revoke(f: &mut Fixture, jti: &str, version: u64) {
         let resp = SyncResponse {
             protocol: 1,
-            version: 2,
+            version,
             snapshot: false,
             keys: f.syncer.keys().to_vec(),
             revoked: vec![Revocation { jti: jti.into(), exp: t0() / 1000 + 3600 }],
@@ -520,6 +566,16 @@ mod tests {
             next: None,
         };
         f.syncer.apply(&f.host, resp).unwrap();
+    }
+
+    #[test]
+    fn revocation_reaches_warm_tokens() {
+        let mut f = fixture(CFG);
+        let jti = "bbbbbbbbbbbbbbbbbbbbbbbb";
+        let t = f.signer.sign(TokenKind::Api, &claims(jti, None)).unwrap();
+        let auth = format!("Bearer {t}");
+        assert!(ask(&mut f, "GET", "/x", &[&auth]).is_ok());
+        revoke(&mut f, jti, 2);
         f.host.now_ms.set(f.host.now_ms.get() + STATE_CHECK_MS);
         assert_eq!(ask(&mut f, "GET", "/x", &[&auth]), Err(Denial::InvalidToken(TokenError::Revoked)));
         // A fresh worker (e.g. after a restart of the worker VM) loads it from the buckets.
@@ -527,6 +583,53 @@ mod tests {
         let mut w2 = Worker::new(Rc::new(cfg.gate().unwrap()));
         let out = w2.decide(&f.host, &Request { method: "GET", path: "/x", authorization: &[&auth] });
         assert_eq!(outcome(out).unwrap_err(), Denial::InvalidToken(TokenError::Revoked));
+    }
+
+    /// With ticks, requests neither read the clock nor `tokengate/meta`: the tick does,
+    /// and a revocation is enforced from the next tick on.
+    #[test]
+    fn ticks_take_the_clock_and_state_reads_off_the_request_path() {
+        let mut f = fixture(CFG);
+        let jti = "dddddddddddddddddddddddd";
+        let t = f.signer.sign(TokenKind::Api, &claims(jti, None)).unwrap();
+        let auth = format!("Bearer {t}");
+        f.worker.tick(&f.host, f.host.now_ms.get());
+        assert!(ask(&mut f, "GET", "/x", &[&auth]).is_ok());
+        let reads = f.host.reads.get();
+        // Far past the request path's own check interval: still no read without a tick.
+        f.host.now_ms.set(f.host.now_ms.get() + 10 * STATE_CHECK_MS);
+        for _ in 0..3 {
+            assert!(ask(&mut f, "GET", "/x", &[&auth]).is_ok());
+        }
+        assert_eq!(f.host.reads.get(), reads, "a warm request read shared data");
+        revoke(&mut f, jti, 2);
+        f.worker.tick(&f.host, f.host.now_ms.get());
+        assert_eq!(ask(&mut f, "GET", "/x", &[&auth]), Err(Denial::InvalidToken(TokenError::Revoked)));
+        // Staleness is judged on the tick's clock.
+        f.worker.tick(&f.host, t0() + 121_000);
+        assert_eq!(ask(&mut f, "GET", "/x", &[&auth]), Err(Denial::Unavailable("gate_stale")));
+    }
+
+    /// A timer that stops firing does not freeze the gate's clock: after a bounded number
+    /// of requests it reads the real one again (here: the state has gone stale meanwhile).
+    #[test]
+    fn a_stopped_tick_does_not_freeze_time() {
+        let mut f = fixture(CFG);
+        let t = f.signer.sign(TokenKind::Api, &claims("eeeeeeeeeeeeeeeeeeeeeeee", None)).unwrap();
+        let auth = format!("Bearer {t}");
+        f.worker.tick(&f.host, f.host.now_ms.get());
+        assert!(ask(&mut f, "GET", "/x", &[&auth]).is_ok());
+        f.host.now_ms.set(t0() + 121_000);
+        let mut refused_after = None;
+        for i in 1..=TICK_GUARD_EVERY {
+            if ask(&mut f, "GET", "/x", &[&auth]).is_err() {
+                refused_after = Some(i);
+                break;
+            }
+        }
+        assert_eq!(refused_after, Some(TICK_GUARD_EVERY - 1), "requests before the guard noticed");
+        assert_eq!(ask(&mut f, "GET", "/x", &[&auth]), Err(Denial::Unavailable("gate_stale")));
+        assert!(f.host.logs.borrow().iter().any(|(_, m)| m.contains("tick is")));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod gate;
+pub mod headers;
 pub mod host;
 pub mod shared;
 pub mod sync;
@@ -99,10 +100,13 @@ impl RootContext for Root {
                         let _ = hostcalls::set_tick_period(Duration::from_millis(200));
                         s.poll();
                     }
-                    // The gate's tick only flushes its counters into Envoy's stats.
-                    _ => {
-                        let _ = hostcalls::set_tick_period(Duration::from_millis(1000));
+                    // The gate's tick keeps the clock and the sync state off the request
+                    // path, and flushes the counters.
+                    Root::Gate(g) => {
+                        let _ = hostcalls::set_tick_period(Duration::from_millis(gate::TICK_MS));
+                        g.on_tick();
                     }
+                    Root::Unconfigured(_) => {}
                 }
                 true
             }
@@ -116,7 +120,7 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         match self {
             Root::Sync(s) => s.on_tick(),
-            Root::Gate(g) => g.metrics.flush(g.worker.borrow().revocations()),
+            Root::Gate(g) => g.on_tick(),
             Root::Unconfigured(_) => {}
         }
     }
@@ -211,13 +215,28 @@ impl GateMetrics {
 struct GateRoot {
     worker: Rc<RefCell<Worker>>,
     metrics: Rc<GateMetrics>,
+    flushed_ms: u64,
 }
 
 impl GateRoot {
     fn new(cfg: Rc<config::GateConfig>) -> Self {
-        GateRoot { worker: Rc::new(RefCell::new(Worker::new(cfg))), metrics: Rc::new(GateMetrics::new()) }
+        GateRoot { worker: Rc::new(RefCell::new(Worker::new(cfg))), metrics: Rc::new(GateMetrics::new()), flushed_ms: 0 }
+    }
+
+    /// Every [`gate::TICK_MS`]: the worker's clock and sync state; once a second, the
+    /// counters into Envoy's stats.
+    fn on_tick(&mut self) {
+        let now_ms = ProxyHost.now_ms();
+        let mut w = self.worker.borrow_mut();
+        w.tick(&ProxyHost, now_ms);
+        if now_ms.saturating_sub(self.flushed_ms) >= METRICS_FLUSH_MS {
+            self.flushed_ms = now_ms;
+            self.metrics.flush(w.revocations());
+        }
     }
 }
+
+const METRICS_FLUSH_MS: u64 = 1000;
 
 /// The per-request context.
 struct Gate {
@@ -229,33 +248,65 @@ impl Context for Gate {}
 
 impl HttpContext for Gate {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-            Ok(h) => h,
-            Err(_) => return self.deny_with(tokengate_rules::Denial::InvalidRequest("unreadable_headers")),
+        // Every header in one host call, walked in place (no allocation per header).
+        let Some(buf) = headers::request_headers() else {
+            return self.deny_with(tokengate_rules::Denial::InvalidRequest("unreadable_headers"));
         };
-        // Strip forged identity first, whatever the outcome.
-        for (name, _) in &headers {
-            if name.starts_with(IDENTITY_PREFIX) || STRIPPED_HEADERS.contains(&name.as_str()) {
-                let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
-            }
-        }
+        let Some(pairs) = headers::Pairs::new(&buf) else {
+            return self.deny_with(tokengate_rules::Denial::InvalidRequest("unreadable_headers"));
+        };
         let mut method = None;
         let mut path = None;
-        let mut auth: Vec<&str> = Vec::new();
+        // Envoy joins repeated `authorization` headers into one value (refused for its
+        // ","); two slots still tell a second one apart if it ever arrives separately.
+        let mut auth: [&str; 2] = [""; 2];
+        let mut auth_count = 0;
         let mut bad_bytes = false;
-        for (name, value) in &headers {
-            let v = std::str::from_utf8(value);
-            match (name.as_str(), v) {
-                (":method", Ok(v)) => method = Some(v),
-                (":path", Ok(v)) => path = Some(v),
-                ("authorization", Ok(v)) => auth.push(v),
-                (":method" | ":path" | "authorization", Err(_)) => bad_bytes = true,
-                _ => {}
+        let mut forged = false;
+        for pair in pairs {
+            let Ok((name, value)) = pair else {
+                return self.deny_with(tokengate_rules::Denial::InvalidRequest("unreadable_headers"));
+            };
+            let text = std::str::from_utf8(value);
+            match (name, text) {
+                (b":method", Ok(v)) => method = Some(v),
+                (b":path", Ok(v)) => path = Some(v),
+                (b"authorization", Ok(v)) => {
+                    if let Some(slot) = auth.get_mut(auth_count) {
+                        *slot = v;
+                    }
+                    auth_count += 1;
+                }
+                (b":method" | b":path" | b"authorization", Err(_)) => bad_bytes = true,
+                _ => forged |= is_forged(name),
             }
+        }
+        // Strip forged identity first, whatever the outcome (rare: a name-by-name pass).
+        if forged {
+            strip_forged(&buf);
         }
         let (Some(method), Some(path), false) = (method, path, bad_bytes) else {
             return self.deny_with(tokengate_rules::Denial::InvalidRequest("malformed_request"));
         };
+        self.decide(method, path, &auth[..auth_count.min(2)])
+    }
+}
+
+/// A request header a client may not send.
+fn is_forged(name: &[u8]) -> bool {
+    name.starts_with(IDENTITY_PREFIX.as_bytes()) || STRIPPED_HEADERS.iter().any(|h| h.as_bytes() == name)
+}
+
+fn strip_forged(buf: &[u8]) {
+    for (name, _) in headers::Pairs::new(buf).into_iter().flatten().flatten() {
+        if let (true, Ok(name)) = (is_forged(name), std::str::from_utf8(name)) {
+            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+        }
+    }
+}
+
+impl Gate {
+    fn decide(&mut self, method: &str, path: &str, authorization: &[&str]) -> Action {
         #[cfg(feature = "panic-probe")]
         #[allow(clippy::panic)]
         if path == "/__tokengate/panic" {
@@ -263,7 +314,7 @@ impl HttpContext for Gate {
         }
         let outcome = {
             let mut w = self.worker.borrow_mut();
-            let out = w.decide(&ProxyHost, &Request { method, path, authorization: &auth });
+            let out = w.decide(&ProxyHost, &Request { method, path, authorization });
             self.metrics.inc(match w.last_cache {
                 CacheResult::Local => CACHE_LOCAL,
                 CacheResult::Shared => CACHE_SHARED,
@@ -273,8 +324,10 @@ impl HttpContext for Gate {
         };
         match outcome {
             Outcome::Allow(allowed) => {
+                // Forged identity headers were removed before the decision, so adding is
+                // enough: no replace.
                 allowed.headers(|name, value| {
-                    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+                    let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value);
                 });
                 self.metrics.inc(ALLOWED);
                 Action::Continue
@@ -282,9 +335,7 @@ impl HttpContext for Gate {
             Outcome::Deny(d) => self.deny_with(d),
         }
     }
-}
 
-impl Gate {
     fn deny_with(&self, d: tokengate_rules::Denial) -> Action {
         self.metrics.deny(d.code());
         let realm = self.worker.borrow().realm().to_owned();

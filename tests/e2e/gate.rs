@@ -43,31 +43,7 @@ fn security_tokens_gate_end_to_end() {
     assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"tokengate\""));
     assert_eq!(r.json()["code"], "missing_token");
 
-    // Allowed: the upstream sees our identity headers, not the forged ones.
-    let r = request(
-        port,
-        "GET",
-        "/api/v1/objects/42?full=1",
-        &[
-            ("Authorization", &format!("Bearer {token}")),
-            ("X-Tokengate-Subject", "root"),
-            ("X-Tokengate-Token-Id", "forged"),
-            ("X-Envoy-Original-Path", "/api/v1/tokens"),
-            ("X-HTTP-Method-Override", "DELETE"),
-        ],
-        None,
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    let echo = r.json();
-    assert_eq!(echo["method"], "GET");
-    assert_eq!(echo["path"], "/api/v1/objects/42");
-    let h = &echo["headers"];
-    assert_eq!(h["x-tokengate-token-id"], login["_id"], "{echo}");
-    assert_ne!(h["x-tokengate-subject"], "root");
-    assert_eq!(h["x-tokengate-user"], ADMIN_USER);
-    assert_eq!(h["x-tokengate-scope"], "GET /objects/:id");
-    assert!(h.get("x-envoy-original-path").is_none(), "{echo}");
-    assert!(h.get("x-http-method-override").is_none(), "{echo}");
+    forged_headers_never_reach_the_upstream(port, &token, &login);
 
     // Scope mismatch: 403 insufficient_scope.
     for (method, target) in [("DELETE", "/api/v1/objects/42"), ("GET", "/api/v1/objects/42/packets"), ("GET", "/api/v1/geofences")] {
@@ -78,14 +54,7 @@ fn security_tokens_gate_end_to_end() {
     }
 
     // Exactly one credential.
-    let r = request(
-        port,
-        "GET",
-        "/api/v1/objects/42",
-        &[("Authorization", &format!("Bearer {token}")), ("Authorization", &format!("Bearer {token}"))],
-        None,
-    );
-    assert_eq!((r.status, r.code().as_str()), (400, "multiple_credentials"), "{}", r.body);
+    two_authorization_headers_are_refused(port, &token);
     let r = get(port, &format!("/api/v1/objects/42?access_token={token}"), Some(&token));
     assert_eq!(r.status, 400, "{}", r.body);
 
@@ -499,4 +468,57 @@ fn token_use_is_reported_to_the_control_plane() {
     });
     let stats = stack.stats("tokengate.usage.reported");
     assert!(stats.lines().any(|l| l.contains("usage.reported") && !l.ends_with(": 0")), "{stats}");
+}
+
+/// Allowed: the upstream sees our identity headers, not the forged ones, nor Envoy's
+/// original path or a method override.
+fn forged_headers_never_reach_the_upstream(port: u16, token: &str, login: &Value) {
+    let r = request(
+        port,
+        "GET",
+        "/api/v1/objects/42?full=1",
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("X-Tokengate-Subject", "root"),
+            ("X-Tokengate-Token-Id", "forged"),
+            ("X-Envoy-Original-Path", "/api/v1/tokens"),
+            ("X-HTTP-Method-Override", "DELETE"),
+        ],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let echo = r.json();
+    assert_eq!(echo["method"], "GET");
+    assert_eq!(echo["path"], "/api/v1/objects/42");
+    let h = &echo["headers"];
+    assert_eq!(h["x-tokengate-token-id"], login["_id"], "{echo}");
+    assert_ne!(h["x-tokengate-subject"], "root");
+    assert_eq!(h["x-tokengate-user"], ADMIN_USER);
+    assert_eq!(h["x-tokengate-scope"], "GET /objects/:id");
+    assert!(h.get("x-envoy-original-path").is_none(), "{echo}");
+    assert!(h.get("x-http-method-override").is_none(), "{echo}");
+
+    // A forged header the token has no value for (no app, no params) is gone too.
+    let r = request(
+        port,
+        "GET",
+        "/api/v1/objects/42",
+        &[("Authorization", &format!("Bearer {token}")), ("X-Tokengate-App", "forged"), ("x-tokengate-params", "{}")],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let h = &r.json()["headers"];
+    assert!(h.get("x-tokengate-app").is_none() && h.get("x-tokengate-params").is_none(), "{h}");
+}
+
+/// Two `Authorization` headers: 400 `multiple_credentials` (Envoy joins them with ",").
+fn two_authorization_headers_are_refused(port: u16, token: &str) {
+    let r = request(
+        port,
+        "GET",
+        "/api/v1/objects/42",
+        &[("Authorization", &format!("Bearer {token}")), ("Authorization", &format!("Bearer {token}"))],
+        None,
+    );
+    assert_eq!((r.status, r.code().as_str()), (400, "multiple_credentials"), "{}", r.body);
 }

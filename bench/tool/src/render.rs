@@ -32,8 +32,17 @@ fn key(v: &Value, k: &str) -> Result<Value, String> {
 /// The pieces of `envoy/envoy.yaml` the tokengate variants reuse.
 struct Shipped {
     bootstrap_extensions: Value,
-    wasm_filter: Value,
+    filters: Vec<Value>,
     cp_cluster: Value,
+}
+
+impl Shipped {
+    fn wasm_filter(&self) -> Result<&Value, String> {
+        self.filters
+            .iter()
+            .find(|f| f.get("name").and_then(Value::as_str) == Some("envoy.filters.http.wasm"))
+            .ok_or_else(|| "envoy template: no envoy.filters.http.wasm filter".to_owned())
+    }
 }
 
 fn shipped(args: &Args) -> Result<Shipped, String> {
@@ -73,12 +82,19 @@ fn shipped(args: &Args) -> Result<Shipped, String> {
         .and_then(|f| f.get(0))
         .and_then(|f| f.get("typed_config"))
         .ok_or("envoy template: no http_connection_manager")?;
-    let wasm_filter = hcm
+    // Every HTTP filter the front door runs before the router: the native strip of
+    // forged headers, then the gate.
+    let filters: Vec<Value> = hcm
         .get("http_filters")
         .and_then(Value::as_sequence)
-        .and_then(|fs| fs.iter().find(|f| f.get("name").and_then(Value::as_str) == Some("envoy.filters.http.wasm")))
+        .ok_or("envoy template: no http_filters")?
+        .iter()
+        .filter(|f| f.get("name").and_then(Value::as_str) != Some("envoy.filters.http.router"))
         .cloned()
-        .ok_or("envoy template: no envoy.filters.http.wasm filter")?;
+        .collect();
+    if !filters.iter().any(|f| f.get("name").and_then(Value::as_str) == Some("envoy.filters.http.wasm")) {
+        return Err("envoy template: no envoy.filters.http.wasm filter".into());
+    }
     let mut cp_cluster = sr
         .get("clusters")
         .and_then(Value::as_sequence)
@@ -88,7 +104,7 @@ fn shipped(args: &Args) -> Result<Shipped, String> {
     if let Value::Mapping(m) = &mut cp_cluster {
         m.insert("circuit_breakers".into(), y(CIRCUIT_BREAKERS)?);
     }
-    Ok(Shipped { bootstrap_extensions: key(&doc, "bootstrap_extensions")?, wasm_filter, cp_cluster })
+    Ok(Shipped { bootstrap_extensions: key(&doc, "bootstrap_extensions")?, filters, cp_cluster })
 }
 
 fn static_cluster(name: &str, port: &str) -> Result<Value, String> {
@@ -133,6 +149,41 @@ typed_config:
     ))
 }
 
+/// The attribution variants: the empty filter (B) making some host calls, with no logic.
+/// (name, steps for `bench/noop-filter`, label in the report.)
+pub const NOOP_VARIANTS: [(&str, &str, &str); 9] = [
+    ("B1", "read", "B1 empty filter + every header, clock, shared meta, 3 metrics (the gate's reads before the rework)"),
+    ("B2", "write", "B2 empty filter + 5 header sets (the gate's writes before the rework)"),
+    ("B3", "all", "B3 B1 + B2: the gate's host calls before the rework, no logic"),
+    ("B4", "all_headers", "B4 empty filter + read every header (get_map_bytes)"),
+    ("B5", "three_headers", "B5 empty filter + read 3 headers (get_map_value x3)"),
+    ("B6", "clock", "B6 empty filter + read the clock"),
+    ("B7", "add3", "B7 empty filter + add 3 headers (add_map_value x3)"),
+    ("B8", "all_headers,replace_all", "B8 empty filter + read every header, write them all back plus 3 (set_map_bytes)"),
+    ("B9", "", "B9 native header_mutation stripping x-tokengate-* + the empty filter"),
+];
+
+fn noop_steps(variant: &str) -> Option<&'static str> {
+    NOOP_VARIANTS.iter().find(|(v, _, _)| *v == variant).map(|(_, s, _)| *s)
+}
+
+/// The shipped front door's native filter that strips forged identity and method-override
+/// headers before the gate (taken from `envoy/envoy.yaml` when rendering E/F).
+fn native_strip() -> Result<Value, String> {
+    y(r#"
+name: envoy.filters.http.header_mutation
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+  mutations:
+    request_mutations:
+      - remove_on_match: { key_matcher: { prefix: x-tokengate- } }
+      - remove: x-envoy-original-path
+      - remove: x-http-method-override
+      - remove: x-http-method
+      - remove: x-method-override
+"#)
+}
+
 pub fn render(args: &Args) -> Result<(), String> {
     let variant = args.get("variant")?;
     let mut filters: Vec<Value> = Vec::new();
@@ -140,8 +191,12 @@ pub fn render(args: &Args) -> Result<(), String> {
     let mut bootstrap = None;
     match variant {
         "A" => {}
-        "B" | "B1" | "B2" | "B3" => filters.push(y(&format!(
-            r#"
+        v if v == "B" || noop_steps(v).is_some() => {
+            if v == "B9" {
+                filters.push(native_strip()?);
+            }
+            filters.push(y(&format!(
+                r#"
 name: envoy.filters.http.wasm
 typed_config:
   "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
@@ -150,26 +205,21 @@ typed_config:
     root_id: noop
     configuration:
       "@type": type.googleapis.com/google.protobuf.StringValue
-      value: "{mode}"
+      value: "{steps}"
     vm_config:
       vm_id: noop
       runtime: envoy.wasm.runtime.v8
       code: {{ local: {{ filename: {wasm} }} }}
 "#,
-            // B1..B3: the tokengate filter's host calls without its logic (see noop-filter).
-            mode = match variant {
-                "B1" => "read",
-                "B2" => "write",
-                "B3" => "all",
-                _ => "",
-            },
-            wasm = args.get("noop-wasm")?
-        ))?),
+                steps = noop_steps(v).unwrap_or(""),
+                wasm = args.get("noop-wasm")?
+            ))?)
+        }
         "C" => filters.push(jwt_authn(args, None)?),
         "D" => filters.push(jwt_authn(args, Some(args.get("cache-size")?))?),
         "E" | "F" => {
             let s = shipped(args)?;
-            filters.push(s.wasm_filter);
+            filters.extend(s.filters);
             clusters.push(s.cp_cluster);
             bootstrap = Some(s.bootstrap_extensions);
         }
@@ -177,7 +227,7 @@ typed_config:
             // The tokengate plugin configuration alone, for bench-authz.
             let s = shipped(args)?;
             let json = s
-                .wasm_filter
+                .wasm_filter()?
                 .get("typed_config")
                 .and_then(|t| t.get("config"))
                 .and_then(|c| c.get("configuration"))

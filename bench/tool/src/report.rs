@@ -37,14 +37,16 @@ fn fmt(s: &Option<Stat>, scale: f64, digits: usize) -> String {
     }
 }
 
-const LABELS: [(&str, &str); 8] = [
+const LABELS: [(&str, &str); 10] = [
     ("A", "A no auth (ceiling)"),
     ("B", "B empty Wasm filter"),
     ("C", "C jwt_authn, no cache"),
     ("D", "D jwt_authn + jwt_cache"),
     ("E", "E tokengate warm (300 tokens, all revocations loaded)"),
+    ("E0", "E0 as E, the baseline filter (BASELINE_REF)"),
     ("H", "E1 tokengate, one hot token"),
     ("F", "F tokengate cold (never-seen tokens)"),
+    ("F0", "F0 as F, the baseline filter (BASELINE_REF)"),
     ("G", "G ext_authz → Rust authorizer"),
 ];
 

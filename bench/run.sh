@@ -137,11 +137,14 @@ log "building the filter, the control plane and bench/ (-j1)"
 (cd "$BENCH" && cargo build -q --release -j1 -p tg-bench -p bench-authz)
 if [ -n "${BASELINE_REF:-}" ]; then
     log "building the baseline filter of $BASELINE_REF (variants E0/F0)"
-    BASE_SRC=$WORK/baseline-src
+    # Outside the repository: cargo reads .cargo/config.toml from every parent directory,
+    # and the baseline must build with its own (the current one may set other flags).
+    BASE_SRC=$(mktemp -d /tmp/tokengate-baseline.XXXXXX)/src
     git -C "$ROOT" worktree add -q --detach "$BASE_SRC" "$BASELINE_REF" || die "BASELINE_REF=$BASELINE_REF: no such commit"
     (cd "$BASE_SRC" && CARGO_TARGET_DIR=$BENCH/.work/baseline-target cargo build -q --release -j1 --target wasm32-wasip1 -p tokengate-filter)
     cp "$BENCH/.work/baseline-target/wasm32-wasip1/release/tokengate_filter.wasm" "$WORK/baseline_filter.wasm"
     git -C "$ROOT" worktree remove --force "$BASE_SRC"
+    rmdir "$(dirname "$BASE_SRC")"
 fi
 WASM=$WORK/tokengate_filter.wasm
 NOOP_WASM=$WORK/bench_noop_filter.wasm

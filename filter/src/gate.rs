@@ -97,6 +97,8 @@ pub struct Worker {
     /// Requests since the last tick, to notice a timer that stopped firing.
     since_tick: u32,
     usage_queue: Option<u32>,
+    /// Uses noted since the last flush, `<jti> <ms>` lines.
+    usage_lines: String,
     pub last_cache: CacheResult,
 }
 
@@ -114,6 +116,8 @@ pub const TICK_MS: u64 = STATE_CHECK_MS - 1;
 const TICK_GUARD_EVERY: u32 = 256;
 /// A tick this late means the timer stopped.
 const TICK_STALL_MS: u64 = 100;
+/// Noted uses are put on the shared queue at once beyond this many bytes (about 1000 lines).
+const USAGE_BUFFER_MAX: usize = 32 * 1024;
 
 impl Worker {
     pub fn new(cfg: Rc<GateConfig>) -> Self {
@@ -130,6 +134,7 @@ impl Worker {
             tick_ms: None,
             since_tick: 0,
             usage_queue: None,
+            usage_lines: String::new(),
             last_cache: CacheResult::Miss,
         }
     }
@@ -140,6 +145,7 @@ impl Worker {
     pub fn tick(&mut self, host: &dyn Host, now_ms: u64) {
         self.tick_ms = Some(now_ms);
         self.since_tick = 0;
+        self.flush_usage(host);
         // A failure (not synced yet) is answered per request, by `refresh`.
         let _ = self.read_state(host, now_ms);
     }
@@ -190,21 +196,42 @@ impl Worker {
         Ok(Allowed { verified, scope })
     }
 
-    /// Puts the token's use on the shared queue, at most once per `usage_report_ms`
-    /// per token and worker, for the sync service to report (idle expiry, last use).
+    /// Notes the token's use, at most once per `usage_report_ms` per token and worker, for
+    /// the sync service to report (idle expiry, last use). The lines go on the shared
+    /// queue together, once per tick: an enqueue is a host call and wakes the sync VM, which
+    /// a request with a never-seen token would otherwise pay every time. Without ticks (or
+    /// with a full buffer) they go at once.
     fn report_use(&mut self, host: &dyn Host, v: &Verified, now_ms: u64) {
         let every = self.cfg.usage_report_ms;
         if every == 0 || now_ms.saturating_sub(v.reported_ms.get()) < every {
             return;
         }
+        use std::fmt::Write as _;
+        let _ = writeln!(self.usage_lines, "{} {now_ms}", v.claims.jti);
+        v.reported_ms.set(now_ms);
+        if self.tick_ms.is_none() || self.usage_lines.len() >= USAGE_BUFFER_MAX {
+            self.flush_usage(host);
+        }
+    }
+
+    /// Puts the noted uses on the shared queue as one message of `<jti> <ms>` lines.
+    fn flush_usage(&mut self, host: &dyn Host) {
+        if self.usage_lines.is_empty() {
+            return;
+        }
         if self.usage_queue.is_none() {
             self.usage_queue = host.resolve_queue(shared::VM_ID, shared::USAGE_QUEUE);
         }
-        if let Some(q) = self.usage_queue {
-            let line = format!("{} {now_ms}", v.claims.jti);
-            if host.enqueue(q, line.as_bytes()) {
-                v.reported_ms.set(now_ms);
+        match self.usage_queue {
+            Some(q) => {
+                // Best effort, like the report itself: a lost batch is sent again by the
+                // next use after `usage_report_ms`.
+                let _ = host.enqueue(q, self.usage_lines.trim_end().as_bytes());
+                self.usage_lines.clear();
             }
+            // No sync service (yet): keep what fits, for the next tick.
+            None if self.usage_lines.len() >= USAGE_BUFFER_MAX => self.usage_lines.clear(),
+            None => {}
         }
     }
 
@@ -738,6 +765,28 @@ mod tests {
         let scoped = format!("Bearer {}", f.signer.sign(TokenKind::Api, &claims("dcdcdcdcdcdcdcdcdcdcdcdc", Some(&["GET /x"]))).unwrap());
         assert!(ask(&mut f, "DELETE", "/api/v1/objects/1", &[&scoped]).is_err());
         assert_eq!(f.host.queue.borrow().len(), 2);
+    }
+
+    /// With ticks, the uses of many tokens reach the sync service as one queue message
+    /// per tick, which it reads line by line.
+    #[test]
+    fn uses_are_batched_per_tick() {
+        let mut f = fixture(CFG);
+        f.worker.tick(&f.host, f.host.now_ms.get());
+        let jtis = ["aaaaaaaaaaaaaaaaaaaaaaa1", "aaaaaaaaaaaaaaaaaaaaaaa2", "aaaaaaaaaaaaaaaaaaaaaaa3"];
+        for jti in jtis {
+            let auth = format!("Bearer {}", f.signer.sign(TokenKind::Api, &claims(jti, None)).unwrap());
+            assert!(ask(&mut f, "GET", "/x", &[&auth]).is_ok());
+            assert!(ask(&mut f, "GET", "/x", &[&auth]).is_ok());
+        }
+        assert!(f.host.queue.borrow().is_empty(), "enqueued before the tick");
+        f.worker.tick(&f.host, f.host.now_ms.get());
+        assert_eq!(f.host.queue.borrow().len(), 1);
+        f.worker.tick(&f.host, f.host.now_ms.get());
+        assert_eq!(f.host.queue.borrow().len(), 1, "an empty batch was sent");
+        let msg = f.host.queue.borrow()[0].clone();
+        f.syncer.note_usage(&msg);
+        assert_eq!(f.syncer.pending_usage(), 3);
     }
 
     #[test]

@@ -73,15 +73,19 @@ impl Syncer {
         }
     }
 
-    /// Records one queue message `<jti> <ms>`; malformed ones are dropped.
+    /// Records one queue message: `<jti> <ms>` lines (a worker's batch); malformed lines
+    /// are dropped.
     pub fn note_usage(&mut self, msg: &[u8]) {
-        let Some((jti, at)) = std::str::from_utf8(msg).ok().and_then(|m| m.split_once(' ')) else { return };
-        let (Ok(at), true) = (at.parse::<u64>(), tokengate_rules::token::valid_kid(jti)) else { return };
-        if self.usage.len() >= USAGE_MAX_PENDING && !self.usage.contains_key(jti) {
-            return;
+        let Ok(text) = std::str::from_utf8(msg) else { return };
+        for line in text.lines() {
+            let Some((jti, at)) = line.split_once(' ') else { continue };
+            let (Ok(at), true) = (at.parse::<u64>(), tokengate_rules::token::valid_kid(jti)) else { continue };
+            if self.usage.len() >= USAGE_MAX_PENDING && !self.usage.contains_key(jti) {
+                continue;
+            }
+            let e = self.usage.entry(jti.into()).or_insert(at);
+            *e = (*e).max(at);
         }
-        let e = self.usage.entry(jti.into()).or_insert(at);
-        *e = (*e).max(at);
     }
 
     pub fn pending_usage(&self) -> usize {

@@ -449,7 +449,7 @@ REPORT=$WORK/report.md
     echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/^Mem:/ { print $2 }') GiB;" \
         "Envoy $("$ENVOY_BIN" --version | sed -n 's/.*version: [0-9a-f]*\///p' | head -1), --concurrency 1, pinned to CPU 0;" \
         "generators, control plane and authorizer on CPU 1 (other work on the machine was not stopped)." \
-        "Command: \`ROUNDS=$ROUNDS SECS=$SECS WARMUP_SECS=$WARMUP_SECS COLD_TOKENS=$COLD_TOKENS REVOKED=$REVOKED VARIANTS=\"$VARIANTS\"${BASELINE_REF:+ BASELINE_REF=$BASELINE_REF} bench/run.sh\`." \
+        "Command: \`ROUNDS=$ROUNDS SECS=$SECS WARMUP_SECS=$WARMUP_SECS COLD_TOKENS=$COLD_TOKENS REVOKED=$REVOKED VARIANTS=\"$VARIANTS\"${BASELINE_REF:+ BASELINE_REF=$BASELINE_REF}${OPEN_LOOP:+ OPEN_LOOP=$OPEN_LOOP}${SKIP_CP:+ SKIP_CP=$SKIP_CP} bench/run.sh\`." \
         "Commit $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- filter rules || echo ' (with uncommitted changes in filter/ or rules/)')."
     echo
     "$TG" report --results "$RESULTS"

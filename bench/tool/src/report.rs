@@ -76,11 +76,18 @@ pub fn report(args: &Args) -> Result<(), String> {
     };
     let rounds = by.values().map(Vec::len).max().unwrap_or(0);
     let ol_rate = rows.iter().find_map(|r| r["ol_rate"].as_f64()).unwrap_or(0.0);
+    let open_loop = if rows.iter().any(|r| r["p50_us"].is_number()) {
+        format!(
+            "Open loop: tg-bench load at {ol_rate:.0} req/s (50% of A's first closed-loop run), 64 connections, latency from each \
+             request's due time (coordinated-omission corrected)."
+        )
+    } else {
+        "Open loop: skipped (OPEN_LOOP=0).".to_owned()
+    };
     println!(
         "Medians over {rounds} rounds, (min–max). CPU = Envoy's utime+stime from /proc/<pid>/stat during the closed-loop run, \
          divided by the requests served (G adds the authorizer's). Closed loop: wrk, 1 thread, 32 connections. \
-         Open loop: tg-bench load at {ol_rate:.0} req/s (50% of A's first closed-loop run), 64 connections, latency from each \
-         request's due time (coordinated-omission corrected).\n"
+         {open_loop}\n"
     );
     println!("| variant | CPU µs/req | added over A | req/s closed loop | req/s per core (1e6/CPU) | p50 ms | p99 ms | p99.9 ms | open-loop non-2xx/err | RSS MiB |");
     println!("|---|---|---|---|---|---|---|---|---|---|");

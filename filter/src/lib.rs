@@ -267,8 +267,12 @@ impl HttpContext for Gate {
             let Ok((name, value)) = pair else {
                 return self.deny_with(tokengate_rules::Denial::InvalidRequest("unreadable_headers"));
             };
-            let text = std::str::from_utf8(value);
-            match (name, text) {
+            // Only the three headers the decision reads are checked as text.
+            if !matches!(name, b":method" | b":path" | b"authorization") {
+                forged |= is_forged(name);
+                continue;
+            }
+            match (name, std::str::from_utf8(value)) {
                 (b":method", Ok(v)) => method = Some(v),
                 (b":path", Ok(v)) => path = Some(v),
                 (b"authorization", Ok(v)) => {
@@ -277,8 +281,7 @@ impl HttpContext for Gate {
                     }
                     auth_count += 1;
                 }
-                (b":method" | b":path" | b"authorization", Err(_)) => bad_bytes = true,
-                _ => forged |= is_forged(name),
+                _ => bad_bytes = true,
             }
         }
         // Strip forged identity first, whatever the outcome (rare: a name-by-name pass).

@@ -190,7 +190,7 @@ impl Syncer {
             return Err(format!("sync answer goes backwards (version {} < {}); refused", resp.version, self.meta.version));
         }
         for k in &resp.keys {
-            VerifyingKey::from_x(&k.kid, &k.x).map_err(|e| format!("sync answer has a bad key {:?}: {}", k.kid, e.code()))?;
+            VerifyingKey::check(&k.kid, &k.x).map_err(|e| format!("sync answer has a bad key {:?}: {}", k.kid, e.code()))?;
         }
         let now_ms = host.now_ms();
         let mut meta = self.meta;

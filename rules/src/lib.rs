@@ -12,6 +12,7 @@
 //! Invariant: this crate does no I/O and never reads the clock; callers pass `now`.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod comb;
 pub mod denial;
 pub mod duration;
 #[doc(hidden)]

@@ -10,13 +10,17 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hashbrown::HashMap;
-use curve25519_dalek::constants::ED25519_BASEPOINT_TABLE;
-use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsBasepointTable, EdwardsPoint};
+use std::sync::OnceLock;
+
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
-use curve25519_dalek::traits::BasepointTable as _;
+use curve25519_dalek::traits::Identity as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use sha2::{Digest, Sha512};
 use serde::{Deserialize, Serialize};
+
+use crate::comb::CombTable;
 
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -224,26 +228,29 @@ impl VerifyPolicy {
 /// A public key as the proxies and the JWKS carry it, ready to verify with.
 ///
 /// A verifier trusts a handful of keys and checks many signatures with each, so each key
-/// carries a fixed-base table of `-A` (30 KB, built once): checking `[S]B = R + [k]A` then
-/// takes two fixed-base multiplications (`[S]B` from the basepoint's own table) instead
-/// of one double-scalar multiplication with ~253 doublings. The checks are those of
-/// ed25519-dalek's `verify_strict`, and R must be canonically encoded (see
+/// carries a variable-time fixed-base table of `-A` ([`CombTable`], 640 KiB, built once),
+/// and the basepoint has one too ([`basepoint_table`]): `[S]B - [k]A` is then at most 64
+/// table additions, no doublings. Everything in it is public (key, signature, message),
+/// so variable time leaks nothing. The checks are those of ed25519-dalek's
+/// `verify_strict`, and R must be canonically encoded (see
 /// [`VerifyingKey::verify_signature`]).
 pub struct VerifyingKey {
     pub kid: String,
     /// The raw 32-byte Ed25519 public key, base64url without padding (the JWK `x`).
     pub x: String,
     a: [u8; 32],
-    neg_a: Box<EdwardsBasepointTable>,
+    neg_a: CombTable,
 }
 
 impl VerifyingKey {
     pub fn from_x(kid: &str, x: &str) -> Result<Self, TokenError> {
         let (raw, point) = decode_public_key(kid, x)?;
-        Ok(VerifyingKey { kid: kid.to_owned(), x: x.to_owned(), a: raw, neg_a: Box::new(EdwardsBasepointTable::create(&-point)) })
+        // Built with the first key, not on the first token's request.
+        basepoint_table();
+        Ok(VerifyingKey { kid: kid.to_owned(), x: x.to_owned(), a: raw, neg_a: CombTable::new(&-point) })
     }
 
-    /// The checks of [`VerifyingKey::from_x`] without building the table (30 KB, a few
+    /// The checks of [`VerifyingKey::from_x`] without building the table (640 KiB, a few
     /// milliseconds in Wasm): for a caller that only validates keys it passes on.
     pub fn check(kid: &str, x: &str) -> Result<(), TokenError> {
         decode_public_key(kid, x).map(|_| ())
@@ -253,6 +260,10 @@ impl VerifyingKey {
     /// canonical (`S < L`, so no malleated twin), `R` a canonical encoding of a point not
     /// of small order, the key not of small order (checked in [`VerifyingKey::from_x`]),
     /// and `R == [S]B - [k]A` compared as encodings, with `k = SHA-512(R || A || msg)`.
+    ///
+    /// `R` is never decompressed: when the encodings are equal, `R` is the canonical
+    /// encoding of the computed point, so that point's order is `R`'s (a small-order
+    /// check costs three doublings; a decompression, a field exponentiation).
     pub fn verify_signature(&self, msg: &[u8], signature: &[u8; 64]) -> bool {
         let mut r_bytes = [0u8; 32];
         let mut s_bytes = [0u8; 32];
@@ -261,14 +272,18 @@ impl VerifyingKey {
         let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else {
             return false;
         };
-        match CompressedEdwardsY(r_bytes).decompress() {
-            Some(r) if !r.is_small_order() => {}
-            _ => return false,
-        }
         let k = Scalar::from_hash(Sha512::new().chain_update(r_bytes).chain_update(self.a).chain_update(msg));
-        let expected_r = &*self.neg_a * &k + ED25519_BASEPOINT_TABLE * &s;
-        expected_r.compress().0 == r_bytes
+        let mut expected_r = EdwardsPoint::identity();
+        basepoint_table().add_product(&mut expected_r, &s);
+        self.neg_a.add_product(&mut expected_r, &k);
+        expected_r.compress().0 == r_bytes && !expected_r.is_small_order()
     }
+}
+
+/// The basepoint's [`CombTable`], built once per process (or Wasm VM).
+fn basepoint_table() -> &'static CombTable {
+    static TABLE: OnceLock<CombTable> = OnceLock::new();
+    TABLE.get_or_init(|| CombTable::new(&ED25519_BASEPOINT_POINT))
 }
 
 /// A `kid` and its JWK `x`: 32 bytes of base64url that decode to a curve point not of small
@@ -750,6 +765,41 @@ pub(crate) mod tests {
         let mut off_curve = [0u8; 32];
         off_curve[0] = 2;
         assert_eq!(VerifyingKey::from_x("k1", &URL_SAFE_NO_PAD.encode(off_curve)).err(), Some(TokenError::BadEncoding));
+    }
+
+    /// A key with a small-order component (`A = [a]B + T`, T of order 8: not itself of
+    /// small order, so it loads) admits signatures whose `R` is a small-order point and
+    /// that satisfy the cofactorless equation `[S]B - [k]A = R`. `verify_strict` refuses
+    /// them for their `R`; so must we, although we never decompress `R`.
+    #[test]
+    fn security_tokens_small_order_r_is_refused_even_when_the_equation_holds() {
+        use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT as B, EIGHT_TORSION};
+        let a = Scalar::from(0x1234_5678_9abc_def1u64);
+        let t = EIGHT_TORSION[1];
+        let key = (B * a) + t;
+        assert!(!key.is_small_order());
+        let a_bytes = key.compress().0;
+        let ours = VerifyingKey::from_x("k1", &URL_SAFE_NO_PAD.encode(a_bytes)).unwrap();
+        let mut forged = 0;
+        for r in EIGHT_TORSION {
+            let r_bytes = r.compress().0;
+            for n in 0u32..64 {
+                let msg = n.to_le_bytes();
+                let k = Scalar::from_hash(Sha512::new().chain_update(r_bytes).chain_update(a_bytes).chain_update(msg));
+                // With S = k·a: [S]B - [k]A = -[k]T, small order; it is R for some messages.
+                if -(t * k) != r {
+                    continue;
+                }
+                let s = k * a;
+                assert_eq!((B * s) - (key * k), r, "the cofactorless equation holds");
+                let mut sig = [0u8; 64];
+                sig[..32].copy_from_slice(&r_bytes);
+                sig[32..].copy_from_slice(s.as_bytes());
+                assert!(!ours.verify_signature(&msg, &sig), "small-order R accepted");
+                forged += 1;
+            }
+        }
+        assert!(forged > 8, "only {forged} forgeries tried");
     }
 
     proptest::proptest! {

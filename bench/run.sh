@@ -7,7 +7,7 @@
 # Knobs (environment): ROUNDS (3), SECS per measurement (10), WARMUP_SECS (3),
 # WARM_TOKENS (300), COLD_TOKENS (60000), REVOKED (100000), CONNECTIONS (32, wrk),
 # OL_CONNECTIONS (64, open loop), VARIANTS ("A B C D E H F G"; H is E with one hot
-# token; B1..B9 are the empty filter plus some host calls or a native filter, for
+# token; B1..B10 are the empty filter plus some host calls or a native filter, for
 # attribution: see NOOP_VARIANTS in bench/tool/src/render.rs), SKIP_CP=1 (skip the
 # control-plane and memory sections), SKIP_PG=1, MEM_1M=0 (skip the 1M-revocation
 # memory point), OPEN_LOOP=0 (skip the open-loop latency runs), NO_WRITE=1 (do not touch

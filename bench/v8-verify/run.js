@@ -37,16 +37,21 @@ for (const b of builds) {
   ops.push({ label: `${name} | full token verify (rules::token::verify)`, f: (n) => e.bench_tg_verify(n), v: [] });
   ops.push({ label: `${name} | signature only, per-key table`, f: (n) => e.bench_signature(n), v: [] });
   ops.push({ label: `${name} | ed25519-dalek verify_strict, key decoded once`, f: (n) => e.bench_dalek_strict(n), v: [] });
+  if (e.bench_cold_decide) {
+    ops.push({ label: `${name} | gate decision, never-seen token (Worker::decide, no host calls)`, f: (n) => e.bench_cold_decide(n), v: [] });
+    ops.push({ label: `${name} | gate decision, 300 cached tokens (Worker::decide, no host calls)`, f: (n) => e.bench_warm_decide(n), k: 100, v: [] });
+  }
 }
 if (!ops.length) throw new Error('usage: node run.js <name>=<file.wasm> ...');
-for (const o of ops) for (let i = 0; i < 5; i++) if (o.f(8) !== 8) throw new Error(`${o.label}: verification failed`);
+for (const o of ops) o.k ??= 1;
+for (const o of ops) for (let i = 0; i < 5; i++) if (o.f(8 * o.k) !== 8 * o.k) throw new Error(`${o.label}: verification failed`);
 for (let r = 0; r < ROUNDS; r++) {
   for (const o of ops) {
     const c0 = process.cpuUsage();
-    const ok = o.f(BATCH);
+    const ok = o.f(BATCH * o.k);
     const c = process.cpuUsage(c0);
-    if (ok !== BATCH) throw new Error(`${o.label}: ${ok}/${BATCH} verified`);
-    o.v.push((c.user + c.system) / BATCH);
+    if (ok !== BATCH * o.k) throw new Error(`${o.label}: ${ok}/${BATCH * o.k} verified`);
+    o.v.push((c.user + c.system) / (BATCH * o.k));
   }
 }
 console.log(`| V8 (node ${process.version}, ${process.execArgv.join(' ') || 'default tiers'}), ${ROUNDS} batches of ${BATCH} | min µs | median µs |`);

@@ -324,6 +324,10 @@ impl KeySet {
         self.keys.get(kid)
     }
 
+    pub fn remove(&mut self, kid: &str) -> Option<VerifyingKey> {
+        self.keys.remove(kid)
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }

@@ -6,8 +6,14 @@
 //! - `bench_dalek_strict(n)`: ed25519-dalek's `verify_strict` over the same bytes with the
 //!   key decoded once (what `verify` did before the tables).
 //!
+//! - `bench_cold_decide(n)` / `bench_warm_decide(n)`: the filter's whole decision
+//!   (`Worker::decide`) for a never-seen token or a cached one, with an in-memory host
+//!   ([`decide`]).
+//!
 //! Each returns how many succeeded (n, or the run is wrong). The token is signed once, by
 //! the control plane's own signer, from a fixed seed.
+
+mod decide;
 
 use std::sync::OnceLock;
 

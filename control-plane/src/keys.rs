@@ -50,7 +50,9 @@ impl Keys {
 
     /// Re-reads the keys from the database (a rotation on another replica).
     pub async fn reload(&self, pool: &AnyPool) -> Result<(), String> {
-        let ring = KeyRing::load(pool).await?;
+        // Keys still published keep their verification tables (640 KiB each to build).
+        let held = self.current();
+        let ring = KeyRing::load(pool, Some(held.trusted())).await?;
         self.replace(ring);
         Ok(())
     }
@@ -125,11 +127,12 @@ impl KeyRing {
     /// Loads the current key, making one first if there is none.
     pub async fn load_or_create(pool: &AnyPool, backend: Backend) -> Result<KeyRing, StartError> {
         ensure_signing_key(pool, backend).await?;
-        KeyRing::load(pool).await.map_err(StartError)
+        KeyRing::load(pool, None).await.map_err(StartError)
     }
 
     /// The newest unretired key signs; the published keys are trusted.
-    pub async fn load(pool: &AnyPool) -> Result<KeyRing, String> {
+    /// `held`: a key set whose keys (same `kid` and `x`) are reused rather than rebuilt.
+    pub async fn load(pool: &AnyPool, held: Option<&KeySet>) -> Result<KeyRing, String> {
         let current: Option<(String, String, String)> = sqlx::query_as(
             "SELECT kid, seed, x FROM signing_keys WHERE created_at <= $1 AND (retired_at IS NULL OR retired_at > $1) \
              ORDER BY created_at DESC, kid DESC LIMIT 1",
@@ -150,7 +153,11 @@ impl KeyRing {
         }
         let mut trusted = KeySet::new();
         for k in &public {
-            trusted.insert(VerifyingKey::from_x(&k.kid, &k.x).map_err(|e| format!("public key {}: {}", k.kid, e.code()))?);
+            let key = match held {
+                Some(held) => held.key_for(&k.kid, &k.x),
+                None => VerifyingKey::from_x(&k.kid, &k.x),
+            };
+            trusted.insert(key.map_err(|e| format!("public key {}: {}", k.kid, e.code()))?);
         }
         Ok(KeyRing { signing, trusted, public })
     }

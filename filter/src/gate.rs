@@ -15,7 +15,7 @@ use tokengate_rules::path::{query_has_access_token, split};
 use tokengate_rules::revocation::RevocationSet;
 use tokengate_rules::route::{authorize, Rights};
 use tokengate_rules::sync::{Amendment, PublicKey};
-use tokengate_rules::token::{verify, VerifyingKey, MAX_TOKEN_LEN};
+use tokengate_rules::token::{verify, MAX_TOKEN_LEN};
 use tokengate_rules::{Claims, Denial, KeySet, ScopeSet, TokenError, TokenKind};
 
 use crate::config::{FailMode, GateConfig};
@@ -377,16 +377,13 @@ impl Worker {
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or(Denial::Unavailable("gate_not_synced"))?;
         // A key this worker already holds keeps its table (640 KiB, milliseconds to build).
-        let mut held = std::mem::take(&mut self.keys);
+        let mut set = KeySet::new();
         for k in keys {
-            let vk = match held.remove(&k.kid) {
-                Some(vk) if vk.x == k.x => Ok(vk),
-                _ => VerifyingKey::from_x(&k.kid, &k.x),
-            };
-            if let Ok(vk) = vk {
-                self.keys.insert(vk);
+            if let Ok(vk) = self.keys.key_for(&k.kid, &k.x) {
+                set.insert(vk);
             }
         }
+        self.keys = set;
         Ok(())
     }
 

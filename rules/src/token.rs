@@ -10,7 +10,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hashbrown::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
@@ -233,13 +233,14 @@ impl VerifyPolicy {
 /// table additions, no doublings. Everything in it is public (key, signature, message),
 /// so variable time leaks nothing. The checks are those of ed25519-dalek's
 /// `verify_strict`, and R must be canonically encoded (see
-/// [`VerifyingKey::verify_signature`]).
+/// [`VerifyingKey::verify_signature`]). A clone shares the table.
+#[derive(Clone)]
 pub struct VerifyingKey {
     pub kid: String,
     /// The raw 32-byte Ed25519 public key, base64url without padding (the JWK `x`).
     pub x: String,
     a: [u8; 32],
-    neg_a: CombTable,
+    neg_a: Arc<CombTable>,
 }
 
 impl VerifyingKey {
@@ -247,7 +248,7 @@ impl VerifyingKey {
         let (raw, point) = decode_public_key(kid, x)?;
         // Built with the first key, not on the first token's request.
         basepoint_table();
-        Ok(VerifyingKey { kid: kid.to_owned(), x: x.to_owned(), a: raw, neg_a: CombTable::new(&-point) })
+        Ok(VerifyingKey { kid: kid.to_owned(), x: x.to_owned(), a: raw, neg_a: Arc::new(CombTable::new(&-point)) })
     }
 
     /// The checks of [`VerifyingKey::from_x`] without building the table (640 KiB, a few
@@ -324,8 +325,13 @@ impl KeySet {
         self.keys.get(kid)
     }
 
-    pub fn remove(&mut self, kid: &str) -> Option<VerifyingKey> {
-        self.keys.remove(kid)
+    /// The key `kid` with JWK `x`: this set's own when it has it (sharing its table),
+    /// else a new one ([`VerifyingKey::from_x`]).
+    pub fn key_for(&self, kid: &str, x: &str) -> Result<VerifyingKey, TokenError> {
+        match self.keys.get(kid) {
+            Some(held) if held.x == x => Ok(held.clone()),
+            _ => VerifyingKey::from_x(kid, x),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -769,6 +775,20 @@ pub(crate) mod tests {
         let mut off_curve = [0u8; 32];
         off_curve[0] = 2;
         assert_eq!(VerifyingKey::from_x("k1", &URL_SAFE_NO_PAD.encode(off_curve)).err(), Some(TokenError::BadEncoding));
+    }
+
+    #[test]
+    fn a_held_key_keeps_its_table_and_a_changed_one_is_rebuilt() {
+        let (_, vk) = keypair("k1");
+        let (_, other) = keypair("k2");
+        let mut held = KeySet::new();
+        held.insert(vk.clone());
+        let again = held.key_for("k1", &vk.x).unwrap();
+        assert!(Arc::ptr_eq(&again.neg_a, &vk.neg_a));
+        let moved = held.key_for("k1", &other.x).unwrap();
+        assert!(!Arc::ptr_eq(&moved.neg_a, &vk.neg_a));
+        assert_eq!(moved.x, other.x);
+        assert_eq!(held.key_for("k1", "not base64!").err(), Some(TokenError::BadEncoding));
     }
 
     /// A key with a small-order component (`A = [a]B + T`, T of order 8: not itself of

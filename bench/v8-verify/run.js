@@ -27,6 +27,20 @@ function load(file) {
       return 0;
     };
   }
+  if (imports.wasi_snapshot_preview1?.fd_write) {
+    // What the module logs goes to stderr, and the write reports every byte as written.
+    imports.wasi_snapshot_preview1.fd_write = (fd, iovs, n, written) => {
+      const mem = new DataView(inst.exports.memory.buffer);
+      let total = 0;
+      for (let i = 0; i < n; i++) {
+        const ptr = mem.getUint32(iovs + 8 * i, true), len = mem.getUint32(iovs + 8 * i + 4, true);
+        process.stderr.write(Buffer.from(inst.exports.memory.buffer, ptr, len));
+        total += len;
+      }
+      mem.setUint32(written, total, true);
+      return 0;
+    };
+  }
   inst = new WebAssembly.Instance(mod, imports);
   return inst.exports;
 }

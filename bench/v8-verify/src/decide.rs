@@ -1,4 +1,4 @@
-//! The filter's own `Worker::decide` in V8, with an in-memory host: what the gate's logic
+//! The filter's own `Worker::decide` in V8, with an in-memory host (`bench_fixture::LocalHost`): what the gate's logic
 //! costs per request inside Wasm, without Envoy's host calls (shared data here is a map in
 //! the VM, so a host call costs a map operation, not a VM exit).
 //! - `bench_cold_decide(n)`: every request a token this worker has not seen (a pool of
@@ -7,54 +7,25 @@
 //! - `bench_warm_decide(n)`: 300 tokens rotating through the local cache: variant E's logic.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::OnceLock;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use bench_fixture::{claims, hex_id, LocalHost};
 use tokengate_filter::config::PluginConfig;
 use tokengate_filter::gate::{Outcome, Request, Worker};
-use tokengate_filter::host::{Host, Level};
 use tokengate_filter::sync::Syncer;
 use tokengate_rules::sync::{PublicKey, Revocation, SyncResponse};
 use tokengate_rules::token::SigningKey;
-use tokengate_rules::{Claims, TokenKind};
+use tokengate_rules::TokenKind;
 
 const NOW_MS: u64 = 1_900_000_000_000;
 const PATH: &str = "/api/v1/objects/42";
 const POOL: usize = 4096;
 
-#[derive(Default)]
-struct MemHost {
-    data: RefCell<HashMap<String, Vec<u8>>>,
-}
-
-impl Host for MemHost {
-    fn now_ms(&self) -> u64 {
-        NOW_MS
-    }
-    fn get_shared(&self, key: &str) -> Option<Vec<u8>> {
-        self.data.borrow().get(key).cloned()
-    }
-    fn set_shared(&self, key: &str, value: &[u8]) {
-        self.data.borrow_mut().insert(key.to_owned(), value.to_vec());
-    }
-    fn log(&self, _level: Level, _msg: &str) {}
-    fn resolve_queue(&self, _vm_id: &str, _name: &str) -> Option<u32> {
-        Some(1)
-    }
-    fn enqueue(&self, _queue: u32, _value: &[u8]) -> bool {
-        true
-    }
-}
-
-fn hex_id(i: u64) -> String {
-    format!("{:024x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15) as u128 | (1u128 << 90))[..24].to_owned()
-}
-
 struct Bench {
-    host: MemHost,
+    host: LocalHost,
     cold: RefCell<(Worker, usize)>,
     warm: RefCell<(Worker, usize)>,
     pool: Vec<String>,
@@ -82,7 +53,7 @@ fn setup() -> Bench {
         );
         PluginConfig::parse(json.as_bytes()).unwrap_or_else(|_| std::process::abort())
     };
-    let host = MemHost::default();
+    let host = LocalHost { pinned_ms: Some(NOW_MS), ..LocalHost::default() };
     let base = cfg(4096, 8192);
     let mut syncer = Syncer::new(base.control_plane.clone().unwrap_or_else(|| std::process::abort()));
     let snapshot = SyncResponse {
@@ -97,23 +68,7 @@ fn setup() -> Bench {
     };
     syncer.apply(&host, snapshot).unwrap_or_else(|_| std::process::abort());
     let token = |i: u64| {
-        let claims = Claims {
-            iss: "tokengate".into(),
-            sub: "0123456789abcdef01234567".into(),
-            aud: "tokengate".into(),
-            exp: now + 7 * 86_400,
-            nbf: now,
-            iat: now,
-            jti: hex_id(i),
-            unm: Some("admin".into()),
-            scp: Some(vec!["GET /objects".into(), "POST /objects".into(), "GET /objects/:id".into()]),
-            fl: None,
-            items: None,
-            app: None,
-            p: None,
-            par: Some(hex_id(i + 7)),
-        };
-        format!("Bearer {}", signer.sign(TokenKind::Api, &claims).unwrap_or_else(|_| std::process::abort()))
+        format!("Bearer {}", signer.sign(TokenKind::Api, &claims(now, i)).unwrap_or_else(|_| std::process::abort()))
     };
     let pool = (0..POOL as u64).map(token).collect();
     let worker = |c: PluginConfig| Worker::new(Rc::new(c.gate().unwrap_or_else(|_| std::process::abort())));

@@ -17,14 +17,14 @@ use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use bench_authz::LocalHost;
+use bench_fixture::{claims, hex_id, LocalHost};
 use tokengate_filter::config::PluginConfig;
 use tokengate_filter::gate::{Outcome, Request, Worker};
 use tokengate_filter::host::Host;
 use tokengate_filter::sync::Syncer;
 use tokengate_rules::sync::{PublicKey, Revocation, SyncResponse};
 use tokengate_rules::token::SigningKey;
-use tokengate_rules::{Claims, TokenKind};
+use tokengate_rules::TokenKind;
 
 const PATH: &str = "/api/v1/objects/42";
 
@@ -33,10 +33,6 @@ fn config() -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|_| {
         br#"{"audiences":["tokengate"],"control_plane":{"cluster":"cp","credential":"s","proxy_id":"p"}}"#.to_vec()
     })
-}
-
-fn hex_id(i: u64) -> String {
-    format!("{:024x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15) as u128 | (1u128 << 90))[..24].to_owned()
 }
 
 fn main() {
@@ -80,23 +76,7 @@ fn main() {
     let Ok(gate_cfg) = cfg.gate() else { std::process::exit(1) };
     let gate_cfg = Rc::new(gate_cfg);
     let token = |i: u64| -> String {
-        let claims = Claims {
-            iss: "tokengate".into(),
-            sub: "0123456789abcdef01234567".into(),
-            aud: "tokengate".into(),
-            exp: now + 7 * 86_400,
-            nbf: now,
-            iat: now,
-            jti: hex_id(i),
-            unm: Some("admin".into()),
-            scp: Some(vec!["GET /objects".into(), "POST /objects".into(), "GET /objects/:id".into()]),
-            fl: None,
-            items: None,
-            app: None,
-            p: None,
-            par: Some(hex_id(i + 7)),
-        };
-        format!("Bearer {}", signer.sign(TokenKind::Api, &claims).unwrap_or_default())
+        format!("Bearer {}", signer.sign(TokenKind::Api, &claims(now, i)).unwrap_or_default())
     };
 
     let mut out = serde_json::json!({"revocations": revoked, "sync_apply_ms": sync_ms, "iterations": iterations});

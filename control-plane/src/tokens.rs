@@ -7,10 +7,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Deserialize;
+use sqlx::AnyConnection;
 use tokengate_rules::duration::{self, parse_expires_in};
 use tokengate_rules::route::{is_attenuated, Rights};
-use tokengate_rules::token::{TokenKind, MAX_LIFETIME_SECS};
-use tokengate_rules::{Claims, ScopeSet};
+use tokengate_rules::token::{TokenError, TokenKind, MAX_LIFETIME_SECS};
+use tokengate_rules::{Claims, Denial, ScopeSet};
 
 use crate::db::{self, now_ms};
 use crate::error::ApiError;
@@ -48,6 +49,17 @@ pub struct NewToken {
 
 /// Signs the token and stores its row; the row is committed before the value is
 /// returned, so an answered token always exists (and can be revoked).
+///
+/// A child (`parent_id` set) is inserted in one write transaction that first takes the
+/// lock every revocation and amendment takes ([`db::lock_sync_state`]; on SQLite the
+/// transaction's `BEGIN IMMEDIATE` already serializes writers) and then re-reads the
+/// parent's row: a revoked parent is 401 `token_revoked`, an expired one
+/// `token_expired`, and the child must be within the parent's rights as they are now
+/// (`rules::route::is_attenuated`), else 403 `rights_exceed_caller` (or 400
+/// `lifetime_exceeds_parent`). So a cascade revocation's walk and an issuance never
+/// interleave: either the child is committed before the walk starts (and the walk
+/// revokes it) or the issuance sees the revoked parent. The caller's guard read the
+/// parent outside any transaction; that read only gives the early refusal.
 pub async fn issue(state: &AppState, new: NewToken) -> Result<IssuedToken, ApiError> {
     let id = random_id(12);
     let scopes = new.scopes.as_ref().map(ScopeSet::to_strings);
@@ -74,13 +86,37 @@ pub async fn issue(state: &AppState, new: NewToken) -> Result<IssuedToken, ApiEr
         tracing::error!(code = e.code(), "signing a token failed");
         ApiError::Internal
     })?;
-    let scopes_json = scopes.as_ref().map(|s| serde_json::Value::from(s.clone()).to_string());
+    match new.parent_id.as_deref() {
+        None => insert_row(&mut *state.pool.acquire().await?, &id, &new, &kid).await?,
+        Some(parent) => {
+            let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
+            db::lock_sync_state(&mut tx).await?;
+            check_parent_now(state, &mut tx, parent, &new).await?;
+            insert_row(&mut tx, &id, &new, &kid).await?;
+            tx.commit().await?;
+        }
+    }
+    state.metrics.tokens_issued.inc();
+    tracing::info!(token = %id, user = %new.user_id, parent = ?new.parent_id, "issued a token");
+    Ok(IssuedToken {
+        id,
+        issued_at: new.issued_at_ms,
+        expires_at: new.expires_at_ms,
+        user: UserName { name: new.user_name },
+        token,
+        name: new.name,
+        scopes,
+    })
+}
+
+async fn insert_row(conn: &mut AnyConnection, id: &str, new: &NewToken, kid: &str) -> Result<(), sqlx::Error> {
+    let scopes_json = new.scopes.as_ref().map(|s| serde_json::Value::from(s.to_strings()).to_string());
     let items_json = new.items.as_ref().map(|i| serde_json::Value::from(i.clone()).to_string());
     sqlx::query(
         "INSERT INTO tokens (id, account_id, user_id, parent_id, name, scopes, fl, items, app, p, issued_at, not_before, \
          expires_at, signed_expires_at, dur, kid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15)",
     )
-    .bind(&id)
+    .bind(id)
     .bind(&new.account_id)
     .bind(&new.user_id)
     .bind(&new.parent_id)
@@ -94,19 +130,76 @@ pub async fn issue(state: &AppState, new: NewToken) -> Result<IssuedToken, ApiEr
     .bind(new.not_before_ms)
     .bind(new.expires_at_ms)
     .bind(new.dur)
-    .bind(&kid)
-    .execute(&state.pool)
+    .bind(kid)
+    .execute(&mut *conn)
     .await?;
-    state.metrics.tokens_issued.inc();
-    tracing::info!(token = %id, user = %new.user_id, parent = ?new.parent_id, "issued a token");
-    Ok(IssuedToken {
-        id,
-        issued_at: new.issued_at_ms,
-        expires_at: new.expires_at_ms,
-        user: UserName { name: new.user_name },
-        token,
-        name: new.name,
-        scopes,
+    Ok(())
+}
+
+/// The rights and end of a token as its row holds them now (amendments included).
+#[derive(sqlx::FromRow)]
+pub struct RightsRow {
+    pub id: String,
+    pub scopes: Option<String>,
+    pub fl: Option<i64>,
+    pub items: Option<String>,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl RightsRow {
+    pub const COLUMNS: &'static str = "id, scopes, fl, items, expires_at, revoked_at";
+
+    pub fn rights(&self, state: &AppState) -> Result<Rights, ApiError> {
+        let scopes = match self.scopes.as_deref() {
+            None => None,
+            Some(text) => Some(ScopeSet::parse(&parse_scopes(&self.id, text)?, &state.prefix).map_err(|_| {
+                tracing::error!(token = %self.id, "stored scopes do not parse");
+                ApiError::Internal
+            })?),
+        };
+        let items = self.items.as_deref().map(|t| parse_items(&self.id, t)).transpose()?;
+        Ok(Rights::new(scopes, self.fl, items.as_deref()))
+    }
+}
+
+/// Inside the issuing transaction, after the lock: the parent is live and the child is
+/// within what it holds now.
+async fn check_parent_now(state: &AppState, tx: &mut AnyConnection, parent: &str, new: &NewToken) -> Result<(), ApiError> {
+    let sql = format!("SELECT {} FROM tokens WHERE id = $1", RightsRow::COLUMNS);
+    let row: Option<RightsRow> = sqlx::query_as(&sql).bind(parent).fetch_optional(&mut *tx).await?;
+    let Some(row) = row.filter(|r| r.revoked_at.is_none()) else {
+        tracing::info!(parent = %parent, "refused a child of a revoked token");
+        return Err(Denial::InvalidToken(TokenError::Revoked).into());
+    };
+    if row.expires_at <= now_ms() {
+        return Err(Denial::InvalidToken(TokenError::Expired).into());
+    }
+    let child = Rights::new(new.scopes.clone(), new.fl, new.items.as_deref());
+    let child_exp = db::to_u64(new.expires_at_ms) / 1000;
+    match exceeding(&child, child_exp, &row.rights(state)?, db::to_u64(row.expires_at) / 1000) {
+        None => Ok(()),
+        Some("lifetime") => Err(ApiError::LifetimeExceedsParent),
+        Some(what) => Err(ApiError::RightsExceedCaller(what)),
+    }
+}
+
+/// The first dimension in which `child` is not within `parent`
+/// (`rules::route::is_attenuated`): `"scopes"`, `"flags"`, `"items"` or `"lifetime"`;
+/// `None` when it is within.
+pub fn exceeding(child: &Rights, child_exp: u64, parent: &Rights, parent_exp: u64) -> Option<&'static str> {
+    if is_attenuated(child, child_exp, parent, parent_exp) {
+        return None;
+    }
+    let only = |r: Rights| is_attenuated(&r, 0, parent, parent_exp);
+    Some(if !only(Rights { scopes: child.scopes.clone(), ..parent.clone() }) {
+        "scopes"
+    } else if !only(Rights { flags: child.flags, ..parent.clone() }) {
+        "flags"
+    } else if !only(Rights { items: child.items.clone(), ..parent.clone() }) {
+        "items"
+    } else {
+        "lifetime"
     })
 }
 
@@ -368,7 +461,21 @@ pub async fn revoke_trees(state: &AppState, roots: Roots<'_>) -> Result<Revoked,
     let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
     db::lock_sync_state(&mut tx).await?;
     let root_ids: Vec<String> = sqlx::query_scalar(base).bind(key).fetch_all(&mut *tx).await?;
-    let tree = db::live_tree(&mut tx, root_ids).await?;
+    let revoked = revoke_in(&mut tx, root_ids, now).await?;
+    tx.commit().await?;
+    if let Some(version) = revoked.version {
+        state.announce(version);
+        state.metrics.revocations.add(revoked.count);
+        tracing::info!(roots = ?roots, revoked = revoked.count, version, "revoked tokens and their descendants");
+    }
+    Ok(revoked)
+}
+
+/// Revokes `roots` and all their descendants inside `tx`, which holds
+/// [`db::lock_sync_state`]: one change-log entry each, carrying the signed expiry. The
+/// caller commits, then announces the version and counts the revocations.
+pub async fn revoke_in(tx: &mut AnyConnection, roots: Vec<String>, now: i64) -> Result<Revoked, sqlx::Error> {
+    let tree = db::live_tree(tx, roots).await?;
     let mut revoked = Revoked::default();
     for (token_id, expires_at) in &tree {
         let done = sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
@@ -377,15 +484,9 @@ pub async fn revoke_trees(state: &AppState, roots: Roots<'_>) -> Result<Revoked,
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 1 {
-            revoked.version = Some(db::append_change(&mut tx, "revoke", Some(token_id), *expires_at, now).await?);
+            revoked.version = Some(db::append_change(tx, "revoke", Some(token_id), *expires_at, now).await?);
             revoked.count += 1;
         }
-    }
-    tx.commit().await?;
-    if let Some(version) = revoked.version {
-        state.announce(version);
-        state.metrics.revocations.add(revoked.count);
-        tracing::info!(roots = ?roots, revoked = revoked.count, version, "revoked tokens and their descendants");
     }
     Ok(revoked)
 }

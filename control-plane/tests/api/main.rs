@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod bad_input;
+mod cascade;
 mod explain;
 mod keys;
 mod manage;

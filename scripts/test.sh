@@ -91,7 +91,7 @@ SCRATCH=$scratch
 (
     export TG_LISTEN_ADDR=127.0.0.1 TG_LISTEN_PORT=10000 TG_ADMIN_PORT=9901 \
         TG_CP_HOST=127.0.0.1 TG_CP_PORT=8080 TG_UPSTREAM_HOST=127.0.0.1 TG_UPSTREAM_PORT=8081 \
-        TG_WASM=$FILTER_WASM TG_PROXY_SECRET=render-check-secret TG_PROXY_ID=render-check
+        TG_WASM=$FILTER_WASM TG_PROXY_SECRET=render-check-secret-0123456789abcdef0123 TG_PROXY_ID=render-check
     sh scripts/render-envoy.sh envoy/envoy.yaml "$scratch/envoy.yaml"
     # shellcheck disable=SC2016 # a literal ${TG_
     if grep -v '^[[:space:]]*#' "$scratch/envoy.yaml" | grep -q '\${TG_'; then

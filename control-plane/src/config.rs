@@ -7,6 +7,7 @@ use std::path::Path;
 
 use tokengate_rules::route::{RouteSpec, RouteTable};
 use tokengate_rules::scope::Prefix;
+use tokengate_rules::sync::MIN_SECRET_BYTES;
 use tokengate_rules::{ScopePattern, DEFAULT_API_PREFIX};
 
 /// The routes of the demo upstream, offered when `TOKENGATE_CATALOGUE` is unset: pattern,
@@ -113,6 +114,33 @@ impl fmt::Debug for Config {
     }
 }
 
+/// `TOKENGATE_PROXY_SECRET`, or the first line of the file `TOKENGATE_PROXY_SECRET_FILE`
+/// names; at least [`MIN_SECRET_BYTES`] bytes unless `TOKENGATE_INSECURE_SHORT_PROXY_SECRET=1`
+/// (development only).
+fn proxy_secret(get: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+    let secret = match (get("TOKENGATE_PROXY_SECRET"), get("TOKENGATE_PROXY_SECRET_FILE")) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError("set TOKENGATE_PROXY_SECRET or TOKENGATE_PROXY_SECRET_FILE, not both".into()));
+        }
+        (Some(s), None) => s,
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError(format!("TOKENGATE_PROXY_SECRET_FILE={path:?}: cannot read it: {e}")))?;
+            text.lines().next().unwrap_or_default().trim().to_owned()
+        }
+        (None, None) => return Ok(None),
+    };
+    let insecure = matches!(get("TOKENGATE_INSECURE_SHORT_PROXY_SECRET").as_deref(), Some("1" | "true"));
+    if secret.len() < MIN_SECRET_BYTES && !insecure {
+        return Err(ConfigError(format!(
+            "the proxy secret is {} bytes; use a random one of at least {MIN_SECRET_BYTES} bytes (e.g. `openssl rand -hex 32`), \
+             the same as every proxy's control_plane.credential (TOKENGATE_INSECURE_SHORT_PROXY_SECRET=1 allows a short one, for development only)",
+            secret.len()
+        )));
+    }
+    Ok(Some(secret))
+}
+
 /// The URL without a password (`postgres://user:secret@host` -> `postgres://user:***@host`).
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
@@ -160,7 +188,7 @@ impl Config {
             }
         };
 
-        let proxy_secret = get("TOKENGATE_PROXY_SECRET");
+        let proxy_secret = proxy_secret(&get)?;
         let issuer = get("TOKENGATE_ISSUER").unwrap_or_else(|| "tokengate".to_owned());
         let audience = get("TOKENGATE_AUDIENCE").unwrap_or_else(|| "tokengate".to_owned());
 
@@ -340,6 +368,24 @@ mod tests {
         assert!(config(&[("TOKENGATE_METRICS", "maybe")]).unwrap_err().0.contains("TOKENGATE_METRICS"));
     }
 
+    /// Issue 10 defect 4: a short (or default-looking) proxy secret is refused unless the
+    /// development flag says otherwise; the secret can come from a file.
+    #[test]
+    fn security_short_proxy_secret_is_refused() {
+        let e = config(&[("TOKENGATE_PROXY_SECRET", "tokengate-compose-change-me")]).unwrap_err();
+        assert!(e.0.contains("at least 32 bytes"), "{e}");
+        let c = config(&[("TOKENGATE_PROXY_SECRET", "short"), ("TOKENGATE_INSECURE_SHORT_PROXY_SECRET", "1")]).unwrap();
+        assert_eq!(c.proxy_secret.as_deref(), Some("short"));
+        let file = std::env::temp_dir().join(format!("tg-secret-{}", std::process::id()));
+        std::fs::write(&file, format!("{}\n", "ab".repeat(32))).unwrap();
+        let c = config(&[("TOKENGATE_PROXY_SECRET_FILE", file.to_str().unwrap())]).unwrap();
+        assert_eq!(c.proxy_secret.unwrap(), "ab".repeat(32));
+        let both = config(&[("TOKENGATE_PROXY_SECRET_FILE", file.to_str().unwrap()), ("TOKENGATE_PROXY_SECRET", &"x".repeat(40))]);
+        assert!(both.unwrap_err().0.contains("not both"));
+        std::fs::remove_file(&file).unwrap();
+        assert!(config(&[("TOKENGATE_PROXY_SECRET_FILE", "/nonexistent/secret")]).unwrap_err().0.contains("cannot read"));
+    }
+
     #[test]
     fn prefix_forms() {
         assert_eq!(config(&[("TOKENGATE_API_PREFIX", "/api/v2/")]).unwrap().api_prefix, "/api/v2");
@@ -369,7 +415,7 @@ mod tests {
     fn debug_hides_secrets() {
         let c = config(&[
             ("DATABASE_URL", "postgres://u:hunter2@db/x"),
-            ("TOKENGATE_PROXY_SECRET", "s3cr3t-s3cr3t"),
+            ("TOKENGATE_PROXY_SECRET", "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t"),
             ("TOKENGATE_ADMIN_USER", "root"),
             ("TOKENGATE_ADMIN_PASSWORD", "pw-pw-pw"),
         ])

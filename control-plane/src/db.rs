@@ -171,7 +171,8 @@ pub fn now_ms() -> i64 {
 }
 
 /// Every token in the trees rooted at `roots` (the roots included) that is not revoked
-/// yet, as `(id, expires_at ms)`, sorted by id.
+/// yet, as `(id, signed expiry ms)`, sorted by id. The signed expiry, not the amended
+/// one: a revocation must outlive every moment the token's signature is valid.
 ///
 /// Walks `parent_id` level by level with batched `IN` lists, each answered from the
 /// `tokens_parent` index. A recursive CTE did the same in one statement, but both
@@ -187,7 +188,7 @@ pub async fn live_tree(tx: &mut AnyConnection, roots: Vec<String>) -> Result<Vec
         let mut next = Vec::new();
         for chunk in frontier.chunks(BATCH) {
             let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!("SELECT id, expires_at, revoked_at FROM tokens WHERE {column} IN ({})", marks.join(", "));
+            let sql = format!("SELECT id, COALESCE(signed_expires_at, expires_at), revoked_at FROM tokens WHERE {column} IN ({})", marks.join(", "));
             let mut query = sqlx::query_as::<_, (String, i64, Option<i64>)>(&sql);
             for id in chunk {
                 query = query.bind(id);

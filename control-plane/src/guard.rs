@@ -25,6 +25,8 @@ pub struct TokenRow {
     pub account_id: String,
     pub user_id: String,
     pub expires_at: i64,
+    /// The expiry signed into the JWT; `expires_at` is the effective (amended) end.
+    pub signed_expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub app: Option<String>,
     pub p: Option<String>,
@@ -45,6 +47,7 @@ impl TokenRow {
             jti: jti.to_owned(),
             nbf: db::to_u64(self.not_before) / 1000,
             exp: db::to_u64(self.expires_at) / 1000,
+            signed_exp: db::to_u64(self.signed_expires_at.unwrap_or(self.expires_at)) / 1000,
             app: self.app.clone(),
             fl: self.fl,
             p: self.p.clone(),
@@ -73,7 +76,7 @@ impl FromRequestParts<AppState> for Caller {
         let (_, mut claims) = token::verify(token, state.keys.current().trusted(), &state.policy, now)
             .map_err(|e| ApiError::Denied(Denial::InvalidToken(e)))?;
         let row: Option<TokenRow> = sqlx::query_as(
-            "SELECT id, account_id, user_id, expires_at, revoked_at, app, p, not_before, fl, items, amended_at FROM tokens WHERE id = $1",
+            "SELECT id, account_id, user_id, expires_at, signed_expires_at, revoked_at, app, p, not_before, fl, items, amended_at FROM tokens WHERE id = $1",
         )
         .bind(&claims.jti)
         .fetch_optional(&state.pool)
@@ -126,10 +129,7 @@ pub fn may_manage(rights: &Rights) -> bool {
 fn credential(parts: &Parts) -> Result<&str, Denial> {
     let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
     let first = values.next();
-    let in_query = parts
-        .uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|kv| kv.split('=').next() == Some("access_token")));
+    let in_query = parts.uri.path_and_query().is_some_and(|pq| tokengate_rules::path::query_has_access_token(pq.as_str()));
     if values.next().is_some() || in_query {
         return Err(Denial::InvalidRequest("multiple_credentials"));
     }

@@ -78,6 +78,8 @@ pub struct Inner {
     pub held_polls: proxies::HeldPolls,
     /// Bumped on every sync call, so revocations waiting for propagation look again.
     pub contacts: watch::Sender<u64>,
+    /// The proxies' bearer and the answers' MAC key, derived from the proxy secret.
+    pub proxy_keys: Option<tokengate_rules::sync::ProxyKeys>,
 }
 
 impl std::ops::Deref for AppState {
@@ -139,6 +141,7 @@ pub async fn start(config: Config) -> Result<(AppState, Option<GeneratedAdmin>),
         metrics: metrics::Metrics::default(),
         held_polls: proxies::HeldPolls::default(),
         contacts: watch::Sender::new(0),
+        proxy_keys: config.proxy_secret.as_deref().map(|s| tokengate_rules::sync::ProxyKeys::derive(s.as_bytes())),
         config,
     }));
     Ok((state, generated))

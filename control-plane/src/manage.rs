@@ -384,7 +384,10 @@ async fn update(state: &AppState, caller: &Caller, user: &TargetUser, h: &str, v
         // Revoked meanwhile.
         return Err(ApiError::TokenNotLive);
     }
-    let version = db::append_change(&mut tx, "amend", Some(&row.id), end_ms, now).await?;
+    // The entry lives until the signed expiry: past the amended end it is what keeps the
+    // token refused (a proxy that starts later must still learn of it).
+    let signed_end_ms = row.signed_expires_at.unwrap_or(row.expires_at);
+    let version = db::append_change(&mut tx, "amend", Some(&row.id), signed_end_ms, now).await?;
     tx.commit().await?;
     state.announce(version);
     state.metrics.amendments.inc();

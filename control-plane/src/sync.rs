@@ -4,18 +4,24 @@
 //! current version get a snapshot of every live revocation. Otherwise the answer is the
 //! changes after `since`; when there are none the call is held (long poll) until a
 //! change commits, `wait_ms` passes or the server shuts down.
+//!
+//! Every answer carries `x-tokengate-sync-mac`: HMAC-SHA256 over the call's `nonce` and
+//! the exact body, under a key derived from the proxy secret (`rules::sync::ProxyKeys`);
+//! proxies apply nothing whose MAC does not match. Proxies authenticate with a bearer
+//! derived from the same secret, never the secret itself.
 
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokengate_rules::sync::{Amendment, PublicKey, Revocation, SyncResponse, MAX_WAIT_MS, PATH, PROTOCOL};
+use tokengate_rules::sync::{valid_nonce, Amendment, PublicKey, Revocation, SyncResponse, MAC_HEADER, MAX_WAIT_MS, PATH, PROTOCOL};
 use tokengate_rules::token::DEFAULT_LEEWAY_SECS;
 
 use crate::db::{self, now_ms};
@@ -37,13 +43,16 @@ struct SyncQuery {
     proxy: Option<String>,
     /// The `next` of the previous snapshot part.
     after: Option<String>,
+    /// New for every call; the answer's MAC covers it, so no answer can be replayed.
+    nonce: Option<String>,
 }
 
 async fn changes(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<SyncQuery>, QueryRejection>,
-) -> Result<Json<SyncResponse>, ApiError> {
+) -> Result<Response, ApiError> {
+    let nonce = query.as_ref().ok().and_then(|q| q.nonce.clone()).unwrap_or_default();
     let answer = serve_changes(&state, &headers, query).await;
     let m = &state.metrics;
     match &answer {
@@ -53,7 +62,15 @@ async fn changes(
         Err(ApiError::BadProxyCredential | ApiError::BadQuery(_)) => m.sync_refused.inc(),
         Err(_) => m.sync_failed.inc(),
     }
-    answer.map(Json)
+    let answer = answer?;
+    let Some(keys) = state.proxy_keys.as_ref() else { return Err(ApiError::BadProxyCredential) };
+    let body = serde_json::to_vec(&answer).map_err(|e| {
+        tracing::error!(error = %e, "encoding a sync answer failed");
+        ApiError::Internal
+    })?;
+    let mac = HeaderValue::from_str(&keys.answer_mac(&nonce, &body)).map_err(|_| ApiError::Internal)?;
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json")), (header::HeaderName::from_static(MAC_HEADER), mac)], body)
+        .into_response())
 }
 
 /// Counts a held long poll for as long as it lives (also when the client goes away).
@@ -92,6 +109,11 @@ async fn serve_changes(
     let proxy = query.proxy.unwrap_or_else(|| "unknown".to_owned());
     if !valid_proxy_id(&proxy) {
         return Err(ApiError::BadQuery("proxy must be 1 to 64 characters of [A-Za-z0-9._:-]".into()));
+    }
+    // Optional here (curl, tools): a proxy always sends one and applies only answers
+    // whose MAC covers its own, so an answer to a call without one is of no use to it.
+    if query.nonce.as_deref().is_some_and(|n| !valid_nonce(n)) {
+        return Err(ApiError::BadQuery("nonce must be 1 to 64 characters of [A-Za-z0-9._-], new for every call".into()));
     }
     let after = query.after.filter(|a| !a.is_empty());
     if let Some(a) = &after {
@@ -149,7 +171,8 @@ async fn answer(state: &AppState, since: u64, after: Option<&str>) -> Result<Opt
         // A snapshot, in parts of `snapshot_page` revocations ordered by id.
         let page = state.config.snapshot_page;
         let mut rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT id, expires_at FROM tokens WHERE revoked_at IS NOT NULL AND expires_at > $1 AND id > $2 ORDER BY id LIMIT $3",
+            "SELECT id, COALESCE(signed_expires_at, expires_at) FROM tokens \
+             WHERE revoked_at IS NOT NULL AND COALESCE(signed_expires_at, expires_at) > $1 AND id > $2 ORDER BY id LIMIT $3",
         )
         .bind(live_after)
         .bind(after.unwrap_or(""))
@@ -164,7 +187,8 @@ async fn answer(state: &AppState, since: u64, after: Option<&str>) -> Result<Opt
         };
         let amended: Vec<AmendedRow> = if after.is_none() {
             sqlx::query_as(&format!(
-                "SELECT {AMENDED_COLUMNS} FROM tokens WHERE amended_at IS NOT NULL AND revoked_at IS NULL AND expires_at > $1 ORDER BY id"
+                "SELECT {AMENDED_COLUMNS} FROM tokens WHERE amended_at IS NOT NULL AND revoked_at IS NULL \
+                 AND COALESCE(signed_expires_at, expires_at) > $1 ORDER BY id"
             ))
             .bind(live_after)
             .fetch_all(&mut *tx)
@@ -194,7 +218,7 @@ async fn answer(state: &AppState, since: u64, after: Option<&str>) -> Result<Opt
     let amended: Vec<AmendedRow> = sqlx::query_as(&format!(
         "SELECT {AMENDED_COLUMNS} FROM tokens WHERE id IN ( \
            SELECT token_id FROM changes WHERE version > $1 AND version <= $2 AND kind = 'amend') \
-         AND revoked_at IS NULL AND expires_at > $3 ORDER BY id"
+         AND revoked_at IS NULL AND COALESCE(signed_expires_at, expires_at) > $3 ORDER BY id"
     ))
     .bind(db::to_i64(since))
     .bind(db::to_i64(version))
@@ -206,7 +230,7 @@ async fn answer(state: &AppState, since: u64, after: Option<&str>) -> Result<Opt
     Ok(Some(response(version, false, keys, revocations(rows), amendments(amended)?)))
 }
 
-const AMENDED_COLUMNS: &str = "id, account_id, user_id, expires_at, revoked_at, app, p, not_before, fl, items, amended_at";
+const AMENDED_COLUMNS: &str = "id, account_id, user_id, expires_at, signed_expires_at, revoked_at, app, p, not_before, fl, items, amended_at";
 
 /// An amended token's row (the guard's shape, which knows how to make the amendment).
 type AmendedRow = crate::guard::TokenRow;
@@ -235,10 +259,10 @@ fn response(version: u64, snapshot: bool, keys: Vec<PublicKey>, revoked: Vec<Rev
     }
 }
 
-/// Compares the presented credential with the configured one in constant time (over
-/// SHA-256 digests, so the length leaks nothing either).
+/// Compares the presented bearer with the one derived from the proxy secret, in constant
+/// time (over SHA-256 digests, so the length leaks nothing either).
 pub(crate) fn authentic(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(secret) = state.config.proxy_secret.as_deref() else { return false };
+    let Some(secret) = state.proxy_keys.as_ref().map(tokengate_rules::sync::ProxyKeys::bearer) else { return false };
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else { return false };
     let Some(presented) = value.to_str().ok().and_then(|v| tokengate_rules::denial::bearer(v).ok().flatten()) else {

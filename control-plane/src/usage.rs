@@ -88,7 +88,7 @@ pub async fn sweep_idle(state: &AppState, now: i64) -> Result<usize, sqlx::Error
     let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
     db::lock_sync_state(&mut tx).await?;
     let idle: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT id, expires_at FROM tokens WHERE revoked_at IS NULL AND expires_at > $1 \
+        "SELECT id, COALESCE(signed_expires_at, expires_at) FROM tokens WHERE revoked_at IS NULL AND expires_at > $1 \
          AND issued_at < $2 AND not_before < $2 AND (last_used_at IS NULL OR last_used_at < $2) \
          ORDER BY id LIMIT $3",
     )

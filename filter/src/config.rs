@@ -48,10 +48,16 @@ pub struct ControlPlaneConfig {
     pub cluster: String,
     #[serde(default = "default_authority")]
     pub authority: String,
+    /// The proxy secret shared with the control plane (`TOKENGATE_PROXY_SECRET`), at
+    /// least 32 bytes. It never leaves the proxy: calls carry a bearer derived from it,
+    /// and answers are checked with a MAC key derived from it (`rules::sync::ProxyKeys`).
     pub credential: String,
     pub proxy_id: String,
     #[serde(default = "default_wait")]
     pub wait_ms: u64,
+    /// Development only: accept a `credential` shorter than 32 bytes.
+    #[serde(default)]
+    pub insecure_short_credential: bool,
 }
 
 fn default_realm() -> String {
@@ -120,6 +126,14 @@ impl PluginConfig {
             if cp.cluster.is_empty() || cp.credential.is_empty() || cp.proxy_id.is_empty() {
                 return Err("plugin configuration: `control_plane` needs `cluster`, `credential` and `proxy_id`".into());
             }
+            if cp.credential.len() < tokengate_rules::sync::MIN_SECRET_BYTES && !cp.insecure_short_credential {
+                return Err(format!(
+                    "plugin configuration: `control_plane.credential` is {} bytes; use a random secret of at least {} bytes \
+                     (e.g. `openssl rand -hex 32`), the same as the control plane's TOKENGATE_PROXY_SECRET",
+                    cp.credential.len(),
+                    tokengate_rules::sync::MIN_SECRET_BYTES
+                ));
+            }
             if !cp.proxy_id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
                 return Err("plugin configuration: `control_plane.proxy_id` must be [A-Za-z0-9._-]".into());
             }
@@ -174,13 +188,16 @@ mod tests {
             br#"{"audiences":["a"],"api_prefix":"api"}"#,
             br#"{"audiences":["a"],"realm":"a\"b"}"#,
             br#"{"audiences":["a"],"control_plane":{"cluster":"c","credential":"","proxy_id":"p"}}"#,
+            br#"{"audiences":["a"],"control_plane":{"cluster":"c","credential":"short-secret","proxy_id":"p"}}"#,
             br#"not json"#,
-            br#"{"audiences":["a"],"max_staleness_ms":30000,"control_plane":{"cluster":"c","credential":"s","proxy_id":"p","wait_ms":25000}}"#,
+            br#"{"audiences":["a"],"max_staleness_ms":30000,"control_plane":{"cluster":"c","credential":"0123456789abcdef0123456789abcdef","proxy_id":"p","wait_ms":25000}}"#,
             br#"{"audiences":["a"],"routes":[{"pattern":"GET /objects/:id","flags":256},{"pattern":"GET /objects/:x"}]}"#,
             br#"{"audiences":["a"],"routes":[{"pattern":"GET /objects/:id","items":["oid"]}]}"#,
             br#"{"audiences":["a"],"routes":[{"pattern":"get /objects"}]}"#,
         ] {
             assert!(PluginConfig::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+        // A short secret only with the explicit development flag.
+        assert!(PluginConfig::parse(br#"{"audiences":["a"],"control_plane":{"cluster":"c","credential":"short","proxy_id":"p","insecure_short_credential":true}}"#).is_ok());
     }
 }

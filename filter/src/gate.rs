@@ -251,7 +251,8 @@ impl Worker {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let slot = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]) % self.cfg.shared_cache_slots;
         let key = shared::claims_key(slot);
-        let from_shared = host.get_shared(&key).and_then(|bytes| shared::decode_slot(&bytes, &digest));
+        let keys_gen = self.meta.map_or(0, |m| m.keys_gen);
+        let from_shared = host.get_shared(&key).and_then(|bytes| shared::decode_slot(&bytes, &digest, keys_gen));
         let (kind, mut claims) = match from_shared {
             Some((kind, claims)) => {
                 self.last_cache = CacheResult::Shared;
@@ -261,7 +262,7 @@ impl Worker {
             None => {
                 self.last_cache = CacheResult::Miss;
                 let (kind, claims) = verify(token, &self.keys, &self.cfg.policy, now).map_err(Denial::InvalidToken)?;
-                if let Some(bytes) = shared::encode_slot(&digest, kind, &claims) {
+                if let Some(bytes) = shared::encode_slot(&digest, kind, keys_gen, &claims) {
                     host.set_shared(&key, &bytes);
                 }
                 (kind, claims)
@@ -335,6 +336,9 @@ impl Worker {
         let prev = self.meta.unwrap_or_default();
         if self.meta.is_none() || meta.keys_gen != prev.keys_gen {
             self.load_keys(host)?;
+            // Entries verified under a key that may have left the set are not served
+            // again (the shared slots carry the key generation for the same reason).
+            self.cache.clear();
         }
         let snapshot = self.meta.is_none() || meta.rev_gen != prev.rev_gen;
         // A delta the journal no longer covers needs a full reload too.
@@ -346,7 +350,9 @@ impl Worker {
             self.last_prune_ms = now_ms;
             let (now, leeway) = (now_ms / 1000, self.cfg.policy.leeway_secs);
             self.revoked.prune(now, leeway);
-            self.amendments.retain(|_, a| a.exp.saturating_add(leeway) > now);
+            // Kept until the token's signed expiry: past the amended end the amendment
+            // is what refuses it.
+            self.amendments.retain(|_, a| a.exp.max(a.signed_exp).saturating_add(leeway) > now);
         }
         self.check_fresh(host, &meta, now_ms)
     }
@@ -493,7 +499,7 @@ mod tests {
         Fixture { host, signer, syncer, worker: Worker::new(Rc::new(cfg.gate().unwrap())) }
     }
 
-    const CFG: &str = r#"{"audiences":["tokengate"],"control_plane":{"cluster":"cp","credential":"s","proxy_id":"p1"}}"#;
+    const CFG: &str = r#"{"audiences":["tokengate"],"control_plane":{"cluster":"cp","credential":"0123456789abcdef0123456789abcdef","proxy_id":"p1"}}"#;
 
     fn claims(jti: &str, scopes: Option<&[&str]>) -> Claims {
         let now = t0() / 1000;
@@ -667,7 +673,7 @@ mod tests {
         let auth = format!("Bearer {t}");
         f.host.now_ms.set(t0() + 121_000);
         assert_eq!(ask(&mut f, "GET", "/x", &[&auth]), Err(Denial::Unavailable("gate_stale")));
-        let open = r#"{"audiences":["tokengate"],"fail_mode":"open","control_plane":{"cluster":"cp","credential":"s","proxy_id":"p1"}}"#;
+        let open = r#"{"audiences":["tokengate"],"fail_mode":"open","control_plane":{"cluster":"cp","credential":"0123456789abcdef0123456789abcdef","proxy_id":"p1"}}"#;
         let mut g = fixture(open);
         let t = g.signer.sign(TokenKind::Api, &claims("cccccccccccccccccccccccc", None)).unwrap();
         let auth = format!("Bearer {t}");
@@ -685,7 +691,7 @@ mod tests {
 
     #[test]
     fn route_table_flags_and_items() {
-        let cfg = r#"{"audiences":["tokengate"],"control_plane":{"cluster":"cp","credential":"s","proxy_id":"p1"},
+        let cfg = r#"{"audiences":["tokengate"],"control_plane":{"cluster":"cp","credential":"0123456789abcdef0123456789abcdef","proxy_id":"p1"},
             "routes":[{"pattern":"DELETE /objects/:id/messages","flags":4096,"items":["id"]},{"pattern":"GET /objects/:id","flags":512,"items":["id"]}]}"#;
         let mut f = fixture(cfg);
         let mut c = claims("ffffffffffffffffffffffff", None);
@@ -702,7 +708,7 @@ mod tests {
 
     #[test]
     fn amendments_apply_over_signed_claims_without_a_new_token() {
-        let cfg = r#"{"audiences":["tokengate"],"control_plane":{"cluster":"cp","credential":"s","proxy_id":"p1"},
+        let cfg = r#"{"audiences":["tokengate"],"control_plane":{"cluster":"cp","credential":"0123456789abcdef0123456789abcdef","proxy_id":"p1"},
             "routes":[{"pattern":"GET /objects/:id","flags":512,"items":["id"]}]}"#;
         let mut f = fixture(cfg);
         let jti = "abababababababababababab";
@@ -718,7 +724,7 @@ mod tests {
             snapshot: false,
             keys: vec![],
             revoked: vec![],
-            amended: vec![Amendment { jti: jti.into(), nbf, exp: now + 3600, app: Some("fleet".into()), fl, p: None, items }],
+            amended: vec![Amendment { jti: jti.into(), nbf, exp: now + 3600, signed_exp: now + 7200, app: Some("fleet".into()), fl, p: None, items }],
             server_time: t0(),
             next: None,
         };
@@ -746,6 +752,75 @@ mod tests {
         let mut w2 = Worker::new(Rc::new(cfg.gate().unwrap()));
         let out = w2.decide(&f.host, &Request { method: "GET", path: "/api/v1/objects/5", authorization: &[&auth] });
         assert_eq!(outcome(out).unwrap_err(), Denial::InvalidToken(TokenError::NotYetValid));
+    }
+
+    /// Issue 10 defect 1: a token shortened by an amendment stays refused after the
+    /// amended end, through the sync VM's and the workers' prunes, and in a worker that
+    /// starts afterwards, until its signed expiry.
+    #[test]
+    fn security_shortened_token_never_outlives_its_amendment() {
+        let mut f = fixture(CFG);
+        let jti = "acacacacacacacacacacacac";
+        let mut c = claims(jti, None);
+        let now = t0() / 1000;
+        c.exp = now + 5 * 365 * 86_400;
+        let auth = format!("Bearer {}", f.signer.sign(TokenKind::Api, &c).unwrap());
+        assert!(ask(&mut f, "GET", "/x", &[&auth]).is_ok());
+        let mut r = SyncResponse {
+            protocol: 1,
+            version: 2,
+            snapshot: false,
+            keys: f.syncer.keys().to_vec(),
+            revoked: vec![],
+            amended: vec![Amendment { jti: jti.into(), nbf: now, exp: now + 60, signed_exp: c.exp, app: None, fl: None, p: None, items: None }],
+            server_time: t0(),
+            next: None,
+        };
+        f.syncer.apply(&f.host, r.clone()).unwrap();
+        // Ten minutes later, past the amended end and both prune intervals.
+        for v in 3..6 {
+            f.host.now_ms.set(f.host.now_ms.get() + 4 * 60_000);
+            r.version = v;
+            r.amended.clear();
+            f.syncer.apply(&f.host, r.clone()).unwrap();
+            assert_eq!(ask(&mut f, "GET", "/x", &[&auth]), Err(Denial::InvalidToken(TokenError::Expired)), "at version {v}");
+        }
+        assert_eq!(f.syncer.amendments(), 1, "the sync VM pruned the amendment before the signed expiry");
+        let cfg = PluginConfig::parse(CFG.as_bytes()).unwrap();
+        let mut fresh = Worker::new(Rc::new(cfg.gate().unwrap()));
+        let out = fresh.decide(&f.host, &Request { method: "GET", path: "/x", authorization: &[&auth] });
+        assert_eq!(outcome(out).unwrap_err(), Denial::InvalidToken(TokenError::Expired));
+    }
+
+    /// Issue 10 defect 6: when a `kid` leaves the key set, tokens it verified are not
+    /// served from the local cache nor from the shared claims slots any more.
+    #[test]
+    fn security_cached_claims_die_with_their_key() {
+        let mut f = fixture(CFG);
+        let auth = format!("Bearer {}", f.signer.sign(TokenKind::Api, &claims("bcbcbcbcbcbcbcbcbcbcbcbc", None)).unwrap());
+        assert!(ask(&mut f, "GET", "/x", &[&auth]).is_ok());
+        assert!(ask(&mut f, "GET", "/x", &[&auth]).is_ok());
+        assert_eq!(f.worker.last_cache, CacheResult::Local);
+        // k1 is withdrawn: the set now holds only k2.
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key().as_bytes());
+        let r = SyncResponse {
+            protocol: 1,
+            version: 2,
+            snapshot: false,
+            keys: vec![PublicKey { kid: "k2".into(), x }],
+            revoked: vec![],
+            amended: vec![],
+            server_time: t0(),
+            next: None,
+        };
+        f.syncer.apply(&f.host, r).unwrap();
+        f.host.now_ms.set(f.host.now_ms.get() + STATE_CHECK_MS);
+        assert_eq!(ask(&mut f, "GET", "/x", &[&auth]), Err(Denial::InvalidToken(TokenError::UnknownKey)));
+        // Another worker that finds the token in its shared slot refuses it too.
+        let cfg = PluginConfig::parse(CFG.as_bytes()).unwrap();
+        let mut other = Worker::new(Rc::new(cfg.gate().unwrap()));
+        let out = other.decide(&f.host, &Request { method: "GET", path: "/x", authorization: &[&auth] });
+        assert_eq!(outcome(out).unwrap_err(), Denial::InvalidToken(TokenError::UnknownKey));
     }
 
     #[test]

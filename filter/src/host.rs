@@ -13,7 +13,8 @@ pub trait Host {
     /// Wall-clock time, ms since the epoch.
     fn now_ms(&self) -> u64;
     fn get_shared(&self, key: &str) -> Option<Vec<u8>>;
-    fn set_shared(&self, key: &str, value: &[u8]);
+    /// Writes a shared-data key; false when the host refused the write.
+    fn set_shared(&self, key: &str, value: &[u8]) -> bool;
     fn log(&self, level: Level, msg: &str);
     /// The id of the shared queue `name` registered by the VM with `vm_id`.
     fn resolve_queue(&self, vm_id: &str, name: &str) -> Option<u32>;
@@ -38,10 +39,10 @@ impl Host for ProxyHost {
         }
     }
 
-    fn set_shared(&self, key: &str, value: &[u8]) {
+    fn set_shared(&self, key: &str, value: &[u8]) -> bool {
         // No CAS: the sync service is the only writer of its keys, and claims slots are
         // a cache where the last writer may win.
-        let _ = proxy_wasm::hostcalls::set_shared_data(key, Some(value), None);
+        proxy_wasm::hostcalls::set_shared_data(key, Some(value), None).is_ok()
     }
 
     fn log(&self, level: Level, msg: &str) {
@@ -77,6 +78,8 @@ pub mod tests {
         pub logs: RefCell<Vec<(Level, String)>>,
         pub reads: Cell<usize>,
         pub queue: RefCell<Vec<Vec<u8>>>,
+        /// Writes to keys starting with this fail (a full or refusing shared-data store).
+        pub fail_writes: RefCell<Option<String>>,
     }
 
     impl FakeHost {
@@ -95,8 +98,12 @@ pub mod tests {
             self.reads.set(self.reads.get() + 1);
             self.shared.borrow().get(key).cloned()
         }
-        fn set_shared(&self, key: &str, value: &[u8]) {
+        fn set_shared(&self, key: &str, value: &[u8]) -> bool {
+            if self.fail_writes.borrow().as_deref().is_some_and(|p| key.starts_with(p)) {
+                return false;
+            }
             self.shared.borrow_mut().insert(key.to_owned(), value.to_vec());
+            true
         }
         fn log(&self, level: Level, msg: &str) {
             self.logs.borrow_mut().push((level, msg.to_owned()));

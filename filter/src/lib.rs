@@ -35,8 +35,18 @@ proxy_wasm::main! {{
 
 /// Request headers a client may not send: identity is ours to set, the original path
 /// is Envoy's, and method overrides would make an upstream act on another method than
-/// the one authorized.
-const STRIPPED_HEADERS: [&str; 4] = ["x-envoy-original-path", "x-http-method-override", "x-http-method", "x-method-override"];
+/// the one authorized; `x-original-url`, `x-rewrite-url` and `x-forwarded-prefix` make
+/// some frameworks (IIS, Symfony, Spring, ASP.NET) route by another path than the one
+/// the gate decided on.
+const STRIPPED_HEADERS: [&str; 7] = [
+    "x-envoy-original-path",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-forwarded-prefix",
+];
 const IDENTITY_PREFIX: &str = "x-tokengate-";
 
 /// The root context, whichever role the VM has.
@@ -381,6 +391,8 @@ struct SyncRoot {
     synced_at_gauge: Option<u32>,
     age_gauge: Option<u32>,
     failures: Option<u32>,
+    rejected: Option<u32>,
+    write_failures: Option<u32>,
     usage_sent: Option<u32>,
 }
 
@@ -399,6 +411,8 @@ impl SyncRoot {
             synced_at_gauge: gauge("tokengate.sync.synced_at_ms"),
             age_gauge: gauge("tokengate.sync.age_ms"),
             failures: hostcalls::define_metric(MetricType::Counter, "tokengate.sync.failures").ok(),
+            rejected: hostcalls::define_metric(MetricType::Counter, "tokengate.sync.rejected").ok(),
+            write_failures: hostcalls::define_metric(MetricType::Counter, "tokengate.sync.write_failures").ok(),
             usage_sent: hostcalls::define_metric(MetricType::Counter, "tokengate.usage.reported").ok(),
         }
     }
@@ -419,7 +433,7 @@ impl SyncRoot {
         }
         let Some((path, body)) = self.syncer.usage_batch(now) else { return };
         let cp = &self.syncer.cfg;
-        let auth = format!("Bearer {}", cp.credential);
+        let auth = format!("Bearer {}", self.syncer.bearer());
         let headers = vec![
             (":method", "POST"),
             (":path", path.as_str()),
@@ -457,7 +471,7 @@ impl SyncRoot {
     }
 
     fn poll(&mut self) {
-        let (_, headers) = self.syncer.request();
+        let (_, headers) = self.syncer.request(ProxyHost.now_ms());
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let timeout = Duration::from_millis(self.syncer.cfg.wait_ms + 5_000);
         match hostcalls::dispatch_http_call(&self.syncer.cfg.cluster, headers, None, vec![], timeout) {
@@ -507,9 +521,14 @@ impl SyncRoot {
             Ok(Some(b)) => b,
             _ => Vec::new(),
         };
-        let applied = serde_json::from_slice(&body)
-            .map_err(|e| format!("sync answer is not valid JSON: {e}"))
-            .and_then(|resp| self.syncer.apply(&ProxyHost, resp));
+        let mac = call_header(tokengate_rules::sync::MAC_HEADER);
+        let (rejected, write_failures) = (self.syncer.rejected, self.syncer.write_failures);
+        let applied = self.syncer.accept(&ProxyHost, &body, mac.as_deref());
+        for (id, n) in [(self.rejected, self.syncer.rejected - rejected), (self.write_failures, self.syncer.write_failures - write_failures)] {
+            if let (Some(id), true) = (id, n > 0) {
+                let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
         match applied {
             Ok(false) => {
                 // A snapshot part: ask for the next one at once.
@@ -531,7 +550,7 @@ impl SyncRoot {
                 self.syncer.state = SyncState::Idle;
                 self.poll();
             }
-            Err(e) => self.fail(&e),
+            Err(e) => self.fail(&e.to_string()),
         }
     }
 }
@@ -539,9 +558,14 @@ impl SyncRoot {
 /// The `:status` of the answer to a dispatched call; `None` for a failed call, which
 /// arrives as a local reply with no headers at all.
 fn call_status() -> Option<String> {
+    call_header(":status")
+}
+
+/// One header of the answer to an HTTP call (a failed call has none).
+fn call_header(name: &str) -> Option<String> {
     hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
         .ok()?
         .into_iter()
-        .find(|(k, _)| k == ":status")
+        .find(|(k, _)| k == name)
         .and_then(|(_, v)| String::from_utf8(v).ok())
 }

@@ -8,7 +8,7 @@
 //! | `tokengate/rev/<0..63>` | sync | revocation bucket: lines `jti exp` |
 //! | `tokengate/amend/<0..15>` | sync | amendment bucket: JSON list of [`Amendment`]s |
 //! | `tokengate/journal` | sync | JSON [`Journal`]: the latest revocations and amendments |
-//! | `tokengate/claims/<slot>` | gate | verified-claims slot: SHA-256, kind, claims JSON |
+//! | `tokengate/claims/<slot>` | gate | verified-claims slot: SHA-256, kind, key generation, claims JSON |
 //!
 //! The sync service writes `meta` last, so a worker that reads `meta` first and the rest
 //! after never sees a generation whose data is not written yet.
@@ -133,23 +133,30 @@ fn kind_byte(kind: TokenKind) -> u8 {
     TokenKind::ALL.iter().position(|k| *k == kind).map_or(u8::MAX, |i| i as u8)
 }
 
-/// A claims slot: the token's SHA-256, its kind, then the claims as JSON.
-pub fn encode_slot(digest: &[u8; 32], kind: TokenKind, claims: &Claims) -> Option<Vec<u8>> {
+/// A claims slot: the token's SHA-256, its kind, the key generation (`Meta::keys_gen`)
+/// it was verified under, then the claims as JSON.
+pub fn encode_slot(digest: &[u8; 32], kind: TokenKind, keys_gen: u64, claims: &Claims) -> Option<Vec<u8>> {
     let json = serde_json::to_vec(claims).ok()?;
-    let mut out = Vec::with_capacity(33 + json.len());
+    let mut out = Vec::with_capacity(SLOT_HEADER + json.len());
     out.extend_from_slice(digest);
     out.push(kind_byte(kind));
+    out.extend_from_slice(&keys_gen.to_le_bytes());
     out.extend_from_slice(&json);
     Some(out)
 }
 
-/// The slot's claims if it holds exactly the token with `digest`.
-pub fn decode_slot(bytes: &[u8], digest: &[u8; 32]) -> Option<(TokenKind, Claims)> {
-    if bytes.len() < 33 || bytes[..32] != digest[..] {
+const SLOT_HEADER: usize = 32 + 1 + 8;
+
+/// The slot's claims if it holds exactly the token with `digest`, verified under the
+/// key generation `keys_gen`. A slot from an earlier key set is not used: the key that
+/// verified it may have left the set (a retired or withdrawn key), and its tokens must
+/// then be verified again, and refused.
+pub fn decode_slot(bytes: &[u8], digest: &[u8; 32], keys_gen: u64) -> Option<(TokenKind, Claims)> {
+    if bytes.len() < SLOT_HEADER || bytes[..32] != digest[..] || bytes[33..41] != keys_gen.to_le_bytes() {
         return None;
     }
     let kind = *TokenKind::ALL.get(usize::from(bytes[32]))?;
-    let claims = serde_json::from_slice(&bytes[33..]).ok()?;
+    let claims = serde_json::from_slice(&bytes[SLOT_HEADER..]).ok()?;
     Some((kind, claims))
 }
 

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use hashbrown::HashMap;
-use tokengate_rules::sync::{Amendment, PublicKey, SyncResponse, Usage, UsageReport, PROTOCOL, USAGE_PATH};
+use tokengate_rules::sync::{Amendment, ProxyKeys, PublicKey, SyncResponse, Usage, UsageReport, PROTOCOL, USAGE_PATH};
 use tokengate_rules::token::{VerifyingKey, DEFAULT_LEEWAY_SECS};
 
 use crate::config::ControlPlaneConfig;
@@ -34,8 +34,50 @@ pub const MAX_STAGED: usize = 5_000_000;
 pub const BACKOFF_MAX_MS: u64 = 10_000;
 const PRUNE_EVERY_MS: u64 = 60_000;
 
+fn json<T: serde::Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, SyncError> {
+    serde_json::to_vec(v).map_err(|e| SyncError::Failed(e.to_string()))
+}
+
+/// Why an answer was not applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncError {
+    /// Not authentic, a replay or a rollback: refused before anything was applied, and
+    /// counted (`sync.rejected`).
+    Rejected(String),
+    /// Anything else (bad JSON, a bad key, a failed shared-data write): retried.
+    Failed(String),
+}
+
+impl std::fmt::Display for SyncError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncError::Rejected(why) => write!(f, "answer refused: {why}"),
+            SyncError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
 pub struct Syncer {
     pub cfg: ControlPlaneConfig,
+    /// The bearer this proxy presents and the key its answers are checked with.
+    proxy_keys: ProxyKeys,
+    /// The nonce of the outstanding call; its answer must carry a MAC over it.
+    nonce: String,
+    nonce_seq: u64,
+    nonce_base: u64,
+    /// Shared-data keys whose write is still owed (a failed write is retried with the
+    /// next answer, and `meta` is not published until every one succeeded).
+    dirty_rev: [bool; shared::REV_BUCKETS],
+    dirty_amend: [bool; shared::AMEND_BUCKETS],
+    dirty_keys: bool,
+    dirty_journal: bool,
+    /// Generations to bump in the next published `meta`.
+    bump_keys_gen: bool,
+    bump_rev_gen: bool,
+    /// Shared-data writes that failed (`sync.write_failures`).
+    pub write_failures: u64,
+    /// Answers refused as not authentic, replayed or rolled back (`sync.rejected`).
+    pub rejected: u64,
     pub state: SyncState,
     pub failures: u32,
     meta: Meta,
@@ -56,6 +98,18 @@ pub struct Syncer {
 impl Syncer {
     pub fn new(cfg: ControlPlaneConfig) -> Self {
         Syncer {
+            proxy_keys: ProxyKeys::derive(cfg.credential.as_bytes()),
+            nonce: String::new(),
+            nonce_seq: 0,
+            nonce_base: 0,
+            dirty_rev: [false; shared::REV_BUCKETS],
+            dirty_amend: [false; shared::AMEND_BUCKETS],
+            dirty_keys: false,
+            dirty_journal: false,
+            bump_keys_gen: false,
+            bump_rev_gen: false,
+            write_failures: 0,
+            rejected: 0,
             cfg,
             state: SyncState::Idle,
             failures: 0,
@@ -131,40 +185,76 @@ impl Syncer {
         self.amendments.iter().map(HashMap::len).sum()
     }
 
-    /// The long-poll request: path and headers.
-    pub fn request(&self) -> (String, Vec<(&'static str, String)>) {
+    /// The bearer for calls to the control plane (derived from the secret; the secret
+    /// itself never leaves the proxy).
+    pub fn bearer(&self) -> &str {
+        self.proxy_keys.bearer()
+    }
+
+    /// The long-poll request: path and headers. Each call gets a new nonce, which its
+    /// answer's MAC must cover: `<ms of the first call, hex>.<sequence, hex>`, never
+    /// repeated within a process, nor across restarts that are a millisecond apart.
+    pub fn request(&mut self, now_ms: u64) -> (String, Vec<(&'static str, String)>) {
+        if self.nonce_base == 0 {
+            self.nonce_base = now_ms.max(1);
+        }
+        self.nonce_seq += 1;
+        self.nonce = format!("{:x}.{:x}", self.nonce_base, self.nonce_seq);
         // Before the first sync: ask for a snapshot and do not wait, so the gate opens as
         // soon as the control plane answers.
         let (since, wait) = if self.synced { (self.meta.version, self.cfg.wait_ms) } else { (0, 0) };
         let path = match self.staging.as_ref().and_then(|s| s.next.as_deref()) {
             // The next part of a snapshot: at once, from where the last part ended.
-            Some(after) => format!("{}?since=0&wait_ms=0&after={after}&proxy={}", tokengate_rules::sync::PATH, self.cfg.proxy_id),
-            None => format!("{}?since={since}&wait_ms={wait}&proxy={}", tokengate_rules::sync::PATH, self.cfg.proxy_id),
+            Some(after) => format!(
+                "{}?since=0&wait_ms=0&after={after}&proxy={}&nonce={}",
+                tokengate_rules::sync::PATH,
+                self.cfg.proxy_id,
+                self.nonce
+            ),
+            None => format!("{}?since={since}&wait_ms={wait}&proxy={}&nonce={}", tokengate_rules::sync::PATH, self.cfg.proxy_id, self.nonce),
         };
         let headers = vec![
             (":method", "GET".to_owned()),
             (":path", path.clone()),
             (":authority", self.cfg.authority.clone()),
             (":scheme", "http".to_owned()),
-            ("authorization", format!("Bearer {}", self.cfg.credential)),
+            ("authorization", format!("Bearer {}", self.proxy_keys.bearer())),
             ("accept", "application/json".to_owned()),
         ];
         (path, headers)
+    }
+
+    /// Takes one raw answer to the outstanding call: its MAC (the [`MAC_HEADER`] value)
+    /// must cover this call's nonce and the exact body, or nothing is applied. Then as
+    /// [`Syncer::apply`].
+    ///
+    /// [`MAC_HEADER`]: tokengate_rules::sync::MAC_HEADER
+    pub fn accept(&mut self, host: &dyn Host, body: &[u8], mac: Option<&str>) -> Result<bool, SyncError> {
+        let authentic = !self.nonce.is_empty() && mac.is_some_and(|m| self.proxy_keys.check_answer_mac(&self.nonce, body, m));
+        // One answer per nonce: a second delivery is a replay.
+        self.nonce.clear();
+        if !authentic {
+            self.rejected += 1;
+            let why = if mac.is_none() { "it carries no MAC" } else { "its MAC does not match (forged, replayed or for another call)" };
+            return Err(SyncError::Rejected(why.into()));
+        }
+        let resp = serde_json::from_slice(body).map_err(|e| SyncError::Failed(format!("sync answer is not valid JSON: {e}")))?;
+        self.apply(host, resp)
     }
 
     /// Takes one answer. A snapshot part with a `next` is kept aside (false: nothing
     /// published yet); the last part completes it, and the whole snapshot is published at
     /// the first part's version, so the following delta covers whatever was revoked while
     /// the parts arrived. On error nothing is published and the parts are dropped.
-    pub fn apply(&mut self, host: &dyn Host, resp: SyncResponse) -> Result<bool, String> {
+    pub fn apply(&mut self, host: &dyn Host, resp: SyncResponse) -> Result<bool, SyncError> {
         if resp.protocol != PROTOCOL {
             self.staging = None;
-            return Err(format!("sync protocol {} is not supported (want {PROTOCOL})", resp.protocol));
+            return Err(SyncError::Failed(format!("sync protocol {} is not supported (want {PROTOCOL})", resp.protocol)));
         }
         let resp = match self.staging.take() {
             Some(mut first) => {
                 if !resp.snapshot {
-                    return Err("a snapshot part was expected; starting the snapshot again".into());
+                    return Err(SyncError::Failed("a snapshot part was expected; starting the snapshot again".into()));
                 }
                 first.revoked.extend(resp.revoked);
                 first.keys = resp.keys;
@@ -175,7 +265,7 @@ impl Syncer {
         };
         if resp.snapshot && resp.next.is_some() {
             if resp.revoked.len() > MAX_STAGED {
-                return Err(format!("a snapshot of more than {MAX_STAGED} revocations is refused"));
+                return Err(SyncError::Failed(format!("a snapshot of more than {MAX_STAGED} revocations is refused")));
             }
             self.staging = Some(resp);
             return Ok(false);
@@ -183,25 +273,25 @@ impl Syncer {
         self.publish(host, resp).map(|()| true)
     }
 
-    /// Applies one complete answer and publishes it. On error nothing is published.
-    fn publish(&mut self, host: &dyn Host, resp: SyncResponse) -> Result<(), String> {
+    /// Applies one complete answer and publishes it. On error `meta` is not published:
+    /// a rolled-back answer changes nothing; after a failed shared-data write the keys
+    /// still owed are retried with the next answer (the call is repeated from the last
+    /// published version), and workers keep the last complete version meanwhile.
+    fn publish(&mut self, host: &dyn Host, resp: SyncResponse) -> Result<(), SyncError> {
         if self.synced && resp.version < self.meta.version {
             // A rolled-back or replayed answer: never let a revocation be undone.
-            return Err(format!("sync answer goes backwards (version {} < {}); refused", resp.version, self.meta.version));
+            self.rejected += 1;
+            return Err(SyncError::Rejected(format!("the version goes backwards ({} < {})", resp.version, self.meta.version)));
         }
         for k in &resp.keys {
-            VerifyingKey::check(&k.kid, &k.x).map_err(|e| format!("sync answer has a bad key {:?}: {}", k.kid, e.code()))?;
+            VerifyingKey::check(&k.kid, &k.x).map_err(|e| SyncError::Failed(format!("sync answer has a bad key {:?}: {}", k.kid, e.code())))?;
         }
         let now_ms = host.now_ms();
-        let mut meta = self.meta;
         if !self.synced || resp.keys != self.keys {
             self.keys = resp.keys.clone();
-            meta.keys_gen += 1;
-            let json = serde_json::to_vec(&self.keys).map_err(|e| e.to_string())?;
-            host.set_shared(shared::KEYS_KEY, &json);
+            self.dirty_keys = true;
+            self.bump_keys_gen = true;
         }
-        let mut changed = [false; shared::REV_BUCKETS];
-        let mut amend_changed = [false; shared::AMEND_BUCKETS];
         if resp.snapshot || !self.synced {
             for b in &mut self.buckets {
                 b.clear();
@@ -209,16 +299,16 @@ impl Syncer {
             for b in &mut self.amendments {
                 b.clear();
             }
-            changed.iter_mut().for_each(|c| *c = true);
-            amend_changed.iter_mut().for_each(|c| *c = true);
+            self.dirty_rev = [true; shared::REV_BUCKETS];
+            self.dirty_amend = [true; shared::AMEND_BUCKETS];
             self.journal.clear();
             self.journal_from = resp.version;
-            meta.rev_gen += 1;
+            self.bump_rev_gen = true;
         }
         for r in &resp.revoked {
             let i = shared::bucket_of(&r.jti);
             self.buckets[i].insert(r.jti.as_str().into(), r.exp);
-            changed[i] = true;
+            self.dirty_rev[i] = true;
             if !resp.snapshot && self.synced {
                 self.journal.push_back(JournalEntry { v: resp.version, jti: r.jti.clone(), exp: r.exp, amend: None });
             }
@@ -226,9 +316,9 @@ impl Syncer {
         for a in &resp.amended {
             let i = shared::amend_bucket_of(&a.jti);
             self.amendments[i].insert(a.jti.as_str().into(), a.clone());
-            amend_changed[i] = true;
+            self.dirty_amend[i] = true;
             if !resp.snapshot && self.synced {
-                self.journal.push_back(JournalEntry { v: resp.version, jti: a.jti.clone(), exp: a.exp, amend: Some(a.clone()) });
+                self.journal.push_back(JournalEntry { v: resp.version, jti: a.jti.clone(), exp: a.exp.max(a.signed_exp), amend: Some(a.clone()) });
             }
         }
         while self.journal.len() > shared::JOURNAL_CAP {
@@ -242,35 +332,34 @@ impl Syncer {
             for (i, b) in self.buckets.iter_mut().enumerate() {
                 let before = b.len();
                 b.retain(|_, exp| exp.saturating_add(DEFAULT_LEEWAY_SECS) > now);
-                changed[i] |= b.len() != before;
+                self.dirty_rev[i] |= b.len() != before;
             }
             for (i, b) in self.amendments.iter_mut().enumerate() {
                 let before = b.len();
-                b.retain(|_, a| a.exp.saturating_add(DEFAULT_LEEWAY_SECS) > now);
-                amend_changed[i] |= b.len() != before;
+                // Until the signed expiry: past its own `exp` the amendment is what
+                // refuses the token.
+                b.retain(|_, a| a.exp.max(a.signed_exp).saturating_add(DEFAULT_LEEWAY_SECS) > now);
+                self.dirty_amend[i] |= b.len() != before;
             }
         }
-        for (i, b) in self.amendments.iter().enumerate() {
-            if amend_changed[i] {
-                let list: Vec<&Amendment> = b.values().collect();
-                let json = serde_json::to_vec(&list).map_err(|e| e.to_string())?;
-                host.set_shared(&shared::amend_key(i), &json);
-            }
+        let changed = self.dirty_rev.iter().chain(&self.dirty_amend).any(|c| *c) || self.dirty_keys;
+        self.dirty_journal |= changed || resp.version != self.meta.version;
+        let failed = self.write_owed(host)?;
+        if failed > 0 {
+            self.write_failures += failed;
+            return Err(SyncError::Failed(format!("{failed} shared-data writes failed; version {} is not published, retrying", resp.version)));
         }
-        for (i, b) in self.buckets.iter().enumerate() {
-            if changed[i] {
-                host.set_shared(&shared::bucket_key(i), &shared::encode_bucket(b.iter().map(|(k, v)| (&**k, *v))));
-            }
-        }
-        if changed.iter().chain(&amend_changed).any(|c| *c) || resp.version != meta.version {
-            let journal = Journal { from: self.journal_from, entries: self.journal.iter().cloned().collect() };
-            let json = serde_json::to_vec(&journal).map_err(|e| e.to_string())?;
-            host.set_shared(shared::JOURNAL_KEY, &json);
-        }
+        let mut meta = self.meta;
+        meta.keys_gen += u64::from(self.bump_keys_gen);
+        meta.rev_gen += u64::from(self.bump_rev_gen);
         meta.version = resp.version;
         meta.synced_at_ms = now_ms;
         // Written last: workers read `meta` first, so everything it points at is there.
-        host.set_shared(shared::META_KEY, &meta.encode());
+        if !host.set_shared(shared::META_KEY, &meta.encode()) {
+            self.write_failures += 1;
+            return Err(SyncError::Failed(format!("writing {} failed; version {} is not published, retrying", shared::META_KEY, resp.version)));
+        }
+        (self.bump_keys_gen, self.bump_rev_gen) = (false, false);
         if !self.synced {
             host.log(Level::Info, &format!("tokengate sync: first sync at version {} ({} keys, {} revocations)", resp.version, self.keys.len(), self.revocations()));
         }
@@ -278,6 +367,40 @@ impl Syncer {
         self.synced = true;
         self.failures = 0;
         Ok(())
+    }
+
+    /// Writes every shared-data key still owed; returns how many writes failed (those
+    /// stay owed).
+    fn write_owed(&mut self, host: &dyn Host) -> Result<u64, SyncError> {
+        let mut failed = 0;
+        for i in 0..shared::AMEND_BUCKETS {
+            if self.dirty_amend[i] {
+                let list: Vec<&Amendment> = self.amendments[i].values().collect();
+                let ok = host.set_shared(&shared::amend_key(i), &json(&list)?);
+                self.dirty_amend[i] = !ok;
+                failed += u64::from(!ok);
+            }
+        }
+        for i in 0..shared::REV_BUCKETS {
+            if self.dirty_rev[i] {
+                let bytes = shared::encode_bucket(self.buckets[i].iter().map(|(k, v)| (&**k, *v)));
+                let ok = host.set_shared(&shared::bucket_key(i), &bytes);
+                self.dirty_rev[i] = !ok;
+                failed += u64::from(!ok);
+            }
+        }
+        if self.dirty_keys {
+            let ok = host.set_shared(shared::KEYS_KEY, &json(&self.keys)?);
+            self.dirty_keys = !ok;
+            failed += u64::from(!ok);
+        }
+        if self.dirty_journal {
+            let journal = Journal { from: self.journal_from, entries: self.journal.iter().cloned().collect() };
+            let ok = host.set_shared(shared::JOURNAL_KEY, &json(&journal)?);
+            self.dirty_journal = !ok;
+            failed += u64::from(!ok);
+        }
+        Ok(failed)
     }
 
     /// After a failure: exponential backoff with jitter, 100 ms to 10 s.
@@ -299,7 +422,29 @@ mod tests {
     use tokengate_rules::sync::Revocation;
 
     fn cfg() -> ControlPlaneConfig {
-        ControlPlaneConfig { cluster: "cp".into(), authority: "cp".into(), credential: "s".into(), proxy_id: "p".into(), wait_ms: 1000 }
+        ControlPlaneConfig {
+            cluster: "cp".into(),
+            authority: "cp".into(),
+            credential: SECRET.into(),
+            proxy_id: "p".into(),
+            wait_ms: 1000,
+            insecure_short_credential: false,
+        }
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    /// The nonce of the request the syncer would send now.
+    fn nonce_of(s: &mut Syncer) -> String {
+        let (path, _) = s.request(1_000);
+        path.split("nonce=").nth(1).unwrap().to_owned()
+    }
+
+    /// An answer as the control plane sends it: JSON and its MAC over `nonce`.
+    fn signed(r: &SyncResponse, nonce: &str) -> (Vec<u8>, String) {
+        let body = serde_json::to_vec(r).unwrap();
+        let mac = ProxyKeys::derive(SECRET.as_bytes()).answer_mac(nonce, &body);
+        (body, mac)
     }
 
     fn resp(version: u64, snapshot: bool, revoked: &[&str]) -> SyncResponse {
@@ -340,7 +485,7 @@ mod tests {
         let j: Journal = serde_json::from_slice(&host.shared.borrow()[shared::JOURNAL_KEY]).unwrap();
         assert_eq!((j.from, j.entries.len()), (3, 0));
         assert_eq!(s.revocations(), 1);
-        assert_eq!(s.request().0, "/sync/v1/changes?since=3&wait_ms=1000&proxy=p");
+        assert!(s.request(1_000).0.starts_with("/sync/v1/changes?since=3&wait_ms=1000&proxy=p&nonce="));
     }
 
     #[test]
@@ -386,15 +531,108 @@ mod tests {
         let mut part = resp(7, true, &["b", "c"]);
         part.next = Some("c".into());
         assert!(!s.apply(&host, part).unwrap(), "a part is not published");
-        assert_eq!(s.request().0, "/sync/v1/changes?since=0&wait_ms=0&after=c&proxy=p");
+        assert!(s.request(1_000).0.starts_with("/sync/v1/changes?since=0&wait_ms=0&after=c&proxy=p&nonce="));
         assert_eq!(s.revocations(), 1, "the old state stays until the snapshot is whole");
         let mut last = resp(9, true, &["d"]);
         last.next = None;
         assert!(s.apply(&host, last).unwrap());
         assert_eq!((s.version(), s.revocations()), (7, 3));
-        assert_eq!(s.request().0, "/sync/v1/changes?since=7&wait_ms=1000&proxy=p");
+        assert!(s.request(1_000).0.starts_with("/sync/v1/changes?since=7&wait_ms=1000&proxy=p&nonce="));
         let meta = Meta::decode(&host.shared.borrow()[shared::META_KEY]).unwrap();
         assert_eq!(meta.version, 7);
+    }
+
+    /// Issue 10 defect 4: an answer with a bad MAC, no MAC, or a MAC over an earlier
+    /// call's nonce (a replay) is refused and counted, and changes nothing.
+    #[test]
+    fn security_reliability_forged_or_replayed_sync_answer_is_refused() {
+        let host = FakeHost::at(1_000);
+        let mut s = Syncer::new(cfg());
+        let n1 = nonce_of(&mut s);
+        let (body, mac) = signed(&resp(5, true, &["a"]), &n1);
+        assert_eq!(s.accept(&host, &body, Some(&mac)), Ok(true));
+        let before = host.shared.borrow().clone();
+
+        // A replay of that very answer to the next call.
+        let _n2 = nonce_of(&mut s);
+        assert!(matches!(s.accept(&host, &body, Some(&mac)), Err(SyncError::Rejected(_))));
+        // A higher version that wipes the revocations, without the MAC key.
+        let n3 = nonce_of(&mut s);
+        let (wipe, _) = signed(&resp(9, true, &[]), &n3);
+        let forged = ProxyKeys::derive(b"not the secret, but 32 bytes long").answer_mac(&n3, &wipe);
+        assert!(matches!(s.accept(&host, &wipe, Some(&forged)), Err(SyncError::Rejected(_))));
+        let _n4 = nonce_of(&mut s);
+        assert!(matches!(s.accept(&host, &wipe, None), Err(SyncError::Rejected(_))));
+        // The bearer the proxy sends (what an impostor sees) does not make a valid MAC.
+        let n5 = nonce_of(&mut s);
+        let bearer_as_secret = ProxyKeys::derive(s.bearer().as_bytes()).answer_mac(&n5, &wipe);
+        assert!(matches!(s.accept(&host, &wipe, Some(&bearer_as_secret)), Err(SyncError::Rejected(_))));
+        // A genuine answer delivered twice for one call: the second is a replay.
+        let n6 = nonce_of(&mut s);
+        let (same, mac6) = signed(&resp(5, false, &[]), &n6);
+        assert_eq!(s.accept(&host, &same, Some(&mac6)), Ok(true));
+        assert!(matches!(s.accept(&host, &same, Some(&mac6)), Err(SyncError::Rejected(_))));
+        // A genuine answer that goes backwards.
+        let n7 = nonce_of(&mut s);
+        let (old, mac7) = signed(&resp(4, true, &[]), &n7);
+        assert!(matches!(s.accept(&host, &old, Some(&mac7)), Err(SyncError::Rejected(_))));
+
+        assert_eq!(s.rejected, 6);
+        assert_eq!((s.version(), s.revocations()), (5, 1));
+        let after = host.shared.borrow().clone();
+        assert_eq!(Meta::decode(&after[shared::META_KEY]).unwrap().version, 5);
+        let keys: Vec<&String> = before.keys().filter(|k| *k != shared::META_KEY).collect();
+        for k in keys {
+            assert_eq!(before[k], after[k], "{k} changed");
+        }
+    }
+
+    /// The proxy never sends its secret: the bearer is derived from it.
+    #[test]
+    fn security_sync_calls_carry_a_derived_bearer_not_the_secret() {
+        let mut s = Syncer::new(cfg());
+        let (path, headers) = s.request(1_000);
+        assert!(!path.contains(SECRET));
+        let auth = headers.iter().find(|(k, _)| *k == "authorization").unwrap();
+        assert_eq!(auth.1, format!("Bearer {}", ProxyKeys::derive(SECRET.as_bytes()).bearer()));
+        assert!(!auth.1.contains(SECRET));
+        let n1 = nonce_of(&mut s);
+        assert_ne!(n1, nonce_of(&mut s), "a nonce is never repeated");
+    }
+
+    /// Issue 10 defect 8: a failed shared-data write publishes no `meta` for that
+    /// version; the write is retried with the next answer and counted.
+    #[test]
+    fn reliability_failed_shared_write_publishes_no_version_and_is_retried() {
+        let host = FakeHost::at(1_000);
+        let mut s = Syncer::new(cfg());
+        s.apply(&host, resp(1, true, &[])).unwrap();
+        *host.fail_writes.borrow_mut() = Some("tokengate/rev/".into());
+        let r = s.apply(&host, resp(2, false, &["a"]));
+        assert!(matches!(r, Err(SyncError::Failed(_))), "{r:?}");
+        assert_eq!(s.write_failures, 1);
+        assert_eq!(Meta::decode(&host.shared.borrow()[shared::META_KEY]).unwrap().version, 1, "meta was published");
+        assert_eq!(s.version(), 1);
+        // The store recovers; the next answer (the same delta, asked again from version 1,
+        // or a newer one) writes the owed bucket and publishes.
+        *host.fail_writes.borrow_mut() = None;
+        s.apply(&host, resp(2, false, &[])).unwrap();
+        let meta = Meta::decode(&host.shared.borrow()[shared::META_KEY]).unwrap();
+        assert_eq!(meta.version, 2);
+        let bucket = host.shared.borrow()[&shared::bucket_key(shared::bucket_of("a"))].clone();
+        assert!(String::from_utf8(bucket).unwrap().contains("a "));
+        // A failed keys write: the key generation is bumped only when it is written.
+        *host.fail_writes.borrow_mut() = Some(shared::KEYS_KEY.into());
+        let mut r = resp(3, false, &[]);
+        let x = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key().as_bytes());
+        r.keys = vec![PublicKey { kid: "k2".into(), x }];
+        assert!(s.apply(&host, r.clone()).is_err());
+        assert_eq!(Meta::decode(&host.shared.borrow()[shared::META_KEY]).unwrap().keys_gen, meta.keys_gen);
+        *host.fail_writes.borrow_mut() = None;
+        s.apply(&host, r).unwrap();
+        let after = Meta::decode(&host.shared.borrow()[shared::META_KEY]).unwrap();
+        assert_eq!((after.version, after.keys_gen), (3, meta.keys_gen + 1));
+        assert!(host.shared.borrow().contains_key(shared::KEYS_KEY));
     }
 
     #[test]

@@ -134,13 +134,35 @@ fn hex(b: &u8) -> Option<u8> {
 }
 
 /// Does the query string carry an `access_token` parameter (RFC 6750 §2.3)? A token
-/// there as well as in the header is two credentials, which the gate refuses.
+/// there as well as in the header is two credentials, which the gate refuses. The
+/// parameter name is compared percent-decoded (`access_tok%65n` is the same name to an
+/// upstream that decodes it) and without regard to ASCII case.
 pub fn query_has_access_token(target: &str) -> bool {
     let Some(i) = target.find('?') else { return false };
-    target[i + 1..].split('&').any(|kv| {
-        let key = kv.split('=').next().unwrap_or("");
-        key.eq_ignore_ascii_case("access_token") || key.eq_ignore_ascii_case("access%5ftoken")
-    })
+    target[i + 1..].split('&').any(|kv| is_access_token_name(kv.split('=').next().unwrap_or("")))
+}
+
+fn is_access_token_name(raw: &str) -> bool {
+    const NAME: &[u8] = b"access_token";
+    let bytes = raw.as_bytes();
+    let (mut i, mut n) = (0, 0);
+    while i < bytes.len() {
+        let b = match (bytes[i], bytes.get(i + 1).and_then(hex), bytes.get(i + 2).and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                i += 3;
+                h << 4 | l
+            }
+            (b, _, _) => {
+                i += 1;
+                b
+            }
+        };
+        if NAME.get(n).is_none_or(|c| !c.eq_ignore_ascii_case(&b)) {
+            return false;
+        }
+        n += 1;
+    }
+    n == NAME.len()
 }
 
 #[cfg(test)]
@@ -193,5 +215,19 @@ mod tests {
         assert!(query_has_access_token("/x?a=1&ACCESS_TOKEN=abc"));
         assert!(!query_has_access_token("/x?token=abc"));
         assert!(!query_has_access_token("/access_token"));
+        assert!(!query_has_access_token("/x?access_token2=abc"));
+        assert!(!query_has_access_token("/x?access_toke=abc"));
+    }
+
+    /// Issue 10 defect 7: the name is compared decoded, so no escape spelling slips a
+    /// second credential past the gate.
+    #[test]
+    fn security_access_token_in_query_is_found_in_any_escape_spelling() {
+        for q in ["access%5ftoken", "access%5Ftoken", "access_tok%65n", "%61ccess_token", "%41%43%43%45%53%53%5F%54%4F%4B%45%4E", "a=1&Access_Tok%45n=x"] {
+            assert!(query_has_access_token(&format!("/x?{q}=abc")), "{q}");
+        }
+        for q in ["access_token%00", "access%20token", "access%5", "access%5ftoken%"] {
+            assert!(!query_has_access_token(&format!("/x?{q}=abc")), "{q}");
+        }
     }
 }

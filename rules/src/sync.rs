@@ -1,9 +1,17 @@
 //! The sync protocol between the control plane and the proxies (wire format v1).
 //!
 //! ```text
-//! GET /sync/v1/changes?since=<version>&wait_ms=<0..=30000>&proxy=<proxy id>
-//! Authorization: Bearer <proxy credential>
+//! GET /sync/v1/changes?since=<version>&wait_ms=<0..=30000>&proxy=<proxy id>&nonce=<nonce>
+//! Authorization: Bearer <ProxyKeys::bearer>
 //! ```
+//!
+//! Authentication, both ways, from the one proxy secret the operator gives both sides
+//! ([`ProxyKeys`]): the proxy presents a bearer derived from the secret (never the
+//! secret itself), and the control plane answers with [`MAC_HEADER`], an HMAC-SHA256
+//! under a second key derived from the secret, over the request's nonce and the exact
+//! body. Whoever answers on the control plane's address learns the bearer but not the
+//! MAC key, so it can neither forge an answer nor replay a recorded one (the nonce is new
+//! for every call); a rolled-back version is refused by the proxy on top.
 //!
 //! The answer is a [`SyncResponse`]. With `since` equal to the current version the
 //! control plane holds the request until a change commits or `wait_ms` passes (long
@@ -12,7 +20,9 @@
 //! public key set (a handful of keys), so key rotation needs no delta of its own.
 //! Fields are only ever added; a proxy ignores fields it does not know.
 
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 pub const PROTOCOL: u32 = 1;
 pub const PATH: &str = "/sync/v1/changes";
@@ -24,6 +34,96 @@ pub const WORKER_LAG_MS: u64 = 5;
 /// Revocations per snapshot part by default: about 5 MB of JSON, well inside the buffer
 /// Envoy gives a Wasm HTTP call's answer (a single 1M-entry snapshot, ~55 MB, is not).
 pub const DEFAULT_SNAPSHOT_PAGE: usize = 100_000;
+
+/// The answer header carrying [`ProxyKeys::answer_mac`], lower-case hex.
+pub const MAC_HEADER: &str = "x-tokengate-sync-mac";
+/// The shortest proxy secret either side accepts without an explicit development flag.
+pub const MIN_SECRET_BYTES: usize = 32;
+/// The longest nonce a proxy sends (and the control plane accepts).
+pub const MAX_NONCE_BYTES: usize = 64;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The two keys derived from a proxy secret: the bearer a proxy presents, and the key
+/// of the answers' MAC. Each is HMAC-SHA256(secret, label), so knowing one reveals
+/// neither the other nor the secret.
+#[derive(Clone)]
+pub struct ProxyKeys {
+    bearer: String,
+    mac_key: [u8; 32],
+}
+
+impl ProxyKeys {
+    pub fn derive(secret: &[u8]) -> ProxyKeys {
+        let bearer = hex(&label(secret, b"tokengate sync v1 bearer"));
+        ProxyKeys { bearer, mac_key: label(secret, b"tokengate sync v1 answer mac") }
+    }
+
+    /// What the proxy sends as `Authorization: Bearer ...` (64 hex digits).
+    pub fn bearer(&self) -> &str {
+        &self.bearer
+    }
+
+    /// The MAC of an answer to the request that carried `nonce`, over the exact body.
+    pub fn answer_mac(&self, nonce: &str, body: &[u8]) -> String {
+        hex(&self.mac(nonce, body).finalize().into_bytes())
+    }
+
+    /// Checks a presented MAC (hex) in constant time.
+    pub fn check_answer_mac(&self, nonce: &str, body: &[u8], presented: &str) -> bool {
+        let Some(bytes) = unhex(presented) else { return false };
+        self.mac(nonce, body).verify_slice(&bytes).is_ok()
+    }
+
+    fn mac(&self, nonce: &str, body: &[u8]) -> HmacSha256 {
+        // An HMAC key of any length is accepted: this cannot fail.
+        let mut m = <HmacSha256 as Mac>::new_from_slice(&self.mac_key).unwrap_or_else(|_| unreachable_hmac());
+        // Length-prefixed, so no (nonce, body) pair reads as another.
+        m.update(&(nonce.len() as u64).to_be_bytes());
+        m.update(nonce.as_bytes());
+        m.update(body);
+        m
+    }
+}
+
+#[cold]
+fn unreachable_hmac() -> HmacSha256 {
+    // `Hmac::new_from_slice` only fails for fixed-size-key MACs; HMAC takes any key.
+    <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default())
+}
+
+fn label(secret: &[u8], what: &[u8]) -> [u8; 32] {
+    let mut m = <HmacSha256 as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable_hmac());
+    m.update(what);
+    m.finalize().into_bytes().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    s.as_bytes().chunks(2).map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?)).collect()
+}
+
+/// A nonce as a proxy sends it: 1 to [`MAX_NONCE_BYTES`] of `[A-Za-z0-9._-]`.
+pub fn valid_nonce(n: &str) -> bool {
+    !n.is_empty() && n.len() <= MAX_NONCE_BYTES && n.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -63,13 +163,18 @@ pub struct PublicKey {
 /// Every field is the full current value, not a diff: `None` means "not set" (no flag
 /// limit, all items, no app, no params). A proxy replaces these claims of the token with
 /// `jti` by these values; `exp` can only bring the signed expiry forward, never extend it.
+/// A proxy keeps an amendment until `signed_exp`: past `exp` it is what refuses the token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Amendment {
     pub jti: String,
     /// Activation time (seed `at`), s since the epoch: the token is refused before it.
     pub nbf: u64,
-    /// End of life (seed `at + dur`), s since the epoch; the entry can be dropped after it.
+    /// End of life (seed `at + dur`), s since the epoch.
     pub exp: u64,
+    /// The expiry signed into the token, s since the epoch: the entry is kept until then
+    /// (plus the leeway), never only until `exp`. Dropping it at `exp` would let the
+    /// token live again, with its signed rights, until its signed expiry.
+    pub signed_exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,4 +221,44 @@ pub struct Revocation {
     /// When the token would have expired anyway (s since the epoch); the entry can be
     /// dropped after this.
     pub exp: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn security_sync_answer_mac_binds_nonce_and_body() {
+        let k = ProxyKeys::derive(b"0123456789abcdef0123456789abcdef");
+        let mac = k.answer_mac("n1", b"{\"version\":2}");
+        assert!(k.check_answer_mac("n1", b"{\"version\":2}", &mac));
+        assert!(!k.check_answer_mac("n2", b"{\"version\":2}", &mac), "a replay under another nonce");
+        assert!(!k.check_answer_mac("n1", b"{\"version\":3}", &mac), "another body");
+        assert!(!k.check_answer_mac("n1x", b"\"version\":2}", &mac), "the nonce/body boundary moved");
+        assert!(!k.check_answer_mac("n1", b"{\"version\":2}", &mac.to_uppercase()));
+        assert!(!k.check_answer_mac("n1", b"{\"version\":2}", &mac[..62]));
+        let other = ProxyKeys::derive(b"0123456789abcdef0123456789abcdeX");
+        assert!(!other.check_answer_mac("n1", b"{\"version\":2}", &mac), "another secret");
+    }
+
+    #[test]
+    fn security_sync_bearer_reveals_neither_secret_nor_mac_key() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let k = ProxyKeys::derive(secret);
+        assert_eq!(k.bearer().len(), 64);
+        assert!(!k.bearer().contains("0123456789abcdef0123"));
+        // The bearer used as a MAC key (what an impostor holds) does not make valid MACs.
+        let forged = ProxyKeys { bearer: String::new(), mac_key: label(k.bearer().as_bytes(), b"x") };
+        assert!(!k.check_answer_mac("n", b"{}", &forged.answer_mac("n", b"{}")));
+        assert_ne!(hex(&k.mac_key), k.bearer());
+    }
+
+    #[test]
+    fn nonces() {
+        assert!(valid_nonce("18c2f-1"));
+        for bad in ["", "a b", "a&b", &"a".repeat(65)] {
+            assert!(!valid_nonce(bad), "{bad:?}");
+        }
+    }
 }

@@ -29,7 +29,7 @@ fn test_vars() -> Vec<(&'static str, String)> {
         ("TG_UPSTREAM_HOST", "127.0.0.1".into()),
         ("TG_UPSTREAM_PORT", "8081".into()),
         ("TG_WASM", wasm().display().to_string()),
-        ("TG_PROXY_SECRET", "validate-secret".into()),
+        ("TG_PROXY_SECRET", "validate-secret-0123456789abcdef0123456789".into()),
         ("TG_PROXY_ID", "validate".into()),
     ]
 }
@@ -127,6 +127,16 @@ fn compose_renders_the_tested_envoy_config() {
             vars.push((Box::leak(k.to_owned().into_boxed_str()), value));
         }
     }
+    // The proxy secret is not in the environment: the `secrets` service generates it
+    // into a volume and Envoy's command reads it from there (nothing fixed is shipped).
+    let text = std::fs::read_to_string(workspace().join("docker-compose.yml")).expect("docker-compose.yml");
+    assert!(!vars.iter().any(|(k, _)| *k == "TG_PROXY_SECRET"), "compose must not give Envoy a fixed proxy secret");
+    assert!(!text.contains("change-me"), "compose ships a default proxy secret");
+    let command = envoy["command"].as_sequence().expect("envoy command").iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ");
+    assert!(command.contains("TG_PROXY_SECRET=$$(cat /run/tokengate/proxy-secret)"), "{command}");
+    let cp_env = &compose["services"]["control-plane"]["environment"];
+    assert_eq!(cp_env["TOKENGATE_PROXY_SECRET_FILE"].as_str(), Some("/run/tokengate/proxy-secret"));
+    vars.push(("TG_PROXY_SECRET", "0".repeat(64)));
     let template = std::fs::read_to_string(workspace().join("envoy/envoy.yaml")).expect("template");
     // The wasm path inside the container does not exist here: point it at the built one.
     let vars: Vec<(&str, String)> =

@@ -263,7 +263,7 @@ impl Stack {
             dir.disable_cleanup(true);
         }
         eprintln!("e2e stack in {}", dir.path().display());
-        let secret = format!("e2e-{}", rand::random::<u64>());
+        let secret = format!("e2e-{:032x}", rand::random::<u128>());
         let upstream_port = free_port();
         let mut cmd = Command::new(upstream_bin());
         cmd.env("DEMO_UPSTREAM_LISTEN", format!("127.0.0.1:{upstream_port}"));

@@ -15,7 +15,11 @@ use tokio::task::JoinHandle;
 
 pub const ADMIN: &str = "admin";
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
-pub const PROXY_SECRET: &str = "test-proxy-secret-0123456789";
+pub const PROXY_SECRET: &str = "test-proxy-secret-0123456789abcdef0123456789";
+
+/// What a proxy presents on the sync channel: a bearer derived from the secret.
+pub static PROXY_BEARER: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| tokengate_rules::sync::ProxyKeys::derive(PROXY_SECRET.as_bytes()).bearer().to_owned());
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -236,15 +240,26 @@ impl TestApp {
 
     /// `GET /sync/v1/changes` with the proxy secret.
     pub async fn sync(&self, since: u64, wait_ms: u64) -> Reply {
-        self.sync_as(since, wait_ms, Some(PROXY_SECRET)).await
+        self.sync_as(since, wait_ms, Some(&PROXY_BEARER)).await
     }
 
-    pub async fn sync_as(&self, since: u64, wait_ms: u64, secret: Option<&str>) -> Reply {
-        let mut req = self.client.get(self.url(&format!("/sync/v1/changes?since={since}&wait_ms={wait_ms}&proxy=test-proxy")));
-        if let Some(s) = secret {
+    /// A sync call presenting `bearer`; a 200 answer's MAC is checked as a proxy does.
+    pub async fn sync_as(&self, since: u64, wait_ms: u64, bearer: Option<&str>) -> Reply {
+        let nonce = format!("t.{:x}", rand::random::<u64>());
+        let mut req = self.client.get(self.url(&format!("/sync/v1/changes?since={since}&wait_ms={wait_ms}&proxy=test-proxy&nonce={nonce}")));
+        if let Some(s) = bearer {
             req = req.bearer_auth(s);
         }
-        Reply::from(req.send().await.unwrap()).await
+        let r = req.send().await.unwrap();
+        let (status, headers) = (r.status(), r.headers().clone());
+        let bytes = r.bytes().await.unwrap();
+        if status == StatusCode::OK {
+            let mac = headers.get(tokengate_rules::sync::MAC_HEADER).map(|v| v.to_str().unwrap().to_owned());
+            let keys = tokengate_rules::sync::ProxyKeys::derive(PROXY_SECRET.as_bytes());
+            assert!(keys.check_answer_mac(&nonce, &bytes, mac.as_deref().unwrap_or_default()), "the sync answer's MAC does not check");
+        }
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        Reply { status, headers, body }
     }
 }
 

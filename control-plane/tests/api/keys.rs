@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::each_db;
-use crate::helpers::{issue_limited, TestApp, PROXY_SECRET};
+use crate::helpers::{issue_limited, TestApp, PROXY_BEARER};
 
 each_db!(rotation_publishes_the_new_key_and_old_tokens_keep_working, security_rotation_needs_management_rights);
 
@@ -41,7 +41,7 @@ async fn rotation_publishes_the_new_key_and_old_tokens_keep_working(app: TestApp
     let client = app.client.clone();
     let url = app.url(&format!("/sync/v1/changes?since={current}&wait_ms=25000&proxy=poller"));
     let started = Instant::now();
-    let poll = tokio::spawn(async move { client.get(url).bearer_auth(PROXY_SECRET).send().await.unwrap().json::<Value>().await.unwrap() });
+    let poll = tokio::spawn(async move { client.get(url).bearer_auth(&*PROXY_BEARER).send().await.unwrap().json::<Value>().await.unwrap() });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let r = app.post("/api/v1/keys/rotate", Some(tok(&old_token)), &json!({})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);

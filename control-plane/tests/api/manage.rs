@@ -14,6 +14,7 @@ each_db!(
     manage_delete_one_and_delete_all,
     manage_child_users_and_attenuation,
     manage_bad_input_writes_nothing,
+    security_shortened_token_stays_in_the_snapshot_until_its_signed_expiry,
 );
 
 fn tok(v: &Value) -> &str {
@@ -248,4 +249,47 @@ async fn manage_bad_input_writes_nothing(app: TestApp) {
     assert_eq!(app.token_rows().await, rows);
     let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM changes").fetch_one(&app.state.pool).await.unwrap();
     assert_eq!(after, changes);
+}
+
+/// Moves a token's amended times `ms` into the past, as if that much time had gone by
+/// since the amendment (the signed expiry, in the JWT, does not move).
+async fn age_amendment(app: &TestApp, id: &str, ms: i64) {
+    sqlx::query("UPDATE tokens SET not_before = not_before - $2, expires_at = expires_at - $2, amended_at = amended_at - $2 WHERE id = $1")
+        .bind(id)
+        .bind(ms)
+        .execute(&app.state.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE changes SET created_at = created_at - $2 WHERE token_id = $1").bind(id).bind(ms).execute(&app.state.pool).await.unwrap();
+}
+
+/// Issue 10 defect 1: a token signed for 5 years and shortened to 60 s must still be in
+/// every snapshot after the amended end has passed (and the change log was swept), or a
+/// proxy that starts then would accept it with its signed rights. The same holds for a
+/// revocation of a shortened token.
+async fn security_shortened_token_stays_in_the_snapshot_until_its_signed_expiry(app: TestApp) {
+    let admin = app.admin_token(None, Some("6 years")).await;
+    let long = manage(&app, tok(&admin), json!({"callMode": "create", "dur": 5 * 365 * 86_400})).await;
+    let h = long["h"].as_str().unwrap();
+    manage(&app, tok(&admin), json!({"callMode": "update", "h": h, "at": 0, "dur": 60})).await;
+    let revoked = manage(&app, tok(&admin), json!({"callMode": "create", "dur": 5 * 365 * 86_400})).await;
+    let r = revoked["h"].as_str().unwrap();
+    manage(&app, tok(&admin), json!({"callMode": "update", "h": r, "at": 0, "dur": 60})).await;
+    assert_eq!(app.delete(&format!("/api/v1/tokens/{r}"), tok(&admin)).await.status, StatusCode::NO_CONTENT);
+    // Ten minutes later (beyond every grace), after a sweep of the change log.
+    for id in [h, r] {
+        age_amendment(&app, id, 11 * 60 * 1000).await;
+    }
+    tokengate_control_plane::sweep_once(&app.state, now_ms()).await.unwrap();
+    let snap = app.sync(0, 0).await.body;
+    let amended: Vec<&Value> = snap["amended"].as_array().unwrap().iter().filter(|a| a["jti"] == h).collect();
+    assert_eq!(amended.len(), 1, "the shortened token's amendment left the snapshot: {snap}");
+    assert!(amended[0]["exp"].as_i64().unwrap() < now_s(), "the amendment carries the amended end");
+    assert!(amended[0]["signed_exp"].as_i64().unwrap() > now_s() + 4 * 365 * 86_400, "and the signed expiry");
+    let rev: Vec<&Value> = snap["revoked"].as_array().unwrap().iter().filter(|e| e["jti"] == r).collect();
+    assert_eq!(rev.len(), 1, "the shortened token's revocation left the snapshot: {snap}");
+    assert!(rev[0]["exp"].as_i64().unwrap() > now_s() + 4 * 365 * 86_400, "a revocation lives until the signed expiry");
+    // And the control plane's own guard refuses the shortened token.
+    let r = app.get("/api/v1/tokens", tok(&long)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }

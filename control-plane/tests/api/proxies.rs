@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::each_db;
-use crate::helpers::{issue_limited, TestApp, PROXY_SECRET};
+use crate::helpers::{issue_limited, TestApp, PROXY_BEARER};
 
 each_db!(revocation_waits_until_live_proxies_applied_it, security_propagation_bad_wait_and_rights);
 
@@ -16,7 +16,7 @@ fn tok(v: &Value) -> &str {
 
 async fn sync_as_proxy(app: &TestApp, proxy: &str, since: u64, wait_ms: u64) -> Value {
     let url = app.url(&format!("/sync/v1/changes?since={since}&wait_ms={wait_ms}&proxy={proxy}"));
-    app.client.get(url).bearer_auth(PROXY_SECRET).send().await.unwrap().json().await.unwrap()
+    app.client.get(url).bearer_auth(&*PROXY_BEARER).send().await.unwrap().json().await.unwrap()
 }
 
 /// A proxy that applies every answer and polls again at once, as the filter does.
@@ -27,7 +27,7 @@ fn poller(app: &TestApp, proxy: &'static str) -> tokio::task::JoinHandle<()> {
         let mut since = 0;
         loop {
             let url = format!("{base}/sync/v1/changes?since={since}&wait_ms=25000&proxy={proxy}");
-            let Ok(r) = client.get(url).bearer_auth(PROXY_SECRET).send().await else { return };
+            let Ok(r) = client.get(url).bearer_auth(&*PROXY_BEARER).send().await else { return };
             let Ok(body) = r.json::<Value>().await else { return };
             since = body["version"].as_u64().unwrap_or(since);
         }

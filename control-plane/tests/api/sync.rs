@@ -16,6 +16,7 @@ each_db!(
     sync_long_poll_times_out_with_the_same_version,
     sync_swept_log_answers_a_snapshot,
     sync_held_call_ends_at_shutdown,
+    security_sync_answers_carry_a_mac_over_nonce_and_body,
 );
 
 fn revoked_ids(r: &Value) -> Vec<String> {
@@ -40,7 +41,7 @@ async fn revoke_one(app: &TestApp, admin: &str) -> (String, i64) {
 async fn security_sync_wrong_credential_is_refused(app: TestApp) {
     app.sync_as(0, 0, Some("wrong")).await.assert_error(401, "bad_proxy_credential");
     app.sync_as(0, 0, None).await.assert_error(401, "bad_proxy_credential");
-    let r = app.sync_as(0, 0, Some(&format!("{}x", crate::helpers::PROXY_SECRET))).await;
+    let r = app.sync_as(0, 0, Some(&format!("{}x", *crate::helpers::PROXY_BEARER))).await;
     r.assert_error(401, "bad_proxy_credential");
     assert!(r.header("www-authenticate").is_some());
     assert_eq!(app.sync(0, 0).await.status, StatusCode::OK);
@@ -138,7 +139,7 @@ async fn sync_long_poll_wakes_on_a_revocation(app: TestApp) {
     let url = app.url(&format!("/sync/v1/changes?since={current}&wait_ms=25000&proxy=long-poller"));
     let started = Instant::now();
     let poll = tokio::spawn(async move {
-        let r = client.get(url).bearer_auth(crate::helpers::PROXY_SECRET).send().await.unwrap();
+        let r = client.get(url).bearer_auth(&*crate::helpers::PROXY_BEARER).send().await.unwrap();
         (r.status(), r.json::<Value>().await.unwrap(), started.elapsed())
     });
     // Let the poll reach the server and wait; no correctness depends on this pause.
@@ -163,9 +164,9 @@ async fn sync_long_poll_times_out_with_the_same_version(app: TestApp) {
     assert_eq!(r.body["revoked"], json!([]));
     assert_eq!(r.body["keys"].as_array().unwrap().len(), 1);
     // wait_ms above the cap is clamped, not refused; bad numbers are.
-    let r = app.client.get(app.url("/sync/v1/changes?since=x&proxy=p")).bearer_auth(crate::helpers::PROXY_SECRET).send().await.unwrap();
+    let r = app.client.get(app.url("/sync/v1/changes?since=x&proxy=p")).bearer_auth(&*crate::helpers::PROXY_BEARER).send().await.unwrap();
     crate::helpers::Reply::from(r).await.assert_error(400, "bad_query");
-    let r = app.client.get(app.url("/sync/v1/changes?since=0&proxy=bad%20id")).bearer_auth(crate::helpers::PROXY_SECRET).send().await.unwrap();
+    let r = app.client.get(app.url("/sync/v1/changes?since=0&proxy=bad%20id")).bearer_auth(&*crate::helpers::PROXY_BEARER).send().await.unwrap();
     crate::helpers::Reply::from(r).await.assert_error(400, "bad_query");
 }
 
@@ -195,7 +196,7 @@ async fn sync_held_call_ends_at_shutdown(app: TestApp) {
     let client = app.client.clone();
     let url = app.url(&format!("/sync/v1/changes?since={current}&wait_ms=30000&proxy=held"));
     let poll = tokio::spawn(async move {
-        let r = client.get(url).bearer_auth(crate::helpers::PROXY_SECRET).send().await.unwrap();
+        let r = client.get(url).bearer_auth(&*crate::helpers::PROXY_BEARER).send().await.unwrap();
         (r.status(), r.json::<Value>().await.unwrap())
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -229,7 +230,7 @@ async fn replicas_wake_held_calls_through_notify() {
     let client = b.client.clone();
     let url = b.url(&format!("/sync/v1/changes?since={current}&wait_ms=25000&proxy=on-b"));
     let poll = tokio::spawn(async move {
-        let r = client.get(url).bearer_auth(crate::helpers::PROXY_SECRET).send().await.unwrap();
+        let r = client.get(url).bearer_auth(&*crate::helpers::PROXY_BEARER).send().await.unwrap();
         r.json::<Value>().await.unwrap()
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -267,7 +268,7 @@ async fn sync_snapshot_in_parts() {
             if let Some(a) = &after {
                 url.push_str(&format!("&after={a}"));
             }
-            let r = app.client.get(app.url(&url)).bearer_auth(crate::helpers::PROXY_SECRET).send().await.unwrap();
+            let r = app.client.get(app.url(&url)).bearer_auth(&*crate::helpers::PROXY_BEARER).send().await.unwrap();
             assert_eq!(r.status(), StatusCode::OK);
             let body: Value = r.json().await.unwrap();
             assert_eq!(body["snapshot"], true);
@@ -282,10 +283,27 @@ async fn sync_snapshot_in_parts() {
         seen.sort();
         assert_eq!(seen, expected);
         assert_eq!(parts, 3, "5 revocations, 2 a part");
-        let bad = app.client.get(app.url("/sync/v1/changes?since=3&wait_ms=0&after=abc&proxy=pager")).bearer_auth(crate::helpers::PROXY_SECRET).send().await.unwrap();
+        let bad = app.client.get(app.url("/sync/v1/changes?since=3&wait_ms=0&after=abc&proxy=pager")).bearer_auth(&*crate::helpers::PROXY_BEARER).send().await.unwrap();
         assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-        let bad = app.client.get(app.url("/sync/v1/changes?since=0&wait_ms=0&after=a%27b&proxy=pager")).bearer_auth(crate::helpers::PROXY_SECRET).send().await.unwrap();
+        let bad = app.client.get(app.url("/sync/v1/changes?since=0&wait_ms=0&after=a%27b&proxy=pager")).bearer_auth(&*crate::helpers::PROXY_BEARER).send().await.unwrap();
         assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     })
     .await;
+}
+
+/// Issue 10 defect 4: every answer carries a MAC over the call's nonce and the body
+/// (checked by `sync_as` on every 200), the proxy secret itself is not a credential (only
+/// the bearer derived from it is), and a malformed nonce is refused.
+async fn security_sync_answers_carry_a_mac_over_nonce_and_body(app: TestApp) {
+    let r = app.sync(0, 0).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let mac = r.header(tokengate_rules::sync::MAC_HEADER).unwrap().to_owned();
+    assert_eq!(mac.len(), 64);
+    let body = serde_json::to_vec(&r.body).unwrap();
+    let keys = tokengate_rules::sync::ProxyKeys::derive(crate::helpers::PROXY_SECRET.as_bytes());
+    assert!(!keys.check_answer_mac("another-nonce", &body, &mac));
+    app.sync_as(0, 0, Some(crate::helpers::PROXY_SECRET)).await.assert_error(401, "bad_proxy_credential");
+    let url = app.url("/sync/v1/changes?since=0&proxy=p&nonce=a%20b");
+    let r = crate::helpers::Reply::from(app.client.get(url).bearer_auth(&*crate::helpers::PROXY_BEARER).send().await.unwrap()).await;
+    r.assert_error(400, "bad_query");
 }

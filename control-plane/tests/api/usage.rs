@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::each_db;
-use crate::helpers::{now_ms, run_with, Reply, TestApp, PROXY_SECRET};
+use crate::helpers::{now_ms, run_with, Reply, TestApp, PROXY_BEARER};
 
 each_db!(usage_reports_keep_the_latest_use, security_usage_reports_need_the_proxy_credential_and_bounds, idle_tokens_are_revoked_and_synced);
 
@@ -31,14 +31,14 @@ async fn usage_reports_keep_the_latest_use(app: TestApp) {
         {"jti": id, "at": at - 1000}, {"jti": id, "at": at},
         {"jti": "0123456789abcdef01234567", "at": at}, {"jti": "not-an-id", "at": at},
     ]});
-    let r = report(&app, Some(PROXY_SECRET), &body).await;
+    let r = report(&app, Some(&PROXY_BEARER), &body).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     assert_eq!(last_used(&app, id).await, Some(at));
     // An older report does not move it back; a time in the future counts as now.
-    report(&app, Some(PROXY_SECRET), &json!({"proxy": "envoy-2", "used": [{"jti": id, "at": at - 60_000}]})).await;
+    report(&app, Some(&PROXY_BEARER), &json!({"proxy": "envoy-2", "used": [{"jti": id, "at": at - 60_000}]})).await;
     assert_eq!(last_used(&app, id).await, Some(at));
     let before = now_ms();
-    report(&app, Some(PROXY_SECRET), &json!({"proxy": "envoy-2", "used": [{"jti": id, "at": now_ms() + 86_400_000}]})).await;
+    report(&app, Some(&PROXY_BEARER), &json!({"proxy": "envoy-2", "used": [{"jti": id, "at": now_ms() + 86_400_000}]})).await;
     let stored = last_used(&app, id).await.unwrap();
     assert!(stored >= before && stored <= now_ms(), "{stored}");
     // The listing shows it.
@@ -47,7 +47,7 @@ async fn usage_reports_keep_the_latest_use(app: TestApp) {
     assert_eq!(listed["lastUsedAt"], json!(stored));
     // A full batch of 10 000 entries is taken in one call.
     let used: Vec<Value> = (0..10_000).map(|i| json!({"jti": format!("{i:024x}"), "at": at})).collect();
-    let r = report(&app, Some(PROXY_SECRET), &json!({"proxy": "envoy-1", "used": used})).await;
+    let r = report(&app, Some(&PROXY_BEARER), &json!({"proxy": "envoy-1", "used": used})).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
 }
 
@@ -60,12 +60,12 @@ async fn security_usage_reports_need_the_proxy_credential_and_bounds(app: TestAp
     report(&app, Some(admin["token"].as_str().unwrap()), &body).await.assert_error(401, "bad_proxy_credential");
     assert_eq!(last_used(&app, id).await, None);
     let used: Vec<Value> = (0..10_001).map(|i| json!({"jti": format!("{i:024x}"), "at": 1})).collect();
-    report(&app, Some(PROXY_SECRET), &json!({"proxy": "envoy-1", "used": used})).await.assert_error(413, "too_many_entries");
-    report(&app, Some(PROXY_SECRET), &json!({"proxy": "bad id", "used": []})).await.assert_error(400, "bad_usage_report");
-    report(&app, Some(PROXY_SECRET), &json!({"proxy": "envoy-1"})).await.assert_error(400, "missing_field");
-    report(&app, Some(PROXY_SECRET), &json!({"proxy": "envoy-1", "used": [{"jti": id, "at": -5}]})).await.assert_error(400, "wrong_type");
+    report(&app, Some(&PROXY_BEARER), &json!({"proxy": "envoy-1", "used": used})).await.assert_error(413, "too_many_entries");
+    report(&app, Some(&PROXY_BEARER), &json!({"proxy": "bad id", "used": []})).await.assert_error(400, "bad_usage_report");
+    report(&app, Some(&PROXY_BEARER), &json!({"proxy": "envoy-1"})).await.assert_error(400, "missing_field");
+    report(&app, Some(&PROXY_BEARER), &json!({"proxy": "envoy-1", "used": [{"jti": id, "at": -5}]})).await.assert_error(400, "wrong_type");
     let big = json!({"proxy": "envoy-1", "used": [], "pad": "x".repeat(2 * 1024 * 1024)});
-    report(&app, Some(PROXY_SECRET), &big).await.assert_error(413, "body_too_large");
+    report(&app, Some(&PROXY_BEARER), &big).await.assert_error(413, "body_too_large");
     assert_eq!(last_used(&app, id).await, None);
 }
 
@@ -82,7 +82,7 @@ async fn idle_tokens_are_revoked_and_synced(app: TestApp) {
         let mut revoked_after = None;
         while started.elapsed() < Duration::from_secs(8) {
             let body = json!({"proxy": "envoy-1", "used": keep.iter().map(|j| json!({"jti": j, "at": now_ms()})).collect::<Vec<_>>()});
-            assert_eq!(report(&app, Some(PROXY_SECRET), &body).await.status, StatusCode::NO_CONTENT);
+            assert_eq!(report(&app, Some(&PROXY_BEARER), &body).await.status, StatusCode::NO_CONTENT);
             let r = app.get("/api/v1/scopes", idle["token"].as_str().unwrap()).await;
             if r.status == StatusCode::UNAUTHORIZED {
                 r.assert_error(401, "token_revoked");

@@ -7,5 +7,6 @@
 
 mod configs;
 mod gate;
+mod hardening;
 mod harness;
 mod paths;

@@ -104,9 +104,19 @@ impl Drop for Proc {
 /// One HTTP/1.1 exchange over a fresh connection, sending the request bytes exactly as
 /// given (no client-side normalization of the path).
 pub fn raw(port: u16, request: &str) -> Response {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    s.write_all(request.as_bytes()).expect("write");
+    Response::parse(&exchange(port, request).unwrap_or_else(|e| panic!("{e} 127.0.0.1:{port}")))
+}
+
+/// [`raw`], or `None` when the connection cannot be made or nothing comes back (a server
+/// being killed), for tests that load a server through its faults.
+pub fn try_raw(port: u16, request: &str) -> Option<Response> {
+    exchange(port, request).ok().filter(|b| !b.is_empty()).map(|b| Response::parse(&b))
+}
+
+fn exchange(port: u16, request: &str) -> Result<Vec<u8>, &'static str> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|_| "cannot connect to")?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|_| "cannot set a timeout on")?;
+    s.write_all(request.as_bytes()).map_err(|_| "cannot write to")?;
     // Read until the response is complete (Content-Length or the last chunk), not until
     // the server closes: Envoy may linger before closing.
     let mut buf = Vec::new();
@@ -120,7 +130,7 @@ pub fn raw(port: u16, request: &str) -> Response {
             break;
         }
     }
-    Response::parse(&buf)
+    Ok(buf)
 }
 
 fn response_complete(buf: &[u8]) -> bool {
@@ -139,6 +149,15 @@ fn response_complete(buf: &[u8]) -> bool {
 
 /// A request with `Connection: close`, the given extra header lines and optional body.
 pub fn request(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: Option<&Value>) -> Response {
+    raw(port, &request_text(method, target, headers, body))
+}
+
+/// [`request`], or `None` when the server is not there or the exchange breaks.
+pub fn try_request(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: Option<&Value>) -> Option<Response> {
+    try_raw(port, &request_text(method, target, headers, body))
+}
+
+fn request_text(method: &str, target: &str, headers: &[(&str, &str)], body: Option<&Value>) -> String {
     let mut req = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -150,7 +169,7 @@ pub fn request(port: u16, method: &str, target: &str, headers: &[(&str, &str)], 
         }
         None => req.push_str("\r\n"),
     }
-    raw(port, &req)
+    req
 }
 
 pub fn get(port: u16, target: &str, token: Option<&str>) -> Response {
@@ -248,6 +267,52 @@ pub struct Stack {
     pub fail_open: bool,
     /// Extra environment for the control plane (e.g. a small snapshot page).
     pub cp_env: Vec<(&'static str, String)>,
+    /// The control plane's database when it is not the SQLite file in `dir`.
+    pub pg: Option<PgDatabase>,
+}
+
+/// A PostgreSQL database of its own for one stack, dropped with it.
+pub struct PgDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// A fresh database on the server `DATABASE_URL` names; `None` when it names none.
+    pub fn create() -> Option<PgDatabase> {
+        let base = std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))?;
+        let name = format!("tg_e2e_{:016x}", rand::random::<u64>());
+        let (admin_url, url) = (with_database(&base, "postgres"), with_database(&base, &name));
+        pg_exec(&admin_url, &format!("CREATE DATABASE {name}"));
+        Some(PgDatabase { url, admin_url, name })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        pg_exec(&self.admin_url, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+/// `url` with its database name replaced.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
+    format!("{}/{name}{query}", &base[..host_end])
+}
+
+fn pg_exec(url: &str, sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(url).await.expect("connect to PostgreSQL");
+        sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    });
 }
 
 impl Stack {
@@ -255,8 +320,28 @@ impl Stack {
         Stack::start_with(concurrency, wasm())
     }
 
+    /// The stack, with `configure` applied to its settings before Envoy starts.
+    pub fn start_configured(concurrency: u32, configure: impl FnOnce(&mut Stack)) -> Stack {
+        let mut stack = Stack::start(concurrency);
+        configure(&mut stack);
+        stack.stop_envoy();
+        stack.start_envoy();
+        stack
+    }
+
     /// The stack with another build of the filter.
     pub fn start_with(concurrency: u32, wasm: PathBuf) -> Stack {
+        Stack::start_full(concurrency, wasm, None)
+    }
+
+    /// The stack with its control plane on a fresh PostgreSQL database (`DATABASE_URL`'s
+    /// server); `None` when `DATABASE_URL` is not PostgreSQL.
+    pub fn start_on_postgres(concurrency: u32) -> Option<Stack> {
+        let pg = PgDatabase::create()?;
+        Some(Stack::start_full(concurrency, wasm(), Some(pg)))
+    }
+
+    fn start_full(concurrency: u32, wasm: PathBuf, pg: Option<PgDatabase>) -> Stack {
         let mut dir = tempfile::Builder::new().prefix("tokengate-e2e-").tempdir().expect("tempdir");
         // TOKENGATE_E2E_KEEP=1 keeps every log and config for a post-mortem.
         if std::env::var_os("TOKENGATE_E2E_KEEP").is_some() {
@@ -284,10 +369,35 @@ impl Stack {
             max_staleness_ms: None,
             fail_open: false,
             cp_env: Vec::new(),
+            pg,
         };
         stack.start_control_plane();
         stack.start_envoy();
         stack
+    }
+
+    /// The control plane's database.
+    pub fn database_url(&self) -> String {
+        match &self.pg {
+            Some(pg) => pg.url.clone(),
+            None => format!("sqlite://{}", self.db_path().display()),
+        }
+    }
+
+    /// One number from the control plane's database (SQLite or PostgreSQL).
+    pub fn db_count(&self, sql: &str) -> i64 {
+        let url = self.database_url();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            use sqlx::Connection as _;
+            if self.pg.is_some() {
+                let mut conn = sqlx::PgConnection::connect(&url).await.expect("open the database");
+                sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+            } else {
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open the database");
+                sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+            }
+        })
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -298,7 +408,7 @@ impl Stack {
         let port = self.cp_port;
         let mut cmd = Command::new(tokengate_bin());
         cmd.env("TOKENGATE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("DATABASE_URL", format!("sqlite://{}", self.db_path().display()))
+            .env("DATABASE_URL", self.database_url())
             .env("TOKENGATE_ADMIN_USER", ADMIN_USER)
             .env("TOKENGATE_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("TOKENGATE_PROXY_SECRET", &self.secret)

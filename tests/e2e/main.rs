@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod configs;
+mod faults;
 mod gate;
 mod hardening;
 mod harness;

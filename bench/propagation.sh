@@ -49,7 +49,7 @@ REQ_PATH=/api/v1/objects/42
 SCOPE="GET /objects/:id"
 ADMIN_USER=admin
 ADMIN_PASSWORD=bench-admin-password-$RANDOM$RANDOM
-SECRET=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$ROOT/bench

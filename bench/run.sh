@@ -51,7 +51,7 @@ MEM_1M=${MEM_1M:-1}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 REQ_PATH=/api/v1/objects/42
 SCOPES="GET /objects,POST /objects,GET /objects/:id"
-SECRET=bench-proxy-secret
+SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")
 ADMIN_USER=admin
 ADMIN_PASSWORD=bench-admin-password
 

@@ -25,7 +25,7 @@ use tokengate_filter::config::{ControlPlaneConfig, PluginConfig};
 use tokengate_filter::gate::{self, Outcome, Worker};
 use tokengate_filter::host::Host;
 use tokengate_filter::sync::Syncer;
-use tokengate_rules::sync::SyncResponse;
+
 
 struct Gate {
     host: LocalHost,
@@ -63,7 +63,8 @@ fn handle(gate: &Rc<RefCell<Gate>>, req: &Request<Incoming>) -> Response<Full<By
 
 /// One `GET /sync/v1/changes` to the control plane, as the filter's sync VM sends it
 /// (the first asks for a snapshot without waiting, the next ones long-poll).
-async fn fetch_changes(addr: &str, (path, headers): (String, Vec<(&'static str, String)>)) -> Result<SyncResponse, String> {
+/// One sync call: the raw body and its MAC header, checked by `Syncer::accept`.
+async fn fetch_changes(addr: &str, (path, headers): (String, Vec<(&'static str, String)>)) -> Result<(Vec<u8>, Option<String>), String> {
     let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
     tokio::task::spawn_local(conn);
@@ -74,11 +75,12 @@ async fn fetch_changes(addr: &str, (path, headers): (String, Vec<(&'static str, 
     let req = b.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status();
+    let mac = resp.headers().get(tokengate_rules::sync::MAC_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
     if status != StatusCode::OK {
         return Err(format!("sync answered {status}: {}", String::from_utf8_lossy(&body)));
     }
-    serde_json::from_slice(&body).map_err(|e| e.to_string())
+    Ok((body.to_vec(), mac))
 }
 
 fn main() {
@@ -104,8 +106,8 @@ async fn run(listen: &str, cp: &str, config: &str) -> Result<(), String> {
     let cp_cfg: ControlPlaneConfig = cfg.control_plane.clone().ok_or("the plugin configuration has no control_plane")?;
     let mut syncer = Syncer::new(cp_cfg);
     let host = LocalHost::default();
-    let first = fetch_changes(cp, syncer.request()).await?;
-    syncer.apply(&host, first)?;
+    let (body, mac) = fetch_changes(cp, syncer.request(host.now_ms())).await?;
+    syncer.accept(&host, &body, mac.as_deref()).map_err(|e| e.to_string())?;
     eprintln!("bench-authz: synced version {} with {} revocations", syncer.version(), syncer.revocations());
     let worker = Worker::new(Rc::new(cfg.gate()?));
     let gate = Rc::new(RefCell::new(Gate { host, worker, syncer }));
@@ -114,14 +116,18 @@ async fn run(listen: &str, cp: &str, config: &str) -> Result<(), String> {
     let cp = cp.to_owned();
     tokio::task::spawn_local(async move {
         loop {
-            let request = poller.borrow().syncer.request();
+            let request = {
+                let mut g = poller.borrow_mut();
+                let now = g.host.now_ms();
+                g.syncer.request(now)
+            };
             let result = fetch_changes(&cp, request).await;
             match result {
-                Ok(resp) => {
+                Ok((body, mac)) => {
                     let mut g = poller.borrow_mut();
                     let Gate { host, syncer, .. } = &mut *g;
-                    if let Err(e) = syncer.apply(&*host, resp) {
-                        host.log(tokengate_filter::host::Level::Warn, &e);
+                    if let Err(e) = syncer.accept(&*host, &body, mac.as_deref()) {
+                        host.log(tokengate_filter::host::Level::Warn, &e.to_string());
                     }
                 }
                 Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,

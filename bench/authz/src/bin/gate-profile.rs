@@ -67,7 +67,7 @@ fn main() {
         "revoked": (0..revoked).map(|i| Revocation { jti: hex_id(i as u64 + 1_000_000), exp: now + 86_400 }).collect::<Vec<_>>(),
         "serverTime": now_ms,
     }));
-    let applied = snapshot.map_err(|e| e.to_string()).and_then(|s| syncer.apply(&host, s));
+    let applied = snapshot.map_err(|e| e.to_string()).and_then(|s| syncer.apply(&host, s).map_err(|e| e.to_string()));
     if let Err(e) = applied {
         eprintln!("gate-profile: {e}");
         std::process::exit(1);

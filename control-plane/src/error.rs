@@ -63,6 +63,9 @@ pub enum ApiError {
     UserNotAccessible,
     /// 403 `rights_exceed_caller`: the token would hold more than the caller (names which).
     RightsExceedCaller(&'static str),
+    /// 403 `rights_exceed_parent`: an amended token would hold more than the token it was
+    /// issued from holds now (names which).
+    RightsExceedParent(&'static str),
     /// 409 `token_not_live`: the token is revoked or expired.
     TokenNotLive,
     /// 400 `bad_usage_report`.
@@ -117,7 +120,7 @@ impl ApiError {
             | E::BadUsageReport(_)
             | E::EmptyCredentials => StatusCode::BAD_REQUEST,
             E::TooManyEntries => StatusCode::PAYLOAD_TOO_LARGE,
-            E::UserNotAccessible | E::RightsExceedCaller(_) => StatusCode::FORBIDDEN,
+            E::UserNotAccessible | E::RightsExceedCaller(_) | E::RightsExceedParent(_) => StatusCode::FORBIDDEN,
             E::TokenNotLive => StatusCode::CONFLICT,
             E::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             E::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -162,6 +165,7 @@ impl ApiError {
             E::TooManyEntries => "too_many_entries",
             E::UserNotAccessible => "user_not_accessible",
             E::RightsExceedCaller(_) => "rights_exceed_caller",
+            E::RightsExceedParent(_) => "rights_exceed_parent",
             E::TokenNotLive => "token_not_live",
             E::EmptyCredentials => "empty_credentials",
             E::WrongCredentials => "wrong_credentials",
@@ -179,7 +183,7 @@ impl ApiError {
     fn error(&self) -> &'static str {
         match self {
             ApiError::Denied(d) => d.error(),
-            ApiError::ScopeExceedsParent(_) | ApiError::RightsExceedCaller(_) => "insufficient_scope",
+            ApiError::ScopeExceedsParent(_) | ApiError::RightsExceedCaller(_) | ApiError::RightsExceedParent(_) => "insufficient_scope",
             _ => match self.status() {
                 StatusCode::BAD_REQUEST => "invalid_request",
                 StatusCode::UNAUTHORIZED => "unauthorized",
@@ -224,6 +228,9 @@ impl ApiError {
             E::UserNotAccessible => "userId must be your own user or one of its child users".into(),
             E::RightsExceedCaller(what) => {
                 format!("the token's {what} would exceed those of the token making the request")
+            }
+            E::RightsExceedParent(what) => {
+                format!("the token's {what} would exceed those its parent token (the one it was issued from) holds now")
             }
             E::TokenNotLive => "the token is revoked or expired; it can no longer be updated".into(),
             E::UnknownScope(s) => {

@@ -10,14 +10,33 @@
 //!
 //! The caller must be allowed to manage tokens (the route needs `fl` -1 or no `fl`), and
 //! never gives more than it holds: created and updated rights are checked with
-//! `rules::route::is_attenuated` against the caller's.
+//! `rules::route::is_attenuated` against the caller's. An amended token also stays
+//! within its parent (the token it was issued from) as the parent is now: more flags or
+//! items than the parent holds are 403 `rights_exceed_parent`, and its end is cut to the
+//! parent's.
+//!
+//! `app`, `fl`, `p` and `items` tell absent from `null`: absent keeps the stored value
+//! (on create: the caller's `fl` and `items`, no `app`, no `p`), `null` clears it (no
+//! app, no flag limit, no params, all items). Clearing `fl` or `items` widens, so it is
+//! checked like any other value.
+//!
+//! A child never holds more than its parent holds now. An update that narrows a token
+//! (fewer flags or items, an earlier end) walks its descendants in the same transaction:
+//! each one no longer within its (possibly just narrowed) parent, by
+//! `rules::route::is_attenuated`, is amended to the intersection (flags `child &
+//! parent`, the common items, the earlier end), with an `amend` change-log entry; one
+//! that could then never be active (its activation at or after the new end) is revoked
+//! with its descendants, a `revoke` entry each. Descendants within their parent are
+//! left as they are. Every entry carries the token's signed expiry.
 
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use axum::response::{IntoResponse, Response};
-use sqlx::FromRow;
-use tokengate_rules::route::{is_attenuated, valid_flags, Rights};
+use std::collections::HashMap;
+
+use sqlx::{AnyConnection, FromRow};
+use tokengate_rules::route::{is_attenuated, valid_flags, Rights, FLAG_UNLIMITED};
 use tokengate_rules::token::MAX_LIFETIME_SECS;
 use tokengate_rules::ScopeSet;
 
@@ -25,8 +44,8 @@ use crate::db::{self, now_ms};
 use crate::error::ApiError;
 use crate::guard::{Authorized, Caller};
 use crate::json::ApiJson;
-use crate::tokens::{self, is_token_id, parse_items, parse_scopes, revoke_trees, NewToken, Roots};
-use crate::wire::{ManageDeleted, ManageRequest, ManagedToken};
+use crate::tokens::{self, exceeding, is_token_id, parse_items, parse_scopes, revoke_trees, NewToken, RightsRow, Roots};
+use crate::wire::{ManageDeleted, ManageRequest, ManagedToken, Patch};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -62,7 +81,7 @@ async fn manage(
                 revoke_trees(&state, Roots::User(&user.id)).await?
             } else {
                 let h = token_handle(req.h.as_deref())?;
-                owned_row(&state, &user, h).await?;
+                owned_row(&state.pool, &user, h).await?;
                 revoke_trees(&state, Roots::Token(h)).await?
             };
             Ok(Json(ManageDeleted { deleted: revoked.count, version: revoked.version }).into_response())
@@ -70,41 +89,46 @@ async fn manage(
     }
 }
 
-/// The validated properties of a request; `None` = not given.
+/// The validated properties of a request; `None` = not given, `Some(None)` = `null`.
 struct Values {
-    app: Option<String>,
+    app: Patch<String>,
     at: Option<u64>,
     dur: Option<u64>,
-    fl: Option<i64>,
+    fl: Patch<i64>,
     /// Compact JSON text.
-    p: Option<String>,
+    p: Patch<String>,
     /// Sorted, without repeats.
-    items: Option<Vec<i64>>,
+    items: Patch<Vec<i64>>,
 }
 
 impl Values {
     fn check(req: &ManageRequest) -> Result<Values, ApiError> {
-        if let Some(app) = &req.app {
+        if let Some(Some(app)) = &req.app {
             if app.chars().count() > MAX_APP_CHARS || app.chars().any(char::is_control) {
                 return Err(ApiError::BadApp);
             }
         }
-        if let Some(fl) = req.fl {
+        if let Some(Some(fl)) = req.fl {
             if !valid_flags(fl) {
                 return Err(ApiError::BadFlags);
             }
         }
         let items = match &req.items {
-            Some(list) if list.len() > MAX_ITEMS => return Err(ApiError::BadItems),
-            Some(list) => {
+            Some(Some(list)) if list.len() > MAX_ITEMS => return Err(ApiError::BadItems),
+            Some(Some(list)) => {
                 let mut v = list.clone();
                 v.sort_unstable();
                 v.dedup();
-                Some(v)
+                Some(Some(v))
             }
+            Some(None) => Some(None),
             None => None,
         };
-        let p = req.p.as_ref().map(params).transpose()?;
+        let p = match &req.p {
+            Some(Some(value)) => Some(Some(params(value)?)),
+            Some(None) => Some(None),
+            None => None,
+        };
         let now = db::to_u64(now_ms()) / 1000;
         if let Some(at) = req.at {
             if at > now.saturating_add(MAX_LIFETIME_SECS) {
@@ -115,6 +139,14 @@ impl Values {
             return Err(ApiError::BadDur(format!("dur is at most {MAX_LIFETIME_SECS} seconds (0 = no end)")));
         }
         Ok(Values { app: req.app.clone(), at: req.at, dur: req.dur, fl: req.fl, p, items })
+    }
+}
+
+/// The value after a [`Patch`]: absent keeps `stored`, `null` clears, a value replaces.
+fn patched<T>(patch: Patch<T>, stored: Option<T>) -> Option<T> {
+    match patch {
+        None => stored,
+        Some(value) => value,
     }
 }
 
@@ -188,6 +220,7 @@ async fn target_user(state: &AppState, caller: &Caller, user_id: Option<&str>) -
 #[derive(FromRow)]
 struct Row {
     id: String,
+    parent_id: Option<String>,
     scopes: Option<String>,
     fl: Option<i64>,
     items: Option<String>,
@@ -202,38 +235,27 @@ struct Row {
 }
 
 /// The token `h` of `user`, revoked or not: 404 `token_not_found` when it is not theirs.
-async fn owned_row(state: &AppState, user: &TargetUser, h: &str) -> Result<Row, ApiError> {
+async fn owned_row<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(db: E, user: &TargetUser, h: &str) -> Result<Row, ApiError> {
     let row: Option<Row> = sqlx::query_as(
-        "SELECT id, scopes, fl, items, app, p, issued_at, not_before, expires_at, signed_expires_at, dur, revoked_at \
+        "SELECT id, parent_id, scopes, fl, items, app, p, issued_at, not_before, expires_at, signed_expires_at, dur, revoked_at \
          FROM tokens WHERE id = $1 AND user_id = $2",
     )
     .bind(h)
     .bind(&user.id)
-    .fetch_optional(&state.pool)
+    .fetch_optional(db)
     .await?;
     row.ok_or(ApiError::TokenNotFound)
 }
 
 /// The caller's rights must cover `child` (and, when `child_exp` is given, its end).
 fn check_attenuated(caller: &Caller, child: &Rights, child_exp_ms: Option<i64>) -> Result<(), ApiError> {
-    let parent = &caller.rights;
     let parent_exp = db::to_u64(caller.token.expires_at) / 1000;
     let child_exp = child_exp_ms.map_or(0, |ms| db::to_u64(ms) / 1000);
-    if is_attenuated(child, child_exp, parent, parent_exp) {
-        return Ok(());
+    match exceeding(child, child_exp, &caller.rights, parent_exp) {
+        None => Ok(()),
+        Some("lifetime") => Err(ApiError::LifetimeExceedsParent),
+        Some(what) => Err(ApiError::RightsExceedCaller(what)),
     }
-    // Name the first dimension that exceeds, for the message.
-    let only = |r: Rights| is_attenuated(&r, 0, parent, parent_exp);
-    let what = if !only(Rights { scopes: child.scopes.clone(), ..parent.clone() }) {
-        "scopes"
-    } else if !only(Rights { flags: child.flags, ..parent.clone() }) {
-        "flags"
-    } else if !only(Rights { items: child.items.clone(), ..parent.clone() }) {
-        "items"
-    } else {
-        return Err(ApiError::LifetimeExceedsParent);
-    };
-    Err(ApiError::RightsExceedCaller(what))
 }
 
 fn seconds(ms: i64) -> i64 {
@@ -271,8 +293,9 @@ async fn create(state: &AppState, caller: &Caller, user: &TargetUser, v: Values)
         return Err(ApiError::BadAt("at is after the end of the token's life (the caller's, or at + dur)".into()));
     }
     let parent = &caller.rights;
-    let fl = v.fl.or(parent.flags);
-    let items = v.items.or_else(|| parent.items.clone());
+    let fl = patched(v.fl, parent.flags);
+    let items = patched(v.items, parent.items.clone());
+    let (app, p) = (v.app.flatten(), v.p.flatten());
     let child = Rights::new(parent.scopes.clone(), fl, items.as_deref());
     check_attenuated(caller, &child, Some(end.saturating_mul(1000)))?;
     let issued = tokens::issue(
@@ -286,8 +309,8 @@ async fn create(state: &AppState, caller: &Caller, user: &TargetUser, v: Values)
             scopes: parent.scopes.clone(),
             fl,
             items: child.items.clone(),
-            app: v.app.clone(),
-            p: v.p.clone(),
+            app: app.clone(),
+            p: p.clone(),
             issued_at_ms: now,
             not_before_ms: at.saturating_mul(1000),
             expires_at_ms: end.saturating_mul(1000),
@@ -297,13 +320,13 @@ async fn create(state: &AppState, caller: &Caller, user: &TargetUser, v: Values)
     .await?;
     Ok(ManagedToken {
         h: issued.id,
-        app: v.app,
+        app,
         at,
         ct: now_s,
         dur,
         fl,
         items: child.items,
-        p: v.p.as_deref().map(params_value).transpose()?,
+        p: p.as_deref().map(params_value).transpose()?,
         token: Some(issued.token),
     })
 }
@@ -316,12 +339,31 @@ fn params_value(text: &str) -> Result<serde_json::Value, ApiError> {
 }
 
 async fn update(state: &AppState, caller: &Caller, user: &TargetUser, h: &str, v: Values) -> Result<ManagedToken, ApiError> {
-    let row = owned_row(state, user, h).await?;
     let now = now_ms();
+    let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
+    // Every amendment, revocation and child issuance takes this lock first: the token,
+    // its parent and its descendants read below stay as read until the commit.
+    db::lock_sync_state(&mut tx).await?;
+    let row = owned_row(&mut *tx, user, h).await?;
     if row.revoked_at.is_some() || row.expires_at <= now {
         return Err(ApiError::TokenNotLive);
     }
+    let parent = match row.parent_id.as_deref() {
+        None => None,
+        Some(id) => {
+            let sql = format!("SELECT {} FROM tokens WHERE id = $1", RightsRow::COLUMNS);
+            let parent: Option<RightsRow> = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *tx).await?;
+            match parent {
+                Some(p) if p.revoked_at.is_none() => Some(p),
+                // A live token under a revoked parent is revoked in all but its row.
+                _ => return Err(ApiError::TokenNotLive),
+            }
+        }
+    };
     let signed_end = seconds(row.signed_expires_at.unwrap_or(row.expires_at));
+    // The latest end this token may have: its signed expiry (the JWT carries that one),
+    // and never past its parent's end as it is now.
+    let latest_end = parent.as_ref().map_or(signed_end, |p| signed_end.min(seconds(p.expires_at)));
     let at = match v.at {
         None => seconds(row.not_before),
         Some(0) => seconds(now),
@@ -331,12 +373,12 @@ async fn update(state: &AppState, caller: &Caller, user: &TargetUser, h: &str, v
         (Some(d), _) => Some(db::to_i64(d)),
         (None, stored) => stored,
     };
-    // The end: at + dur, never past the signed expiry (the JWT carries that one); a token
-    // never managed through seed 001 keeps its end unless dur is given.
+    // The end: at + dur, cut to the latest end; a token never managed through seed 001
+    // keeps its end unless dur is given.
     let end = match dur {
-        Some(0) => signed_end,
-        Some(d) if v.dur.is_some() || v.at.is_some() => at.saturating_add(d).min(signed_end),
-        _ => seconds(row.expires_at),
+        Some(0) => latest_end,
+        Some(d) if v.dur.is_some() || v.at.is_some() => at.saturating_add(d).min(latest_end),
+        _ => seconds(row.expires_at).min(latest_end),
     };
     if end <= seconds(now) {
         return Err(ApiError::BadDur("the token would end in the past; use callMode delete to end it".into()));
@@ -344,11 +386,11 @@ async fn update(state: &AppState, caller: &Caller, user: &TargetUser, h: &str, v
     if at >= end {
         return Err(ApiError::BadAt("at is after the end of the token's life (at + dur, or its signed expiry)".into()));
     }
-    let fl = v.fl.or(row.fl);
     let stored_items = row.items.as_deref().map(|t| parse_items(&row.id, t)).transpose()?;
-    let items = v.items.or(stored_items);
-    let app = v.app.or(row.app);
-    let p = v.p.or(row.p);
+    let fl = patched(v.fl, row.fl);
+    let items = patched(v.items, stored_items.clone());
+    let app = patched(v.app, row.app);
+    let p = patched(v.p, row.p);
     let scopes = match row.scopes.as_deref() {
         None => None,
         Some(text) => Some(ScopeSet::parse(&parse_scopes(&row.id, text)?, &state.prefix).map_err(|_| {
@@ -358,13 +400,18 @@ async fn update(state: &AppState, caller: &Caller, user: &TargetUser, h: &str, v
     };
     let rights = Rights::new(scopes, fl, items.as_deref());
     // Bringing the end forward takes nothing; extending it must stay within the caller's.
-    let extends = end.saturating_mul(1000) > row.expires_at;
-    check_attenuated(caller, &rights, extends.then(|| end.saturating_mul(1000)))?;
-
     let end_ms = end.saturating_mul(1000);
+    let extends = end_ms > row.expires_at;
+    check_attenuated(caller, &rights, extends.then_some(end_ms))?;
+    if let Some(parent) = &parent {
+        // The end is already cut to the parent's.
+        match exceeding(&rights, 0, &parent.rights(state)?, u64::MAX) {
+            None => {}
+            Some(what) => return Err(ApiError::RightsExceedParent(what)),
+        }
+    }
+
     let items_json = rights.items.as_ref().map(|i| serde_json::Value::from(i.clone()).to_string());
-    let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
-    db::lock_sync_state(&mut tx).await?;
     let done = sqlx::query(
         "UPDATE tokens SET app = $2, fl = $3, items = $4, p = $5, not_before = $6, expires_at = $7, dur = $8, amended_at = $9 \
          WHERE id = $1 AND revoked_at IS NULL",
@@ -387,11 +434,17 @@ async fn update(state: &AppState, caller: &Caller, user: &TargetUser, h: &str, v
     // The entry lives until the signed expiry: past the amended end it is what keeps the
     // token refused (a proxy that starts later must still learn of it).
     let signed_end_ms = row.signed_expires_at.unwrap_or(row.expires_at);
-    let version = db::append_change(&mut tx, "amend", Some(&row.id), signed_end_ms, now).await?;
+    let mut version = db::append_change(&mut tx, "amend", Some(&row.id), signed_end_ms, now).await?;
+    let before = Limits { fl: row.fl, items: stored_items, end_ms: row.expires_at };
+    let after = Limits { fl, items: rights.items.clone(), end_ms };
+    // Only a narrowing can leave a descendant holding more than this token.
+    let cascade = if before.within(&after) { Cascade::default() } else { narrow_descendants(&mut tx, &row.id, after, now).await? };
+    version = cascade.version.map_or(version, |v| v.max(version));
     tx.commit().await?;
     state.announce(version);
-    state.metrics.amendments.inc();
-    tracing::info!(token = %row.id, version, "amended a token");
+    state.metrics.amendments.add(1 + cascade.amended);
+    state.metrics.revocations.add(cascade.revoked);
+    tracing::info!(token = %row.id, version, narrowed = cascade.amended, revoked = cascade.revoked, "amended a token and narrowed its descendants");
     Ok(ManagedToken {
         h: row.id,
         app,
@@ -403,6 +456,131 @@ async fn update(state: &AppState, caller: &Caller, user: &TargetUser, h: &str, v
         p: p.as_deref().map(params_value).transpose()?,
         token: None,
     })
+}
+
+/// What a token holds that an amendment can change, and a descendant must stay within:
+/// flags, items, end (ms). Scopes are not amendable, so an amendment never narrows them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Limits {
+    fl: Option<i64>,
+    /// Sorted.
+    items: Option<Vec<i64>>,
+    end_ms: i64,
+}
+
+impl Limits {
+    /// `rules::route::is_attenuated` on flags and items, and no later end.
+    fn within(&self, parent: &Limits) -> bool {
+        let rights = |l: &Limits| Rights { scopes: None, flags: l.fl, items: l.items.clone() };
+        self.end_ms <= parent.end_ms && is_attenuated(&rights(self), 0, &rights(parent), 0)
+    }
+
+    /// The most of `self` that is within `parent`.
+    fn meet(&self, parent: &Limits) -> Limits {
+        let fl = match (self.fl, parent.fl) {
+            (own, None | Some(FLAG_UNLIMITED)) => own,
+            (None | Some(FLAG_UNLIMITED), limit) => limit,
+            (Some(own), Some(limit)) => Some(own & limit),
+        };
+        let items = match (&self.items, &parent.items) {
+            (own, None) => own.clone(),
+            (None, Some(limit)) => Some(limit.clone()),
+            (Some(own), Some(limit)) => Some(own.iter().copied().filter(|i| limit.binary_search(i).is_ok()).collect()),
+        };
+        Limits { fl, items, end_ms: self.end_ms.min(parent.end_ms) }
+    }
+}
+
+/// What narrowing the descendants did.
+#[derive(Default)]
+struct Cascade {
+    amended: usize,
+    revoked: usize,
+    /// The change-log version of the last entry written, if any.
+    version: Option<u64>,
+}
+
+#[derive(FromRow)]
+struct Descendant {
+    id: String,
+    parent_id: String,
+    fl: Option<i64>,
+    items: Option<String>,
+    not_before: i64,
+    expires_at: i64,
+    signed_expires_at: Option<i64>,
+    dur: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+/// Walks the descendants of `root` (now holding `limits`) level by level, with batched
+/// `IN` lists on the `parent_id` index, and narrows or revokes each one that is no
+/// longer within its parent as narrowed; see the module doc. Inside the amendment's
+/// transaction, which holds [`db::lock_sync_state`].
+async fn narrow_descendants(tx: &mut AnyConnection, root: &str, limits: Limits, now: i64) -> Result<Cascade, ApiError> {
+    const BATCH: usize = 500;
+    let mut cascade = Cascade::default();
+    let mut level: HashMap<String, Limits> = HashMap::from([(root.to_owned(), limits)]);
+    while !level.is_empty() {
+        let parents: Vec<&String> = level.keys().collect();
+        let mut next = HashMap::new();
+        for chunk in parents.chunks(BATCH) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id, parent_id, fl, items, not_before, expires_at, signed_expires_at, dur, revoked_at FROM tokens \
+                 WHERE parent_id IN ({}) ORDER BY id",
+                marks.join(", ")
+            );
+            let mut query = sqlx::query_as::<_, Descendant>(&sql);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for d in query.fetch_all(&mut *tx).await? {
+                // A revoked token's descendants were revoked with it.
+                let (Some(parent), None) = (level.get(&d.parent_id), d.revoked_at) else { continue };
+                let items = d.items.as_deref().map(|t| parse_items(&d.id, t)).transpose()?;
+                let held = Limits { fl: d.fl, items, end_ms: d.expires_at };
+                if held.within(parent) {
+                    next.insert(d.id, held);
+                    continue;
+                }
+                let narrowed = held.meet(parent);
+                if d.expires_at <= now {
+                    // Ended already: nothing to tell the proxies; its descendants are
+                    // still held to what it would have.
+                    next.insert(d.id, narrowed);
+                } else if narrowed.end_ms <= d.not_before || narrowed.end_ms <= now {
+                    // Nothing of it is left: it could never be active again.
+                    let revoked = tokens::revoke_in(tx, vec![d.id.clone()], now).await?;
+                    cascade.revoked += revoked.count;
+                    cascade.version = revoked.version.or(cascade.version);
+                } else {
+                    let dur = match d.dur {
+                        Some(_) if narrowed.end_ms != d.expires_at => Some((narrowed.end_ms - d.not_before).div_euclid(1000)),
+                        stored => stored,
+                    };
+                    let items_json = narrowed.items.as_ref().map(|i| serde_json::Value::from(i.clone()).to_string());
+                    sqlx::query(
+                        "UPDATE tokens SET fl = $2, items = $3, expires_at = $4, dur = $5, amended_at = $6 WHERE id = $1 AND revoked_at IS NULL",
+                    )
+                    .bind(&d.id)
+                    .bind(narrowed.fl)
+                    .bind(&items_json)
+                    .bind(narrowed.end_ms)
+                    .bind(dur)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    let signed_end_ms = d.signed_expires_at.unwrap_or(d.expires_at);
+                    cascade.version = Some(db::append_change(tx, "amend", Some(&d.id), signed_end_ms, now).await?);
+                    cascade.amended += 1;
+                    next.insert(d.id, narrowed);
+                }
+            }
+        }
+        level = next;
+    }
+    Ok(cascade)
 }
 
 #[cfg(test)]

@@ -63,27 +63,27 @@ pub fn document(prefix: &str) -> Value {
         },
         "post": {
             "summary": "Issue a child of the caller's token, never more powerful than it",
-            "description": "Every asked scope must be within one of the parent's scopes (a parent without scopes has all its user's powers); without `scopes` the child has the parent's. The child expires no later than the parent: an explicit `expiresIn` that would outlive it is refused, the 1-day default is cut to it. The child keeps the parent's `fl`, `items`, `app` and `p`, and records the parent as `par`.",
+            "description": "Every asked scope must be within one of the parent's scopes (a parent without scopes has all its user's powers); without `scopes` the child has the parent's. The child expires no later than the parent: an explicit `expiresIn` that would outlive it is refused, the 1-day default is cut to it. The child keeps the parent's `fl`, `items`, `app` and `p`, and records the parent as `par`. The child is inserted in one transaction under the lock revocations take, after re-reading the parent: a parent revoked meanwhile (even while this request was in flight) is 401 `token_revoked`, so no child outlives a cascade revocation.",
             "operationId": "createToken",
             "security": [{"bearer": []}],
             "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateTokenRequest"}}}},
             "responses": merge(&[&body_errors, &guarded("POST /tokens"), &json!({
                 "200": issued,
-                "403": err("insufficient_scope (the caller's token lacks `POST /tokens`), insufficient_flags (its `fl` is limited), or scope_exceeds_parent (an asked scope is wider than the caller's)."),
+                "403": err("insufficient_scope (the caller's token lacks `POST /tokens`), insufficient_flags (its `fl` is limited), scope_exceeds_parent (an asked scope is wider than the caller's), or rights_exceed_caller (the caller's token was narrowed while this request was in flight)."),
             })]),
         }
     }));
     paths.insert(format!("{prefix}/tokens/update"), json!({
         "post": {
             "summary": "Seed 001 token management: create, update (amend) or delete tokens",
-            "description": "callMode `create` issues a token for the caller's user or a child user (`userId`) with `app`, `at` (activation, s; 0 = now), `dur` (s after activation; 0 = no end: the longest lifetime, cut to the caller's, and the idle sweep ends an unused token), `fl`, `p` and `items`; absent `fl`/`items` are the caller's. It answers the seed's result plus `token`, shown once. callMode `update` changes `app`, `at`, `dur`, `fl`, `p` and `items` of a live token `h` without changing its string: the change is committed with a change-log entry and proxies apply it over the signed claims within the propagation bound; the end is at + dur but never after the expiry signed into the token. Absent fields stay as they are. callMode `delete` revokes `h` and its descendants, or with `deleteAll` (true, 1 or \"true\") every token of the user. Created and updated rights never exceed the caller's (scopes, flags, items; an extended end not past the caller's).",
+            "description": "callMode `create` issues a token for the caller's user or a child user (`userId`) with `app`, `at` (activation, s; 0 = now), `dur` (s after activation; 0 = no end: the longest lifetime, cut to the caller's, and the idle sweep ends an unused token), `fl`, `p` and `items`; absent `fl`/`items` are the caller's. It answers the seed's result plus `token`, shown once. callMode `update` changes `app`, `at`, `dur`, `fl`, `p` and `items` of a live token `h` without changing its string: the change is committed with a change-log entry and proxies apply it over the signed claims within the propagation bound; the end is at + dur but never after the expiry signed into the token nor the end of the token it was issued from. Absent fields stay as they are; `null` clears `app`, `fl` (no flag limit), `p` and `items` (all items), on create too (where absent `fl`/`items` are the caller's). The amended token stays within its parent as the parent is now (403 rights_exceed_parent). An update that narrows a token (fewer flags or items, an earlier end) narrows its descendants in the same transaction: each one no longer within its parent is amended to the intersection (flags in common, items in common, the earlier end), or revoked with its descendants when it could then never be active; one change-log entry each. callMode `delete` revokes `h` and its descendants, or with `deleteAll` (true, 1 or \"true\") every token of the user. Created and updated rights never exceed the caller's (scopes, flags, items; an extended end not past the caller's).",
             "operationId": "manageTokens",
             "security": [{"bearer": []}],
             "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ManageRequest"}}}},
             "responses": merge(&[&body_errors, &guarded("POST /tokens/update"), &json!({
                 "200": {"description": "create and update: the token in seed 001 shape (`token` only after create); delete: how many tokens were revoked.", "content": {"application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/ManagedToken"}, {"$ref": "#/components/schemas/ManageDeleted"}]}}}},
                 "400": err("bad_call_mode, bad_flags, bad_items, bad_params, bad_app, bad_at, bad_dur, bad_delete_all, bad_token_id, missing_field (h), lifetime_exceeds_parent, or a body error."),
-                "403": err("insufficient_scope, insufficient_flags (the caller's `fl` is limited), user_not_accessible (userId is not the caller's user or a child of it), rights_exceed_caller (the token would hold more scopes, flags or items than the caller)."),
+                "403": err("insufficient_scope, insufficient_flags (the caller's `fl` is limited), user_not_accessible (userId is not the caller's user or a child of it), rights_exceed_caller (the token would hold more scopes, flags or items than the caller), rights_exceed_parent (an updated token would hold more flags or items than the token it was issued from holds now)."),
                 "404": err("token_not_found: `h` is not a token of that user."),
                 "409": err("token_not_live: the token to update is revoked or expired."),
             })]),
@@ -328,12 +328,12 @@ pub fn document(prefix: &str) -> Value {
                         "callMode": {"type": "string", "enum": ["create", "update", "delete"]},
                         "userId": {"type": "string", "description": "The caller's user (default) or a child user of it."},
                         "h": {"$ref": "#/components/schemas/TokenId"},
-                        "app": {"type": "string", "maxLength": 200},
+                        "app": {"type": "string", "maxLength": 200, "nullable": true, "description": "null: no app."},
                         "at": {"type": "integer", "minimum": 0, "description": "Activation, s since the epoch; 0 = now."},
                         "dur": {"type": "integer", "minimum": 0, "description": "Lifetime after activation, s; 0 = no end."},
-                        "fl": {"type": "integer", "format": "int64", "description": "-1 (unlimited) or a combination of 0x100 ... 0x2000."},
-                        "p": {"description": "A JSON object or an array of objects, as JSON or as escaped JSON text (at most 4096 bytes compact).", "oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}, {"type": "string"}]},
-                        "items": {"type": "array", "maxItems": 1000, "items": {"type": "integer", "format": "int64"}},
+                        "fl": {"type": "integer", "format": "int64", "nullable": true, "description": "-1 (unlimited) or a combination of 0x100 ... 0x2000; null: no flag limit (absent: keep, or on create the caller's)."},
+                        "p": {"description": "A JSON object or an array of objects, as JSON or as escaped JSON text (at most 4096 bytes compact); null: no params.", "nullable": true, "oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}, {"type": "string"}]},
+                        "items": {"type": "array", "maxItems": 1000, "items": {"type": "integer", "format": "int64"}, "nullable": true, "description": "null: all items (absent: keep, or on create the caller's)."},
                         "deleteAll": {"description": "true, 1 or \"true\": delete every token of the user.", "oneOf": [{"type": "boolean"}, {"type": "integer"}, {"type": "string"}]},
                     },
                 },

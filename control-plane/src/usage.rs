@@ -6,8 +6,9 @@
 //! reported time is never taken as later than now. The sweeper revokes every live token
 //! whose last use (or, never used, its issue or activation) is older than
 //! `TOKENGATE_IDLE_SECS`, with a change-log entry each, so proxies refuse it like any
-//! other revocation. An idle token's descendants are not revoked with it: each has its
-//! own use.
+//! other revocation. An idle token's descendants are revoked with it, in the same
+//! transaction (a child never outlives its parent's revocation), even those that were
+//! used: a child's use does not count as its parent's.
 
 use std::collections::HashMap;
 
@@ -21,7 +22,7 @@ use crate::db::{self, now_ms};
 use crate::error::ApiError;
 use crate::json::ApiJson;
 use crate::sync::{authentic, valid_proxy_id};
-use crate::tokens::is_token_id;
+use crate::tokens::{is_token_id, revoke_in};
 use crate::AppState;
 
 /// The most entries one report may carry (the filter sends at most this many).
@@ -81,14 +82,14 @@ async fn report(State(state): State<AppState>, headers: HeaderMap, body: ApiJson
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Revokes the live tokens idle since before `now - TOKENGATE_IDLE_SECS`; returns how
-/// many. Public for the tests.
+/// Revokes the live tokens idle since before `now - TOKENGATE_IDLE_SECS`, and their
+/// descendants; returns how many tokens it revoked. Public for the tests.
 pub async fn sweep_idle(state: &AppState, now: i64) -> Result<usize, sqlx::Error> {
     let cutoff = now.saturating_sub(db::to_i64(state.config.idle_secs.saturating_mul(1000)));
     let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
     db::lock_sync_state(&mut tx).await?;
-    let idle: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT id, COALESCE(signed_expires_at, expires_at) FROM tokens WHERE revoked_at IS NULL AND expires_at > $1 \
+    let idle: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM tokens WHERE revoked_at IS NULL AND expires_at > $1 \
          AND issued_at < $2 AND not_before < $2 AND (last_used_at IS NULL OR last_used_at < $2) \
          ORDER BY id LIMIT $3",
     )
@@ -97,17 +98,15 @@ pub async fn sweep_idle(state: &AppState, now: i64) -> Result<usize, sqlx::Error
     .bind(SWEEP_BATCH)
     .fetch_all(&mut *tx)
     .await?;
-    let mut version = None;
-    for (id, expires_at) in &idle {
-        sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL").bind(id).bind(now).execute(&mut *tx).await?;
-        version = Some(db::append_change(&mut tx, "revoke", Some(id), *expires_at, now).await?);
-    }
+    let idle_count = idle.len();
+    // One change-log entry per token, carrying its signed expiry (`db::live_tree`).
+    let revoked = revoke_in(&mut tx, idle, now).await?;
     tx.commit().await?;
-    if let Some(version) = version {
+    if let Some(version) = revoked.version {
         state.announce(version);
-        state.metrics.idle_revocations.add(idle.len());
-        state.metrics.revocations.add(idle.len());
-        tracing::info!(revoked = idle.len(), version, "revoked idle tokens");
+        state.metrics.idle_revocations.add(revoked.count);
+        state.metrics.revocations.add(revoked.count);
+        tracing::info!(idle = idle_count, revoked = revoked.count, version, "revoked idle tokens and their descendants");
     }
-    Ok(idle.len())
+    Ok(revoked.count)
 }

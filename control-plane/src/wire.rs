@@ -3,7 +3,17 @@
 //!
 //! Request types have no `Debug`: they carry passwords.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A request field that may be absent (`None`: keep what is stored, or the default),
+/// `null` (`Some(None)`: clear it) or a value (`Some(Some(v))`).
+pub type Patch<T> = Option<Option<T>>;
+
+/// Deserializes a [`Patch`] field; with `#[serde(default)]` an absent field stays
+/// `None`. A value of the wrong type is still the field's type error.
+fn patch<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Patch<T>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
 
 /// `POST /auth`.
 #[derive(Deserialize)]
@@ -77,7 +87,9 @@ pub struct TokenInfo {
 }
 
 /// `POST /tokens/update`: seed 001 token management (`token/update`), one call for
-/// create, update and delete.
+/// create, update and delete. `app`, `fl`, `p` and `items` tell absent (keep the stored
+/// value; on create, the caller's `fl` and `items`) from `null` (none: no app, no flag
+/// limit, no params, all items).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ManageRequest {
@@ -90,21 +102,21 @@ pub struct ManageRequest {
     /// The token (`_id`) to update or delete.
     #[serde(default)]
     pub h: Option<String>,
-    #[serde(default)]
-    pub app: Option<String>,
+    #[serde(default, deserialize_with = "patch")]
+    pub app: Patch<String>,
     /// Activation, s since the epoch; 0 = now.
     #[serde(default)]
     pub at: Option<u64>,
     /// Lifetime after activation, s; 0 = no end (the longest lifetime; idle expiry ends it).
     #[serde(default)]
     pub dur: Option<u64>,
-    #[serde(default)]
-    pub fl: Option<i64>,
+    #[serde(default, deserialize_with = "patch")]
+    pub fl: Patch<i64>,
     /// A JSON object or array of objects, as JSON or as escaped JSON text.
-    #[serde(default)]
-    pub p: Option<serde_json::Value>,
-    #[serde(default)]
-    pub items: Option<Vec<i64>>,
+    #[serde(default, deserialize_with = "patch")]
+    pub p: Patch<serde_json::Value>,
+    #[serde(default, deserialize_with = "patch")]
+    pub items: Patch<Vec<i64>>,
     /// `true`, `1` or `"true"`: delete every token of the user.
     #[serde(default)]
     pub delete_all: Option<serde_json::Value>,
@@ -262,4 +274,30 @@ pub struct ProxyCounts {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Health {
     pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse(body: &str) -> Result<ManageRequest, crate::error::ApiError> {
+        crate::json::parse(body.as_bytes())
+    }
+
+    #[test]
+    fn patch_fields_tell_absent_from_null() {
+        let absent = parse(r#"{"callMode":"update"}"#).unwrap();
+        assert_eq!((absent.fl, absent.items, absent.app, absent.p), (None, None, None, None));
+        let null = parse(r#"{"callMode":"update","fl":null,"items":null,"app":null,"p":null}"#).unwrap();
+        assert_eq!((null.fl, null.items, null.app, null.p), (Some(None), Some(None), Some(None), Some(None)));
+        let set = parse(r#"{"callMode":"update","fl":512,"items":[2,1],"app":"a","p":{"k":1}}"#).unwrap();
+        assert_eq!((set.fl, set.items, set.app), (Some(Some(512)), Some(Some(vec![2, 1])), Some(Some("a".to_owned()))));
+        assert_eq!(set.p, Some(Some(serde_json::json!({"k": 1}))));
+        for (body, field) in [(r#"{"callMode":"update","fl":"x"}"#, "fl"), (r#"{"callMode":"update","items":[null]}"#, "items")] {
+            let e = parse(body).err().unwrap();
+            assert_eq!(e.code(), "wrong_type");
+            assert!(e.message().contains(field), "{}", e.message());
+        }
+    }
 }

@@ -11,9 +11,17 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::each_db;
-use crate::helpers::{Reply, TestApp};
+use crate::helpers::{issue_limited, now_ms, run_with, Reply, TestApp};
 
-each_db!(security_children_issued_during_a_cascade_revocation_never_survive_it);
+each_db!(
+    security_children_issued_during_a_cascade_revocation_never_survive_it,
+    security_narrowing_a_token_narrows_or_revokes_the_descendants_that_exceed_it,
+    security_an_amended_token_never_exceeds_its_parent,
+    security_the_idle_sweep_revokes_the_whole_tree,
+    manage_update_clears_a_field_with_null_and_keeps_an_absent_one,
+    security_clearing_a_field_stays_within_the_caller,
+    manage_null_and_wrong_types_are_told_apart,
+);
 
 fn tok(v: &Value) -> &str {
     v["token"].as_str().unwrap()
@@ -126,4 +134,271 @@ async fn security_children_issued_during_a_cascade_revocation_never_survive_it(a
     }
     eprintln!("cascade race: {issued_total} children issued, {after_revocation_total} answered after the revocation began; survivors: {}", survivors.len());
     assert!(survivors.is_empty(), "{} of {issued_total} children survived the revocation of their parent: {survivors:#?}", survivors.len());
+}
+
+fn now_s() -> i64 {
+    now_ms() / 1000
+}
+
+async fn manage(app: &TestApp, caller: &str, body: Value) -> Value {
+    let r = app.post("/api/v1/tokens/update", Some(caller), &body).await;
+    assert_eq!(r.status, StatusCode::OK, "{body} -> {}", r.body);
+    r.body
+}
+
+/// The amendable state of a token's row: `(fl, items, expires_at ms, revoked)`.
+async fn row(app: &TestApp, id: &str) -> (Option<i64>, Option<Vec<i64>>, i64, bool) {
+    let (fl, items, expires_at, revoked_at): (Option<i64>, Option<String>, i64, Option<i64>) =
+        sqlx::query_as("SELECT fl, items, expires_at, revoked_at FROM tokens WHERE id = $1").bind(id).fetch_one(&app.state.pool).await.unwrap();
+    (fl, items.map(|t| serde_json::from_str(&t).unwrap()), expires_at, revoked_at.is_some())
+}
+
+/// The change-log entries of a token since `version`: `(kind, expires_at ms)`.
+async fn entries(app: &TestApp, id: &str, since: i64) -> Vec<(String, i64)> {
+    sqlx::query_as("SELECT kind, expires_at FROM changes WHERE token_id = $1 AND version > $2 ORDER BY version")
+        .bind(id)
+        .bind(since)
+        .fetch_all(&app.state.pool)
+        .await
+        .unwrap()
+}
+
+async fn version(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT version FROM sync_state WHERE id = 1").fetch_one(&app.state.pool).await.unwrap()
+}
+
+async fn signed_exp_ms(app: &TestApp, id: &str) -> i64 {
+    sqlx::query_scalar("SELECT signed_expires_at FROM tokens WHERE id = $1").bind(id).fetch_one(&app.state.pool).await.unwrap()
+}
+
+/// Issue 10 defect 3: an amendment that narrows a token narrows each descendant that
+/// exceeds it to the intersection (flags `&`, items `∩`, the earlier end) and revokes
+/// the one that could no longer be active; each with its change-log entry (carrying the
+/// signed expiry), in the amendment's transaction. Descendants already within are left
+/// as they are.
+async fn security_narrowing_a_token_narrows_or_revokes_the_descendants_that_exceed_it(app: TestApp) {
+    let admin = app.admin_token(None, None).await;
+    let p = manage(&app, tok(&admin), json!({"callMode": "create", "fl": -1, "items": [1, 2, 3], "dur": 3600})).await;
+    let c1 = manage(&app, tok(&p), json!({"callMode": "create", "fl": 0x300, "items": [1, 2], "dur": 1800})).await;
+    let c2 = manage(&app, tok(&p), json!({"callMode": "create", "fl": -1, "items": [2, 3], "dur": 3000})).await;
+    let g = manage(&app, tok(&c2), json!({"callMode": "create", "fl": 0x200, "items": [3], "dur": 600})).await;
+    let gg = manage(&app, tok(&c2), json!({"callMode": "create", "fl": 0x600, "items": [2, 3], "dur": 2000})).await;
+    // Active only after the parent's new end: nothing of it would be left.
+    let late = manage(&app, tok(&p), json!({"callMode": "create", "at": now_s() + 2000, "dur": 1000})).await;
+    let late_child = manage(&app, tok(&p), json!({"callMode": "create", "dur": 600})).await;
+    let v0 = version(&app).await;
+
+    let r = manage(&app, tok(&admin), json!({"callMode": "update", "h": p["h"], "fl": 0x200, "items": [1, 3], "at": 0, "dur": 1500})).await;
+    let (_, _, p_end, _) = row(&app, p["h"].as_str().unwrap()).await;
+    assert_eq!(r["dur"], 1500);
+
+    let id = |v: &Value| v["h"].as_str().unwrap().to_owned();
+    // c1: fl 0x300 & 0x200, items [1, 2] ∩ [1, 3], end 1800 s -> the parent's.
+    assert_eq!(row(&app, &id(&c1)).await, (Some(0x200), Some(vec![1]), p_end, false));
+    // c2: fl -1 (unlimited) -> the parent's 0x200, items [3], end the parent's.
+    assert_eq!(row(&app, &id(&c2)).await, (Some(0x200), Some(vec![3]), p_end, false));
+    // g was within c2's new rights: untouched.
+    let (_, _, g_end, _) = row(&app, &id(&g)).await;
+    assert_eq!(row(&app, &id(&g)).await, (Some(0x200), Some(vec![3]), g_end, false));
+    assert!(g_end < p_end);
+    assert!(entries(&app, &id(&g), v0).await.is_empty(), "a descendant within its parent gets no entry");
+    // gg is narrowed against c2 as narrowed (0x600 & 0x200, [2, 3] ∩ [3], the earlier end).
+    assert_eq!(row(&app, &id(&gg)).await, (Some(0x200), Some(vec![3]), p_end, false));
+    // late is revoked (and its descendants would be). late_child inherited -1 and
+    // [1, 2, 3]: narrowed to the parent's, keeping its own earlier end.
+    assert!(row(&app, &id(&late)).await.3, "a descendant that could no longer be active is revoked");
+    let (_, _, late_child_end, _) = row(&app, &id(&late_child)).await;
+    assert!(late_child_end < p_end);
+    assert_eq!(row(&app, &id(&late_child)).await, (Some(0x200), Some(vec![1, 3]), late_child_end, false));
+    let e = app.post("/api/v1/explain", Some(tok(&admin)), &json!({"request": "GET /api/v1/objects/1", "token": id(&late)})).await.body;
+    assert_eq!(e["code"], "token_revoked", "{e}");
+
+    // Each change has its entry, carrying the token's signed expiry.
+    for (t, kind) in [(&c1, "amend"), (&c2, "amend"), (&gg, "amend"), (&late_child, "amend"), (&late, "revoke")] {
+        let signed = signed_exp_ms(&app, &id(t)).await;
+        assert_eq!(entries(&app, &id(t), v0).await, vec![(kind.to_owned(), signed)], "{kind} of {}", id(t));
+    }
+    // Proxies get the narrowed state; the control plane's guard applies it.
+    let delta = app.sync(u64::try_from(v0).unwrap(), 0).await.body;
+    let amended = delta["amended"].as_array().unwrap();
+    let c1_entry = amended.iter().find(|a| a["jti"] == c1["h"]).unwrap();
+    assert_eq!((&c1_entry["fl"], &c1_entry["items"], &c1_entry["exp"]), (&json!(0x200), &json!([1]), &json!(p_end / 1000)));
+    assert!(delta["revoked"].as_array().unwrap().iter().any(|e| e["jti"] == late["h"]));
+    // c2 held fl -1 and could manage tokens; narrowed to 0x200 it no longer can.
+    app.get("/api/v1/tokens", tok(&c2)).await.assert_error(403, "insufficient_flags");
+    let e = app.post("/api/v1/explain", Some(tok(&admin)), &json!({"request": "GET /api/v1/objects/2", "token": id(&c1)})).await.body;
+    assert_eq!((&e["allowed"], &e["code"]), (&json!(false), &json!("item_not_allowed")), "{e}");
+
+    // An amendment that narrows nothing (a new app) touches no descendant.
+    let v1 = version(&app).await;
+    manage(&app, tok(&admin), json!({"callMode": "update", "h": p["h"], "app": "renamed"})).await;
+    assert_eq!(version(&app).await, v1 + 1, "one entry: the amended token's own");
+}
+
+/// An amendment of a child stays within its parent as the parent is now, whoever asks
+/// (here the admin, whose own rights would allow more): flags or items beyond the
+/// parent's are 403 `rights_exceed_parent`, and an end past the parent's is cut to it.
+async fn security_an_amended_token_never_exceeds_its_parent(app: TestApp) {
+    let admin = app.admin_token(None, None).await;
+    let p = manage(&app, tok(&admin), json!({"callMode": "create", "fl": -1, "items": [1, 2], "dur": 3600})).await;
+    let c = manage(&app, tok(&p), json!({"callMode": "create", "fl": 0x200, "items": [1], "dur": 3000})).await;
+    manage(&app, tok(&admin), json!({"callMode": "update", "h": p["h"], "fl": 0x300, "dur": 1000})).await;
+    let h = c["h"].as_str().unwrap();
+    let rows = version(&app).await;
+    for (body, what) in [
+        (json!({"callMode": "update", "h": h, "fl": 0x400}), "flags"),
+        (json!({"callMode": "update", "h": h, "fl": null}), "flags"),
+        (json!({"callMode": "update", "h": h, "fl": -1}), "flags"),
+        (json!({"callMode": "update", "h": h, "items": [3]}), "items"),
+        (json!({"callMode": "update", "h": h, "items": null}), "items"),
+    ] {
+        let r = app.post("/api/v1/tokens/update", Some(tok(&admin)), &body).await;
+        r.assert_error(403, "rights_exceed_parent");
+        assert!(r.body["message"].as_str().unwrap().contains(what), "{body} -> {}", r.body);
+    }
+    assert_eq!(version(&app).await, rows, "a refused amendment writes nothing");
+    // Within the parent: accepted.
+    let r = manage(&app, tok(&admin), json!({"callMode": "update", "h": h, "fl": 0x300, "items": [1, 2]})).await;
+    assert_eq!((&r["fl"], &r["items"]), (&json!(0x300), &json!([1, 2])));
+    // An end past the parent's (the child's signed end is 3000 s, the parent's 1000 s
+    // now) is cut to the parent's.
+    let (_, _, p_end, _) = row(&app, p["h"].as_str().unwrap()).await;
+    assert!(signed_exp_ms(&app, h).await > p_end);
+    for dur in [0, 2500] {
+        manage(&app, tok(&admin), json!({"callMode": "update", "h": h, "dur": dur})).await;
+        assert_eq!(row(&app, h).await.2, p_end);
+    }
+}
+
+/// Issue 10 defect 3: a token revoked by the idle sweep takes its whole tree with it,
+/// also the descendants that were used (a child never outlives its parent's revocation).
+async fn security_the_idle_sweep_revokes_the_whole_tree(app: TestApp) {
+    drop(app);
+    run_with(&[("TOKENGATE_IDLE_SECS", "60")], |app| async move {
+        let admin = app.admin_token(None, None).await;
+        let parent = app.child(tok(&admin), &json!({"name": "idle parent"})).await.body;
+        let child = app.child(tok(&parent), &json!({"name": "busy child"})).await.body;
+        let grandchild = app.child(tok(&child), &json!({"name": "grandchild"})).await.body;
+        let sibling = app.child(tok(&admin), &json!({"name": "fresh sibling"})).await.body;
+        // The parent was issued (and last used) two minutes ago; the others just now.
+        sqlx::query("UPDATE tokens SET issued_at = issued_at - 120000, not_before = not_before - 120000 WHERE id = $1")
+            .bind(parent["_id"].as_str().unwrap())
+            .execute(&app.state.pool)
+            .await
+            .unwrap();
+        let v0 = version(&app).await;
+        let revoked = tokengate_control_plane::usage::sweep_idle(&app.state, now_ms()).await.unwrap();
+        assert_eq!(revoked, 3, "the idle parent and its two descendants");
+        for t in [&parent, &child, &grandchild] {
+            app.get("/api/v1/scopes", tok(t)).await.assert_error(401, "token_revoked");
+            let id = t["_id"].as_str().unwrap();
+            assert_eq!(entries(&app, id, v0).await, vec![("revoke".to_owned(), signed_exp_ms(&app, id).await)]);
+        }
+        for t in [&admin, &sibling] {
+            assert_eq!(app.get("/api/v1/scopes", tok(t)).await.status, StatusCode::OK);
+        }
+        assert!(descendants(&app, parent["_id"].as_str().unwrap()).await.iter().all(|(_, r)| r.is_some()));
+    })
+    .await;
+}
+
+/// Issue 10 defect 3: `update` clears `fl`, `items`, `app` and `p` with an explicit
+/// `null` ("none": no flag limit, all items, no app, no params); an absent field keeps
+/// its stored value.
+async fn manage_update_clears_a_field_with_null_and_keeps_an_absent_one(app: TestApp) {
+    let admin = app.admin_token(None, None).await;
+    let t = manage(&app, tok(&admin), json!({"callMode": "create", "fl": 0x200, "items": [5], "app": "a", "p": {"k": 1}, "dur": 600})).await;
+    let h = t["h"].as_str().unwrap();
+    app.get("/api/v1/tokens", tok(&t)).await.assert_error(403, "insufficient_flags");
+    // Absent: kept.
+    let r = manage(&app, tok(&admin), json!({"callMode": "update", "h": h, "dur": 500})).await;
+    assert_eq!((&r["fl"], &r["items"], &r["app"], &r["p"]), (&json!(0x200), &json!([5]), &json!("a"), &json!({"k": 1})));
+    // null: cleared.
+    let v0 = version(&app).await;
+    let r = manage(&app, tok(&admin), json!({"callMode": "update", "h": h, "fl": null, "items": null})).await;
+    assert_eq!((&r["fl"], &r["items"], &r["app"], &r["p"]), (&Value::Null, &Value::Null, &json!("a"), &json!({"k": 1})));
+    let r = manage(&app, tok(&admin), json!({"callMode": "update", "h": h, "app": null, "p": null})).await;
+    assert_eq!((&r["fl"], &r["items"], &r["app"], &r["p"]), (&Value::Null, &Value::Null, &Value::Null, &Value::Null));
+    let (fl, items, _, _) = row(&app, h).await;
+    assert_eq!((fl, items), (None, None));
+    let (app_col, p_col): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT app, p FROM tokens WHERE id = $1").bind(h).fetch_one(&app.state.pool).await.unwrap();
+    assert_eq!((app_col, p_col), (None, None));
+    // The proxies get the cleared state; the guard applies it (no flag limit: it may
+    // manage tokens now).
+    let delta = app.sync(u64::try_from(v0).unwrap(), 0).await.body;
+    let last = delta["amended"].as_array().unwrap().iter().find(|a| a["jti"] == h).unwrap().clone();
+    for field in ["fl", "items", "app", "p"] {
+        assert!(last.get(field).is_none(), "{field} still set: {last}");
+    }
+    assert_eq!(app.get("/api/v1/tokens", tok(&t)).await.status, StatusCode::OK);
+    let list = app.get("/api/v1/tokens", tok(&admin)).await.body;
+    let listed = list.as_array().unwrap().iter().find(|x| x["_id"] == h).unwrap();
+    assert_eq!((&listed["fl"], &listed["items"], &listed["app"]), (&Value::Null, &Value::Null, &Value::Null));
+
+    // On create, null is "none" too, where absent is the caller's value.
+    let limited = issue_limited(&app, None, Some(-1), None, 3_600_000).await;
+    let inherited = manage(&app, &limited.token, json!({"callMode": "create", "dur": 60})).await;
+    assert_eq!(inherited["fl"], json!(-1));
+    let none = manage(&app, &limited.token, json!({"callMode": "create", "dur": 60, "fl": null, "app": null, "p": null})).await;
+    assert_eq!((&none["fl"], &none["app"], &none["p"]), (&Value::Null, &Value::Null, &Value::Null));
+}
+
+/// Clearing is widening: it stays subject to the caller's rights. A caller limited to
+/// items [1, 2] cannot clear a token's items (all items); a caller limited to flags
+/// 0x200 cannot manage tokens at all.
+async fn security_clearing_a_field_stays_within_the_caller(app: TestApp) {
+    let limited = issue_limited(&app, None, Some(-1), Some(vec![1, 2]), 3_600_000).await;
+    let t = manage(&app, &limited.token, json!({"callMode": "create", "fl": 0x200, "items": [1], "dur": 600})).await;
+    let h = t["h"].as_str().unwrap();
+    let v0 = version(&app).await;
+    let r = app.post("/api/v1/tokens/update", Some(&limited.token), &json!({"callMode": "update", "h": h, "items": null})).await;
+    r.assert_error(403, "rights_exceed_caller");
+    assert!(r.body["message"].as_str().unwrap().contains("items"), "{}", r.body);
+    let r = app.post("/api/v1/tokens/update", Some(&limited.token), &json!({"callMode": "create", "items": null})).await;
+    r.assert_error(403, "rights_exceed_caller");
+    let viewer = issue_limited(&app, None, Some(0x200), None, 3_600_000).await;
+    let r = app.post("/api/v1/tokens/update", Some(&viewer.token), &json!({"callMode": "update", "h": h, "fl": null})).await;
+    r.assert_error(403, "insufficient_flags");
+    assert_eq!(version(&app).await, v0);
+    assert_eq!(row(&app, h).await.1, Some(vec![1]));
+    // Clearing flags is within a caller with fl -1.
+    let r = manage(&app, &limited.token, json!({"callMode": "update", "h": h, "fl": null})).await;
+    assert_eq!(r["fl"], Value::Null);
+}
+
+/// `null` clears, a value of the wrong type is still 400 with its code, and nothing is
+/// written.
+async fn manage_null_and_wrong_types_are_told_apart(app: TestApp) {
+    let admin = app.admin_token(None, None).await;
+    let t = manage(&app, tok(&admin), json!({"callMode": "create", "fl": 0x200, "items": [5], "dur": 600})).await;
+    let h = t["h"].clone();
+    let (rows, v0) = (app.token_rows().await, version(&app).await);
+    for (field, bad, code) in [
+        ("fl", json!("x"), "wrong_type"),
+        ("fl", json!("0x200"), "wrong_type"),
+        ("fl", json!(1.5), "wrong_type"),
+        ("fl", json!([null]), "wrong_type"),
+        ("fl", json!(7), "bad_flags"),
+        ("items", json!("x"), "wrong_type"),
+        ("items", json!([null]), "wrong_type"),
+        ("items", json!([1, "2"]), "wrong_type"),
+        ("items", json!({}), "wrong_type"),
+        ("app", json!(5), "wrong_type"),
+        ("app", json!("a\u{7}"), "bad_app"),
+        ("p", json!(1), "bad_params"),
+        ("p", json!("null"), "bad_params"),
+    ] {
+        for mode in ["create", "update"] {
+            let mut body = json!({"callMode": mode, "h": h});
+            body[field] = bad.clone();
+            let r = app.post("/api/v1/tokens/update", Some(tok(&admin)), &body).await;
+            r.assert_error(400, code);
+            if code == "wrong_type" {
+                assert!(r.body["message"].as_str().unwrap().contains(field), "{body} -> {}", r.body);
+            }
+        }
+    }
+    assert_eq!((app.token_rows().await, version(&app).await), (rows, v0));
+    assert_eq!(row(&app, h.as_str().unwrap()).await.0, Some(0x200));
 }

@@ -33,6 +33,9 @@ pub const DEFAULT_IDLE_SECS: u64 = 100 * 24 * 3600;
 pub const DEFAULT_SWEEP_SECS: u64 = 60;
 /// How often a held sync call re-reads the version when `TOKENGATE_SYNC_RECHECK_MS` is unset.
 pub const DEFAULT_SYNC_RECHECK_MS: u64 = 1000;
+/// The most signing keys published at once when `TOKENGATE_MAX_KEYS` is unset (each one
+/// costs every proxy worker a 640 KiB verification table).
+pub const DEFAULT_MAX_KEYS: u64 = 4;
 
 /// The credentials of the first admin user.
 #[derive(Clone)]
@@ -78,6 +81,8 @@ pub struct Config {
     pub metrics: bool,
     /// Revocations per snapshot part (`TOKENGATE_SNAPSHOT_PAGE`).
     pub snapshot_page: u64,
+    /// The most keys a rotation may leave published (`TOKENGATE_MAX_KEYS`, at least 2).
+    pub max_keys: u64,
 }
 
 /// What is wrong with the configuration, phrased as what to fix.
@@ -109,6 +114,7 @@ impl fmt::Debug for Config {
             .field("sweep_secs", &self.sweep_secs)
             .field("sync_recheck_ms", &self.sync_recheck_ms)
             .field("snapshot_page", &self.snapshot_page)
+            .field("max_keys", &self.max_keys)
             .field("metrics", &self.metrics)
             .finish()
     }
@@ -215,6 +221,7 @@ impl Config {
         let sync_recheck_ms = number(&get, "TOKENGATE_SYNC_RECHECK_MS", DEFAULT_SYNC_RECHECK_MS, 10)?;
         let snapshot_page =
             number(&get, "TOKENGATE_SNAPSHOT_PAGE", tokengate_rules::sync::DEFAULT_SNAPSHOT_PAGE as u64, 1)?;
+        let max_keys = number(&get, "TOKENGATE_MAX_KEYS", DEFAULT_MAX_KEYS, 2)?;
         let metrics = match get("TOKENGATE_METRICS").as_deref() {
             None | Some("on" | "true" | "1") => true,
             Some("off" | "false" | "0") => false,
@@ -236,6 +243,7 @@ impl Config {
             sweep_secs,
             sync_recheck_ms,
             snapshot_page,
+            max_keys,
             metrics,
         })
     }

@@ -162,3 +162,55 @@ fn reliability_stale_gate_recovers_when_the_control_plane_returns() {
     stack.start_control_plane();
     wait_until("allowed again", Duration::from_secs(20), || get(stack.front(), "/api/v1/objects/1", Some(&admin)).status == 200);
 }
+
+/// PostgreSQL stopped under a running stack: the control plane answers 503
+/// `database_unavailable` (health, logins, management), the proxy keeps enforcing its
+/// last state (allowed stays allowed, revoked stays refused); PostgreSQL back, everything
+/// recovers without restarting either program, and a new revocation reaches the gate.
+#[test]
+fn reliability_postgres_outage_answers_503_and_recovers_without_restarts() {
+    let pg = match PrivatePostgres::start() {
+        Ok(pg) => pg,
+        Err(why) => {
+            eprintln!("skipped: cannot run a private PostgreSQL here ({why})");
+            return;
+        }
+    };
+    let stack = Stack::start_on(2, pg.url());
+    let admin = stack.login(None, None)["token"].as_str().expect("token").to_owned();
+    stack.wait_synced(&admin);
+    let auth = format!("Bearer {admin}");
+    let issue = || {
+        let r = request(stack.cp(), "POST", "/api/v1/tokens", &[("Authorization", &auth)], Some(&json!({"expiresIn": "1 hour"})));
+        assert_eq!(r.status, 200, "{}", r.body);
+        (r.json()["_id"].as_str().expect("id").to_owned(), r.json()["token"].as_str().expect("token").to_owned())
+    };
+    let (id, revoked) = issue();
+    let (later_id, later) = issue();
+    assert_eq!(request(stack.cp(), "DELETE", &format!("/api/v1/tokens/{id}"), &[("Authorization", &auth)], None).status, 204);
+    wait_until("the revocation at the gate", Duration::from_secs(5), || get(stack.front(), "/api/v1/objects/1", Some(&revoked)).status == 401);
+
+    pg.ctl_stop().expect("stop PostgreSQL");
+    wait_until("503 database_unavailable", Duration::from_secs(20), || {
+        let r = get(stack.cp(), "/healthz", None);
+        r.status == 503 && r.code() == "database_unavailable"
+    });
+    let r = request(stack.front(), "POST", "/api/v1/auth", &[], Some(&json!({"username": ADMIN_USER, "password": ADMIN_PASSWORD})));
+    assert_eq!((r.status, r.code().as_str()), (503, "database_unavailable"), "{}", r.body);
+    let r = request(stack.cp(), "DELETE", &format!("/api/v1/tokens/{later_id}"), &[("Authorization", &auth)], None);
+    assert_eq!((r.status, r.code().as_str()), (503, "database_unavailable"), "{}", r.body);
+    for _ in 0..10 {
+        assert_eq!(get(stack.front(), "/api/v1/objects/1", Some(&admin)).status, 200, "the proxy stopped enforcing its last state");
+        assert_eq!(get(stack.front(), "/api/v1/objects/1", Some(&revoked)).status, 401);
+    }
+
+    pg.ctl_start().expect("start PostgreSQL again");
+    wait_until("the control plane healthy again", Duration::from_secs(30), || get(stack.cp(), "/healthz", None).status == 200);
+    stack.login(None, None);
+    let r = request(stack.cp(), "DELETE", &format!("/api/v1/tokens/{later_id}"), &[("Authorization", &auth)], None);
+    assert_eq!(r.status, 204, "{}", r.body);
+    wait_until("a revocation after the outage at the gate", Duration::from_secs(15), || {
+        get(stack.front(), "/api/v1/objects/1", Some(&later)).status == 401
+    });
+    assert_eq!(get(stack.front(), "/api/v1/objects/1", Some(&admin)).status, 200);
+}

@@ -269,6 +269,8 @@ pub struct Stack {
     pub cp_env: Vec<(&'static str, String)>,
     /// The control plane's database when it is not the SQLite file in `dir`.
     pub pg: Option<PgDatabase>,
+    /// Or any database URL (a private server).
+    pub database: Option<String>,
 }
 
 /// A PostgreSQL database of its own for one stack, dropped with it.
@@ -292,6 +294,76 @@ impl PgDatabase {
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         pg_exec(&self.admin_url, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+/// A PostgreSQL server of the test's own (Debian's binaries, run as the `postgres` user
+/// when the test runs as root), so that it can be stopped and started without touching
+/// the machine's server that other tests use.
+pub struct PrivatePostgres {
+    pub port: u16,
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl PrivatePostgres {
+    /// An error saying why when this machine cannot run one.
+    pub fn start() -> Result<PrivatePostgres, String> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .map_err(|_| "no /usr/lib/postgresql (Debian's postgresql package)".to_owned())?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .find(|b| b.join("initdb").exists())
+            .ok_or("no initdb under /usr/lib/postgresql/*/bin")?;
+        let dir = tempfile::Builder::new().prefix("tokengate-pg-").tempdir().map_err(|e| e.to_string())?;
+        let port = free_port();
+        let pg = PrivatePostgres { port, bin, dir };
+        let _ = Command::new("chown").arg("postgres").arg(pg.dir.path()).status();
+        let data = pg.dir.path().join("data");
+        pg.run("initdb", &["-D", &data.display().to_string(), "-A", "trust", "-U", "postgres"])?;
+        pg.ctl_start()?;
+        Ok(pg)
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> Result<(), String> {
+        let exe = self.bin.join(tool);
+        let as_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+        let mut cmd = if as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        let out = cmd.args(args).output().map_err(|e| format!("{tool}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("{tool} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        }
+    }
+
+    /// Starts (again) the server, durable settings kept (fsync on).
+    pub fn ctl_start(&self) -> Result<(), String> {
+        let data = self.dir.path().join("data").display().to_string();
+        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.path().display());
+        let log = self.dir.path().join("server.log").display().to_string();
+        self.run("pg_ctl", &["-D", &data, "-o", &opts, "-l", &log, "-w", "start"])
+    }
+
+    /// Stops the server at once (as a crash would, for the clients).
+    pub fn ctl_stop(&self) -> Result<(), String> {
+        let data = self.dir.path().join("data").display().to_string();
+        self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"])
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self.ctl_stop();
     }
 }
 
@@ -341,7 +413,16 @@ impl Stack {
         Some(Stack::start_full(concurrency, wasm(), Some(pg)))
     }
 
+    /// The stack with its control plane on the database at `url`.
+    pub fn start_on(concurrency: u32, url: String) -> Stack {
+        Stack::start_full_on(concurrency, wasm(), None, Some(url))
+    }
+
     fn start_full(concurrency: u32, wasm: PathBuf, pg: Option<PgDatabase>) -> Stack {
+        Stack::start_full_on(concurrency, wasm, pg, None)
+    }
+
+    fn start_full_on(concurrency: u32, wasm: PathBuf, pg: Option<PgDatabase>, database: Option<String>) -> Stack {
         let mut dir = tempfile::Builder::new().prefix("tokengate-e2e-").tempdir().expect("tempdir");
         // TOKENGATE_E2E_KEEP=1 keeps every log and config for a post-mortem.
         if std::env::var_os("TOKENGATE_E2E_KEEP").is_some() {
@@ -370,6 +451,7 @@ impl Stack {
             fail_open: false,
             cp_env: Vec::new(),
             pg,
+            database,
         };
         stack.start_control_plane();
         stack.start_envoy();
@@ -378,9 +460,10 @@ impl Stack {
 
     /// The control plane's database.
     pub fn database_url(&self) -> String {
-        match &self.pg {
-            Some(pg) => pg.url.clone(),
-            None => format!("sqlite://{}", self.db_path().display()),
+        match (&self.pg, &self.database) {
+            (Some(pg), _) => pg.url.clone(),
+            (None, Some(url)) => url.clone(),
+            (None, None) => format!("sqlite://{}", self.db_path().display()),
         }
     }
 
@@ -390,7 +473,7 @@ impl Stack {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         rt.block_on(async {
             use sqlx::Connection as _;
-            if self.pg.is_some() {
+            if url.starts_with("postgres") {
                 let mut conn = sqlx::PgConnection::connect(&url).await.expect("open the database");
                 sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
             } else {

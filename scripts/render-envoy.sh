@@ -1,6 +1,7 @@
 #!/bin/sh
 # Render an Envoy config template: replace every ${TG_NAME} placeholder with the value of
-# the environment variable TG_NAME.
+# the environment variable TG_NAME. When TG_CP_CA is set, the lines marked "#tls: " (TLS to
+# the control plane) are turned on first; otherwise they stay comments.
 #
 #   scripts/render-envoy.sh <template> <out>
 #
@@ -23,11 +24,23 @@ out=$2
 [ -f "$template" ] || die "template not found: $template"
 [ -r "$template" ] || die "template not readable: $template"
 
-# Every distinct placeholder name, one per line: put each placeholder on a line of its own
-# (a literal newline in the replacement is the portable way), then keep those lines.
-names=$(sed 's/\${TG_[A-Za-z0-9_]*}/\
+umask 077
+tmp="$out.tmp.$$"
+src="$out.src.$$"
+trap 'rm -f "$tmp" "$src"' EXIT
+trap 'exit 1' INT TERM HUP
+if [ -n "${TG_CP_CA:-}" ]; then
+    sed 's/^\([[:space:]]*\)#tls: /\1/' "$template" >"$src" || die "cannot write $src"
+else
+    cat "$template" >"$src" || die "cannot write $src"
+fi
+
+# Every distinct placeholder name outside comments, one per line: put each placeholder on
+# a line of its own (a literal newline in the replacement is the portable way), then keep
+# those lines.
+names=$(sed -e 's/^[[:space:]]*#.*//' "$src" | sed 's/\${TG_[A-Za-z0-9_]*}/\
 &\
-/g' "$template" | sed -n 's/^\${\(TG_[A-Za-z0-9_]*\)}$/\1/p')
+/g' | sed -n 's/^\${\(TG_[A-Za-z0-9_]*\)}$/\1/p')
 
 seen=' '
 missing=''
@@ -55,14 +68,10 @@ if [ -n "$missing" ]; then
     die "unset or empty variable(s) used by $template:$missing (set them in the environment)"
 fi
 
-umask 077
-tmp="$out.tmp.$$"
-trap 'rm -f "$tmp"' EXIT
-trap 'exit 1' INT TERM HUP
 if [ "$#" -gt 0 ]; then
-    sed "$@" "$template" >"$tmp" || die "cannot write $tmp"
+    sed "$@" "$src" >"$tmp" || die "cannot write $tmp"
 else
-    cat "$template" >"$tmp" || die "cannot write $tmp"
+    cat "$src" >"$tmp" || die "cannot write $tmp"
 fi
 
 # Anything placeholder-like left outside a comment (a typo such as ${TG_PORT-1} or an
@@ -75,4 +84,5 @@ $left"
 fi
 
 mv -f "$tmp" "$out" || die "cannot write $out"
+rm -f "$src"
 trap - EXIT

@@ -61,6 +61,8 @@ pub struct Config {
     pub admin: Option<AdminCredentials>,
     /// The credential proxies present on the sync channel; `None` refuses every call.
     pub proxy_secret: Option<String>,
+    /// `TOKENGATE_TLS_CERT` and `TOKENGATE_TLS_KEY` (PEM files): serve HTTPS.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     pub issuer: String,
     pub audience: String,
     /// The API prefix, `/api/v1` by default; `""` serves the API at the root.
@@ -106,6 +108,7 @@ impl fmt::Debug for Config {
             .field("backend", &self.backend)
             .field("admin", &self.admin.as_ref().map(|a| &a.username))
             .field("proxy_secret", &self.proxy_secret.as_ref().map(|_| "<set>"))
+            .field("tls", &self.tls)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("api_prefix", &self.api_prefix)
@@ -195,6 +198,11 @@ impl Config {
         };
 
         let proxy_secret = proxy_secret(&get)?;
+        let tls = match (get("TOKENGATE_TLS_CERT"), get("TOKENGATE_TLS_KEY")) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some((cert.into(), key.into())),
+            _ => return Err(ConfigError("set both TOKENGATE_TLS_CERT and TOKENGATE_TLS_KEY (PEM files), or neither to serve plain HTTP".into())),
+        };
         let issuer = get("TOKENGATE_ISSUER").unwrap_or_else(|| "tokengate".to_owned());
         let audience = get("TOKENGATE_AUDIENCE").unwrap_or_else(|| "tokengate".to_owned());
 
@@ -234,6 +242,7 @@ impl Config {
             backend,
             admin,
             proxy_secret,
+            tls,
             issuer,
             audience,
             api_prefix,
@@ -374,6 +383,8 @@ mod tests {
         assert!(config(&[("TOKENGATE_IDLE_SECS", "0")]).unwrap_err().0.contains("TOKENGATE_IDLE_SECS"));
         assert!(config(&[("TOKENGATE_SWEEP_SECS", "x")]).unwrap_err().0.contains("TOKENGATE_SWEEP_SECS"));
         assert!(config(&[("TOKENGATE_METRICS", "maybe")]).unwrap_err().0.contains("TOKENGATE_METRICS"));
+        assert!(config(&[("TOKENGATE_TLS_CERT", "/x.pem")]).unwrap_err().0.contains("TOKENGATE_TLS_KEY"));
+        assert!(config(&[("TOKENGATE_TLS_KEY", "/x.key")]).unwrap_err().0.contains("TOKENGATE_TLS_CERT"));
     }
 
     /// Issue 10 defect 4: a short (or default-looking) proxy secret is refused unless the

@@ -20,7 +20,6 @@ use axum::{Json, Router};
 use sqlx::AnyPool;
 use tokengate_rules::scope::Prefix;
 use tokengate_rules::{TokenKind, VerifyPolicy};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub mod auth;
@@ -38,6 +37,7 @@ pub mod passwords;
 pub mod proxies;
 pub mod scopes;
 pub mod sync;
+pub mod tls;
 pub mod tokens;
 pub mod usage;
 pub mod users;
@@ -179,11 +179,11 @@ pub fn app(state: AppState) -> Router {
 
 /// Serves until `shutdown` resolves, then drains: held sync calls answer at once and
 /// in-flight requests finish.
-pub async fn serve(
-    state: AppState,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+pub async fn serve<L>(state: AppState, listener: L, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let sweeper = tokio::spawn(sweep(state.clone()));
     let key_reloader = tokio::spawn(reload_keys(state.clone()));
     let listener_task = (state.config.backend == config::Backend::Postgres).then(|| tokio::spawn(listen(state.clone())));

@@ -55,6 +55,10 @@ fn main() -> ExitCode {
 async fn run(config: Config) -> Result<(), String> {
     tracing::info!(?config, "starting");
     let listen = config.listen;
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(tokengate_control_plane::tls::server_config(cert, key).map_err(|e| e.to_string())?),
+        None => None,
+    };
     let no_proxy_secret = config.proxy_secret.is_none();
     let (state, generated) = start(config).await.map_err(|e| e.to_string())?;
     if let Some(admin) = generated {
@@ -66,8 +70,18 @@ async fn run(config: Config) -> Result<(), String> {
         tracing::warn!("TOKENGATE_PROXY_SECRET is not set: the sync endpoint refuses every proxy");
     }
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    tracing::info!(address = %listen, "listening");
-    serve(state, listener, shutdown_signal()).await.map_err(|e| format!("server error: {e}"))?;
+    match tls {
+        Some(tls) => {
+            let listener = tokengate_control_plane::tls::TlsListener::new(listener, tls).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            tracing::info!(address = %listen, "listening (HTTPS)");
+            serve(state, listener, shutdown_signal()).await
+        }
+        None => {
+            tracing::info!(address = %listen, "listening");
+            serve(state, listener, shutdown_signal()).await
+        }
+    }
+    .map_err(|e| format!("server error: {e}"))?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -213,3 +213,44 @@ fn security_reliability_forged_replayed_and_rolled_back_sync_answers_are_refused
     });
     assert_eq!(get(stack.front(), "/api/v1/objects/1", Some(&revoked)).status, 401);
 }
+
+/// Makes a CA and a control-plane certificate with scripts/gen-tls.sh.
+fn gen_tls(dir: &std::path::Path) {
+    let out = std::process::Command::new("sh").arg(workspace().join("scripts/gen-tls.sh")).arg(dir).output().expect("run gen-tls.sh");
+    assert!(out.status.success(), "gen-tls.sh: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+/// Defect 4, TLS: with `TG_CP_CA` set, Envoy talks to the control plane over TLS (the
+/// sync channel and the API it routes) and checks the certificate against the CA the
+/// stack generated; an Envoy that trusts another CA never syncs and stays closed.
+#[test]
+fn security_the_control_plane_cluster_runs_over_tls_with_the_generated_ca() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let tls = certs.path().join("tls");
+    gen_tls(&tls);
+    let mut stack = Stack::start_tls(2, tls.clone());
+    let admin = stack.login(None, None)["token"].as_str().expect("token").to_owned();
+    stack.wait_synced(&admin);
+    assert_eq!(get(stack.front(), "/api/v1/objects/1", Some(&admin)).status, 200);
+    let auth = format!("Bearer {admin}");
+    let child = request(stack.front(), "POST", "/api/v1/tokens", &[("Authorization", &auth)], Some(&json!({"expiresIn": "1 hour"})));
+    assert_eq!(child.status, 200, "{}", child.body);
+    let (id, token) = (child.json()["_id"].as_str().expect("id").to_owned(), child.json()["token"].as_str().expect("token").to_owned());
+    assert_eq!(request(stack.front(), "DELETE", &format!("/api/v1/tokens/{id}"), &[("Authorization", &auth)], None).status, 204);
+    wait_until("the revocation over TLS", Duration::from_secs(5), || get(stack.front(), "/api/v1/objects/1", Some(&token)).status == 401);
+    // Plain HTTP to the control plane's port gets no answer a proxy could use.
+    assert!(try_request(stack.cp(), "GET", "/healthz", &[], None).is_none_or(|r| r.status != 200));
+
+    // Another CA: the control plane's certificate is not trusted, nothing syncs.
+    let other = certs.path().join("other");
+    gen_tls(&other);
+    stack.stop_envoy();
+    std::fs::copy(other.join("ca.pem"), tls.join("ca.pem")).expect("swap the CA");
+    stack.start_envoy();
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        let r = get(stack.front(), "/api/v1/objects/1", Some(&admin));
+        assert_eq!((r.status, r.code().as_str()), (503, "gate_not_synced"), "{}", r.body);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -271,6 +271,9 @@ pub struct Stack {
     pub pg: Option<PgDatabase>,
     /// Or any database URL (a private server).
     pub database: Option<String>,
+    /// TLS between Envoy and the control plane: the directory `scripts/gen-tls.sh` made
+    /// (`ca.pem` for Envoy, `cp.pem` + `cp.key` for the control plane).
+    pub tls: Option<PathBuf>,
 }
 
 /// A PostgreSQL database of its own for one stack, dropped with it.
@@ -415,14 +418,20 @@ impl Stack {
 
     /// The stack with its control plane on the database at `url`.
     pub fn start_on(concurrency: u32, url: String) -> Stack {
-        Stack::start_full_on(concurrency, wasm(), None, Some(url))
+        Stack::start_full_on(concurrency, wasm(), None, Some(url), None)
+    }
+
+    /// The stack with TLS between Envoy and the control plane, from the certificates in
+    /// `tls` (made by `scripts/gen-tls.sh`).
+    pub fn start_tls(concurrency: u32, tls: PathBuf) -> Stack {
+        Stack::start_full_on(concurrency, wasm(), None, None, Some(tls))
     }
 
     fn start_full(concurrency: u32, wasm: PathBuf, pg: Option<PgDatabase>) -> Stack {
-        Stack::start_full_on(concurrency, wasm, pg, None)
+        Stack::start_full_on(concurrency, wasm, pg, None, None)
     }
 
-    fn start_full_on(concurrency: u32, wasm: PathBuf, pg: Option<PgDatabase>, database: Option<String>) -> Stack {
+    fn start_full_on(concurrency: u32, wasm: PathBuf, pg: Option<PgDatabase>, database: Option<String>, tls: Option<PathBuf>) -> Stack {
         let mut dir = tempfile::Builder::new().prefix("tokengate-e2e-").tempdir().expect("tempdir");
         // TOKENGATE_E2E_KEEP=1 keeps every log and config for a post-mortem.
         if std::env::var_os("TOKENGATE_E2E_KEEP").is_some() {
@@ -452,6 +461,7 @@ impl Stack {
             cp_env: Vec::new(),
             pg,
             database,
+            tls,
         };
         stack.start_control_plane();
         stack.start_envoy();
@@ -497,11 +507,16 @@ impl Stack {
             .env("TOKENGATE_PROXY_SECRET", &self.secret)
             .env("RUST_LOG", "info")
             .envs(self.cp_env.iter().map(|(k, v)| (*k, v.as_str())));
+        if let Some(tls) = &self.tls {
+            cmd.env("TOKENGATE_TLS_CERT", tls.join("cp.pem")).env("TOKENGATE_TLS_KEY", tls.join("cp.key"));
+        }
         let n = std::fs::read_dir(self.dir.path()).map(|d| d.count()).unwrap_or(0);
         let mut proc = Proc::spawn("control-plane", cmd, self.dir.path().join(format!("control-plane-{n}.log")));
+        let tls = self.tls.is_some();
         wait_until("control plane /healthz", Duration::from_secs(30), || {
             proc.assert_running();
-            TcpStream::connect(("127.0.0.1", port)).is_ok() && get(port, "/healthz", None).status == 200
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && if tls { proc.log_text().contains("listening (HTTPS)") } else { get(port, "/healthz", None).status == 200 }
         });
         self.cp = Some(ControlPlane { _proc: proc, port });
     }
@@ -523,6 +538,9 @@ impl Stack {
             ("TG_PROXY_SECRET", self.secret.clone()),
             ("TG_PROXY_ID", self.proxy_id.clone()),
         ]
+        .into_iter()
+        .chain(self.tls.as_ref().map(|t| ("TG_CP_CA", t.join("ca.pem").display().to_string())))
+        .collect()
     }
 
     /// Starts Envoy and waits for its admin `/ready`; not for its first sync.
@@ -620,9 +638,23 @@ impl Stack {
     }
 }
 
-/// Substitutes every `${NAME}` and fails on any left over.
+/// Substitutes every `${NAME}` and fails on any left over; with `TG_CP_CA` among the
+/// variables, first turns on the `#tls: ` lines (as scripts/render-envoy.sh does).
 pub fn render(template: &str, vars: &[(&str, String)]) -> String {
-    let mut out = template.to_owned();
+    let mut out = if vars.iter().any(|(k, _)| *k == "TG_CP_CA") {
+        template
+            .lines()
+            .map(|l| {
+                let indent = l.len() - l.trim_start().len();
+                match l.trim_start().strip_prefix("#tls: ") {
+                    Some(rest) => format!("{}{rest}\n", &l[..indent]),
+                    None => format!("{l}\n"),
+                }
+            })
+            .collect()
+    } else {
+        template.to_owned()
+    };
     for (k, v) in vars {
         out = out.replace(&format!("${{{k}}}"), v);
     }

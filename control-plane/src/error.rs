@@ -68,6 +68,12 @@ pub enum ApiError {
     RightsExceedParent(&'static str),
     /// 409 `token_not_live`: the token is revoked or expired.
     TokenNotLive,
+    /// 403 `admin_required`: only a user with role `admin` may do this (key rotation).
+    AdminRequired,
+    /// 409 `too_many_keys`: a rotation would publish more than `TOKENGATE_MAX_KEYS` keys.
+    /// The body adds `oldestKid`, `lastTokenExpiresAt` (ms, `null`: no live token) and
+    /// `publishedUntil` (ms, `null` while the key still signs).
+    TooManyKeys { message: String, oldest_kid: String, last_token_expires_at: Option<i64>, published_until: Option<i64> },
     /// 400 `bad_usage_report`.
     BadUsageReport(String),
     /// 413 `too_many_entries`: a usage report over the batch cap.
@@ -121,7 +127,8 @@ impl ApiError {
             | E::EmptyCredentials => StatusCode::BAD_REQUEST,
             E::TooManyEntries => StatusCode::PAYLOAD_TOO_LARGE,
             E::UserNotAccessible | E::RightsExceedCaller(_) | E::RightsExceedParent(_) => StatusCode::FORBIDDEN,
-            E::TokenNotLive => StatusCode::CONFLICT,
+            E::TokenNotLive | E::TooManyKeys { .. } => StatusCode::CONFLICT,
+            E::AdminRequired => StatusCode::FORBIDDEN,
             E::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             E::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             E::ScopeExceedsParent(_) => StatusCode::FORBIDDEN,
@@ -167,6 +174,8 @@ impl ApiError {
             E::RightsExceedCaller(_) => "rights_exceed_caller",
             E::RightsExceedParent(_) => "rights_exceed_parent",
             E::TokenNotLive => "token_not_live",
+            E::AdminRequired => "admin_required",
+            E::TooManyKeys { .. } => "too_many_keys",
             E::EmptyCredentials => "empty_credentials",
             E::WrongCredentials => "wrong_credentials",
             E::TooManyAttempts { .. } => "too_many_attempts",
@@ -233,6 +242,8 @@ impl ApiError {
                 format!("the token's {what} would exceed those its parent token (the one it was issued from) holds now")
             }
             E::TokenNotLive => "the token is revoked or expired; it can no longer be updated".into(),
+            E::AdminRequired => "only a user with the admin role may rotate the signing keys".into(),
+            E::TooManyKeys { message, .. } => message.clone(),
             E::UnknownScope(s) => {
                 format!("scope {s:?} names no method of this API; GET /scopes lists the methods a token can be scoped to")
             }
@@ -263,7 +274,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": self.error(), "code": self.code(), "message": self.message()});
+        let mut body = serde_json::json!({"error": self.error(), "code": self.code(), "message": self.message()});
+        if let ApiError::TooManyKeys { oldest_kid, last_token_expires_at, published_until, .. } = &self {
+            body["oldestKid"] = oldest_kid.as_str().into();
+            body["lastTokenExpiresAt"] = (*last_token_expires_at).into();
+            body["publishedUntil"] = (*published_until).into();
+        }
         let mut response = (self.status(), axum::Json(body)).into_response();
         let challenge = match &self {
             ApiError::Denied(d) => d.www_authenticate(REALM),

@@ -2,16 +2,27 @@
 //! demand (`POST /keys/rotate`). The published public keys go out in the JWKS and in
 //! every sync answer; a retired key stays published while a live token it signed can
 //! still be presented, then drops out.
+//!
+//! Only a user with role `admin` rotates (403 `admin_required` for any other user,
+//! however unlimited its token), and a rotation never leaves more than
+//! `TOKENGATE_MAX_KEYS` keys published: every published key costs every proxy worker a
+//! 640 KiB verification table. A rotation past the cap is 409 `too_many_keys`, saying
+//! which key is the oldest and when its last token expires, unless the caller asks with
+//! `?retireOldest=true`: then the oldest keys (as many as the cap needs, usually one)
+//! are withdrawn (never published nor trusted again) and every live token they signed is
+//! revoked with its descendants, in the rotation's transaction, one change-log entry
+//! each; the answer says how many (`revokedTokens`).
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use rand::RngCore as _;
 use std::sync::{Arc, RwLock};
 
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::AnyPool;
 use tokengate_rules::route::Refusal;
 use tokengate_rules::sync::PublicKey;
@@ -22,6 +33,7 @@ use crate::config::Backend;
 use crate::db::{self, now_ms};
 use crate::error::{ApiError, StartError};
 use crate::guard::{may_manage, Authorized};
+use crate::tokens::{revoke_in, Revoked};
 use crate::wire::{KeyInfo, Rotated};
 use crate::AppState;
 
@@ -74,17 +86,22 @@ pub const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// milliseconds; the rotation also waits for the live proxies to confirm it).
 pub const ACTIVATE_AFTER_MS: i64 = 2_000;
 
-/// The keys proxies and verifiers must trust at `now` (ms): the signing key, keys
-/// retired within [`RETIRE_OVERLAP_MS`], and retired keys that signed a token that is
-/// still live (unrevoked and not yet expired beyond the leeway).
+/// A token of a retired key keeps it published until this long after its expiry (twice
+/// the verifiers' leeway).
+const EXPIRY_GRACE_MS: i64 = DEFAULT_LEEWAY_SECS as i64 * 2000;
+
+/// The keys proxies and verifiers must trust at `now` (ms), oldest first: the signing
+/// key, keys retired within [`RETIRE_OVERLAP_MS`], and retired keys that signed a token
+/// that is still live (unrevoked and not yet expired beyond the leeway); never a
+/// withdrawn key.
 pub async fn published<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(db: E, now: i64) -> Result<Vec<PublicKey>, sqlx::Error> {
     let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT k.kid, k.x FROM signing_keys k WHERE k.retired_at IS NULL OR k.retired_at > $1 \
-         OR EXISTS (SELECT 1 FROM tokens t WHERE t.kid = k.kid AND t.revoked_at IS NULL AND t.expires_at > $2) \
+        "SELECT k.kid, k.x FROM signing_keys k WHERE k.withdrawn_at IS NULL AND (k.retired_at IS NULL OR k.retired_at > $1 \
+         OR EXISTS (SELECT 1 FROM tokens t WHERE t.kid = k.kid AND t.revoked_at IS NULL AND t.expires_at > $2)) \
          ORDER BY k.created_at, k.kid",
     )
     .bind(now.saturating_sub(RETIRE_OVERLAP_MS))
-    .bind(now.saturating_sub(db::to_i64(DEFAULT_LEEWAY_SECS * 2000)))
+    .bind(now.saturating_sub(EXPIRY_GRACE_MS))
     .fetch_all(db)
     .await?;
     Ok(rows.into_iter().map(|(kid, x)| PublicKey { kid, x }).collect())
@@ -135,7 +152,7 @@ impl KeyRing {
     pub async fn load(pool: &AnyPool, held: Option<&KeySet>) -> Result<KeyRing, String> {
         let current: Option<(String, String, String)> = sqlx::query_as(
             "SELECT kid, seed, x FROM signing_keys WHERE created_at <= $1 AND (retired_at IS NULL OR retired_at > $1) \
-             ORDER BY created_at DESC, kid DESC LIMIT 1",
+             AND withdrawn_at IS NULL ORDER BY created_at DESC, kid DESC LIMIT 1",
         )
         .bind(now_ms())
         .fetch_optional(pool)
@@ -191,19 +208,77 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/keys", get(list)).route("/keys/rotate", post(rotate))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RotateQuery {
+    retire_oldest: Option<String>,
+}
+
 /// `POST /keys/rotate`, in two phases: the new key and a `keys` change-log entry commit
 /// together, so long-polling proxies are woken with the new key set at once; the new key
 /// signs only from [`ACTIVATE_AFTER_MS`] later (every replica's reload switches then),
 /// and the old one signs until then and stays published while a token it signed can
 /// live. The answer comes once the live proxies have applied the key set (or the
 /// activation delay has passed) and says how many have.
-async fn rotate(State(state): State<AppState>, Authorized(caller): Authorized) -> Result<Json<Rotated>, ApiError> {
+///
+/// Admin users only, capped at `TOKENGATE_MAX_KEYS` published keys; `?retireOldest=true`
+/// withdraws the oldest keys to make room (see the module doc).
+async fn rotate(
+    State(state): State<AppState>,
+    Authorized(caller): Authorized,
+    query: Result<Query<RotateQuery>, QueryRejection>,
+) -> Result<Json<Rotated>, ApiError> {
     if !may_manage(&caller.rights) {
         return Err(Denial::Refused(Refusal::MissingFlags).into());
+    }
+    let Query(query) = query.map_err(|e| ApiError::BadQuery(format!("bad query string: {}", e.body_text())))?;
+    let retire_oldest = match query.retire_oldest.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::BadQuery("retireOldest must be true or false".into())),
+    };
+    let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1 AND account_id = $2")
+        .bind(&caller.token.user_id)
+        .bind(&caller.token.account_id)
+        .fetch_optional(&state.pool)
+        .await?;
+    if role.as_deref() != Some("admin") {
+        tracing::warn!(user = %caller.token.user_id, "a key rotation by a user who is not an admin was refused");
+        return Err(ApiError::AdminRequired);
     }
     let now = now_ms();
     let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
     db::lock_sync_state(&mut tx).await?;
+    // The rotation publishes one key more than are published now.
+    let public = published(&mut *tx, now).await?;
+    let max_keys = usize::try_from(state.config.max_keys).unwrap_or(usize::MAX);
+    let excess = (public.len() + 1).saturating_sub(max_keys);
+    let mut withdrawn = Vec::new();
+    let mut revoked = Revoked::default();
+    for key in &public[..excess.min(public.len())] {
+        let (retired_at, last_token): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT k.retired_at, (SELECT MAX(t.expires_at) FROM tokens t WHERE t.kid = k.kid AND t.revoked_at IS NULL AND t.expires_at > $2) \
+             FROM signing_keys k WHERE k.kid = $1",
+        )
+        .bind(&key.kid)
+        .bind(now.saturating_sub(EXPIRY_GRACE_MS))
+        .fetch_one(&mut *tx)
+        .await?;
+        let still_signs = retired_at.is_none_or(|at| at > now);
+        if !retire_oldest || still_signs {
+            return Err(too_many_keys(&public, max_keys, &key.kid, retired_at, last_token, still_signs));
+        }
+        let roots: Vec<String> = sqlx::query_scalar("SELECT id FROM tokens WHERE kid = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY id")
+            .bind(&key.kid)
+            .bind(now.saturating_sub(EXPIRY_GRACE_MS))
+            .fetch_all(&mut *tx)
+            .await?;
+        let done = revoke_in(&mut tx, roots, now).await?;
+        revoked.count += done.count;
+        revoked.version = done.version.or(revoked.version);
+        sqlx::query("UPDATE signing_keys SET withdrawn_at = $2 WHERE kid = $1").bind(&key.kid).bind(now).execute(&mut *tx).await?;
+        withdrawn.push(key.kid.clone());
+    }
     let retired: Vec<String> =
         sqlx::query_scalar("SELECT kid FROM signing_keys WHERE retired_at IS NULL ORDER BY kid").fetch_all(&mut *tx).await?;
     let activate = now + ACTIVATE_AFTER_MS;
@@ -218,8 +293,59 @@ async fn rotate(State(state): State<AppState>, Authorized(caller): Authorized) -
     state.announce(version);
     let proxies = crate::proxies::await_applied(&state, version, std::time::Duration::from_millis(db::to_u64(ACTIVATE_AFTER_MS))).await?;
     state.metrics.key_rotations.inc();
-    tracing::info!(kid = %kid, retired = ?retired, version, "rotated the signing key");
-    Ok(Json(Rotated { kid, created_at: activate, retired, version, proxies }))
+    state.metrics.revocations.add(revoked.count);
+    tracing::info!(kid = %kid, retired = ?retired, withdrawn = ?withdrawn, revoked = revoked.count, version, "rotated the signing key");
+    Ok(Json(Rotated { kid, created_at: activate, retired, version, proxies, withdrawn, revoked_tokens: revoked.count }))
+}
+
+/// The 409 of a rotation past the cap, about the oldest published key.
+fn too_many_keys(
+    public: &[PublicKey],
+    max_keys: usize,
+    kid: &str,
+    retired_at: Option<i64>,
+    last_token: Option<i64>,
+    still_signs: bool,
+) -> ApiError {
+    // It drops out of the published set once its overlap and its last token (plus the
+    // grace) have passed, if it no longer signs.
+    let published_until = retired_at.filter(|_| !still_signs).map(|at| {
+        let overlap = at.saturating_add(RETIRE_OVERLAP_MS);
+        last_token.map_or(overlap, |t| overlap.max(t.saturating_add(EXPIRY_GRACE_MS)))
+    });
+    let head = format!(
+        "{} keys are published and a rotation would publish one more; TOKENGATE_MAX_KEYS={max_keys} allows {max_keys}",
+        public.len()
+    );
+    let message = match (still_signs, published_until) {
+        (false, Some(until)) => format!(
+            "{head}. The oldest key, {kid}, stays published until {} ({}); rotate then, or rotate with ?retireOldest=true to withdraw it now and revoke every live token it signed",
+            match last_token {
+                Some(t) => format!("its last token expires at {}", iso_utc(t)),
+                None => "it has no live token".to_owned(),
+            },
+            iso_utc(until),
+        ),
+        _ => format!("{head}. The oldest key, {kid}, still signs (a rotation is activating); retry in {} s", ACTIVATE_AFTER_MS / 1000),
+    };
+    ApiError::TooManyKeys { message, oldest_kid: kid.to_owned(), last_token_expires_at: last_token, published_until }
+}
+
+/// `ms` since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+pub fn iso_utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// `GET /keys`: every key, newest first.
@@ -227,20 +353,21 @@ async fn list(State(state): State<AppState>, Authorized(caller): Authorized) -> 
     if !may_manage(&caller.rights) {
         return Err(Denial::Refused(Refusal::MissingFlags).into());
     }
-    let rows: Vec<(String, i64, Option<i64>)> =
-        sqlx::query_as("SELECT kid, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid DESC")
+    let rows: Vec<(String, i64, Option<i64>, Option<i64>)> =
+        sqlx::query_as("SELECT kid, created_at, retired_at, withdrawn_at FROM signing_keys ORDER BY created_at DESC, kid DESC")
             .fetch_all(&state.pool)
             .await?;
     let public = published(&state.pool, now_ms()).await?;
     let signing = state.keys.current().signing().kid.clone();
     Ok(Json(
         rows.into_iter()
-            .map(|(kid, created_at, retired_at)| KeyInfo {
+            .map(|(kid, created_at, retired_at, withdrawn_at)| KeyInfo {
                 published: public.iter().any(|k| k.kid == kid),
                 signing: kid == signing,
                 kid,
                 created_at,
                 retired_at,
+                withdrawn_at,
             })
             .collect(),
     ))
@@ -284,4 +411,17 @@ pub fn random_id(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     hex(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::iso_utc;
+
+    #[test]
+    fn iso_times() {
+        assert_eq!(iso_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso_utc(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(iso_utc(1_796_165_557_304), "2026-12-01T22:52:37Z");
+        assert_eq!(iso_utc(4_102_444_799_999), "2099-12-31T23:59:59Z");
+    }
 }

@@ -140,13 +140,13 @@ pub fn document(prefix: &str) -> Value {
     paths.insert(format!("{prefix}/keys"), json!({
         "get": {
             "summary": "List the signing keys",
-            "description": "Every key, newest first: when it was made and retired, whether it signs new tokens, and whether it is published (JWKS and the proxies' key set). A retired key stays published while a live token it signed can be presented (and at least 60 s after retirement), then drops out. Needs a token that may manage tokens.",
+            "description": "Every key, newest first: when it was made and retired, whether it signs new tokens, and whether it is published (JWKS and the proxies' key set). A retired key stays published while a live token it signed can be presented (and at least 60 s after retirement), then drops out; a withdrawn key (`retireOldest`) is never published again. Needs a token that may manage tokens.",
             "operationId": "listKeys",
             "security": [{"bearer": []}],
             "responses": merge(&[&guarded("GET /keys"), &json!({
                 "200": {"description": "Keys.", "content": {"application/json": {"schema": {"type": "array", "items": {
-                    "type": "object", "required": ["kid", "createdAt", "retiredAt", "signing", "published"],
-                    "properties": {"kid": {"type": "string"}, "createdAt": {"type": "integer", "format": "int64"}, "retiredAt": {"type": "integer", "format": "int64", "nullable": true}, "signing": {"type": "boolean"}, "published": {"type": "boolean"}},
+                    "type": "object", "required": ["kid", "createdAt", "retiredAt", "withdrawnAt", "signing", "published"],
+                    "properties": {"kid": {"type": "string"}, "createdAt": {"type": "integer", "format": "int64"}, "retiredAt": {"type": "integer", "format": "int64", "nullable": true}, "withdrawnAt": {"type": "integer", "format": "int64", "nullable": true}, "signing": {"type": "boolean"}, "published": {"type": "boolean"}},
                 }}}}},
                 "503": err("database_unavailable"),
             })]),
@@ -155,13 +155,22 @@ pub fn document(prefix: &str) -> Value {
     paths.insert(format!("{prefix}/keys/rotate"), json!({
         "post": {
             "summary": "Rotate the signing key",
-            "description": "Makes a new Ed25519 key and retires the current one, in one transaction with a `keys` change-log entry; answered only after the commit. Long-polling proxies are woken and get the new key set at once (others within the propagation bound); every sync answer carries the key set read with its version, so a proxy at that version has the new key. This process signs with the new key only after the commit; other replicas switch within about a second. Tokens signed by the old key keep working: it stays published while any of them can live. No request body.",
+            "description": "Makes a new Ed25519 key and retires the current one, in one transaction with a `keys` change-log entry; answered only after the commit. Long-polling proxies are woken and get the new key set at once (others within the propagation bound); every sync answer carries the key set read with its version, so a proxy at that version has the new key. This process signs with the new key only after the commit; other replicas switch within about a second. Tokens signed by the old key keep working: it stays published while any of them can live. No request body. Only a user with role admin may rotate (403 admin_required otherwise, however unlimited the token). At most TOKENGATE_MAX_KEYS keys (default 4) are published after a rotation (each costs every proxy worker a 640 KiB table): past it the answer is 409 too_many_keys with `oldestKid`, `lastTokenExpiresAt` (ms; when the oldest key's last live token expires) and `publishedUntil` (ms; when it drops out), unless `retireOldest=true`: then the oldest keys the cap needs are withdrawn (never published again) and every live token they signed, with its descendants, is revoked in the rotation's transaction; `revokedTokens` says how many.",
             "operationId": "rotateKey",
             "security": [{"bearer": []}],
+            "parameters": [
+                {"name": "retireOldest", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]}, "description": "true: at the key cap, withdraw the oldest key now and revoke every live token it signed."},
+            ],
             "responses": merge(&[&guarded("POST /keys/rotate"), &json!({
                 "200": {"description": "The new key.", "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["kid", "createdAt", "retired", "version"],
-                    "properties": {"kid": {"type": "string"}, "createdAt": {"type": "integer", "format": "int64"}, "retired": {"type": "array", "items": {"type": "string"}}, "version": {"type": "integer", "format": "int64", "description": "The change-log version that carries the new key set."}},
+                    "type": "object", "required": ["kid", "createdAt", "retired", "version", "proxies", "withdrawn", "revokedTokens"],
+                    "properties": {"kid": {"type": "string"}, "createdAt": {"type": "integer", "format": "int64"}, "retired": {"type": "array", "items": {"type": "string"}}, "version": {"type": "integer", "format": "int64", "description": "The change-log version that carries the new key set."}, "withdrawn": {"type": "array", "items": {"type": "string"}, "description": "Keys withdrawn by retireOldest."}, "revokedTokens": {"type": "integer", "description": "Live tokens of the withdrawn keys (descendants included), revoked by this rotation."}},
+                }}}},
+                "400": err("bad_query: retireOldest is not true or false."),
+                "403": err("insufficient_scope, insufficient_flags, or admin_required (the caller's user is not an admin)."),
+                "409": {"description": "too_many_keys: the rotation would publish more than TOKENGATE_MAX_KEYS keys.", "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["error", "code", "message", "oldestKid", "lastTokenExpiresAt", "publishedUntil"],
+                    "properties": {"error": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}, "oldestKid": {"type": "string"}, "lastTokenExpiresAt": {"type": "integer", "format": "int64", "nullable": true}, "publishedUntil": {"type": "integer", "format": "int64", "nullable": true, "description": "null while the oldest key still signs."}},
                 }}}},
                 "503": err("database_unavailable"),
             })]),

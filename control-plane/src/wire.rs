@@ -226,6 +226,11 @@ pub struct Rotated {
     pub version: u64,
     /// Live proxies, and how many had applied `version` when the rotation answered.
     pub proxies: ProxyCounts,
+    /// The keys withdrawn by `?retireOldest=true` (never published again).
+    pub withdrawn: Vec<String>,
+    /// How many live tokens the withdrawn keys had signed, descendants included: all
+    /// revoked by this rotation.
+    pub revoked_tokens: usize,
 }
 
 /// One entry of `GET /keys`.
@@ -235,6 +240,8 @@ pub struct KeyInfo {
     pub kid: String,
     pub created_at: i64,
     pub retired_at: Option<i64>,
+    /// Withdrawn by a rotation with `retireOldest` (its tokens were revoked then).
+    pub withdrawn_at: Option<i64>,
     /// Signs new tokens (in this process).
     pub signing: bool,
     /// In the JWKS and the proxies' key set.

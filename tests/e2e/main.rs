@@ -5,6 +5,7 @@
 //! `envoy` on PATH: `scripts/test.sh` builds and installs them first.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cascade;
 mod configs;
 mod faults;
 mod gate;

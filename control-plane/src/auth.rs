@@ -1,6 +1,7 @@
 //! `POST /auth`: a token for a user name and password (seed 004).
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 
@@ -8,7 +9,7 @@ use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::json::ApiJson;
 use crate::tokens::{self, NewToken, DEFAULT_LIFETIME_MS};
-use crate::users;
+use crate::{throttle, users};
 use crate::wire::{AuthRequest, IssuedToken};
 use crate::AppState;
 
@@ -16,7 +17,12 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/auth", post(login))
 }
 
-async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<AuthRequest>) -> Result<Json<IssuedToken>, ApiError> {
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<AuthRequest>,
+) -> Result<Json<IssuedToken>, ApiError> {
     if req.username.is_empty() || req.password.is_empty() {
         return Err(ApiError::EmptyCredentials);
     }
@@ -26,20 +32,25 @@ async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<AuthRequest>
     let lifetime = tokens::lifetime_secs(req.expires_in.as_deref())?;
     let scopes = req.scopes.as_ref().map(|s| state.catalogue.parse_request(s, &state.prefix)).transpose()?;
 
-    if let Some(retry_after_secs) = users::locked_for(&state.pool, &req.username, now_ms()).await? {
-        return Err(ApiError::TooManyAttempts { retry_after_secs });
-    }
+    // The attempt is reserved before the hash runs: concurrent wrong attempts are
+    // evaluated only up to the limit (throttle.rs has the policy).
+    let source = crate::client::source(&headers, peer.ip(), &state.config.trusted_proxies);
+    let reservation = throttle::reserve(&state, &throttle::Attempt { kind: "password", name: &req.username, source }).await?;
     let user = users::find_by_name(&state.pool, &req.username).await?;
     // An unknown user is checked against a dummy hash: the same work, the same answer.
     let ok = state.passwords.verify(&req.password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
     let Some(user) = user.filter(|_| ok) else {
         state.metrics.login_failures.inc();
-        let locked = users::record_failure(&state.pool, state.config.backend, &req.username, now_ms()).await?;
+        let locked = throttle::failed(&state, reservation).await?;
         // The name is logged (it is not a secret); the password never is.
-        tracing::info!(user = %req.username, locked_secs = ?locked, "wrong credentials");
-        return Err(ApiError::WrongCredentials);
+        tracing::info!(user = %req.username, %source, locked_secs = ?locked, "wrong credentials");
+        return Err(match locked {
+            // The attempt that starts a lock is refused as throttled too.
+            Some(retry_after_secs) => ApiError::TooManyAttempts { retry_after_secs },
+            None => ApiError::WrongCredentials,
+        });
     };
-    users::record_success(&state.pool, &user.name).await?;
+    throttle::succeeded(&state, reservation).await?;
     tracing::debug!(user = %user.name, role = %user.role, "logged in");
 
     let now = now_ms();

@@ -61,6 +61,8 @@ pub struct Config {
     pub admin: Option<AdminCredentials>,
     /// The credential proxies present on the sync channel; `None` refuses every call.
     pub proxy_secret: Option<String>,
+    /// `TOKENGATE_TRUSTED_PROXIES`: peers whose `x-forwarded-for` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `TOKENGATE_TLS_CERT` and `TOKENGATE_TLS_KEY` (PEM files): serve HTTPS.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     pub issuer: String,
@@ -109,6 +111,7 @@ impl fmt::Debug for Config {
             .field("admin", &self.admin.as_ref().map(|a| &a.username))
             .field("proxy_secret", &self.proxy_secret.as_ref().map(|_| "<set>"))
             .field("tls", &self.tls)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("api_prefix", &self.api_prefix)
@@ -198,6 +201,8 @@ impl Config {
         };
 
         let proxy_secret = proxy_secret(&get)?;
+        let trusted_proxies = crate::client::parse_trusted(&get("TOKENGATE_TRUSTED_PROXIES").unwrap_or_else(|| "127.0.0.1,::1".to_owned()))
+            .map_err(|e| ConfigError(format!("TOKENGATE_TRUSTED_PROXIES: {e}")))?;
         let tls = match (get("TOKENGATE_TLS_CERT"), get("TOKENGATE_TLS_KEY")) {
             (None, None) => None,
             (Some(cert), Some(key)) => Some((cert.into(), key.into())),
@@ -243,6 +248,7 @@ impl Config {
             admin,
             proxy_secret,
             tls,
+            trusted_proxies,
             issuer,
             audience,
             api_prefix,

@@ -23,6 +23,7 @@ use tokengate_rules::{TokenKind, VerifyPolicy};
 use tokio::sync::watch;
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -37,6 +38,7 @@ pub mod passwords;
 pub mod proxies;
 pub mod scopes;
 pub mod sync;
+pub mod throttle;
 pub mod tls;
 pub mod tokens;
 pub mod usage;
@@ -181,14 +183,14 @@ pub fn app(state: AppState) -> Router {
 /// in-flight requests finish.
 pub async fn serve<L>(state: AppState, listener: L, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()>
 where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+    std::net::SocketAddr: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
     let sweeper = tokio::spawn(sweep(state.clone()));
     let key_reloader = tokio::spawn(reload_keys(state.clone()));
     let listener_task = (state.config.backend == config::Backend::Postgres).then(|| tokio::spawn(listen(state.clone())));
     let on_shutdown = state.clone();
-    let result = axum::serve(listener, app(state))
+    let result = axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async move {
             shutdown.await;
             on_shutdown.begin_shutdown();
@@ -295,10 +297,7 @@ pub async fn sweep_once(state: &AppState, now: i64) -> Result<u64, sqlx::Error> 
             .execute(&mut *tx)
             .await?;
     }
-    sqlx::query("DELETE FROM login_throttle WHERE locked_until < $1 AND window_start < $1")
-        .bind(now.saturating_sub(users::MAX_LOCK_MS))
-        .execute(&mut *tx)
-        .await?;
+    throttle::sweep(&mut tx, now).await?;
     tx.commit().await?;
     if removed > 0 {
         tracing::info!(removed, "swept expired change-log entries");

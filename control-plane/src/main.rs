@@ -72,7 +72,10 @@ async fn run(config: Config) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     match tls {
         Some(tls) => {
+            use axum::serve::ListenerExt as _;
             let listener = tokengate_control_plane::tls::TlsListener::new(listener, tls).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            // Through `tap_io`, for which axum provides the peer address as `ConnectInfo`.
+            let listener = listener.tap_io(|_| {});
             tracing::info!(address = %listen, "listening (HTTPS)");
             serve(state, listener, shutdown_signal()).await
         }

@@ -33,6 +33,7 @@ pub struct Metrics {
     pub idle_revocations: Counter,
     pub key_rotations: Counter,
     pub login_failures: Counter,
+    pub login_throttled: Counter,
     pub usage_reports: Counter,
     /// Sync calls by how they ended.
     pub sync_delta: Counter,
@@ -74,6 +75,7 @@ impl Metrics {
         counter("tokengate_idle_revocations_total", "Tokens revoked by the idle sweep.", self.idle_revocations.get());
         counter("tokengate_key_rotations_total", "Signing key rotations.", self.key_rotations.get());
         counter("tokengate_login_failures_total", "Wrong user name or password at POST /auth.", self.login_failures.get());
+        counter("tokengate_login_throttled_total", "Credential attempts refused by the throttle (429).", self.login_throttled.get());
         counter("tokengate_usage_reports_total", "Usage reports accepted from proxies.", self.usage_reports.get());
         let _ = write!(out, "# HELP tokengate_sync_calls_total Sync calls by result.\n# TYPE tokengate_sync_calls_total counter\n");
         for (result, c) in [

@@ -13,5 +13,6 @@ mod manage;
 mod proxies;
 mod service;
 mod sync;
+mod throttle;
 mod tokens;
 mod usage;

@@ -1,0 +1,238 @@
+//! The credential throttle: every attempt at a secret (password now; PIN, token login and
+//! voucher codes use the same) reserves its place *before* the secret is checked, so a
+//! burst of concurrent wrong attempts is evaluated only up to the limit, and a failure
+//! counts even while its hash runs.
+//!
+//! Policy (SECURITY.md, NIST SP 800-63B §5.2.2):
+//! - **Per source and account** (`pair`): after [`FREE_FAILURES`] consecutive failures each
+//!   further attempt waits a doubling delay ([`delay_after`]: 1 s, 2 s, 4 s ...); the
+//!   [`PAIR_LOCK_AFTER`]th failure locks that source out of that account for
+//!   [`FIRST_LOCK_MS`], and each further lock within a day doubles, up to a day. A success
+//!   from that source clears its streak.
+//! - **Per source** (`source`, over every account): [`SOURCE_LOCK_AFTER`] consecutive
+//!   failures lock the source out of every account the same way, so one source cannot
+//!   spray names.
+//! - **Per account** (`account`, over every source): the backstop. Never more than
+//!   [`ACCOUNT_MAX_FAILURES_PER_DAY`] failures in any 24 hours (a sliding window over the
+//!   failures' times); then every source waits until the oldest of them is 24 h old.
+//!
+//! So a burst from one source locks that source, not the account: the owner logs in from
+//! anywhere else until the account-wide backstop is reached. Unknown names are throttled
+//! exactly like known ones, so a refusal reveals nothing.
+//!
+//! Atomic across workers and replicas: one write transaction per reservation and per
+//! settlement, `BEGIN IMMEDIATE` on SQLite, row locks (`FOR UPDATE`, always in the order
+//! account, source, pair) on PostgreSQL.
+
+use std::net::IpAddr;
+
+use sqlx::AnyConnection;
+
+use crate::config::Backend;
+use crate::db::{self, now_ms};
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Failures from one source on one account before attempts are delayed.
+pub const FREE_FAILURES: i64 = 2;
+/// The failure from one source on one account that starts a lock.
+pub const PAIR_LOCK_AFTER: i64 = 5;
+/// Consecutive failures from one source over all accounts that start a lock.
+pub const SOURCE_LOCK_AFTER: i64 = 20;
+/// The first lock; each further one within [`DAY_MS`] doubles, up to [`DAY_MS`].
+pub const FIRST_LOCK_MS: i64 = 60 * 1000;
+pub const DAY_MS: i64 = 24 * 3600 * 1000;
+/// NIST SP 800-63B: at most 100 failed attempts per account.
+pub const ACCOUNT_MAX_FAILURES_PER_DAY: i64 = 100;
+
+/// The wait before the next attempt after `failures` consecutive ones (ms): none after
+/// the first [`FREE_FAILURES`] - 1, then 1 s, 2 s, 4 s ...
+pub fn delay_after(failures: i64) -> i64 {
+    if failures < FREE_FAILURES {
+        0
+    } else {
+        1000_i64 << (failures - FREE_FAILURES).min(20)
+    }
+}
+
+/// What a secret is being tried for: the kind (`password`, `pin`, ...) and the account
+/// name as given (known or not).
+pub struct Attempt<'a> {
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub source: IpAddr,
+}
+
+impl Attempt<'_> {
+    fn account_key(&self) -> String {
+        format!("a|{}|{}", self.kind, self.name)
+    }
+    fn source_key(&self) -> String {
+        format!("s|{}", self.source)
+    }
+    fn pair_key(&self) -> String {
+        format!("p|{}|{}|{}", self.kind, self.source, self.name)
+    }
+}
+
+/// A reserved attempt: settle it with [`succeeded`] or [`failed`].
+#[must_use]
+pub struct Reservation {
+    account: String,
+    source: String,
+    pair: String,
+    failure_id: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    failures: i64,
+    next_at: i64,
+    locked_until: i64,
+    lock_ms: i64,
+}
+
+async fn begin(state: &AppState) -> Result<sqlx::Transaction<'static, sqlx::Any>, ApiError> {
+    Ok(db::begin_write(&state.pool, state.config.backend).await?)
+}
+
+/// The streak row of `key`, created when missing and locked until the commit.
+async fn streak(tx: &mut AnyConnection, backend: Backend, key: &str) -> Result<Row, ApiError> {
+    sqlx::query("INSERT INTO throttle (key, failures, next_at, locked_until, lock_ms) VALUES ($1, 0, 0, 0, 0) ON CONFLICT (key) DO NOTHING")
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+    let sql = match backend {
+        Backend::Postgres => "SELECT failures, next_at, locked_until, lock_ms FROM throttle WHERE key = $1 FOR UPDATE",
+        Backend::Sqlite => "SELECT failures, next_at, locked_until, lock_ms FROM throttle WHERE key = $1",
+    };
+    Ok(sqlx::query_as(sql).bind(key).fetch_one(&mut *tx).await?)
+}
+
+/// A streak whose last failure is a day old starts again (`next_at` is set at each
+/// failure, to the failure's time plus its delay).
+fn decayed(row: Row, now: i64) -> Row {
+    if row.locked_until <= now && row.next_at + DAY_MS < now {
+        Row { failures: 0, ..row }
+    } else {
+        row
+    }
+}
+
+fn retry_secs(ms: i64) -> u64 {
+    db::to_u64(ms).div_ceil(1000).max(1)
+}
+
+/// Reserves one attempt, or refuses it (429 with `Retry-After`) when the source is locked
+/// or delayed, when as many attempts are already in flight as the streak has left, or when
+/// the account reached its daily backstop. The reservation counts as a failure until it is
+/// settled.
+pub async fn reserve(state: &AppState, attempt: &Attempt<'_>) -> Result<Reservation, ApiError> {
+    let now = now_ms();
+    let backend = state.config.backend;
+    let r = Reservation {
+        account: attempt.account_key(),
+        source: attempt.source_key(),
+        pair: attempt.pair_key(),
+        failure_id: crate::keys::random_id(12),
+    };
+    let mut tx = begin(state).await?;
+    // Always account, then source, then pair: two reservations never wait on each other
+    // in opposite orders.
+    let account = streak(&mut tx, backend, &r.account).await?;
+    let source = streak(&mut tx, backend, &r.source).await?;
+    let pair = streak(&mut tx, backend, &r.pair).await?;
+    let _ = account;
+    let (source, pair) = (decayed(source, now), decayed(pair, now));
+    let mut wait = 0;
+    for (row, limit) in [(&source, SOURCE_LOCK_AFTER), (&pair, PAIR_LOCK_AFTER)] {
+        if row.locked_until > now {
+            wait = wait.max(row.locked_until - now);
+        } else if row.next_at > now {
+            wait = wait.max(row.next_at - now);
+        } else if row.failures >= limit {
+            // As many attempts in flight as the streak has left: wait for them.
+            wait = wait.max(1000);
+        }
+    }
+    let (recent, oldest): (i64, Option<i64>) = sqlx::query_as("SELECT COUNT(*), MIN(at) FROM throttle_failures WHERE key = $1 AND at > $2")
+        .bind(&r.account)
+        .bind(now - DAY_MS)
+        .fetch_one(&mut *tx)
+        .await?;
+    if recent >= ACCOUNT_MAX_FAILURES_PER_DAY {
+        wait = wait.max(oldest.unwrap_or(now) + DAY_MS - now);
+    }
+    if wait > 0 {
+        tx.commit().await?;
+        state.metrics.login_throttled.inc();
+        return Err(ApiError::TooManyAttempts { retry_after_secs: retry_secs(wait) });
+    }
+    // The progressive delay is per source and account; over all accounts a source only
+    // has its lock (its `next_at` just records the time).
+    for (key, row, delayed) in [(&r.source, &source, false), (&r.pair, &pair, true)] {
+        let failures = row.failures + 1;
+        sqlx::query("UPDATE throttle SET failures = $2, next_at = $3 WHERE key = $1")
+            .bind(key)
+            .bind(failures)
+            .bind(now + if delayed { delay_after(failures) } else { 0 })
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("INSERT INTO throttle_failures (id, key, at) VALUES ($1, $2, $3)")
+        .bind(&r.failure_id)
+        .bind(&r.account)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(r)
+}
+
+/// The secret was right: the reservation is given back, and the source's streak on this
+/// account is cleared.
+pub async fn succeeded(state: &AppState, r: Reservation) -> Result<(), ApiError> {
+    let mut tx = begin(state).await?;
+    sqlx::query("DELETE FROM throttle_failures WHERE id = $1").bind(&r.failure_id).execute(&mut *tx).await?;
+    sqlx::query("UPDATE throttle SET failures = CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END WHERE key = $1")
+        .bind(&r.source)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE throttle SET failures = 0, next_at = 0 WHERE key = $1").bind(&r.pair).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The secret was wrong: the failure stays counted. Returns `Some(seconds)` when it
+/// started a lock (the caller answers 429 for it too).
+pub async fn failed(state: &AppState, r: Reservation) -> Result<Option<u64>, ApiError> {
+    let now = now_ms();
+    let backend = state.config.backend;
+    let mut tx = begin(state).await?;
+    let _account = streak(&mut tx, backend, &r.account).await?;
+    let mut lock = None;
+    for (key, limit) in [(&r.source, SOURCE_LOCK_AFTER), (&r.pair, PAIR_LOCK_AFTER)] {
+        let row = streak(&mut tx, backend, key).await?;
+        if row.failures >= limit && row.locked_until <= now {
+            // A day after the last lock ended, start again from the first lock length.
+            let next = if row.lock_ms == 0 || row.locked_until + DAY_MS < now { FIRST_LOCK_MS } else { (row.lock_ms * 2).min(DAY_MS) };
+            sqlx::query("UPDATE throttle SET failures = 0, next_at = 0, locked_until = $2, lock_ms = $3 WHERE key = $1")
+                .bind(key)
+                .bind(now + next)
+                .bind(next)
+                .execute(&mut *tx)
+                .await?;
+            lock = Some(lock.unwrap_or(0).max(retry_secs(next)));
+        }
+    }
+    tx.commit().await?;
+    Ok(lock)
+}
+
+/// Drops what no longer matters: failures older than a day, streaks idle for a day.
+pub async fn sweep(tx: &mut AnyConnection, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM throttle_failures WHERE at < $1").bind(now - DAY_MS).execute(&mut *tx).await?;
+    // Kept a day past its lock, so the next lock within a day still doubles.
+    sqlx::query("DELETE FROM throttle WHERE locked_until < $1 AND next_at < $1").bind(now - DAY_MS).execute(&mut *tx).await?;
+    Ok(())
+}

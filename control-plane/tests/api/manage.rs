@@ -106,7 +106,7 @@ async fn manage_update_amends_without_changing_the_string(app: TestApp) {
     // Proxies get the whole amendable state, in the delta and in a snapshot.
     let delta = app.sync(v0, 0).await.body;
     assert_eq!(delta["version"].as_u64().unwrap(), v0 + 1);
-    let expect = json!([{"jti": h, "nbf": t["at"], "exp": signed_exp, "app": "b", "fl": 0x1200, "p": "{\"x\":1}", "items": [7, 8]}]);
+    let expect = json!([{"jti": h, "nbf": t["at"], "exp": signed_exp, "signed_exp": signed_exp, "app": "b", "fl": 0x1200, "p": "{\"x\":1}", "items": [7, 8]}]);
     assert_eq!(delta["amended"], expect);
     assert_eq!(delta["revoked"], json!([]));
     assert_eq!(app.sync(0, 0).await.body["amended"], expect);

@@ -5,9 +5,13 @@
 //! panic, which is what the fuzzer reports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+
 use crate::path;
 use crate::route::{authorize, Rights, RouteSpec, RouteTable};
 use crate::scope::{Prefix, ScopePattern, ScopeSet};
+use crate::sync::{SyncResponse, UsageReport};
 use crate::token::{verify, KeySet, TokenKind, VerifyPolicy, VerifyingKey};
 
 /// Input: `<pattern>\n<METHOD> <request target>`.
@@ -85,4 +89,67 @@ pub fn token(data: &[u8]) {
     let policy = VerifyPolicy::new("tokengate", &["tokengate"], &TokenKind::ALL);
     let now = 1_800_000_000;
     assert!(verify(text, &keys, &policy, now).is_err(), "a token built by the fuzzer verified: {text:?}");
+}
+
+/// A raw 32-byte Ed25519 public key loaded as a trusted key is ([`VerifyingKey::from_x`]
+/// on its base64url form): `None` when it would be refused (not a point, small order).
+pub fn raw_key(key: &[u8; 32]) -> Option<VerifyingKey> {
+    VerifyingKey::from_x(FUZZ_KID, &URL_SAFE_NO_PAD.encode(key)).ok()
+}
+
+/// Our verdict on a raw (key, message, signature) triple: a refused key verifies
+/// nothing, else [`VerifyingKey::verify_signature`]. The Ed25519 test vectors
+/// (`tests/ed25519_vectors.rs`) and the `verify_diff` fuzz target hold it against
+/// ed25519-dalek's `verify_strict`.
+pub fn verify_raw(key: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
+    raw_key(key).is_some_and(|k| k.verify_signature(msg, sig))
+}
+
+/// Input: a request target. Invariants: [`path::split`] never panics; what it accepts is
+/// within [`path::MAX_PATH_LEN`], starts with `/`, is the target up to its query, holds
+/// only the bytes the filter lets through, and is exactly `/` joined with its segments,
+/// none of them empty, `.` or `..`, at most [`path::MAX_SEGMENTS`] of them.
+pub fn path(data: &[u8]) {
+    let Ok(target) = std::str::from_utf8(data) else { return };
+    let _ = path::query_has_access_token(target);
+    let Ok((p, segs)) = path::split(target) else { return };
+    assert!(target.len() <= path::MAX_PATH_LEN, "over the cap: {target:?}");
+    assert!(p.starts_with('/'), "not origin-form: {target:?}");
+    assert_eq!(p, target.split('?').next().unwrap_or(""), "the path is not the target up to its query");
+    assert!(
+        p.bytes().all(|b| (0x21..0x7f).contains(&b) && !matches!(b, b'#' | b'\\' | b';')),
+        "a refused byte got through: {target:?}"
+    );
+    assert!(segs.len() <= path::MAX_SEGMENTS);
+    assert!(segs.iter().all(|s| !s.is_empty() && *s != "." && *s != ".." && !s.contains('/')), "bad segment in {target:?}: {segs:?}");
+    let joined: String = segs.iter().map(|s| format!("/{s}")).collect();
+    assert_eq!(if segs.is_empty() { "/" } else { &joined }, p, "the segments do not make up the path");
+    // Every escape is two hex digits of a printable byte that is not a separator or a dot.
+    for (i, _) in p.match_indices('%') {
+        let hex = p.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+        let decoded = hex.unwrap_or_else(|| panic!("a broken escape got through: {target:?}"));
+        assert!((0x20..0x7f).contains(&decoded) && !b"/\\.%;#?".contains(&decoded), "escape {decoded:#x} got through: {target:?}");
+    }
+}
+
+/// Input: JSON. Invariants: decoding a [`SyncResponse`] never panics, and what decodes
+/// re-encodes to JSON that decodes to the same answer (and encodes the same again).
+pub fn sync_answer(data: &[u8]) {
+    round_trip::<SyncResponse>(data);
+}
+
+/// Input: JSON. Invariants: as [`sync_answer`], for a proxy's [`UsageReport`].
+pub fn usage_report(data: &[u8]) {
+    round_trip::<UsageReport>(data);
+}
+
+fn round_trip<T>(data: &[u8])
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let Ok(value) = serde_json::from_slice::<T>(data) else { return };
+    let text = serde_json::to_vec(&value).expect("a decoded value encodes");
+    let again: T = serde_json::from_slice(&text).expect("the encoding decodes");
+    assert_eq!(again, value, "the round trip changed the value: {}", String::from_utf8_lossy(&text));
+    assert_eq!(serde_json::to_vec(&again).expect("encodes"), text, "the encoding is not stable");
 }

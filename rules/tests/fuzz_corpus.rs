@@ -4,6 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "support/ed25519_oracle.rs"]
+mod ed25519_oracle;
+
 fn inputs(target: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     let mut out = Vec::new();
@@ -36,4 +39,26 @@ fn scope_corpus() {
 #[test]
 fn token_corpus() {
     replay("token", tokengate_rules::fuzzing::token);
+}
+
+#[test]
+fn verify_diff_corpus() {
+    replay("verify_diff", |data| {
+        ed25519_oracle::verify_diff(data);
+    });
+}
+
+#[test]
+fn path_corpus() {
+    replay("path", tokengate_rules::fuzzing::path);
+}
+
+#[test]
+fn sync_answer_corpus() {
+    replay("sync_answer", tokengate_rules::fuzzing::sync_answer);
+}
+
+#[test]
+fn usage_report_corpus() {
+    replay("usage_report", tokengate_rules::fuzzing::usage_report);
 }

@@ -201,7 +201,7 @@ impl Config {
         };
 
         let proxy_secret = proxy_secret(&get)?;
-        let trusted_proxies = crate::client::parse_trusted(&get("TOKENGATE_TRUSTED_PROXIES").unwrap_or_else(|| "127.0.0.1,::1".to_owned()))
+        let trusted_proxies = crate::http::client::parse_trusted(&get("TOKENGATE_TRUSTED_PROXIES").unwrap_or_else(|| "127.0.0.1,::1".to_owned()))
             .map_err(|e| ConfigError(format!("TOKENGATE_TRUSTED_PROXIES: {e}")))?;
         let tls = match (get("TOKENGATE_TLS_CERT"), get("TOKENGATE_TLS_KEY")) {
             (None, None) => None,

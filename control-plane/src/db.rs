@@ -9,7 +9,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Connection, Executor, Transaction};
 
 use crate::config::{redact_url, Backend};
-use crate::error::StartError;
+use crate::http::error::StartError;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");

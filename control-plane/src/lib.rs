@@ -22,36 +22,25 @@ use tokengate_rules::scope::Prefix;
 use tokengate_rules::{TokenKind, VerifyPolicy};
 use tokio::sync::watch;
 
-pub mod auth;
-pub mod client;
 pub mod config;
 pub mod db;
-pub mod error;
-pub mod explain;
-pub mod guard;
-pub mod json;
-pub mod keys;
-pub mod manage;
-pub mod metrics;
-pub mod openapi;
-pub mod passwords;
-pub mod proxies;
-pub mod scopes;
+pub mod http;
+pub mod identity;
+pub mod limits;
 pub mod sync;
-pub mod throttle;
-pub mod tls;
 pub mod tokens;
-pub mod usage;
-pub mod users;
-pub mod wire;
 
 pub use config::Config;
-use error::ApiError;
-pub use error::StartError;
-use keys::{KeyRing, Keys};
-use passwords::Passwords;
-use scopes::Catalogue;
-pub use users::GeneratedAdmin;
+use http::error::ApiError;
+pub use http::error::StartError;
+use http::{metrics, openapi, wire};
+use identity::passwords::Passwords;
+use identity::{auth, throttle, users};
+pub use identity::users::GeneratedAdmin;
+use sync::{proxies, usage};
+use tokens::keys::{self, KeyRing, Keys};
+use tokens::scopes::{self, Catalogue};
+use tokens::{explain, manage};
 
 /// Everything a request handler needs. Cheap to clone.
 #[derive(Clone)]
@@ -174,7 +163,7 @@ pub fn app(state: AppState) -> Router {
     router
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(json::MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(limits::MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
 }

@@ -56,7 +56,7 @@ async fn run(config: Config) -> Result<(), String> {
     tracing::info!(?config, "starting");
     let listen = config.listen;
     let tls = match &config.tls {
-        Some((cert, key)) => Some(tokengate_control_plane::tls::server_config(cert, key).map_err(|e| e.to_string())?),
+        Some((cert, key)) => Some(tokengate_control_plane::http::tls::server_config(cert, key).map_err(|e| e.to_string())?),
         None => None,
     };
     let no_proxy_secret = config.proxy_secret.is_none();
@@ -73,7 +73,7 @@ async fn run(config: Config) -> Result<(), String> {
     match tls {
         Some(tls) => {
             use axum::serve::ListenerExt as _;
-            let listener = tokengate_control_plane::tls::TlsListener::new(listener, tls).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let listener = tokengate_control_plane::http::tls::TlsListener::new(listener, tls).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             // Through `tap_io`, for which axum provides the peer address as `ConnectInfo`.
             let listener = listener.tap_io(|_| {});
             tracing::info!(address = %listen, "listening (HTTPS)");

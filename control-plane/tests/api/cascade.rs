@@ -287,7 +287,7 @@ async fn security_the_idle_sweep_revokes_the_whole_tree(app: TestApp) {
             .await
             .unwrap();
         let v0 = version(&app).await;
-        let revoked = tokengate_control_plane::usage::sweep_idle(&app.state, now_ms()).await.unwrap();
+        let revoked = tokengate_control_plane::sync::usage::sweep_idle(&app.state, now_ms()).await.unwrap();
         assert_eq!(revoked, 3, "the idle parent and its two descendants");
         for t in [&parent, &child, &grandchild] {
             app.get("/api/v1/scopes", tok(t)).await.assert_error(401, "token_revoked");

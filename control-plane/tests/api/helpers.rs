@@ -54,7 +54,7 @@ impl TestDb {
             }
             Backend::Postgres => {
                 let base = std::env::var("DATABASE_URL").unwrap();
-                let name = format!("tg_{}", tokengate_control_plane::keys::random_id(8));
+                let name = format!("tg_{}", tokengate_control_plane::tokens::keys::random_id(8));
                 let admin_url = with_database(&base, "postgres");
                 let mut conn = sqlx::postgres::PgConnection::connect(&admin_url).await.unwrap();
                 sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
@@ -317,7 +317,7 @@ pub async fn issue_limited(
     fl: Option<i64>,
     items: Option<Vec<i64>>,
     expires_in_ms: i64,
-) -> tokengate_control_plane::wire::IssuedToken {
+) -> tokengate_control_plane::http::wire::IssuedToken {
     let (account_id, user_id): (String, String) =
         sqlx::query_as("SELECT account_id, id FROM users WHERE name = 'admin'").fetch_one(&app.state.pool).await.unwrap();
     let now = now_ms();

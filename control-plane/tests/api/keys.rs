@@ -70,7 +70,7 @@ async fn rotation_publishes_the_new_key_and_old_tokens_keep_working(app: TestApp
     // before the proxies could have it.
     let interim = app.admin_token(None, None).await;
     assert_eq!(kid_of(tok(&interim)), old_kid);
-    tokio::time::sleep(Duration::from_millis(tokengate_control_plane::keys::ACTIVATE_AFTER_MS as u64 + 50)).await;
+    tokio::time::sleep(Duration::from_millis(tokengate_control_plane::tokens::keys::ACTIVATE_AFTER_MS as u64 + 50)).await;
     app.state.keys.reload(&app.state.pool).await.unwrap();
     // New tokens are signed by the new key; the old token still works.
     let new_token = app.admin_token(None, None).await;
@@ -117,7 +117,7 @@ async fn security_rotation_needs_management_rights(app: TestApp) {
 async fn user_role_token(app: &TestApp, admin: &str) -> String {
     let (account_id, admin_id): (String, String) =
         sqlx::query_as("SELECT account_id, id FROM users WHERE name = 'admin'").fetch_one(&app.state.pool).await.unwrap();
-    let id = tokengate_control_plane::keys::random_id(12);
+    let id = tokengate_control_plane::tokens::keys::random_id(12);
     sqlx::query("INSERT INTO users (id, account_id, parent_id, name, password_hash, role, created_at) VALUES ($1, $2, $3, 'operator', 'x', 'user', 0)")
         .bind(&id)
         .bind(&account_id)
@@ -163,7 +163,7 @@ async fn security_rotation_beyond_the_key_cap_is_refused_with_the_oldest_keys_en
         let later = app.admin_token(None, Some("3 hours")).await;
         assert_eq!(app.post("/api/v1/keys/rotate", Some(tok(&admin)), &json!({})).await.status, StatusCode::OK);
         // Once the second key signs, the first is only published for its tokens.
-        tokio::time::sleep(Duration::from_millis(tokengate_control_plane::keys::ACTIVATE_AFTER_MS as u64 + 50)).await;
+        tokio::time::sleep(Duration::from_millis(tokengate_control_plane::tokens::keys::ACTIVATE_AFTER_MS as u64 + 50)).await;
         let keys = key_count(&app).await;
         let version = app.sync(0, 0).await.body["version"].clone();
         for path in ["/api/v1/keys/rotate", "/api/v1/keys/rotate?retireOldest=false"] {
@@ -186,7 +186,7 @@ async fn security_rotation_beyond_the_key_cap_is_refused_with_the_oldest_keys_en
             let r = app.delete(&format!("/api/v1/tokens/{}", t["_id"].as_str().unwrap()), tok(&later)).await;
             assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
         }
-        tokio::time::sleep(Duration::from_millis(tokengate_control_plane::keys::ACTIVATE_AFTER_MS as u64 + 50)).await;
+        tokio::time::sleep(Duration::from_millis(tokengate_control_plane::tokens::keys::ACTIVATE_AFTER_MS as u64 + 50)).await;
         app.state.keys.reload(&app.state.pool).await.unwrap();
         let fresh = app.admin_token(None, None).await;
         assert_ne!(kid_of(tok(&fresh)), first_kid);
@@ -214,7 +214,7 @@ async fn security_retire_oldest_revokes_every_token_the_oldest_key_signed(app: T
         let r = app.post("/api/v1/keys/rotate", Some(tok(&old)), &json!({})).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         let second_kid = r.body["kid"].as_str().unwrap().to_owned();
-        tokio::time::sleep(Duration::from_millis(tokengate_control_plane::keys::ACTIVATE_AFTER_MS as u64 + 50)).await;
+        tokio::time::sleep(Duration::from_millis(tokengate_control_plane::tokens::keys::ACTIVATE_AFTER_MS as u64 + 50)).await;
         app.state.keys.reload(&app.state.pool).await.unwrap();
         let new = app.admin_token(None, None).await;
         assert_eq!(kid_of(tok(&new)), second_kid);

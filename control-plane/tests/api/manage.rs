@@ -35,7 +35,7 @@ async fn manage(app: &TestApp, caller: &str, body: Value) -> Value {
 async fn add_user(app: &TestApp, name: &str, child: bool) -> String {
     let (account_id, admin_id): (String, String) =
         sqlx::query_as("SELECT account_id, id FROM users WHERE name = 'admin'").fetch_one(&app.state.pool).await.unwrap();
-    let id = tokengate_control_plane::keys::random_id(12);
+    let id = tokengate_control_plane::tokens::keys::random_id(12);
     sqlx::query("INSERT INTO users (id, account_id, parent_id, name, password_hash, role, created_at) VALUES ($1, $2, $3, $4, 'x', 'user', 0)")
         .bind(&id)
         .bind(&account_id)

@@ -106,7 +106,7 @@ async fn custom_prefix_and_catalogue(app: TestApp) {
         assert_eq!(r.body["scopes"], json!(["GET /rooms", "GET /scopes"]));
         let scopes = app.get("/v2/scopes", r.body["token"].as_str().unwrap()).await.body;
         let mut expect = vec!["GET /rooms".to_owned(), "POST /rooms/:room/join".to_owned()];
-        expect.extend(tokengate_control_plane::scopes::OWN_ROUTES.iter().map(|(p, _)| (*p).to_owned()));
+        expect.extend(tokengate_control_plane::tokens::scopes::OWN_ROUTES.iter().map(|(p, _)| (*p).to_owned()));
         assert_eq!(scopes, json!(expect));
         let r = app.post("/v2/auth", None, &json!({"username": ADMIN, "password": ADMIN_PASSWORD, "scopes": ["GET /objects"]})).await;
         r.assert_error(400, "unknown_scope");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tokengate_control_plane::throttle::{ACCOUNT_MAX_FAILURES_PER_DAY, PAIR_LOCK_AFTER};
+use tokengate_control_plane::identity::throttle::{ACCOUNT_MAX_FAILURES_PER_DAY, PAIR_LOCK_AFTER};
 
 use crate::each_db;
 use crate::helpers::{Reply, TestApp, ADMIN, ADMIN_PASSWORD};

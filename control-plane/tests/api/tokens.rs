@@ -181,8 +181,8 @@ async fn revoke_bad_unknown_and_foreign_ids(app: TestApp) {
         app.delete(&format!("/api/v1/tokens/{bad}"), tok(&admin)).await.assert_error(400, "bad_token_id");
     }
     // A token of another account is as good as absent.
-    let other_account = tokengate_control_plane::keys::random_id(12);
-    let other_user = tokengate_control_plane::keys::random_id(12);
+    let other_account = tokengate_control_plane::tokens::keys::random_id(12);
+    let other_user = tokengate_control_plane::tokens::keys::random_id(12);
     let pool = &app.state.pool;
     sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, 'other', 0)").bind(&other_account).execute(pool).await.unwrap();
     sqlx::query("INSERT INTO users (id, account_id, parent_id, name, password_hash, role, created_at) VALUES ($1, $2, NULL, 'other', 'x', 'admin', 0)")
@@ -264,7 +264,7 @@ async fn scopes_lists_catalogue_and_own_routes(app: TestApp) {
     for s in ["GET /objects", "POST /objects/:id/commands/:command", "DELETE /geofences/:id", "GET /tokens", "POST /tokens", "DELETE /tokens/:id", "GET /scopes"] {
         assert!(list.contains(&s), "{s} missing from {list:?}");
     }
-    assert_eq!(list.len(), 11 + tokengate_control_plane::scopes::OWN_ROUTES.len());
+    assert_eq!(list.len(), 11 + tokengate_control_plane::tokens::scopes::OWN_ROUTES.len());
     app.call(Method::GET, "/api/v1/scopes", None, None).await.assert_error(401, "missing_token");
 }
 

@@ -288,8 +288,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn parse(body: &str) -> Result<ManageRequest, crate::error::ApiError> {
-        crate::json::parse(body.as_bytes())
+    fn parse(body: &str) -> Result<ManageRequest, crate::http::error::ApiError> {
+        crate::http::json::parse(body.as_bytes())
     }
 
     #[test]

@@ -15,11 +15,11 @@ use tokengate_rules::token::{TokenError, DEFAULT_LEEWAY_SECS};
 use tokengate_rules::{Denial, ScopeSet};
 
 use crate::db::{self, now_ms};
-use crate::error::ApiError;
-use crate::guard::{may_manage, Authorized};
-use crate::json::ApiJson;
+use crate::http::error::ApiError;
+use crate::tokens::guard::{may_manage, Authorized};
+use crate::http::json::ApiJson;
 use crate::tokens::{is_token_id, parse_items, parse_scopes};
-use crate::wire::{ExplainRequest, ExplainedItem, ExplainedToken, Explanation};
+use crate::http::wire::{ExplainRequest, ExplainedItem, ExplainedToken, Explanation};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {

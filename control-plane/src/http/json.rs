@@ -7,10 +7,8 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
-/// The largest request body accepted (`DefaultBodyLimit`).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// A JSON request body of type `T` (whose fields use `deny_unknown_fields`).
 pub struct ApiJson<T>(pub T);

@@ -31,10 +31,10 @@ use tokengate_rules::{Denial, KeySet};
 
 use crate::config::Backend;
 use crate::db::{self, now_ms};
-use crate::error::{ApiError, StartError};
-use crate::guard::{may_manage, Authorized};
+use crate::http::error::{ApiError, StartError};
+use crate::tokens::guard::{may_manage, Authorized};
 use crate::tokens::{revoke_in, Revoked};
-use crate::wire::{KeyInfo, Rotated};
+use crate::http::wire::{KeyInfo, Rotated};
 use crate::AppState;
 
 /// The keys this control plane signs with and trusts, as loaded at one moment.
@@ -291,7 +291,7 @@ async fn rotate(
         ApiError::Internal
     })?;
     state.announce(version);
-    let proxies = crate::proxies::await_applied(&state, version, std::time::Duration::from_millis(db::to_u64(ACTIVATE_AFTER_MS))).await?;
+    let proxies = crate::sync::proxies::await_applied(&state, version, std::time::Duration::from_millis(db::to_u64(ACTIVATE_AFTER_MS))).await?;
     state.metrics.key_rotations.inc();
     state.metrics.revocations.add(revoked.count);
     tracing::info!(kid = %kid, retired = ?retired, withdrawn = ?withdrawn, revoked = revoked.count, version, "rotated the signing key");

@@ -8,7 +8,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use rand::RngCore as _;
 use tokio::sync::Semaphore;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// OWASP's argon2id minimum (SECURITY.md): 19 MiB, two passes, one lane.
 const MEMORY_KIB: u32 = 19_456;
@@ -46,7 +46,7 @@ impl Passwords {
     pub async fn new(concurrency: usize) -> Result<Passwords, ApiError> {
         let mut secret = [0u8; 24];
         rand::rngs::OsRng.fill_bytes(&mut secret);
-        let dummy_password = crate::keys::hex(&secret);
+        let dummy_password = crate::tokens::keys::hex(&secret);
         let dummy = tokio::task::spawn_blocking(move || hash_now(&dummy_password)).await.map_err(|_| ApiError::Internal)??;
         Ok(Passwords { permits: Arc::new(Semaphore::new(concurrency.max(1))), dummy: Arc::new(dummy) })
     }

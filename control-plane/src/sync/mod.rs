@@ -10,6 +10,10 @@
 //! proxies apply nothing whose MAC does not match. Proxies authenticate with a bearer
 //! derived from the same secret, never the secret itself.
 
+
+pub mod proxies;
+pub mod usage;
+
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
@@ -25,8 +29,8 @@ use tokengate_rules::sync::{valid_nonce, Amendment, PublicKey, Revocation, SyncR
 use tokengate_rules::token::DEFAULT_LEEWAY_SECS;
 
 use crate::db::{self, now_ms};
-use crate::error::ApiError;
-use crate::keys;
+use crate::http::error::ApiError;
+use crate::tokens::keys;
 use crate::AppState;
 
 /// A revocation matters until its token expired beyond every verifier's leeway.
@@ -233,10 +237,10 @@ async fn answer(state: &AppState, since: u64, after: Option<&str>) -> Result<Opt
 const AMENDED_COLUMNS: &str = "id, account_id, user_id, expires_at, signed_expires_at, revoked_at, app, p, not_before, fl, items, amended_at";
 
 /// An amended token's row (the guard's shape, which knows how to make the amendment).
-type AmendedRow = crate::guard::TokenRow;
+type AmendedRow = crate::tokens::guard::TokenRow;
 
 fn amendments(rows: Vec<AmendedRow>) -> Result<Vec<Amendment>, ApiError> {
-    rows.iter().map(crate::guard::TokenRow::amendment).collect()
+    rows.iter().map(crate::tokens::guard::TokenRow::amendment).collect()
 }
 
 fn revocations(rows: Vec<(String, i64)>) -> Vec<Revocation> {

@@ -1,4 +1,13 @@
-//! API tokens: issuing (for credentials or from a parent token), listing and revoking.
+//! API tokens: issuing (for credentials or from a parent token), listing and revoking
+//! (this module); seed-001 management (`manage`), "why was this refused" (`explain`), the
+//! scope catalogue (`scopes`), the guard of the control plane's own API (`guard`) and the
+//! signing keys (`keys`).
+
+pub mod explain;
+pub mod guard;
+pub mod keys;
+pub mod manage;
+pub mod scopes;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -14,12 +23,12 @@ use tokengate_rules::token::{TokenError, TokenKind, MAX_LIFETIME_SECS};
 use tokengate_rules::{Claims, Denial, ScopeSet};
 
 use crate::db::{self, now_ms};
-use crate::error::ApiError;
-use crate::guard::Authorized;
-use crate::json::ApiJson;
-use crate::keys::random_id;
-use crate::proxies;
-use crate::wire::{CreateTokenRequest, IssuedToken, Propagation, TokenInfo, UserName};
+use crate::http::error::ApiError;
+use crate::tokens::guard::Authorized;
+use crate::http::json::ApiJson;
+use crate::tokens::keys::random_id;
+use crate::sync::proxies;
+use crate::http::wire::{CreateTokenRequest, IssuedToken, Propagation, TokenInfo, UserName};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {

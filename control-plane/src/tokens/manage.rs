@@ -41,23 +41,17 @@ use tokengate_rules::token::MAX_LIFETIME_SECS;
 use tokengate_rules::ScopeSet;
 
 use crate::db::{self, now_ms};
-use crate::error::ApiError;
-use crate::guard::{Authorized, Caller};
-use crate::json::ApiJson;
+use crate::http::error::ApiError;
+use crate::tokens::guard::{Authorized, Caller};
+use crate::http::json::ApiJson;
 use crate::tokens::{self, exceeding, is_token_id, parse_items, parse_scopes, revoke_trees, NewToken, RightsRow, Roots};
-use crate::wire::{ManageDeleted, ManageRequest, ManagedToken, Patch};
+use crate::http::wire::{ManageDeleted, ManageRequest, ManagedToken, Patch};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/tokens/update", post(manage))
 }
 
-/// The most item ids a token may carry.
-pub const MAX_ITEMS: usize = 1000;
-/// The largest `p`, as compact JSON text.
-pub const MAX_PARAMS_BYTES: usize = 4096;
-/// The longest `app`, in characters.
-pub const MAX_APP_CHARS: usize = 200;
 
 async fn manage(
     State(state): State<AppState>,
@@ -104,7 +98,7 @@ struct Values {
 impl Values {
     fn check(req: &ManageRequest) -> Result<Values, ApiError> {
         if let Some(Some(app)) = &req.app {
-            if app.chars().count() > MAX_APP_CHARS || app.chars().any(char::is_control) {
+            if app.chars().count() > crate::limits::MAX_APP_CHARS || app.chars().any(char::is_control) {
                 return Err(ApiError::BadApp);
             }
         }
@@ -114,7 +108,7 @@ impl Values {
             }
         }
         let items = match &req.items {
-            Some(Some(list)) if list.len() > MAX_ITEMS => return Err(ApiError::BadItems),
+            Some(Some(list)) if list.len() > crate::limits::MAX_ITEMS => return Err(ApiError::BadItems),
             Some(Some(list)) => {
                 let mut v = list.clone();
                 v.sort_unstable();
@@ -167,7 +161,7 @@ fn params(value: &serde_json::Value) -> Result<String, ApiError> {
         _ => false,
     };
     let text = value.to_string();
-    if !ok || text.len() > MAX_PARAMS_BYTES {
+    if !ok || text.len() > crate::limits::MAX_PARAMS_BYTES {
         return Err(ApiError::BadParams);
     }
     Ok(text)

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::json::MAX_BODY_BYTES;
+use crate::limits::MAX_BODY_BYTES;
 
 /// The document, with the API's paths under `prefix` (`""` or `/api/v1`).
 pub fn document(prefix: &str) -> Value {

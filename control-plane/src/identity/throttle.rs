@@ -30,7 +30,7 @@ use sqlx::AnyConnection;
 
 use crate::config::Backend;
 use crate::db::{self, now_ms};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::AppState;
 
 /// Failures from one source on one account before attempts are delayed.
@@ -134,7 +134,7 @@ pub async fn reserve(state: &AppState, attempt: &Attempt<'_>) -> Result<Reservat
         account: attempt.account_key(),
         source: attempt.source_key(),
         pair: attempt.pair_key(),
-        failure_id: crate::keys::random_id(12),
+        failure_id: crate::tokens::keys::random_id(12),
     };
     let mut tx = begin(state).await?;
     // Always account, then source, then pair: two reservations never wait on each other

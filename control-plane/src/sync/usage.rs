@@ -19,23 +19,19 @@ use axum::Router;
 use tokengate_rules::sync::{UsageReport, USAGE_PATH};
 
 use crate::db::{self, now_ms};
-use crate::error::ApiError;
-use crate::json::ApiJson;
+use crate::http::error::ApiError;
+use crate::http::json::ApiJson;
 use crate::sync::{authentic, valid_proxy_id};
 use crate::tokens::{is_token_id, revoke_in};
 use crate::AppState;
 
-/// The most entries one report may carry (the filter sends at most this many).
-pub const MAX_ENTRIES: usize = 10_000;
-/// The largest report body: 10 000 entries of about 60 bytes, with room to spare.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Rows per `UPDATE` statement.
 const CHUNK: usize = 500;
 /// Tokens revoked per sweep at most; the next sweep takes the rest.
 const SWEEP_BATCH: i64 = 1000;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route(USAGE_PATH, post(report).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+    Router::new().route(USAGE_PATH, post(report).layer(DefaultBodyLimit::max(crate::limits::MAX_USAGE_BODY_BYTES)))
 }
 
 async fn report(State(state): State<AppState>, headers: HeaderMap, body: ApiJson<UsageReport>) -> Result<StatusCode, ApiError> {
@@ -47,7 +43,7 @@ async fn report(State(state): State<AppState>, headers: HeaderMap, body: ApiJson
     if !valid_proxy_id(&report.proxy) {
         return Err(ApiError::BadUsageReport("proxy must be 1 to 64 characters of [A-Za-z0-9._:-]".into()));
     }
-    if report.used.len() > MAX_ENTRIES {
+    if report.used.len() > crate::limits::MAX_USAGE_ENTRIES {
         return Err(ApiError::TooManyEntries);
     }
     let now = now_ms();

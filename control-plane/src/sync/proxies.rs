@@ -14,9 +14,9 @@ use tokengate_rules::route::Refusal;
 use tokengate_rules::Denial;
 
 use crate::db::{self, now_ms};
-use crate::error::ApiError;
-use crate::guard::{may_manage, Authorized};
-use crate::wire::{ProxyInfo, ProxyCounts};
+use crate::http::error::ApiError;
+use crate::tokens::guard::{may_manage, Authorized};
+use crate::http::wire::{ProxyInfo, ProxyCounts};
 use crate::AppState;
 
 /// A proxy is live when it called within this long, or has a long poll held here.

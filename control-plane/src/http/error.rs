@@ -224,15 +224,15 @@ impl ApiError {
             | E::BadAt(m)
             | E::BadDur(m)
             | E::BadUsageReport(m) => m.clone(),
-            E::TooManyEntries => format!("a usage report carries at most {} entries", crate::usage::MAX_ENTRIES),
+            E::TooManyEntries => format!("a usage report carries at most {} entries", crate::limits::MAX_USAGE_ENTRIES),
             E::BadCallMode => "callMode must be \"create\", \"update\" or \"delete\"".into(),
             E::BadFlags => "fl must be -1 (unlimited) or a combination of 0x100, 0x200, 0x400, 0x800, 0x1000 and 0x2000".into(),
-            E::BadItems => format!("items holds at most {} item ids", crate::manage::MAX_ITEMS),
+            E::BadItems => format!("items holds at most {} item ids", crate::limits::MAX_ITEMS),
             E::BadParams => format!(
                 "p must be a JSON object or an array of objects (as JSON or as escaped JSON text), at most {} bytes",
-                crate::manage::MAX_PARAMS_BYTES
+                crate::limits::MAX_PARAMS_BYTES
             ),
-            E::BadApp => format!("app is at most {} characters without control characters", crate::manage::MAX_APP_CHARS),
+            E::BadApp => format!("app is at most {} characters without control characters", crate::limits::MAX_APP_CHARS),
             E::BadDeleteAll => "deleteAll must be true, false, 1, 0, \"true\" or \"false\"".into(),
             E::UserNotAccessible => "userId must be your own user or one of its child users".into(),
             E::RightsExceedCaller(what) => {
@@ -250,7 +250,7 @@ impl ApiError {
             E::ScopeExceedsParent(s) => {
                 format!("scope {s:?} is not within the scopes of the token making the request")
             }
-            E::BodyTooLarge => format!("the request body is larger than {} bytes", crate::json::MAX_BODY_BYTES),
+            E::BodyTooLarge => format!("the request body is larger than {} bytes", crate::limits::MAX_BODY_BYTES),
             E::UnsupportedMediaType => "send the body as JSON with 'Content-Type: application/json'".into(),
             E::LifetimeExceedsParent => {
                 "expiresIn would outlive the token making the request; ask for a shorter lifetime or leave expiresIn out".into()

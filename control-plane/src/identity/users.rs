@@ -5,8 +5,8 @@ use sqlx::AnyPool;
 
 use crate::config::{AdminCredentials, Backend};
 use crate::db::{self, now_ms};
-use crate::keys::random_id;
-use crate::passwords::{self, Passwords};
+use crate::tokens::keys::random_id;
+use crate::identity::passwords::{self, Passwords};
 
 /// A user as the login needs it.
 #[derive(sqlx::FromRow)]

@@ -14,7 +14,7 @@ use tokengate_rules::sync::Amendment;
 use tokengate_rules::{Claims, Denial, ScopeSet};
 
 use crate::db;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::AppState;
 
 /// The token row of an authenticated caller.

@@ -6,11 +6,11 @@ use axum::routing::post;
 use axum::{Json, Router};
 
 use crate::db::now_ms;
-use crate::error::ApiError;
-use crate::json::ApiJson;
+use crate::http::error::ApiError;
+use crate::http::json::ApiJson;
 use crate::tokens::{self, NewToken, DEFAULT_LIFETIME_MS};
-use crate::{throttle, users};
-use crate::wire::{AuthRequest, IssuedToken};
+use crate::identity::{throttle, users};
+use crate::http::wire::{AuthRequest, IssuedToken};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -34,7 +34,7 @@ async fn login(
 
     // The attempt is reserved before the hash runs: concurrent wrong attempts are
     // evaluated only up to the limit (throttle.rs has the policy).
-    let source = crate::client::source(&headers, peer.ip(), &state.config.trusted_proxies);
+    let source = crate::http::client::source(&headers, peer.ip(), &state.config.trusted_proxies);
     let reservation = throttle::reserve(&state, &throttle::Attempt { kind: "password", name: &req.username, source }).await?;
     let user = users::find_by_name(&state.pool, &req.username).await?;
     // An unknown user is checked against a dummy hash: the same work, the same answer.

@@ -8,8 +8,8 @@ use tokengate_rules::route::{RouteSpec, RouteTable, FLAG_UNLIMITED};
 use tokengate_rules::scope::Prefix;
 use tokengate_rules::{ScopePattern, ScopeSet};
 
-use crate::error::ApiError;
-use crate::guard::Caller;
+use crate::http::error::ApiError;
+use crate::tokens::guard::Caller;
 use crate::AppState;
 
 /// The control plane's own routes a token can be scoped to (prefix-relative), with the

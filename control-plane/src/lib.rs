@@ -142,6 +142,7 @@ pub async fn start(config: Config) -> Result<(AppState, Option<GeneratedAdmin>),
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .merge(auth::router())
+        .merge(identity::directory::router())
         .merge(tokens::router())
         .merge(scopes::router())
         .merge(explain::router())

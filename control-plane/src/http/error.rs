@@ -61,6 +61,14 @@ pub enum ApiError {
     BadDeleteAll,
     /// 403 `user_not_accessible`: `userId` is neither the caller's user nor a child of it.
     UserNotAccessible,
+    /// 400 `bad_user`: a user field is malformed (the message names it).
+    BadUser(String),
+    /// 409 `user_exists`: the name is taken.
+    UserExists,
+    /// 404 `user_not_found`: no such user among the caller's own and its descendants.
+    UserNotFound,
+    /// 403 `admin_required` for users: only an admin manages other users.
+    UsersNeedAdmin(&'static str),
     /// 403 `rights_exceed_caller`: the token would hold more than the caller (names which).
     RightsExceedCaller(&'static str),
     /// 403 `rights_exceed_parent`: an amended token would hold more than the token it was
@@ -128,7 +136,10 @@ impl ApiError {
             E::TooManyEntries => StatusCode::PAYLOAD_TOO_LARGE,
             E::UserNotAccessible | E::RightsExceedCaller(_) | E::RightsExceedParent(_) => StatusCode::FORBIDDEN,
             E::TokenNotLive | E::TooManyKeys { .. } => StatusCode::CONFLICT,
-            E::AdminRequired => StatusCode::FORBIDDEN,
+            E::AdminRequired | E::UsersNeedAdmin(_) => StatusCode::FORBIDDEN,
+            E::BadUser(_) => StatusCode::BAD_REQUEST,
+            E::UserExists => StatusCode::CONFLICT,
+            E::UserNotFound => StatusCode::NOT_FOUND,
             E::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             E::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             E::ScopeExceedsParent(_) => StatusCode::FORBIDDEN,
@@ -174,7 +185,10 @@ impl ApiError {
             E::RightsExceedCaller(_) => "rights_exceed_caller",
             E::RightsExceedParent(_) => "rights_exceed_parent",
             E::TokenNotLive => "token_not_live",
-            E::AdminRequired => "admin_required",
+            E::AdminRequired | E::UsersNeedAdmin(_) => "admin_required",
+            E::BadUser(_) => "bad_user",
+            E::UserExists => "user_exists",
+            E::UserNotFound => "user_not_found",
             E::TooManyKeys { .. } => "too_many_keys",
             E::EmptyCredentials => "empty_credentials",
             E::WrongCredentials => "wrong_credentials",
@@ -243,6 +257,10 @@ impl ApiError {
             }
             E::TokenNotLive => "the token is revoked or expired; it can no longer be updated".into(),
             E::AdminRequired => "only a user with the admin role may rotate the signing keys".into(),
+            E::UsersNeedAdmin(what) => format!("only a user with the admin role may {what}"),
+            E::BadUser(why) => why.clone(),
+            E::UserExists => "a user with this name exists already".into(),
+            E::UserNotFound => "no such user among yours (your own user and the users under it)".into(),
             E::TooManyKeys { message, .. } => message.clone(),
             E::UnknownScope(s) => {
                 format!("scope {s:?} names no method of this API; GET /scopes lists the methods a token can be scoped to")

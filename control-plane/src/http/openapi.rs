@@ -111,6 +111,50 @@ pub fn document(prefix: &str) -> Value {
             })]),
         }
     }));
+    let user = json!({"type": "object", "required": ["id", "nm", "role", "crt", "bact", "fl", "prp", "ct", "ld", "pin"], "properties": {
+        "id": {"type": "string"}, "nm": {"type": "string"}, "role": {"type": "string", "enum": ["admin", "user"]},
+        "crt": {"type": "string", "nullable": true, "description": "The creator (parent user)."}, "bact": {"type": "string", "description": "The account."},
+        "fl": {"type": "integer", "format": "int64"}, "prp": {"type": "object", "additionalProperties": {"type": "string"}},
+        "ct": {"type": "integer", "description": "Created, s since the epoch."}, "ld": {"type": "integer", "nullable": true, "description": "Last login, s."},
+        "pin": {"type": "boolean", "description": "Whether a PIN is set."},
+    }});
+    let user_errors = json!({
+        "400": err("bad_user (the message names the field), or a body error"),
+        "403": err("admin_required, insufficient_scope, insufficient_flags"),
+        "404": err("user_not_found: not your user nor one under it"),
+        "409": err("user_exists"),
+    });
+    paths.insert(format!("{prefix}/users"), json!({
+        "get": {
+            "summary": "List your user and every user under it",
+            "operationId": "listUsers",
+            "security": [{"bearer": []}],
+            "responses": merge(&[&guarded("GET /users"), &json!({"200": {"description": "Users, yours first.", "content": {"application/json": {"schema": {"type": "array", "items": user.clone()}}}}})]),
+        },
+        "post": {
+            "summary": "Create a user under yours (admin role, a token that may manage)",
+            "operationId": "createUser",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["name", "password"], "properties": {
+                "name": {"type": "string"}, "password": {"type": "string", "minLength": 8}, "pin": {"type": "string", "pattern": "^[0-9]{6,12}$"},
+                "role": {"type": "string", "enum": ["admin", "user"]}, "fl": {"type": "integer", "minimum": 0}, "prp": {"type": "object", "additionalProperties": {"type": "string"}},
+            }}}}},
+            "responses": merge(&[&body_errors, &guarded("POST /users"), &user_errors, &json!({"201": {"description": "Created.", "content": {"application/json": {"schema": user.clone()}}}})]),
+        }
+    }));
+    paths.insert(format!("{prefix}/users/{{id}}"), json!({
+        "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+        "get": {"summary": "Read a user", "operationId": "getUser", "security": [{"bearer": []}],
+            "responses": merge(&[&guarded("GET /users/:id"), &user_errors, &json!({"200": {"description": "The user.", "content": {"application/json": {"schema": user.clone()}}}})])},
+        "patch": {"summary": "Change a user: your own password, PIN (null removes it) and properties; an admin also changes role and flags of users under it",
+            "operationId": "updateUser", "security": [{"bearer": []}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "properties": {
+                "password": {"type": "string"}, "pin": {"type": "string", "nullable": true}, "role": {"type": "string"}, "fl": {"type": "integer"}, "prp": {"type": "object"},
+            }}}}},
+            "responses": merge(&[&body_errors, &guarded("PATCH /users/:id"), &user_errors, &json!({"200": {"description": "The user as it is now.", "content": {"application/json": {"schema": user.clone()}}}})])},
+        "delete": {"summary": "Delete a user under yours and every user under it; revokes all their tokens", "operationId": "deleteUser", "security": [{"bearer": []}],
+            "responses": merge(&[&guarded("DELETE /users/:id"), &user_errors, &json!({"204": {"description": "Deleted; their tokens are revoked at every proxy."}})])},
+    }));
     paths.insert(format!("{prefix}/scopes"), json!({
         "get": {
             "summary": "List the methods a token can be scoped to",

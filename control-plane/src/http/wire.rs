@@ -308,3 +308,60 @@ mod tests {
         }
     }
 }
+
+/// `POST /users`: a child user of the caller's user.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    /// The login name (seed 003 `nm`).
+    pub name: String,
+    pub password: String,
+    /// At least 6 digits.
+    #[serde(default)]
+    pub pin: Option<String>,
+    /// `user` (the default) or `admin`.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// User flags (seed 003 `fl`).
+    #[serde(default)]
+    pub fl: Option<i64>,
+    /// Custom properties: a JSON object of strings (`language`, `tz`, ...).
+    #[serde(default)]
+    pub prp: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// `PATCH /users/:id`: absent fields stay; `pin: null` removes the PIN.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default, deserialize_with = "patch")]
+    pub pin: Patch<String>,
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub fl: Option<i64>,
+    /// Replaces the properties whole.
+    #[serde(default)]
+    pub prp: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A user in seed 003 shape (times in seconds since the epoch, as the seed has them),
+/// plus `role` and whether a PIN is set. Never a credential.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub id: String,
+    pub nm: String,
+    pub role: String,
+    /// The creator's id (`null` for an account's first admin).
+    pub crt: Option<String>,
+    /// The account (contract).
+    pub bact: String,
+    pub fl: i64,
+    pub prp: serde_json::Value,
+    pub ct: i64,
+    /// The last login, `null` before the first.
+    pub ld: Option<i64>,
+    pub pin: bool,
+}

@@ -51,6 +51,8 @@ async fn login(
         });
     };
     throttle::succeeded(&state, reservation).await?;
+    // Seed 003 `ld`: the last login.
+    sqlx::query("UPDATE users SET last_login_at = $2 WHERE id = $1").bind(&user.id).bind(now_ms()).execute(&state.pool).await?;
     tracing::debug!(user = %user.name, role = %user.role, "logged in");
 
     let now = now_ms();

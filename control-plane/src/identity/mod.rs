@@ -3,6 +3,7 @@
 //! (`throttle`).
 
 pub mod auth;
+pub mod directory;
 pub mod passwords;
 pub mod throttle;
 pub mod users;

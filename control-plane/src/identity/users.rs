@@ -19,7 +19,7 @@ pub struct User {
 }
 
 pub async fn find_by_name(pool: &AnyPool, name: &str) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as("SELECT id, account_id, name, password_hash, role FROM users WHERE name = $1")
+    sqlx::query_as("SELECT id, account_id, name, password_hash, role FROM users WHERE name = $1 AND deleted_at IS NULL")
         .bind(name)
         .fetch_optional(pool)
         .await

@@ -18,7 +18,7 @@ use crate::AppState;
 /// limits.
 /// `POST /explain` needs no flags for the caller's own token; explaining another token
 /// is token management, checked by the handler.
-pub const OWN_ROUTES: [(&str, i64); 9] = [
+pub const OWN_ROUTES: [(&str, i64); 14] = [
     ("GET /tokens", FLAG_UNLIMITED),
     ("POST /tokens", FLAG_UNLIMITED),
     ("DELETE /tokens/:id", FLAG_UNLIMITED),
@@ -28,6 +28,11 @@ pub const OWN_ROUTES: [(&str, i64); 9] = [
     ("GET /keys", FLAG_UNLIMITED),
     ("POST /keys/rotate", FLAG_UNLIMITED),
     ("GET /proxies", FLAG_UNLIMITED),
+    ("GET /users", 0),
+    ("POST /users", FLAG_UNLIMITED),
+    ("GET /users/:id", 0),
+    ("PATCH /users/:id", 0),
+    ("DELETE /users/:id", FLAG_UNLIMITED),
 ];
 
 /// The route table of [`OWN_ROUTES`], for `rules::route::authorize`.

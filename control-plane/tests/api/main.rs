@@ -15,4 +15,5 @@ mod service;
 mod sync;
 mod throttle;
 mod tokens;
+mod users;
 mod usage;

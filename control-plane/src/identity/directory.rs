@@ -98,6 +98,26 @@ async fn reachable(state: &AppState, caller: &Caller) -> Result<Vec<Row>, ApiErr
     Ok(out)
 }
 
+/// The deepest user tree walked (a loop in `parent_id` would be a broken database).
+const MAX_DEPTH: usize = 64;
+
+/// Is `target` the user `from` or a live user under it? Walks up from `target`.
+pub async fn is_at_or_below(pool: &sqlx::AnyPool, from: &str, target: &str) -> Result<bool, sqlx::Error> {
+    let mut at = target.to_owned();
+    for _ in 0..MAX_DEPTH {
+        if at == from {
+            return Ok(true);
+        }
+        let parent: Option<Option<String>> =
+            sqlx::query_scalar("SELECT parent_id FROM users WHERE id = $1 AND deleted_at IS NULL").bind(&at).fetch_optional(pool).await?;
+        match parent.flatten() {
+            Some(p) => at = p,
+            None => return Ok(false),
+        }
+    }
+    Ok(false)
+}
+
 /// The user `id` if the caller reaches it (else 404, which reveals nothing).
 async fn reach(state: &AppState, caller: &Caller, id: &str) -> Result<Row, ApiError> {
     reachable(state, caller).await?.into_iter().find(|r| r.id == id).ok_or(ApiError::UserNotFound)

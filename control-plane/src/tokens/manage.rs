@@ -196,18 +196,18 @@ struct TargetUser {
     name: String,
 }
 
-/// `userId` must be the caller's own user or a child of it (in the caller's account);
-/// anything else, an unknown id included, is 403 `user_not_accessible`.
+/// `userId` must be the caller's own user or a user under it (in the caller's account,
+/// not deleted); anything else, an unknown id included, is 403 `user_not_accessible`.
 async fn target_user(state: &AppState, caller: &Caller, user_id: Option<&str>) -> Result<TargetUser, ApiError> {
     let id = user_id.unwrap_or(&caller.claims.sub);
-    let user: Option<TargetUser> = sqlx::query_as(
-        "SELECT id, name FROM users WHERE id = $1 AND account_id = $2 AND (id = $3 OR parent_id = $3)",
-    )
-    .bind(id)
-    .bind(&caller.token.account_id)
-    .bind(&caller.claims.sub)
-    .fetch_optional(&state.pool)
-    .await?;
+    if !crate::identity::directory::is_at_or_below(&state.pool, &caller.claims.sub, id).await? {
+        return Err(ApiError::UserNotAccessible);
+    }
+    let user: Option<TargetUser> = sqlx::query_as("SELECT id, name FROM users WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL")
+        .bind(id)
+        .bind(&caller.token.account_id)
+        .fetch_optional(&state.pool)
+        .await?;
     user.ok_or(ApiError::UserNotAccessible)
 }
 

@@ -81,9 +81,12 @@ async fn security_users_reach_only_themselves_and_below(app: TestApp) {
         call(&app, Method::PATCH, &path, &ta, Some(&json!({"fl": 1}))).await.assert_error(404, "user_not_found");
         call(&app, Method::DELETE, &path, &ta, None).await.assert_error(404, "user_not_found");
     }
-    // seed-001 management names only users the caller reaches.
+    // seed-001 management names only users the caller reaches: a grandchild yes, a
+    // sibling no.
     let r = app.post("/api/v1/tokens/update", Some(&ta), &json!({"callMode": "create", "userId": b["id"], "dur": 60})).await;
     r.assert_error(403, "user_not_accessible");
+    let r = app.post("/api/v1/tokens/update", Some(tok(&admin)), &json!({"callMode": "create", "userId": a1["id"], "dur": 60})).await;
+    assert_eq!(r.status, StatusCode::OK, "a grandchild of the root admin: {}", r.body);
 }
 
 async fn security_only_admins_manage_users_and_nobody_changes_their_own_role(app: TestApp) {

@@ -7,6 +7,7 @@
 //! tg-bench list   --cp ADDR --token T
 //! tg-bench load   --addr ADDR --rate R --secs S --connections C --tokens FILE [--offset K] --path P
 //! tg-bench propagate --cp ADDR --token T --proxies A,B,C --admins A,B,C --ids IDS --tokens FILE --warm FILE --path P --out FILE  (see propagate.rs)
+//! tg-bench soak   --cp ADDR --token T --proxy ADDR --admin ADDR --envoy-pid PID --secs S --csv FILE --revocations FILE --path P  (see soak.rs)
 //! tg-bench render --variant A..G --template envoy/envoy.yaml --out FILE ...
 //! tg-bench report --results FILE
 //! ```
@@ -17,6 +18,7 @@ mod load;
 mod propagate;
 mod render;
 mod report;
+mod soak;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -53,7 +55,7 @@ impl Args {
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
     let Some(cmd) = argv.get(1).cloned() else {
-        eprintln!("usage: tg-bench login|issue|revoke|list|load|propagate|render|report --option value ...");
+        eprintln!("usage: tg-bench login|issue|revoke|list|load|propagate|soak|render|report --option value ...");
         std::process::exit(2);
     };
     let result = Args::parse(&argv[2..]).and_then(|args| run(&cmd, &args));
@@ -82,6 +84,7 @@ fn run(cmd: &str, args: &Args) -> Result<Option<Value>, String> {
                     "list" => list(args).await.map(Some),
                     "load" => load::load(args).await.map(Some),
                     "propagate" => propagate::propagate(args).await.map(Some),
+                    "soak" => soak::soak(args).await.map(Some),
                     _ => Err(format!("unknown subcommand {cmd}")),
                 }
             })

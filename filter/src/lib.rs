@@ -494,7 +494,7 @@ impl SyncRoot {
     fn on_response(&mut self, token: u32, body_size: usize) {
         if let Some((t, body)) = self.usage_call.take() {
             if t == token {
-                let ok = matches!(call_status().as_deref(), Some("200" | "204"));
+                let ok = matches!(header(&call_headers(), ":status").as_deref(), Some("200" | "204"));
                 if ok {
                     if let Some(id) = self.usage_sent {
                         let _ = hostcalls::increment_metric(id, 1);
@@ -510,7 +510,9 @@ impl SyncRoot {
             return;
         }
         // A failed call arrives as a local reply with no headers and no :status.
-        let status = call_status().unwrap_or_default();
+        // The answer's headers, read once (status, then the MAC).
+        let headers = call_headers();
+        let status = header(&headers, ":status").unwrap_or_default();
         if status != "200" {
             // A 503 may be Envoy's own local reply (the control plane unreachable, or the
             // held call cancelled at shutdown), not the control plane's.
@@ -521,7 +523,7 @@ impl SyncRoot {
             Ok(Some(b)) => b,
             _ => Vec::new(),
         };
-        let mac = call_header(tokengate_rules::sync::MAC_HEADER);
+        let mac = header(&headers, tokengate_rules::sync::MAC_HEADER);
         let (rejected, write_failures) = (self.syncer.rejected, self.syncer.write_failures);
         let applied = self.syncer.accept(&ProxyHost, &body, mac.as_deref());
         for (id, n) in [(self.rejected, self.syncer.rejected - rejected), (self.write_failures, self.syncer.write_failures - write_failures)] {
@@ -555,17 +557,12 @@ impl SyncRoot {
     }
 }
 
-/// The `:status` of the answer to a dispatched call; `None` for a failed call, which
-/// arrives as a local reply with no headers at all.
-fn call_status() -> Option<String> {
-    call_header(":status")
+/// The headers of the answer to a dispatched call; none for a failed call, which arrives
+/// as a local reply with no headers at all (so no `:status` either).
+fn call_headers() -> Vec<(String, Vec<u8>)> {
+    hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default()
 }
 
-/// One header of the answer to an HTTP call (a failed call has none).
-fn call_header(name: &str) -> Option<String> {
-    hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
-        .ok()?
-        .into_iter()
-        .find(|(k, _)| k == name)
-        .and_then(|(_, v)| String::from_utf8(v).ok())
+fn header(headers: &[(String, Vec<u8>)], name: &str) -> Option<String> {
+    headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| String::from_utf8(v.clone()).ok())
 }

@@ -76,8 +76,7 @@ impl ProxyKeys {
     }
 
     fn mac(&self, nonce: &str, body: &[u8]) -> HmacSha256 {
-        // An HMAC key of any length is accepted: this cannot fail.
-        let mut m = <HmacSha256 as Mac>::new_from_slice(&self.mac_key).unwrap_or_else(|_| unreachable_hmac());
+        let mut m = keyed(&self.mac_key);
         // Length-prefixed, so no (nonce, body) pair reads as another.
         m.update(&(nonce.len() as u64).to_be_bytes());
         m.update(nonce.as_bytes());
@@ -86,14 +85,17 @@ impl ProxyKeys {
     }
 }
 
-#[cold]
-fn unreachable_hmac() -> HmacSha256 {
-    // `Hmac::new_from_slice` only fails for fixed-size-key MACs; HMAC takes any key.
-    <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default())
+/// HMAC-SHA256 keyed with `key`. HMAC takes a key of any length, so `new_from_slice`
+/// cannot fail; the fallback exists only so that no panic path is compiled in.
+fn keyed(key: &[u8]) -> HmacSha256 {
+    match <HmacSha256 as Mac>::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default()),
+    }
 }
 
 fn label(secret: &[u8], what: &[u8]) -> [u8; 32] {
-    let mut m = <HmacSha256 as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable_hmac());
+    let mut m = keyed(secret);
     m.update(what);
     m.finalize().into_bytes().into()
 }

@@ -23,7 +23,7 @@ use crate::http::error::ApiError;
 use crate::http::json::ApiJson;
 use crate::http::wire::{CreateUserRequest, UpdateUserRequest, UserInfo};
 use crate::tokens::guard::{may_manage, Authorized, Caller};
-use crate::tokens::keys::random_id;
+use crate::tokens::keys::{is_id, random_id};
 use crate::tokens::{revoke_trees, Roots};
 use crate::AppState;
 
@@ -120,7 +120,14 @@ pub async fn is_at_or_below(pool: &sqlx::AnyPool, from: &str, target: &str) -> R
 
 /// The user `id` if the caller reaches it (else 404, which reveals nothing).
 async fn reach(state: &AppState, caller: &Caller, id: &str) -> Result<Row, ApiError> {
-    reachable(state, caller).await?.into_iter().find(|r| r.id == id).ok_or(ApiError::UserNotFound)
+    if !is_at_or_below(&state.pool, &caller.claims.sub, id).await? {
+        return Err(ApiError::UserNotFound);
+    }
+    let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE id = $1 AND deleted_at IS NULL"))
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await?;
+    row.ok_or(ApiError::UserNotFound)
 }
 
 async fn list(State(state): State<AppState>, Authorized(caller): Authorized) -> Result<Json<Vec<UserInfo>>, ApiError> {
@@ -130,7 +137,7 @@ async fn list(State(state): State<AppState>, Authorized(caller): Authorized) -> 
 
 fn user_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     match id {
-        Ok(Path(id)) if id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) => Ok(id),
+        Ok(Path(id)) if is_id(&id) => Ok(id),
         _ => Err(ApiError::BadUser("a user id is 24 lower-case hexadecimal digits".into())),
     }
 }

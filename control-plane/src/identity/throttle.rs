@@ -109,6 +109,13 @@ async fn streak(tx: &mut AnyConnection, backend: Backend, key: &str) -> Result<R
     Ok(sqlx::query_as(sql).bind(key).fetch_one(&mut *tx).await?)
 }
 
+/// Takes the account's row lock until the commit: every reservation and settlement for
+/// one account queue here, which keeps its daily count and its sources' streaks exact
+/// across workers and replicas (on SQLite the write transaction already serializes).
+async fn queue_on_account(tx: &mut AnyConnection, backend: Backend, account_key: &str) -> Result<(), ApiError> {
+    streak(tx, backend, account_key).await.map(drop)
+}
+
 /// A streak whose last failure is a day old starts again (`next_at` is set at each
 /// failure, to the failure's time plus its delay).
 fn decayed(row: Row, now: i64) -> Row {
@@ -139,10 +146,9 @@ pub async fn reserve(state: &AppState, attempt: &Attempt<'_>) -> Result<Reservat
     let mut tx = begin(state).await?;
     // Always account, then source, then pair: two reservations never wait on each other
     // in opposite orders.
-    let account = streak(&mut tx, backend, &r.account).await?;
+    queue_on_account(&mut tx, backend, &r.account).await?;
     let source = streak(&mut tx, backend, &r.source).await?;
     let pair = streak(&mut tx, backend, &r.pair).await?;
-    let _ = account;
     let (source, pair) = (decayed(source, now), decayed(pair, now));
     let mut wait = 0;
     for (row, limit) in [(&source, SOURCE_LOCK_AFTER), (&pair, PAIR_LOCK_AFTER)] {
@@ -209,7 +215,7 @@ pub async fn failed(state: &AppState, r: Reservation) -> Result<Option<u64>, Api
     let now = now_ms();
     let backend = state.config.backend;
     let mut tx = begin(state).await?;
-    let _account = streak(&mut tx, backend, &r.account).await?;
+    queue_on_account(&mut tx, backend, &r.account).await?;
     let mut lock = None;
     for (key, limit) in [(&r.source, SOURCE_LOCK_AFTER), (&r.pair, PAIR_LOCK_AFTER)] {
         let row = streak(&mut tx, backend, key).await?;

@@ -406,6 +406,14 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The bytes of the ids this service makes (tokens, users, accounts): 24 hex digits.
+pub const ID_BYTES: usize = 12;
+
+/// Is `s` an id as `random_id(ID_BYTES)` makes them: 24 lower-case hex digits?
+pub fn is_id(s: &str) -> bool {
+    s.len() == 2 * ID_BYTES && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// A fresh random id: `n` bytes as lower-case hex.
 pub fn random_id(n: usize) -> String {
     let mut bytes = vec![0u8; n];

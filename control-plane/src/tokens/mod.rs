@@ -393,7 +393,7 @@ pub fn parse_items(id: &str, text: &str) -> Result<Vec<i64>, ApiError> {
 
 /// A token id (`jti`): 24 lower-case hex digits.
 pub fn is_token_id(s: &str) -> bool {
-    s.len() == 24 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    keys::is_id(s)
 }
 
 /// `DELETE /tokens/:id`: revokes the token and all its descendants, one change-log entry

@@ -27,6 +27,10 @@ pub const DEMO_CATALOGUE: [(&str, i64, &[&str]); 11] = [
     ("DELETE /geofences/:id", 0, &[]),
 ];
 
+/// The demo upstream's download route: it takes a login's `tokenForHttpServer` (and only
+/// that kind), as `envoy/envoy.yaml` marks it with `http_token`.
+pub const DEMO_HTTP_ROUTES: [&str; 1] = ["GET /files/:name"];
+
 /// The idle lifetime of a token when `TOKENGATE_IDLE_SECS` is unset: 100 days (seed 001).
 pub const DEFAULT_IDLE_SECS: u64 = 100 * 24 * 3600;
 /// How often the sweeper runs when `TOKENGATE_SWEEP_SECS` is unset.
@@ -87,6 +91,9 @@ pub struct Config {
     pub snapshot_page: u64,
     /// The most keys a rotation may leave published (`TOKENGATE_MAX_KEYS`, at least 2).
     pub max_keys: u64,
+    /// `TOKENGATE_UNSECURED_LOGIN`: the user a seed-002 `"type": "unsecured"` login logs in
+    /// as, with no secret; `None` (the default) refuses unsecured logins.
+    pub unsecured_login: Option<String>,
 }
 
 /// What is wrong with the configuration, phrased as what to fix.
@@ -122,6 +129,7 @@ impl fmt::Debug for Config {
             .field("snapshot_page", &self.snapshot_page)
             .field("max_keys", &self.max_keys)
             .field("metrics", &self.metrics)
+            .field("unsecured_login", &self.unsecured_login)
             .finish()
     }
 }
@@ -217,11 +225,15 @@ impl Config {
         let routes = match get("TOKENGATE_CATALOGUE") {
             Some(path) => load_catalogue(Path::new(&path), &prefix)?,
             None => canonical(
-                DEMO_CATALOGUE.iter().map(|(p, flags, items)| RouteSpec {
-                    pattern: (*p).to_owned(),
-                    flags: *flags,
-                    items: items.iter().map(|i| (*i).to_owned()).collect(),
-                }),
+                DEMO_CATALOGUE
+                    .iter()
+                    .map(|(p, flags, items)| RouteSpec {
+                        pattern: (*p).to_owned(),
+                        flags: *flags,
+                        items: items.iter().map(|i| (*i).to_owned()).collect(),
+                        http_token: false,
+                    })
+                    .chain(DEMO_HTTP_ROUTES.iter().map(|p| RouteSpec { pattern: (*p).to_owned(), flags: 0, items: Vec::new(), http_token: true })),
                 &prefix,
                 "the built-in catalogue",
             )?,
@@ -241,7 +253,13 @@ impl Config {
             Some(other) => return Err(ConfigError(format!("TOKENGATE_METRICS={other:?}: use on or off"))),
         };
 
+        let unsecured_login = get("TOKENGATE_UNSECURED_LOGIN").filter(|v| !v.is_empty());
+        if let Some(name) = &unsecured_login {
+            check_username(name).map_err(|e| ConfigError(format!("TOKENGATE_UNSECURED_LOGIN names a user: {e}")))?;
+        }
+
         Ok(Config {
+            unsecured_login,
             listen,
             database_url,
             backend,
@@ -316,7 +334,7 @@ fn load_catalogue(path: &Path, prefix: &Prefix) -> Result<Vec<RouteSpec>, Config
     })?;
     canonical(
         list.into_iter().map(|e| match e {
-            CatalogueEntry::Pattern(pattern) => RouteSpec { pattern, flags: 0, items: Vec::new() },
+            CatalogueEntry::Pattern(pattern) => RouteSpec { pattern, flags: 0, items: Vec::new(), http_token: false },
             CatalogueEntry::Route(r) => r,
         }),
         prefix,
@@ -374,7 +392,7 @@ mod tests {
         assert_eq!(c.backend, Backend::Sqlite);
         assert_eq!(c.api_prefix, "/api/v1");
         assert_eq!(c.issuer, "tokengate");
-        assert_eq!(c.catalogue.len(), DEMO_CATALOGUE.len());
+        assert_eq!(c.catalogue.len(), DEMO_CATALOGUE.len() + DEMO_HTTP_ROUTES.len());
         assert!(c.proxy_secret.is_none() && c.admin.is_none());
         assert_eq!((c.idle_secs, c.sweep_secs, c.sync_recheck_ms, c.metrics), (8_640_000, 60, 1000, true));
     }

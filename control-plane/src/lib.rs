@@ -114,6 +114,9 @@ pub async fn start(config: Config) -> Result<(AppState, Option<GeneratedAdmin>),
     let keys = Keys::new(KeyRing::load_or_create(&pool, config.backend).await?);
     let passwords = Passwords::new(HASH_CONCURRENCY).await.map_err(|e| StartError(format!("password hasher: {}", e.code())))?;
     let generated = users::ensure_admin(&pool, config.backend, &passwords, config.admin.as_ref()).await.map_err(StartError)?;
+    if let Some(name) = &config.unsecured_login {
+        tracing::warn!(user = %name, "unsecured logins are on: POST /login with \"type\": \"unsecured\" logs in as this user without a secret");
+    }
     let (version, _) = db::sync_state(&pool).await.map_err(|e| StartError(format!("reading the sync state: {e}")))?;
     let policy = VerifyPolicy::new(&config.issuer, &[config.audience.as_str()], &[TokenKind::Api]);
     let openapi = openapi::document(&config.api_prefix);
@@ -142,6 +145,8 @@ pub async fn start(config: Config) -> Result<(AppState, Option<GeneratedAdmin>),
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .merge(auth::router())
+        .merge(identity::login::router())
+        .merge(identity::accounts::router())
         .merge(identity::directory::router())
         .merge(tokens::router())
         .merge(scopes::router())

@@ -160,7 +160,7 @@ impl PluginConfig {
             realm: self.realm.clone(),
             // The gate admits API tokens and sessions; HTTP-server and voucher tokens are
             // for other audiences and are refused here by their `typ`.
-            policy: VerifyPolicy::new(&self.issuer, &audiences, &[TokenKind::Api, TokenKind::Session]),
+            policy: VerifyPolicy::new(&self.issuer, &audiences, &[TokenKind::Api, TokenKind::Session, TokenKind::HttpServer]),
             prefix,
             routes,
             max_staleness_ms: self.max_staleness_ms,

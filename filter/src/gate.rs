@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use tokengate_rules::denial::{bearer_unchecked, valid_token68};
 use tokengate_rules::path::{query_has_access_token, split};
 use tokengate_rules::revocation::RevocationSet;
-use tokengate_rules::route::{authorize, Rights};
+use tokengate_rules::route::{admits_kind, authorize, Rights};
 use tokengate_rules::sync::{Amendment, PublicKey};
 use tokengate_rules::token::{verify, MAX_TOKEN_LEN};
 use tokengate_rules::{Claims, Denial, KeySet, ScopeSet, TokenError, TokenKind};
@@ -185,6 +185,8 @@ impl Worker {
             return Err(Denial::InvalidToken(TokenError::Revoked));
         }
         let (_, segments) = split(req.path).map_err(Denial::BadPath)?;
+        // A login's HTTP-server token only on the routes marked for it, and no other kind there.
+        admits_kind(&self.cfg.routes, &self.cfg.prefix, req.method, &segments, verified.kind).map_err(Denial::Refused)?;
         let decision = authorize(&verified.rights, &self.cfg.routes, &self.cfg.prefix, req.method, &segments);
         decision.result.map_err(Denial::Refused)?;
         let scope = match (decision.scope, &verified.rights.scopes) {
@@ -863,6 +865,20 @@ mod tests {
         let msg = f.host.queue.borrow()[0].clone();
         f.syncer.note_usage(&msg);
         assert_eq!(f.syncer.pending_usage(), 3);
+    }
+
+    #[test]
+    fn security_http_server_tokens_pass_only_on_routes_marked_for_them() {
+        let cfg = r#"{"audiences":["tokengate"],"control_plane":{"cluster":"cp","credential":"0123456789abcdef0123456789abcdef","proxy_id":"p1"},
+            "routes":[{"pattern":"GET /files/:name","http_token":true},{"pattern":"GET /objects/:id","flags":512}]}"#;
+        let mut f = fixture(cfg);
+        let http = format!("Bearer {}", f.signer.sign(TokenKind::HttpServer, &claims("a1a1a1a1a1a1a1a1a1a1a1a1", None)).unwrap());
+        let api = format!("Bearer {}", f.signer.sign(TokenKind::Api, &claims("b1b1b1b1b1b1b1b1b1b1b1b1", None)).unwrap());
+        assert!(ask(&mut f, "GET", "/api/v1/files/a.pdf", &[&http]).is_ok());
+        assert_eq!(ask(&mut f, "GET", "/api/v1/files/a.pdf", &[&api]), Err(Denial::Refused(Refusal::WrongTokenKind)));
+        assert_eq!(ask(&mut f, "GET", "/api/v1/objects/1", &[&http]), Err(Denial::Refused(Refusal::WrongTokenKind)));
+        assert_eq!(ask(&mut f, "GET", "/api/v1/other", &[&http]), Err(Denial::Refused(Refusal::WrongTokenKind)));
+        assert!(ask(&mut f, "GET", "/api/v1/objects/1", &[&api]).is_ok());
     }
 
     #[test]

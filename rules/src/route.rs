@@ -22,6 +22,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use crate::scope::{Prefix, ScopeError, ScopePattern, ScopeSet, Segment};
+use crate::token::TokenKind;
 
 /// The flag bits of seed 001.
 pub const FLAG_ONLINE: i64 = 0x100;
@@ -51,12 +52,19 @@ pub struct RouteSpec {
     /// Names of the pattern's parameters that are item ids.
     #[serde(default)]
     pub items: Vec<String>,
+    /// The route takes the short-lived HTTP-server token of a login (`tg-http+jwt`, seed
+    /// 002 `tokenForHttpServer`, for example download links) and no other kind; every
+    /// other route refuses that kind.
+    #[serde(default)]
+    pub http_token: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
     pub pattern: ScopePattern,
     pub flags: i64,
+    /// Only HTTP-server tokens here ([`RouteSpec::http_token`]).
+    pub http_token: bool,
     /// Segment indices of the item parameters.
     item_segments: Vec<usize>,
     item_names: Vec<Box<str>>,
@@ -123,7 +131,7 @@ impl RouteTable {
                     spec.pattern
                 )));
             }
-            routes.push(Route { pattern, flags: spec.flags, item_segments, item_names: spec.items.iter().map(|s| s.as_str().into()).collect() });
+            routes.push(Route { pattern, flags: spec.flags, http_token: spec.http_token, item_segments, item_names: spec.items.iter().map(|s| s.as_str().into()).collect() });
         }
         routes.sort_by_key(|r| specificity(&r.pattern));
         Ok(RouteTable { routes })
@@ -180,6 +188,8 @@ pub enum Refusal {
     ItemNotAllowed,
     /// An item parameter is not a 64-bit integer.
     ItemNotNumeric,
+    /// An HTTP-server token outside the routes marked for it, or another kind on one.
+    WrongTokenKind,
 }
 
 impl Refusal {
@@ -189,6 +199,7 @@ impl Refusal {
             Refusal::MissingFlags => "insufficient_flags",
             Refusal::ItemNotAllowed => "item_not_allowed",
             Refusal::ItemNotNumeric => "item_not_numeric",
+            Refusal::WrongTokenKind => "wrong_token_kind",
         }
     }
 }
@@ -204,6 +215,19 @@ pub struct Decision<'a> {
     pub missing_flags: i64,
     /// The item parameter that was refused, and its value.
     pub item: Option<(&'a str, String)>,
+}
+
+/// Does the route of this request take tokens of this kind? An HTTP-server token only on
+/// a route marked `http_token`, every other kind only elsewhere (a request outside the
+/// prefix, or that no route matches, takes no HTTP-server token). Checked before
+/// [`authorize`].
+pub fn admits_kind(routes: &RouteTable, prefix: &Prefix, method: &str, segments: &[&str], kind: TokenKind) -> Result<(), Refusal> {
+    let marked = prefix.strip(segments).and_then(|rest| routes.lookup(method, rest)).is_some_and(|r| r.http_token);
+    if marked == (kind == TokenKind::HttpServer) {
+        Ok(())
+    } else {
+        Err(Refusal::WrongTokenKind)
+    }
 }
 
 /// Decides a request: `segments` is the whole path (prefix included), as split by
@@ -302,7 +326,7 @@ mod tests {
     fn table(specs: &[(&str, i64, &[&str])]) -> RouteTable {
         let specs: Vec<RouteSpec> = specs
             .iter()
-            .map(|(p, f, i)| RouteSpec { pattern: (*p).into(), flags: *f, items: i.iter().map(|s| (*s).into()).collect() })
+            .map(|(p, f, i)| RouteSpec { pattern: (*p).into(), flags: *f, items: i.iter().map(|s| (*s).into()).collect(), http_token: false })
             .collect();
         RouteTable::compile(&specs, &Prefix::default()).unwrap()
     }
@@ -331,11 +355,32 @@ mod tests {
     #[test]
     fn ambiguous_or_bad_tables_are_refused() {
         let bad = |specs: &[RouteSpec]| RouteTable::compile(specs, &Prefix::default()).unwrap_err();
-        let r = |p: &str, f: i64, i: &[&str]| RouteSpec { pattern: p.into(), flags: f, items: i.iter().map(|s| (*s).into()).collect() };
+        let r = |p: &str, f: i64, i: &[&str]| RouteSpec { pattern: p.into(), flags: f, items: i.iter().map(|s| (*s).into()).collect(), http_token: false };
         assert!(bad(&[r("GET /objects/:id", 0, &[]), r("GET /api/v1/objects/:x", 0, &[])]).0.contains("same shape"));
         assert!(bad(&[r("GET /objects/:id", 0, &["oid"])]).0.contains("oid"));
         assert!(bad(&[r("GET /objects/:id", 0x1, &[])]).0.contains("outside"));
         assert!(bad(&[r("GET /objects/", 0, &[])]).0.contains("position 13"));
+    }
+
+    #[test]
+    fn security_http_server_tokens_only_on_marked_routes_and_nothing_else_there() {
+        let specs = [
+            RouteSpec { pattern: "GET /files/:name".into(), flags: 0, items: vec![], http_token: true },
+            RouteSpec { pattern: "GET /objects/:id".into(), flags: 0, items: vec![], http_token: false },
+        ];
+        let t = RouteTable::compile(&specs, &Prefix::default()).unwrap();
+        let p = Prefix::default();
+        let admits = |path: &str, kind| admits_kind(&t, &p, "GET", &segs(path), kind);
+        assert_eq!(admits("/api/v1/files/report.pdf", TokenKind::HttpServer), Ok(()));
+        assert_eq!(admits("/api/v1/files/report.pdf", TokenKind::Api), Err(Refusal::WrongTokenKind));
+        assert_eq!(admits("/api/v1/files/report.pdf", TokenKind::Session), Err(Refusal::WrongTokenKind));
+        assert_eq!(admits("/api/v1/objects/1", TokenKind::HttpServer), Err(Refusal::WrongTokenKind));
+        assert_eq!(admits("/api/v1/objects/1", TokenKind::Api), Ok(()));
+        // Unrouted and outside the prefix: no HTTP-server token.
+        assert_eq!(admits("/api/v1/elsewhere", TokenKind::HttpServer), Err(Refusal::WrongTokenKind));
+        assert_eq!(admits("/files/report.pdf", TokenKind::HttpServer), Err(Refusal::WrongTokenKind));
+        assert_eq!(admits("/api/v1/elsewhere", TokenKind::Api), Ok(()));
+        assert_eq!(admits_kind(&t, &p, "POST", &segs("/api/v1/files/x"), TokenKind::HttpServer), Err(Refusal::WrongTokenKind));
     }
 
     #[test]

@@ -11,4 +11,5 @@ mod faults;
 mod gate;
 mod hardening;
 mod harness;
+mod login;
 mod paths;

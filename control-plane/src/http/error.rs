@@ -86,8 +86,30 @@ pub enum ApiError {
     BadUsageReport(String),
     /// 413 `too_many_entries`: a usage report over the batch cap.
     TooManyEntries,
-    /// 400 `empty_credentials`.
+    /// 400 `empty_credentials` (seed 002 code 7).
     EmptyCredentials,
+    /// 403 `plan_not_pro` (seed 002 code 2): this login type needs the Pro plan.
+    PlanNotPro(&'static str),
+    /// 403 `not_admin` (seed 002 code 3): a role switch from a connection not in the admin role.
+    NotAdmin,
+    /// 403 `security_type_not_allowed` (seed 002 code 4).
+    SecurityTypeNotAllowed(&'static str),
+    /// 403 `role_mismatch` (seed 002 code 5): the login would not get the role asked for.
+    RoleMismatch,
+    /// 400 `bad_role` (seed 002 code 9).
+    BadRole,
+    /// 400 `bad_type` (seed 002 code 10): `type` or `credentialsKind`.
+    BadType(&'static str),
+    /// 400 `missing_type` (seed 002 code 11).
+    MissingType(&'static str),
+    /// 400 `missing_credentials` (seed 002 code 12).
+    MissingCredentials(&'static str),
+    /// 400 `bad_method`: a seed-002 body whose `method` is not `auth`.
+    BadMethod,
+    /// 400 `bad_request_id`: `requestId` is not a short string or a number.
+    BadRequestId(usize),
+    /// 400 `bad_plan`.
+    BadPlan,
     /// 401 `wrong_credentials`: the same answer for an unknown user and a wrong password.
     WrongCredentials,
     /// 429 `too_many_attempts` with `Retry-After` (seconds).
@@ -132,7 +154,15 @@ impl ApiError {
             | E::BadDur(_)
             | E::BadDeleteAll
             | E::BadUsageReport(_)
-            | E::EmptyCredentials => StatusCode::BAD_REQUEST,
+            | E::EmptyCredentials
+            | E::BadRole
+            | E::BadType(_)
+            | E::MissingType(_)
+            | E::MissingCredentials(_)
+            | E::BadMethod
+            | E::BadRequestId(_)
+            | E::BadPlan => StatusCode::BAD_REQUEST,
+            E::PlanNotPro(_) | E::NotAdmin | E::SecurityTypeNotAllowed(_) | E::RoleMismatch => StatusCode::FORBIDDEN,
             E::TooManyEntries => StatusCode::PAYLOAD_TOO_LARGE,
             E::UserNotAccessible | E::RightsExceedCaller(_) | E::RightsExceedParent(_) => StatusCode::FORBIDDEN,
             E::TokenNotLive | E::TooManyKeys { .. } => StatusCode::CONFLICT,
@@ -191,6 +221,17 @@ impl ApiError {
             E::UserNotFound => "user_not_found",
             E::TooManyKeys { .. } => "too_many_keys",
             E::EmptyCredentials => "empty_credentials",
+            E::PlanNotPro(_) => "plan_not_pro",
+            E::NotAdmin => "not_admin",
+            E::SecurityTypeNotAllowed(_) => "security_type_not_allowed",
+            E::RoleMismatch => "role_mismatch",
+            E::BadRole => "bad_role",
+            E::BadType(_) => "bad_type",
+            E::MissingType(_) => "missing_type",
+            E::MissingCredentials(_) => "missing_credentials",
+            E::BadMethod => "bad_method",
+            E::BadRequestId(_) => "bad_request_id",
+            E::BadPlan => "bad_plan",
             E::WrongCredentials => "wrong_credentials",
             E::TooManyAttempts { .. } => "too_many_attempts",
             E::TokenNotFound => "token_not_found",
@@ -275,8 +316,16 @@ impl ApiError {
             }
             E::BadName => "name is at most 200 characters without control characters".into(),
             E::BadTokenId => "a token id is 24 lower-case hexadecimal digits".into(),
-            E::EmptyCredentials => "username and password must not be empty".into(),
-            E::WrongCredentials => "the user name or the password is wrong".into(),
+            E::EmptyCredentials => "the user name and the password (PIN, token) must not be empty".into(),
+            E::WrongCredentials => "the user name or the password (PIN, token) is wrong".into(),
+            E::PlanNotPro(what) => format!("{what} need the account's Pro plan (GET /account shows the plan)"),
+            E::NotAdmin => "only a connection in the admin role may switch roles; log in with credentials instead".into(),
+            E::SecurityTypeNotAllowed(why) | E::BadType(why) | E::MissingType(why) | E::MissingCredentials(why) => (*why).into(),
+            E::RoleMismatch => "this login would not get the role asked for: the user's role is user".into(),
+            E::BadRole => "role must be \"admin\" or \"user\"".into(),
+            E::BadMethod => "method must be \"auth\" (or left out)".into(),
+            E::BadRequestId(max) => format!("requestId must be a number or a string of at most {max} characters"),
+            E::BadPlan => "plan must be \"basic\" or \"pro\"".into(),
             E::TooManyAttempts { retry_after_secs } => {
                 format!("too many wrong attempts for this user; retry in {retry_after_secs} seconds")
             }
@@ -292,7 +341,18 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = serde_json::json!({"error": self.error(), "code": self.code(), "message": self.message()});
+        self.into_response_with(serde_json::Map::new())
+    }
+}
+
+impl ApiError {
+    /// The error's answer with `extra` fields in its body too (a seed's envelope); the
+    /// standard `error`, `code` and `message` win over an extra field of the same name.
+    pub fn into_response_with(self, extra: serde_json::Map<String, serde_json::Value>) -> Response {
+        let mut body = serde_json::Value::Object(extra);
+        body["error"] = self.error().into();
+        body["code"] = self.code().into();
+        body["message"] = self.message().into();
         if let ApiError::TooManyKeys { oldest_kid, last_token_expires_at, published_until, .. } = &self {
             body["oldestKid"] = oldest_kid.as_str().into();
             body["lastTokenExpiresAt"] = (*last_token_expires_at).into();

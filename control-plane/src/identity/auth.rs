@@ -11,7 +11,9 @@ use crate::http::json::ApiJson;
 use crate::tokens::{self, NewToken, DEFAULT_LIFETIME_MS};
 use crate::identity::{throttle, users};
 use crate::http::wire::{AuthRequest, IssuedToken};
+use crate::tokens::keys::random_id;
 use crate::AppState;
+use tokengate_rules::TokenKind;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/auth", post(login))
@@ -59,6 +61,9 @@ async fn login(
     let issued = tokens::issue(
         &state,
         NewToken {
+            id: random_id(12),
+            kind: TokenKind::Api,
+            role: None,
             account_id: user.account_id,
             user_id: user.id,
             user_name: user.name,

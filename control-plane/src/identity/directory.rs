@@ -22,7 +22,7 @@ use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
 use crate::http::json::ApiJson;
 use crate::http::wire::{CreateUserRequest, UpdateUserRequest, UserInfo};
-use crate::tokens::guard::{may_manage, Authorized, Caller};
+use crate::tokens::guard::{is_admin, may_manage, Authorized, Caller};
 use crate::tokens::keys::{is_id, random_id};
 use crate::tokens::{revoke_trees, Roots};
 use crate::AppState;
@@ -153,9 +153,7 @@ async fn read(
 
 /// Only an admin with a managing token acts on other users.
 async fn require_admin(state: &AppState, caller: &Caller, what: &'static str) -> Result<(), ApiError> {
-    let role: Option<String> =
-        sqlx::query_scalar("SELECT role FROM users WHERE id = $1").bind(&caller.claims.sub).fetch_optional(&state.pool).await?;
-    if role.as_deref() != Some("admin") || !may_manage(&caller.rights) {
+    if !is_admin(state, caller).await? || !may_manage(&caller.rights) {
         return Err(ApiError::UsersNeedAdmin(what));
     }
     Ok(())

@@ -6,23 +6,43 @@ use sqlx::AnyPool;
 use crate::config::{AdminCredentials, Backend};
 use crate::db::{self, now_ms};
 use crate::tokens::keys::random_id;
+use crate::identity::login::Role;
 use crate::identity::passwords::{self, Passwords};
 
-/// A user as the login needs it.
+/// A user as the logins need it.
 #[derive(sqlx::FromRow)]
 pub struct User {
     pub id: String,
     pub account_id: String,
     pub name: String,
     pub password_hash: String,
+    pub pin_hash: Option<String>,
     pub role: String,
+    /// The account's plan: `basic` or `pro`.
+    pub plan: String,
 }
 
+impl User {
+    pub fn role(&self) -> Role {
+        if self.role == "admin" {
+            Role::Admin
+        } else {
+            Role::User
+        }
+    }
+}
+
+const SELECT_USER: &str = "SELECT u.id, u.account_id, u.name, u.password_hash, u.pin_hash, u.role, a.plan \
+     FROM users u JOIN accounts a ON a.id = u.account_id WHERE u.deleted_at IS NULL AND ";
+
+/// A live user by name.
 pub async fn find_by_name(pool: &AnyPool, name: &str) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as("SELECT id, account_id, name, password_hash, role FROM users WHERE name = $1 AND deleted_at IS NULL")
-        .bind(name)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(&format!("{SELECT_USER}u.name = $1")).bind(name).fetch_optional(pool).await
+}
+
+/// A live user by id.
+pub async fn find_by_id(pool: &AnyPool, id: &str) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as(&format!("{SELECT_USER}u.id = $1")).bind(id).fetch_optional(pool).await
 }
 
 /// The admin made at first start when the environment named none: print it once.
@@ -62,7 +82,8 @@ pub async fn ensure_admin(
     }
     let now = now_ms();
     let account_id = random_id(12);
-    sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
+    // The operator's own account: every login type is open to it.
+    sqlx::query("INSERT INTO accounts (id, name, created_at, plan) VALUES ($1, $2, $3, 'pro')")
         .bind(&account_id)
         .bind("default")
         .bind(now)

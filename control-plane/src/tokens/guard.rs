@@ -6,7 +6,7 @@
 
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
-use axum::http::header;
+use axum::http::{header, HeaderMap, Uri};
 use sqlx::FromRow;
 use tokengate_rules::token::{self, TokenError};
 use tokengate_rules::route::{self, Rights};
@@ -37,6 +37,8 @@ pub struct TokenRow {
     /// Set once the token was amended (seed 001 update): the row's values then replace
     /// the signed ones.
     pub amended_at: Option<i64>,
+    /// `Some("user")`: the token acts in the user role whatever its user's role is.
+    pub role: Option<String>,
 }
 
 impl TokenRow {
@@ -71,38 +73,56 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = credential(parts)?;
-        let now = db::to_u64(db::now_ms()) / 1000;
-        let (_, mut claims) = token::verify(token, state.keys.current().trusted(), &state.policy, now)
-            .map_err(|e| ApiError::Denied(Denial::InvalidToken(e)))?;
-        let row: Option<TokenRow> = sqlx::query_as(
-            "SELECT id, account_id, user_id, expires_at, signed_expires_at, revoked_at, app, p, not_before, fl, items, amended_at FROM tokens WHERE id = $1",
-        )
-        .bind(&claims.jti)
+        caller_of(state, credential(parts)?).await
+    }
+}
+
+/// The caller holding `token`: a valid API token whose row is live, with its amendments
+/// applied.
+pub async fn caller_of(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let now = db::to_u64(db::now_ms()) / 1000;
+    let (_, mut claims) =
+        token::verify(token, state.keys.current().trusted(), &state.policy, now).map_err(|e| ApiError::Denied(Denial::InvalidToken(e)))?;
+    let row: Option<TokenRow> = sqlx::query_as(
+        "SELECT id, account_id, user_id, expires_at, signed_expires_at, revoked_at, app, p, not_before, fl, items, amended_at, role \
+         FROM tokens WHERE id = $1 AND kind = 'api'",
+    )
+    .bind(&claims.jti)
+    .fetch_optional(&state.pool)
+    .await?;
+    // A genuine token with no row cannot have been issued by this database: treat it as
+    // revoked rather than trust it.
+    let token = match row {
+        Some(row) if row.revoked_at.is_none() && row.user_id == claims.sub => row,
+        _ => return Err(Denial::InvalidToken(TokenError::Revoked).into()),
+    };
+    // Amendments apply here as at the proxies: over the signed claims, then the times are
+    // checked again (an amendment can move activation or bring the end forward).
+    if token.amended_at.is_some() {
+        token.amendment()?.apply(&mut claims);
+        claims.check_time(now, state.policy.leeway_secs).map_err(|e| ApiError::Denied(Denial::InvalidToken(e)))?;
+    }
+    let scopes = match &claims.scp {
+        None => None,
+        Some(list) => Some(ScopeSet::parse(list, &state.prefix).map_err(|_| Denial::InvalidToken(TokenError::BadClaims))?),
+    };
+    let rights = Rights::new(scopes, claims.fl, claims.items.as_deref());
+    Ok(Caller { claims, token, rights })
+}
+
+/// Does the caller act in the admin role: its user is an admin, and the token was not made
+/// in the user role (a seed-002 login with `"role": "user"`, a role switch, or a token
+/// issued from one)?
+pub async fn is_admin(state: &AppState, caller: &Caller) -> Result<bool, ApiError> {
+    if caller.token.role.is_some() {
+        return Ok(false);
+    }
+    let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL")
+        .bind(&caller.token.user_id)
+        .bind(&caller.token.account_id)
         .fetch_optional(&state.pool)
         .await?;
-        // A genuine token with no row cannot have been issued by this database: treat
-        // it as revoked rather than trust it.
-        let token = match row {
-            Some(row) if row.revoked_at.is_none() && row.user_id == claims.sub => row,
-            _ => return Err(Denial::InvalidToken(TokenError::Revoked).into()),
-        };
-        // Amendments apply here as at the proxies: over the signed claims, then the
-        // times are checked again (an amendment can move activation or bring the end
-        // forward).
-        if token.amended_at.is_some() {
-            token.amendment()?.apply(&mut claims);
-            claims.check_time(now, state.policy.leeway_secs).map_err(|e| ApiError::Denied(Denial::InvalidToken(e)))?;
-        }
-        let scopes = match &claims.scp {
-            None => None,
-            Some(list) => Some(
-                ScopeSet::parse(list, &state.prefix).map_err(|_| Denial::InvalidToken(TokenError::BadClaims))?,
-            ),
-        };
-        let rights = Rights::new(scopes, claims.fl, claims.items.as_deref());
-        Ok(Caller { claims, token, rights })
-    }
+    Ok(role.as_deref() == Some("admin"))
 }
 
 impl FromRequestParts<AppState> for Authorized {
@@ -127,9 +147,15 @@ pub fn may_manage(rights: &Rights) -> bool {
 
 /// The one Bearer token of the request.
 fn credential(parts: &Parts) -> Result<&str, Denial> {
-    let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+    bearer_of(&parts.headers, &parts.uri)
+}
+
+/// The one Bearer token of a request with these headers and this URI: one
+/// `Authorization` header and no `access_token` in the query.
+pub fn bearer_of<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<&'a str, Denial> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let first = values.next();
-    let in_query = parts.uri.path_and_query().is_some_and(|pq| tokengate_rules::path::query_has_access_token(pq.as_str()));
+    let in_query = uri.path_and_query().is_some_and(|pq| tokengate_rules::path::query_has_access_token(pq.as_str()));
     if values.next().is_some() || in_query {
         return Err(Denial::InvalidRequest("multiple_credentials"));
     }

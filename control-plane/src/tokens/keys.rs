@@ -237,12 +237,7 @@ async fn rotate(
         Some("true") => true,
         Some(_) => return Err(ApiError::BadQuery("retireOldest must be true or false".into())),
     };
-    let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1 AND account_id = $2")
-        .bind(&caller.token.user_id)
-        .bind(&caller.token.account_id)
-        .fetch_optional(&state.pool)
-        .await?;
-    if role.as_deref() != Some("admin") {
+    if !crate::tokens::guard::is_admin(&state, &caller).await? {
         tracing::warn!(user = %caller.token.user_id, "a key rotation by a user who is not an admin was refused");
         return Err(ApiError::AdminRequired);
     }

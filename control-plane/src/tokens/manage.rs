@@ -38,7 +38,7 @@ use std::collections::HashMap;
 use sqlx::{AnyConnection, FromRow};
 use tokengate_rules::route::{is_attenuated, valid_flags, Rights, FLAG_UNLIMITED};
 use tokengate_rules::token::MAX_LIFETIME_SECS;
-use tokengate_rules::ScopeSet;
+use tokengate_rules::{ScopeSet, TokenKind};
 
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
@@ -46,6 +46,7 @@ use crate::tokens::guard::{Authorized, Caller};
 use crate::http::json::ApiJson;
 use crate::tokens::{self, exceeding, is_token_id, parse_items, parse_scopes, revoke_trees, NewToken, RightsRow, Roots};
 use crate::http::wire::{ManageDeleted, ManageRequest, ManagedToken, Patch};
+use crate::tokens::keys::random_id;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -295,6 +296,10 @@ async fn create(state: &AppState, caller: &Caller, user: &TargetUser, v: Values)
     let issued = tokens::issue(
         state,
         NewToken {
+            id: random_id(12),
+            kind: TokenKind::Api,
+            // A token made in the user role makes only tokens in the user role.
+            role: caller.token.role.clone(),
             account_id: caller.token.account_id.clone(),
             user_id: user.id.clone(),
             user_name: user.name.clone(),

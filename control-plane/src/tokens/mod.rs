@@ -37,6 +37,10 @@ pub fn router() -> Router<AppState> {
 
 /// What a new token is: who, what it may do, how long.
 pub struct NewToken {
+    /// Its id (`jti`): [`random_id`]`(12)`.
+    pub id: String,
+    /// `Api`, or `HttpServer` for a login's `tokenForHttpServer`.
+    pub kind: TokenKind,
     pub account_id: String,
     pub user_id: String,
     pub user_name: String,
@@ -54,6 +58,18 @@ pub struct NewToken {
     pub expires_at_ms: i64,
     /// Seed 001 `dur` (s) when the token was made through `POST /tokens/update`.
     pub dur: Option<i64>,
+    /// `Some("user")`: the token acts in the user role whatever its user's role is (a
+    /// seed-002 login in the user role, and every token issued from such a token).
+    pub role: Option<String>,
+}
+
+/// The `tokens.kind` of a token kind the control plane issues.
+fn kind_column(kind: TokenKind) -> Option<&'static str> {
+    match kind {
+        TokenKind::Api => Some("api"),
+        TokenKind::HttpServer => Some("http"),
+        TokenKind::Session | TokenKind::VoucherAccess => None,
+    }
 }
 
 /// Signs the token and stores its row; the row is committed before the value is
@@ -70,62 +86,85 @@ pub struct NewToken {
 /// revokes it) or the issuance sees the revoked parent. The caller's guard read the
 /// parent outside any transaction; that read only gives the early refusal.
 pub async fn issue(state: &AppState, new: NewToken) -> Result<IssuedToken, ApiError> {
-    let id = random_id(12);
-    let scopes = new.scopes.as_ref().map(ScopeSet::to_strings);
-    let iat = db::to_u64(new.issued_at_ms) / 1000;
-    let claims = Claims {
-        iss: state.config.issuer.clone(),
-        sub: new.user_id.clone(),
-        aud: state.config.audience.clone(),
-        exp: db::to_u64(new.expires_at_ms) / 1000,
-        nbf: db::to_u64(new.not_before_ms) / 1000,
-        iat,
-        jti: id.clone(),
-        unm: Some(new.user_name.clone()),
-        scp: scopes.clone(),
-        fl: new.fl,
-        items: new.items.clone(),
-        app: new.app.clone(),
-        p: new.p.clone(),
-        par: new.parent_id.clone(),
-    };
+    let mut issued = issue_all(state, vec![new]).await?;
+    issued.pop().ok_or(ApiError::Internal)
+}
+
+/// Like [`issue`], for several tokens stored in one transaction (a login's `token` and its
+/// child `tokenForHttpServer`): all are committed, or none. A token's parent may be an
+/// earlier one of the batch.
+pub async fn issue_all(state: &AppState, news: Vec<NewToken>) -> Result<Vec<IssuedToken>, ApiError> {
     let ring = state.keys.current();
     let kid = ring.signing().kid.clone();
-    let token = ring.signing().sign(TokenKind::Api, &claims).map_err(|e| {
-        tracing::error!(code = e.code(), "signing a token failed");
-        ApiError::Internal
-    })?;
-    match new.parent_id.as_deref() {
-        None => insert_row(&mut *state.pool.acquire().await?, &id, &new, &kid).await?,
-        Some(parent) => {
+    let mut signed = Vec::with_capacity(news.len());
+    for new in &news {
+        let claims = Claims {
+            iss: state.config.issuer.clone(),
+            sub: new.user_id.clone(),
+            aud: state.config.audience.clone(),
+            exp: db::to_u64(new.expires_at_ms) / 1000,
+            nbf: db::to_u64(new.not_before_ms) / 1000,
+            iat: db::to_u64(new.issued_at_ms) / 1000,
+            jti: new.id.clone(),
+            unm: Some(new.user_name.clone()),
+            scp: new.scopes.as_ref().map(ScopeSet::to_strings),
+            fl: new.fl,
+            items: new.items.clone(),
+            app: new.app.clone(),
+            p: new.p.clone(),
+            par: new.parent_id.clone(),
+        };
+        signed.push(ring.signing().sign(new.kind, &claims).map_err(|e| {
+            tracing::error!(code = e.code(), "signing a token failed");
+            ApiError::Internal
+        })?);
+    }
+    match news.as_slice() {
+        [only] if only.parent_id.is_none() => insert_row(&mut *state.pool.acquire().await?, only, &kid).await?,
+        _ => {
             let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
-            db::lock_sync_state(&mut tx).await?;
-            check_parent_now(state, &mut tx, parent, &new).await?;
-            insert_row(&mut tx, &id, &new, &kid).await?;
+            if news.iter().any(|n| n.parent_id.is_some()) {
+                db::lock_sync_state(&mut tx).await?;
+            }
+            for new in &news {
+                if let Some(parent) = new.parent_id.as_deref() {
+                    check_parent_now(state, &mut tx, parent, new).await?;
+                }
+                insert_row(&mut tx, new, &kid).await?;
+            }
             tx.commit().await?;
         }
     }
-    state.metrics.tokens_issued.inc();
-    tracing::info!(token = %id, user = %new.user_id, parent = ?new.parent_id, "issued a token");
-    Ok(IssuedToken {
-        id,
-        issued_at: new.issued_at_ms,
-        expires_at: new.expires_at_ms,
-        user: UserName { name: new.user_name },
-        token,
-        name: new.name,
-        scopes,
-    })
+    let mut out = Vec::with_capacity(news.len());
+    for (new, token) in news.into_iter().zip(signed) {
+        state.metrics.tokens_issued.inc();
+        tracing::info!(token = %new.id, kind = ?new.kind, user = %new.user_id, parent = ?new.parent_id, "issued a token");
+        out.push(IssuedToken {
+            id: new.id,
+            issued_at: new.issued_at_ms,
+            expires_at: new.expires_at_ms,
+            user: UserName { name: new.user_name },
+            token,
+            name: new.name,
+            scopes: new.scopes.as_ref().map(ScopeSet::to_strings),
+        });
+    }
+    Ok(out)
 }
 
-async fn insert_row(conn: &mut AnyConnection, id: &str, new: &NewToken, kid: &str) -> Result<(), sqlx::Error> {
+async fn insert_row(conn: &mut AnyConnection, new: &NewToken, kid: &str) -> Result<(), ApiError> {
+    let Some(kind) = kind_column(new.kind) else {
+        tracing::error!(kind = ?new.kind, "the control plane stores no token of this kind");
+        return Err(ApiError::Internal);
+    };
     let scopes_json = new.scopes.as_ref().map(|s| serde_json::Value::from(s.to_strings()).to_string());
     let items_json = new.items.as_ref().map(|i| serde_json::Value::from(i.clone()).to_string());
     sqlx::query(
         "INSERT INTO tokens (id, account_id, user_id, parent_id, name, scopes, fl, items, app, p, issued_at, not_before, \
-         expires_at, signed_expires_at, dur, kid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15)",
+         expires_at, signed_expires_at, dur, kid, kind, role) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16, $17)",
     )
-    .bind(id)
+    .bind(&new.id)
     .bind(&new.account_id)
     .bind(&new.user_id)
     .bind(&new.parent_id)
@@ -140,6 +179,8 @@ async fn insert_row(conn: &mut AnyConnection, id: &str, new: &NewToken, kid: &st
     .bind(new.expires_at_ms)
     .bind(new.dur)
     .bind(kid)
+    .bind(kind)
+    .bind(&new.role)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -276,6 +317,9 @@ async fn create(
     let issued = issue(
         &state,
         NewToken {
+            id: random_id(12),
+            kind: TokenKind::Api,
+            role: caller.token.role.clone(),
             account_id: caller.token.account_id.clone(),
             user_id: caller.claims.sub.clone(),
             user_name: caller.claims.unm.clone().unwrap_or_default(),
@@ -320,7 +364,8 @@ struct ListedRow {
     last_used_at: Option<i64>,
 }
 
-/// `GET /tokens`: the live tokens of the caller's account, by `_id`.
+/// `GET /tokens`: the live API tokens of the caller's account, by `_id` (a login's
+/// `tokenForHttpServer` is not listed; it goes with its login token).
 async fn list(
     State(state): State<AppState>,
     Authorized(caller): Authorized,
@@ -342,7 +387,7 @@ async fn list(
     };
     let rows: Vec<ListedRow> = sqlx::query_as(
         "SELECT id, name, issued_at, expires_at, scopes, parent_id, app, fl, items, not_before, dur, last_used_at FROM tokens \
-         WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND id > $3 \
+         WHERE account_id = $1 AND kind = 'api' AND revoked_at IS NULL AND expires_at > $2 AND id > $3 \
          ORDER BY id LIMIT $4",
     )
     .bind(&caller.token.account_id)

@@ -18,7 +18,7 @@ use crate::AppState;
 /// limits.
 /// `POST /explain` needs no flags for the caller's own token; explaining another token
 /// is token management, checked by the handler.
-pub const OWN_ROUTES: [(&str, i64); 14] = [
+pub const OWN_ROUTES: [(&str, i64); 16] = [
     ("GET /tokens", FLAG_UNLIMITED),
     ("POST /tokens", FLAG_UNLIMITED),
     ("DELETE /tokens/:id", FLAG_UNLIMITED),
@@ -33,12 +33,14 @@ pub const OWN_ROUTES: [(&str, i64); 14] = [
     ("GET /users/:id", 0),
     ("PATCH /users/:id", 0),
     ("DELETE /users/:id", FLAG_UNLIMITED),
+    ("GET /account", 0),
+    ("PATCH /account", FLAG_UNLIMITED),
 ];
 
 /// The route table of [`OWN_ROUTES`], for `rules::route::authorize`.
 pub fn own_routes(prefix: &Prefix) -> Result<RouteTable, String> {
     let specs: Vec<RouteSpec> =
-        OWN_ROUTES.iter().map(|(p, flags)| RouteSpec { pattern: (*p).to_owned(), flags: *flags, items: Vec::new() }).collect();
+        OWN_ROUTES.iter().map(|(p, flags)| RouteSpec { pattern: (*p).to_owned(), flags: *flags, items: Vec::new(), http_token: false }).collect();
     RouteTable::compile(&specs, prefix).map_err(|e| format!("own routes: {e}"))
 }
 

@@ -325,6 +325,9 @@ pub async fn issue_limited(
     tokengate_control_plane::tokens::issue(
         &app.state,
         tokengate_control_plane::tokens::NewToken {
+            id: tokengate_control_plane::tokens::keys::random_id(12),
+            kind: tokengate_rules::TokenKind::Api,
+            role: None,
             account_id,
             user_id,
             user_name: ADMIN.into(),

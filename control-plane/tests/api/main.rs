@@ -9,6 +9,7 @@ mod bad_input;
 mod cascade;
 mod explain;
 mod keys;
+mod login;
 mod manage;
 mod proxies;
 mod service;

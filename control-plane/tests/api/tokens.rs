@@ -195,6 +195,9 @@ async fn revoke_bad_unknown_and_foreign_ids(app: TestApp) {
     let foreign = issue(
         &app.state,
         NewToken {
+            id: tokengate_control_plane::tokens::keys::random_id(12),
+            kind: tokengate_rules::TokenKind::Api,
+            role: None,
             account_id: other_account,
             user_id: other_user,
             user_name: "other".into(),

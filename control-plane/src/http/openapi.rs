@@ -155,6 +155,48 @@ pub fn document(prefix: &str) -> Value {
         "delete": {"summary": "Delete a user under yours and every user under it; revokes all their tokens", "operationId": "deleteUser", "security": [{"bearer": []}],
             "responses": merge(&[&guarded("DELETE /users/:id"), &user_errors, &json!({"204": {"description": "Deleted; their tokens are revoked at every proxy."}})])},
     }));
+    let seed_failure = |code: &str| json!({"description": code, "content": {"application/json": {"schema": {"type": "object",
+        "required": ["method", "result", "resultCode", "error", "code", "message"], "properties": {
+            "method": {"type": "string"}, "requestId": {}, "result": {"type": "boolean"}, "resultCode": {"type": "integer", "minimum": 1, "maximum": 12},
+            "error": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"},
+        }}}}});
+    paths.insert(format!("{prefix}/login"), json!({
+        "post": {
+            "summary": "Seed 002 login: secured (password, PIN or token), unsecured (when TOKENGATE_UNSECURED_LOGIN names a user), or an admin's switch to the user role (no type, a Bearer, role user)",
+            "operationId": "login",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "properties": {
+                "method": {"type": "string", "enum": ["auth"]}, "requestId": {"description": "Echoed back: a string (at most 200 characters) or a number."},
+                "type": {"type": "string", "enum": ["secured", "unsecured"]}, "username": {"type": "string"}, "credentials": {"type": "string"},
+                "credentialsKind": {"type": "string", "enum": ["password", "pin", "token"], "description": "Optional; otherwise a JWT is a token, digits are the PIN of a user with one, anything else the password."},
+                "role": {"type": "string", "enum": ["admin", "user"]},
+            }}}}},
+            "responses": {
+                "200": {"description": "resultCode 0. previleges (the seed's spelling) and privileges: 1 user, 2 admin; token: an API token (30 days, or the original's end for a token login or a switch); tokenForHttpServer: a tg-http+jwt token for 5 minutes, taken only on routes marked http_token.",
+                    "content": {"application/json": {"schema": {"type": "object", "required": ["method", "requestId", "previleges", "privileges", "token", "tokenForHttpServer", "result", "resultCode"], "properties": {
+                        "method": {"type": "string"}, "requestId": {}, "previleges": {"type": "integer", "enum": [1, 2]}, "privileges": {"type": "integer", "enum": [1, 2]},
+                        "token": {"type": "string"}, "tokenForHttpServer": {"type": "string"}, "result": {"type": "boolean"}, "resultCode": {"type": "integer", "enum": [0]},
+                        "_id": {"type": "string"}, "expiresAt": {"type": "integer"}, "tokenForHttpServerExpiresAt": {"type": "integer"},
+                    }}}}},
+                "400": seed_failure("7 empty_credentials, 9 bad_role, 10 bad_type, 11 missing_type, 12 missing_credentials; without resultCode: malformed_json, bad_method, bad_request_id"),
+                "401": seed_failure("8 wrong_credentials; 3 with the token code when a switch's Bearer is refused"),
+                "403": seed_failure("2 plan_not_pro, 3 not_admin, 4 security_type_not_allowed, 5 role_mismatch"),
+                "429": seed_failure("6 too_many_attempts, with Retry-After"),
+                "500": seed_failure("1 internal"),
+                "503": seed_failure("1 database_unavailable"),
+            },
+        }
+    }));
+    let account = json!({"type": "object", "required": ["id", "name", "plan", "createdAt"], "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"}, "plan": {"type": "string", "enum": ["basic", "pro"]}, "createdAt": {"type": "integer"},
+    }});
+    paths.insert(format!("{prefix}/account"), json!({
+        "get": {"summary": "Your account and its plan", "operationId": "getAccount", "security": [{"bearer": []}],
+            "responses": merge(&[&guarded("GET /account"), &json!({"200": {"description": "The account.", "content": {"application/json": {"schema": account.clone()}}}})])},
+        "patch": {"summary": "Change the plan (the account's first admin, a token that may manage); PIN and unsecured logins need pro",
+            "operationId": "updateAccount", "security": [{"bearer": []}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["plan"], "properties": {"plan": {"type": "string", "enum": ["basic", "pro"]}}}}}},
+            "responses": merge(&[&body_errors, &guarded("PATCH /account"), &json!({"400": err("bad_plan"), "200": {"description": "The account as it is now.", "content": {"application/json": {"schema": account}}}})])},
+    }));
     paths.insert(format!("{prefix}/scopes"), json!({
         "get": {
             "summary": "List the methods a token can be scoped to",

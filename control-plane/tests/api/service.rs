@@ -28,6 +28,9 @@ async fn openapi_documents_the_routes(app: TestApp) {
     let paths = r.body["paths"].as_object().unwrap();
     for (path, method) in [
         ("/api/v1/auth", "post"),
+        ("/api/v1/login", "post"),
+        ("/api/v1/account", "get"),
+        ("/api/v1/account", "patch"),
         ("/api/v1/tokens", "get"),
         ("/api/v1/tokens", "post"),
         ("/api/v1/tokens/{id}", "delete"),

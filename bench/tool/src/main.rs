@@ -5,6 +5,7 @@
 //! tg-bench issue  --cp ADDR --token T --count N --concurrency C --out TOKENS --ids IDS [--scopes "A,B"] [--expires E]
 //! tg-bench revoke --cp ADDR --token T --ids IDS --count N --concurrency C
 //! tg-bench list   --cp ADDR --token T
+//! tg-bench logins --cp ADDR --user U --credentials C --kind password|pin|token --count N --concurrency C  (seed-002 POST /login)
 //! tg-bench load   --addr ADDR --rate R --secs S --connections C --tokens FILE [--offset K] --path P
 //! tg-bench propagate --cp ADDR --token T --proxies A,B,C --admins A,B,C --ids IDS --tokens FILE --warm FILE --path P --out FILE  (see propagate.rs)
 //! tg-bench soak   --cp ADDR --token T --proxy ADDR --admin ADDR --envoy-pid PID --secs S --csv FILE --revocations FILE --path P  (see soak.rs)
@@ -82,6 +83,7 @@ fn run(cmd: &str, args: &Args) -> Result<Option<Value>, String> {
                     "issue" => issue(args).await.map(Some),
                     "revoke" => revoke(args).await.map(Some),
                     "list" => list(args).await.map(Some),
+                    "logins" => logins(args).await.map(Some),
                     "load" => load::load(args).await.map(Some),
                     "propagate" => propagate::propagate(args).await.map(Some),
                     "soak" => soak::soak(args).await.map(Some),
@@ -150,6 +152,38 @@ where
         t.await.map_err(|e| e.to_string())??;
     }
     Ok(start.elapsed().as_secs_f64())
+}
+
+/// `count` seed-002 logins over `concurrency` connections: the rate and the latency
+/// percentiles of each call.
+async fn logins(args: &Args) -> Result<Value, String> {
+    let count: usize = args.num("count")?;
+    let concurrency: usize = args.num("concurrency")?;
+    let kind = args.get("kind")?.to_owned();
+    let mut body = json!({"method": "auth", "type": "secured", "credentials": args.get("credentials")?, "credentialsKind": kind});
+    if kind != "token" {
+        body["username"] = json!(args.get("user")?);
+    }
+    let body = body.to_string();
+    let times: Rc<RefCell<Vec<f64>>> = Rc::new(RefCell::new(Vec::with_capacity(count)));
+    let sink = times.clone();
+    let secs = fan_out(args.get("cp")?, count, concurrency, move |conn, _| {
+        let body = body.clone();
+        let sink = sink.clone();
+        async move {
+            let t = Instant::now();
+            let a = conn.borrow_mut().call("POST", "/api/v1/login", &[], Some(body)).await?;
+            ok_json(&a, "POST /api/v1/login")?;
+            sink.borrow_mut().push(t.elapsed().as_secs_f64() * 1000.0);
+            Ok(())
+        }
+    })
+    .await?;
+    let mut t = times.borrow().clone();
+    t.sort_by(f64::total_cmp);
+    let pct = |q: f64| t.get(((t.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0);
+    Ok(json!({"op": "logins", "kind": kind, "count": count, "concurrency": concurrency, "secs": secs,
+        "per_sec": count as f64 / secs, "p50_ms": pct(0.50), "p99_ms": pct(0.99)}))
 }
 
 async fn issue(args: &Args) -> Result<Value, String> {

@@ -234,7 +234,7 @@ async fn answer(state: &AppState, since: u64, after: Option<&str>) -> Result<Opt
     Ok(Some(response(version, false, keys, revocations(rows), amendments(amended)?)))
 }
 
-const AMENDED_COLUMNS: &str = "id, account_id, user_id, expires_at, signed_expires_at, revoked_at, app, p, not_before, fl, items, amended_at";
+const AMENDED_COLUMNS: &str = AmendedRow::COLUMNS;
 
 /// An amended token's row (the guard's shape, which knows how to make the amendment).
 type AmendedRow = crate::tokens::guard::TokenRow;

@@ -42,6 +42,9 @@ pub struct TokenRow {
 }
 
 impl TokenRow {
+    /// The columns a [`TokenRow`] is read from.
+    pub const COLUMNS: &'static str = "id, account_id, user_id, expires_at, signed_expires_at, revoked_at, app, p, not_before, fl, items, amended_at, role";
+
     /// The token's current amendable state, as proxies get it in the sync stream.
     pub fn amendment(&self) -> Result<Amendment, ApiError> {
         let jti = self.id.as_str();
@@ -83,13 +86,8 @@ pub async fn caller_of(state: &AppState, token: &str) -> Result<Caller, ApiError
     let now = db::to_u64(db::now_ms()) / 1000;
     let (_, mut claims) =
         token::verify(token, state.keys.current().trusted(), &state.policy, now).map_err(|e| ApiError::Denied(Denial::InvalidToken(e)))?;
-    let row: Option<TokenRow> = sqlx::query_as(
-        "SELECT id, account_id, user_id, expires_at, signed_expires_at, revoked_at, app, p, not_before, fl, items, amended_at, role \
-         FROM tokens WHERE id = $1 AND kind = 'api'",
-    )
-    .bind(&claims.jti)
-    .fetch_optional(&state.pool)
-    .await?;
+    let sql = format!("SELECT {} FROM tokens WHERE id = $1 AND kind = 'api'", TokenRow::COLUMNS);
+    let row: Option<TokenRow> = sqlx::query_as(&sql).bind(&claims.jti).fetch_optional(&state.pool).await?;
     // A genuine token with no row cannot have been issued by this database: treat it as
     // revoked rather than trust it.
     let token = match row {

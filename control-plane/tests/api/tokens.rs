@@ -267,7 +267,9 @@ async fn scopes_lists_catalogue_and_own_routes(app: TestApp) {
     for s in ["GET /objects", "POST /objects/:id/commands/:command", "DELETE /geofences/:id", "GET /tokens", "POST /tokens", "DELETE /tokens/:id", "GET /scopes"] {
         assert!(list.contains(&s), "{s} missing from {list:?}");
     }
-    assert_eq!(list.len(), 11 + tokengate_control_plane::tokens::scopes::OWN_ROUTES.len());
+    use tokengate_control_plane::config::{DEMO_CATALOGUE, DEMO_HTTP_ROUTES};
+    assert!(list.contains(&"GET /files/:name"), "the download route is scopable: {list:?}");
+    assert_eq!(list.len(), DEMO_CATALOGUE.len() + DEMO_HTTP_ROUTES.len() + tokengate_control_plane::tokens::scopes::OWN_ROUTES.len());
     app.call(Method::GET, "/api/v1/scopes", None, None).await.assert_error(401, "missing_token");
 }
 

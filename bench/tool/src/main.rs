@@ -167,12 +167,16 @@ async fn logins(args: &Args) -> Result<Value, String> {
     let body = body.to_string();
     let times: Rc<RefCell<Vec<f64>>> = Rc::new(RefCell::new(Vec::with_capacity(count)));
     let sink = times.clone();
-    let secs = fan_out(args.get("cp")?, count, concurrency, move |conn, _| {
+    // Each client its own source address (the control plane trusts loopback's
+    // x-forwarded-for): the throttle counts attempts in flight per source and user, so 16
+    // concurrent logins from one address would be throttled as a burst.
+    let secs = fan_out(args.get("cp")?, count, concurrency, move |conn, i| {
         let body = body.clone();
         let sink = sink.clone();
+        let source = format!("198.51.100.{}", i % concurrency.max(1) + 1);
         async move {
             let t = Instant::now();
-            let a = conn.borrow_mut().call("POST", "/api/v1/login", &[], Some(body)).await?;
+            let a = conn.borrow_mut().call("POST", "/api/v1/login", &[("x-forwarded-for", &source)], Some(body)).await?;
             ok_json(&a, "POST /api/v1/login")?;
             sink.borrow_mut().push(t.elapsed().as_secs_f64() * 1000.0);
             Ok(())

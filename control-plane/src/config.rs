@@ -33,6 +33,13 @@ pub const DEMO_HTTP_ROUTES: [&str; 1] = ["GET /files/:name"];
 
 /// The idle lifetime of a token when `TOKENGATE_IDLE_SECS` is unset: 100 days (seed 001).
 pub const DEFAULT_IDLE_SECS: u64 = 100 * 24 * 3600;
+/// Seed 003: a session with no request for 5 minutes dies.
+pub const DEFAULT_SESSION_IDLE_SECS: u64 = 300;
+/// How late a session's last use may reach the control plane: the proxies' worker
+/// dedup and their sync service's batching (each `session_report_ms`, 5 s by default).
+pub const DEFAULT_SESSION_GRACE_MS: u64 = 10_000;
+/// How often idle sessions are looked for.
+pub const DEFAULT_SESSION_SWEEP_MS: u64 = 1_000;
 /// How often the sweeper runs when `TOKENGATE_SWEEP_SECS` is unset.
 pub const DEFAULT_SWEEP_SECS: u64 = 60;
 /// How often a held sync call re-reads the version when `TOKENGATE_SYNC_RECHECK_MS` is unset.
@@ -94,6 +101,14 @@ pub struct Config {
     /// `TOKENGATE_UNSECURED_LOGIN`: the user a seed-002 `"type": "unsecured"` login logs in
     /// as, with no secret; `None` (the default) refuses unsecured logins.
     pub unsecured_login: Option<String>,
+    /// `TOKENGATE_SESSION_IDLE_SECS`: a session unused through every proxy this long ends.
+    pub session_idle_secs: u64,
+    /// `TOKENGATE_SESSION_GRACE_MS`: how long after the idle limit a session is ended, so
+    /// that a use the proxies have not reported yet still counts (at least twice the
+    /// proxies' `session_report_ms`).
+    pub session_grace_ms: u64,
+    /// `TOKENGATE_SESSION_SWEEP_MS`: how often idle sessions are ended.
+    pub session_sweep_ms: u64,
 }
 
 /// What is wrong with the configuration, phrased as what to fix.
@@ -130,6 +145,9 @@ impl fmt::Debug for Config {
             .field("max_keys", &self.max_keys)
             .field("metrics", &self.metrics)
             .field("unsecured_login", &self.unsecured_login)
+            .field("session_idle_secs", &self.session_idle_secs)
+            .field("session_grace_ms", &self.session_grace_ms)
+            .field("session_sweep_ms", &self.session_sweep_ms)
             .finish()
     }
 }
@@ -247,6 +265,9 @@ impl Config {
         let snapshot_page =
             number(&get, "TOKENGATE_SNAPSHOT_PAGE", tokengate_rules::sync::DEFAULT_SNAPSHOT_PAGE as u64, 1)?;
         let max_keys = number(&get, "TOKENGATE_MAX_KEYS", DEFAULT_MAX_KEYS, 2)?;
+        let session_idle_secs = number(&get, "TOKENGATE_SESSION_IDLE_SECS", DEFAULT_SESSION_IDLE_SECS, 1)?;
+        let session_grace_ms = number(&get, "TOKENGATE_SESSION_GRACE_MS", DEFAULT_SESSION_GRACE_MS, 0)?;
+        let session_sweep_ms = number(&get, "TOKENGATE_SESSION_SWEEP_MS", DEFAULT_SESSION_SWEEP_MS, 50)?;
         let metrics = match get("TOKENGATE_METRICS").as_deref() {
             None | Some("on" | "true" | "1") => true,
             Some("off" | "false" | "0") => false,
@@ -260,6 +281,9 @@ impl Config {
 
         Ok(Config {
             unsecured_login,
+            session_idle_secs,
+            session_grace_ms,
+            session_sweep_ms,
             listen,
             database_url,
             backend,

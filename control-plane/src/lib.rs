@@ -27,6 +27,7 @@ pub mod db;
 pub mod http;
 pub mod identity;
 pub mod limits;
+pub mod sessions;
 pub mod sync;
 pub mod tokens;
 
@@ -148,6 +149,7 @@ pub fn app(state: AppState) -> Router {
         .merge(identity::login::router())
         .merge(identity::accounts::router())
         .merge(identity::directory::router())
+        .merge(sessions::router())
         .merge(tokens::router())
         .merge(scopes::router())
         .merge(explain::router())
@@ -183,6 +185,7 @@ where
 {
     let sweeper = tokio::spawn(sweep(state.clone()));
     let key_reloader = tokio::spawn(reload_keys(state.clone()));
+    let session_sweeper = tokio::spawn(sessions::sweeper(state.clone()));
     let listener_task = (state.config.backend == config::Backend::Postgres).then(|| tokio::spawn(listen(state.clone())));
     let on_shutdown = state.clone();
     let result = axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
@@ -193,6 +196,7 @@ where
         .await;
     sweeper.abort();
     key_reloader.abort();
+    session_sweeper.abort();
     if let Some(task) = listener_task {
         task.abort();
     }
@@ -293,6 +297,7 @@ pub async fn sweep_once(state: &AppState, now: i64) -> Result<u64, sqlx::Error> 
             .await?;
     }
     throttle::sweep(&mut tx, now).await?;
+    sessions::prune(&mut tx, now).await?;
     tx.commit().await?;
     if removed > 0 {
         tracing::info!(removed, "swept expired change-log entries");

@@ -36,6 +36,12 @@ pub struct PluginConfig {
     /// A worker reports a token's use at most this often (ms); 0 turns reports off.
     #[serde(default = "default_usage_ms")]
     pub usage_report_ms: u64,
+    /// A worker reports a session's use at most this often (ms), and the sync service
+    /// sends session use to the control plane at least this often: the idle limit of
+    /// sessions (seed 003) is only as sharp as this. 100..=60000; the control plane's
+    /// `TOKENGATE_SESSION_GRACE_MS` must be at least twice it.
+    #[serde(default = "default_session_report_ms")]
+    pub session_report_ms: u64,
     pub control_plane: Option<ControlPlaneConfig>,
     /// The operator's route table: which flags and item parameters each operation needs.
     #[serde(default)]
@@ -81,6 +87,11 @@ fn default_shared_slots() -> u32 {
 fn default_usage_ms() -> u64 {
     30_000
 }
+/// Sessions die after 5 minutes idle (seed 003); their use is reported every 5 s.
+pub const DEFAULT_SESSION_REPORT_MS: u64 = 5_000;
+fn default_session_report_ms() -> u64 {
+    DEFAULT_SESSION_REPORT_MS
+}
 fn default_authority() -> String {
     "control-plane".into()
 }
@@ -100,6 +111,7 @@ pub struct GateConfig {
     pub local_cache_entries: usize,
     pub shared_cache_slots: u32,
     pub usage_report_ms: u64,
+    pub session_report_ms: u64,
 }
 
 impl PluginConfig {
@@ -116,6 +128,9 @@ impl PluginConfig {
         }
         if !(1..=65_536).contains(&cfg.shared_cache_slots) {
             return Err("plugin configuration: `shared_cache_slots` must be 1..=65536".into());
+        }
+        if !(100..=60_000).contains(&cfg.session_report_ms) {
+            return Err("plugin configuration: `session_report_ms` must be 100..=60000".into());
         }
         if cfg.max_staleness_ms < 1000 {
             return Err("plugin configuration: `max_staleness_ms` must be at least 1000".into());
@@ -168,6 +183,7 @@ impl PluginConfig {
             local_cache_entries: self.local_cache_entries,
             shared_cache_slots: self.shared_cache_slots,
             usage_report_ms: self.usage_report_ms,
+            session_report_ms: self.session_report_ms,
         })
     }
 }
@@ -190,6 +206,8 @@ mod tests {
             br#"{"audiences":["a"],"control_plane":{"cluster":"c","credential":"","proxy_id":"p"}}"#,
             br#"{"audiences":["a"],"control_plane":{"cluster":"c","credential":"short-secret","proxy_id":"p"}}"#,
             br#"not json"#,
+            br#"{"audiences":["a"],"session_report_ms":0}"#,
+            br#"{"audiences":["a"],"session_report_ms":600000}"#,
             br#"{"audiences":["a"],"max_staleness_ms":30000,"control_plane":{"cluster":"c","credential":"0123456789abcdef0123456789abcdef","proxy_id":"p","wait_ms":25000}}"#,
             br#"{"audiences":["a"],"routes":[{"pattern":"GET /objects/:id","flags":256},{"pattern":"GET /objects/:x"}]}"#,
             br#"{"audiences":["a"],"routes":[{"pattern":"GET /objects/:id","items":["oid"]}]}"#,

@@ -86,6 +86,8 @@ pub struct Worker {
     meta: Option<Meta>,
     keys: KeySet,
     revoked: RevocationSet,
+    /// Live sessions (seed 003): a session token passes only while its id is here.
+    sessions: RevocationSet,
     amendments: HashMap<Box<str>, Amendment>,
     cache: HashMap<Box<[u8]>, Rc<Verified>>,
     last_prune_ms: u64,
@@ -126,6 +128,7 @@ impl Worker {
             meta: None,
             keys: KeySet::new(),
             revoked: RevocationSet::new(),
+            sessions: RevocationSet::new(),
             amendments: HashMap::new(),
             cache: HashMap::new(),
             last_prune_ms: 0,
@@ -158,6 +161,11 @@ impl Worker {
         self.revoked.len()
     }
 
+    /// Live sessions this worker knows.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
     pub fn decide(&mut self, host: &dyn Host, req: &Request) -> Outcome {
         match self.check(host, req) {
             Ok(allowed) => Outcome::Allow(allowed),
@@ -184,6 +192,14 @@ impl Worker {
         if self.revoked.contains(&verified.claims.jti) {
             return Err(Denial::InvalidToken(TokenError::Revoked));
         }
+        // A session lives while it is in the synced live set and its token is not revoked
+        // (the control plane ends it then too; this refuses it even before that arrives).
+        if verified.kind == TokenKind::Session {
+            let token_revoked = verified.claims.par.as_deref().is_none_or(|par| self.revoked.contains(par));
+            if token_revoked || !self.sessions.contains(&verified.claims.jti) {
+                return Err(Denial::InvalidToken(TokenError::SessionEnded));
+            }
+        }
         let (_, segments) = split(req.path).map_err(Denial::BadPath)?;
         // A login's HTTP-server token only on the routes marked for it, and no other kind there.
         admits_kind(&self.cfg.routes, &self.cfg.prefix, req.method, &segments, verified.kind).map_err(Denial::Refused)?;
@@ -204,7 +220,8 @@ impl Worker {
     /// a request with a never-seen token would otherwise pay every time. Without ticks (or
     /// with a full buffer) they go at once.
     fn report_use(&mut self, host: &dyn Host, v: &Verified, now_ms: u64) {
-        let every = self.cfg.usage_report_ms;
+        // Sessions die when idle, so their use is reported sooner.
+        let every = if v.kind == TokenKind::Session { self.cfg.session_report_ms } else { self.cfg.usage_report_ms };
         if every == 0 || now_ms.saturating_sub(v.reported_ms.get()) < every {
             return;
         }
@@ -272,7 +289,9 @@ impl Worker {
         };
         // Amendments (seed 001 update) apply over the signed claims; the shared slot keeps
         // the signed ones, and the local cache is emptied whenever an amendment arrives.
-        if let Some(a) = self.amendments.get(claims.jti.as_str()) {
+        // A session has its token's rights as they are now: its token's amendment applies.
+        let amended_id = if kind == TokenKind::Session { claims.par.as_deref() } else { Some(claims.jti.as_str()) };
+        if let Some(a) = amended_id.and_then(|id| self.amendments.get(id)) {
             a.apply(&mut claims);
             claims.check_time(now, leeway).map_err(Denial::InvalidToken)?;
         }
@@ -284,7 +303,7 @@ impl Worker {
         };
         let scope_names = scopes.as_ref().map(ScopeSet::to_strings).unwrap_or_default();
         let rights = Rights::new(scopes, claims.fl, claims.items.as_deref());
-        let extra_headers = extra_headers(&claims);
+        let extra_headers = extra_headers(kind, &claims);
         let verified = Rc::new(Verified { kind, claims, rights, scope_names, extra_headers, reported_ms: Cell::new(0) });
         if self.cache.len() >= self.cfg.local_cache_entries {
             // Bounded: linear memory never shrinks, so never let the map grow past its cap.
@@ -352,6 +371,7 @@ impl Worker {
             self.last_prune_ms = now_ms;
             let (now, leeway) = (now_ms / 1000, self.cfg.policy.leeway_secs);
             self.revoked.prune(now, leeway);
+            self.sessions.prune(now, leeway);
             // Kept until the token's signed expiry: past the amended end the amendment
             // is what refuses it.
             self.amendments.retain(|_, a| a.exp.max(a.signed_exp).saturating_add(leeway) > now);
@@ -403,6 +423,13 @@ impl Worker {
                 shared::decode_bucket(&bytes, |jti, exp| revoked.insert(jti, exp));
             }
         }
+        self.sessions.clear();
+        for i in 0..shared::SESS_BUCKETS {
+            if let Some(bytes) = host.get_shared(&shared::sess_key(i)) {
+                let sessions = &mut self.sessions;
+                shared::decode_bucket(&bytes, |jti, exp| sessions.insert(jti, exp));
+            }
+        }
         self.amendments.clear();
         for i in 0..shared::AMEND_BUCKETS {
             let list = host.get_shared(&shared::amend_key(i)).and_then(|b| serde_json::from_slice::<Vec<Amendment>>(&b).ok());
@@ -424,12 +451,14 @@ impl Worker {
             return false;
         }
         for e in journal.entries.into_iter().filter(|e| e.v > since) {
-            match e.amend {
-                Some(a) => {
+            match (e.amend, e.session) {
+                (Some(a), _) => {
                     self.amendments.insert(a.jti.as_str().into(), a);
                     self.cache.clear();
                 }
-                None => self.revoked.insert(&e.jti, e.exp),
+                (None, Some(true)) => self.sessions.insert(&e.jti, e.exp),
+                (None, Some(false)) => self.sessions.remove(&e.jti),
+                (None, None) => self.revoked.insert(&e.jti, e.exp),
             }
         }
         true
@@ -438,10 +467,13 @@ impl Worker {
 
 /// The optional identity headers of a token; a value that is not printable ASCII is left
 /// out rather than sent as a broken header.
-fn extra_headers(c: &Claims) -> Vec<(&'static str, String)> {
+fn extra_headers(kind: TokenKind, c: &Claims) -> Vec<(&'static str, String)> {
     let printable = |s: &&str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
     let mut out = Vec::new();
-    for (name, value) in [("x-tokengate-user", &c.unm), ("x-tokengate-app", &c.app), ("x-tokengate-params", &c.p)] {
+    if kind == TokenKind::Session {
+        out.push(("x-tokengate-session", c.jti.clone()));
+    }
+    for (name, value) in [("x-tokengate-user", &c.unm), ("x-tokengate-operator", &c.opr), ("x-tokengate-app", &c.app), ("x-tokengate-params", &c.p)] {
         if let Some(value) = value.as_deref().filter(printable) {
             out.push((name, value.to_owned()));
         }
@@ -495,6 +527,8 @@ mod tests {
                     amended: vec![],
                     server_time: t0(),
                     next: None,
+                    sessions: vec![],
+                    ended: vec![],
                 },
             )
             .unwrap();
@@ -520,6 +554,7 @@ mod tests {
             app: Some("demo".into()),
             p: None,
             par: None,
+            opr: None,
         }
     }
 
@@ -600,6 +635,8 @@ mod tests {
             amended: vec![],
             server_time: t0(),
             next: None,
+            sessions: vec![],
+            ended: vec![],
         };
         f.syncer.apply(&f.host, resp).unwrap();
     }
@@ -729,6 +766,8 @@ mod tests {
             amended: vec![Amendment { jti: jti.into(), nbf, exp: now + 3600, signed_exp: now + 7200, app: Some("fleet".into()), fl, p: None, items }],
             server_time: t0(),
             next: None,
+            sessions: vec![],
+            ended: vec![],
         };
         let keys = f.syncer.keys().to_vec();
         let mut r = amend(2, Some(0x100), None, now);
@@ -777,6 +816,8 @@ mod tests {
             amended: vec![Amendment { jti: jti.into(), nbf: now, exp: now + 60, signed_exp: c.exp, app: None, fl: None, p: None, items: None }],
             server_time: t0(),
             next: None,
+            sessions: vec![],
+            ended: vec![],
         };
         f.syncer.apply(&f.host, r.clone()).unwrap();
         // Ten minutes later, past the amended end and both prune intervals.
@@ -814,6 +855,8 @@ mod tests {
             amended: vec![],
             server_time: t0(),
             next: None,
+            sessions: vec![],
+            ended: vec![],
         };
         f.syncer.apply(&f.host, r).unwrap();
         f.host.now_ms.set(f.host.now_ms.get() + STATE_CHECK_MS);

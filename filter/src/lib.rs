@@ -97,7 +97,10 @@ impl RootContext for Root {
                     .control_plane
                     .clone()
                     .ok_or("plugin configuration: the sync service needs `control_plane`")?;
-                Ok(Root::Sync(Box::new(SyncRoot::new(Syncer::new(cp)))))
+                let mut syncer = Syncer::new(cp);
+                // Session use must reach the control plane within `session_report_ms`.
+                syncer.usage_every_ms = cfg.session_report_ms.min(sync::USAGE_EVERY_MS);
+                Ok(Root::Sync(Box::new(SyncRoot::new(syncer))))
             } else {
                 Ok(Root::Gate(GateRoot::new(Rc::new(cfg.gate()?))))
             }

@@ -7,7 +7,8 @@
 //! | `tokengate/keys` | sync | JSON list of public keys |
 //! | `tokengate/rev/<0..63>` | sync | revocation bucket: lines `jti exp` |
 //! | `tokengate/amend/<0..15>` | sync | amendment bucket: JSON list of [`Amendment`]s |
-//! | `tokengate/journal` | sync | JSON [`Journal`]: the latest revocations and amendments |
+//! | `tokengate/sess/<0..63>` | sync | live-session bucket: lines `jti exp` |
+//! | `tokengate/journal` | sync | JSON [`Journal`]: the latest revocations, amendments and session changes |
 //! | `tokengate/claims/<slot>` | gate | verified-claims slot: SHA-256, kind, key generation, claims JSON |
 //!
 //! The sync service writes `meta` last, so a worker that reads `meta` first and the rest
@@ -29,6 +30,12 @@ pub const VM_ID: &str = "tokengate";
 pub const JOURNAL_CAP: usize = 4096;
 
 pub const AMEND_BUCKETS: usize = 16;
+/// Live sessions (seed 003) are kept in as many buckets as revocations, by the same hash.
+pub const SESS_BUCKETS: usize = REV_BUCKETS;
+
+pub fn sess_key(i: usize) -> String {
+    format!("tokengate/sess/{i}")
+}
 
 pub fn amend_key(i: usize) -> String {
     format!("tokengate/amend/{i}")
@@ -124,9 +131,13 @@ pub struct JournalEntry {
     pub v: u64,
     pub jti: String,
     pub exp: u64,
-    /// Set: this entry is an amendment of `jti`; unset: a revocation.
+    /// Set: this entry is an amendment of `jti`; unset: a revocation (or a session change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amend: Option<Amendment>,
+    /// Set: this entry is a session change, not a revocation: `true` the session `jti`
+    /// started (live until `exp`), `false` it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<bool>,
 }
 
 fn kind_byte(kind: TokenKind) -> u8 {

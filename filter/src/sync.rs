@@ -69,6 +69,7 @@ pub struct Syncer {
     /// next answer, and `meta` is not published until every one succeeded).
     dirty_rev: [bool; shared::REV_BUCKETS],
     dirty_amend: [bool; shared::AMEND_BUCKETS],
+    dirty_sess: [bool; shared::SESS_BUCKETS],
     dirty_keys: bool,
     dirty_journal: bool,
     /// Generations to bump in the next published `meta`.
@@ -85,12 +86,17 @@ pub struct Syncer {
     keys: Vec<PublicKey>,
     buckets: Vec<HashMap<Box<str>, u64>>,
     amendments: Vec<HashMap<Box<str>, Amendment>>,
+    /// Live sessions: id -> end (s).
+    sessions: Vec<HashMap<Box<str>, u64>>,
     journal: VecDeque<JournalEntry>,
     journal_from: u64,
     last_prune_ms: u64,
     /// Token use waiting to be reported: jti -> latest ms.
     usage: HashMap<Box<str>, u64>,
     last_usage_ms: u64,
+    /// How often usage is sent at most: [`USAGE_EVERY_MS`], or the plugin config's
+    /// `session_report_ms` when shorter (session use must arrive within it).
+    pub usage_every_ms: u64,
     /// A snapshot arriving in parts: applied only once the last part is here.
     staging: Option<SyncResponse>,
 }
@@ -104,6 +110,7 @@ impl Syncer {
             nonce_base: 0,
             dirty_rev: [false; shared::REV_BUCKETS],
             dirty_amend: [false; shared::AMEND_BUCKETS],
+            dirty_sess: [false; shared::SESS_BUCKETS],
             dirty_keys: false,
             dirty_journal: false,
             bump_keys_gen: false,
@@ -118,11 +125,13 @@ impl Syncer {
             keys: Vec::new(),
             buckets: (0..shared::REV_BUCKETS).map(|_| HashMap::new()).collect(),
             amendments: (0..shared::AMEND_BUCKETS).map(|_| HashMap::new()).collect(),
+            sessions: (0..shared::SESS_BUCKETS).map(|_| HashMap::new()).collect(),
             journal: VecDeque::new(),
             journal_from: 0,
             last_prune_ms: 0,
             usage: HashMap::new(),
             last_usage_ms: 0,
+            usage_every_ms: USAGE_EVERY_MS,
             staging: None,
         }
     }
@@ -149,7 +158,7 @@ impl Syncer {
     /// The next usage report to send, if one is due; taken out of the pending set (give it
     /// back with [`Syncer::usage_failed`]).
     pub fn usage_batch(&mut self, now_ms: u64) -> Option<(String, Vec<u8>)> {
-        if self.usage.is_empty() || now_ms.saturating_sub(self.last_usage_ms) < USAGE_EVERY_MS {
+        if self.usage.is_empty() || now_ms.saturating_sub(self.last_usage_ms) < self.usage_every_ms {
             return None;
         }
         self.last_usage_ms = now_ms;
@@ -183,6 +192,11 @@ impl Syncer {
 
     pub fn amendments(&self) -> usize {
         self.amendments.iter().map(HashMap::len).sum()
+    }
+
+    /// Live sessions held.
+    pub fn sessions(&self) -> usize {
+        self.sessions.iter().map(HashMap::len).sum()
     }
 
     /// The bearer for calls to the control plane (derived from the secret; the secret
@@ -299,8 +313,12 @@ impl Syncer {
             for b in &mut self.amendments {
                 b.clear();
             }
+            for b in &mut self.sessions {
+                b.clear();
+            }
             self.dirty_rev = [true; shared::REV_BUCKETS];
             self.dirty_amend = [true; shared::AMEND_BUCKETS];
+            self.dirty_sess = [true; shared::SESS_BUCKETS];
             self.journal.clear();
             self.journal_from = resp.version;
             self.bump_rev_gen = true;
@@ -310,7 +328,7 @@ impl Syncer {
             self.buckets[i].insert(r.jti.as_str().into(), r.exp);
             self.dirty_rev[i] = true;
             if !resp.snapshot && self.synced {
-                self.journal.push_back(JournalEntry { v: resp.version, jti: r.jti.clone(), exp: r.exp, amend: None });
+                self.journal.push_back(JournalEntry { v: resp.version, jti: r.jti.clone(), exp: r.exp, amend: None, session: None });
             }
         }
         for a in &resp.amended {
@@ -318,7 +336,27 @@ impl Syncer {
             self.amendments[i].insert(a.jti.as_str().into(), a.clone());
             self.dirty_amend[i] = true;
             if !resp.snapshot && self.synced {
-                self.journal.push_back(JournalEntry { v: resp.version, jti: a.jti.clone(), exp: a.exp.max(a.signed_exp), amend: Some(a.clone()) });
+                self.journal.push_back(JournalEntry { v: resp.version, jti: a.jti.clone(), exp: a.exp.max(a.signed_exp), amend: Some(a.clone()), session: None });
+            }
+        }
+        // Sessions: started ones join the live set, then ended ones leave it (a session
+        // started and ended within one answer is in both lists).
+        let delta = !resp.snapshot && self.synced;
+        for live in &resp.sessions {
+            let i = shared::bucket_of(&live.jti);
+            self.sessions[i].insert(live.jti.as_str().into(), live.exp);
+            self.dirty_sess[i] = true;
+            if delta {
+                self.journal.push_back(JournalEntry { v: resp.version, jti: live.jti.clone(), exp: live.exp, amend: None, session: Some(true) });
+            }
+        }
+        for jti in &resp.ended {
+            let i = shared::bucket_of(jti);
+            if self.sessions[i].remove(jti.as_str()).is_some() {
+                self.dirty_sess[i] = true;
+            }
+            if delta {
+                self.journal.push_back(JournalEntry { v: resp.version, jti: jti.clone(), exp: 0, amend: None, session: Some(false) });
             }
         }
         while self.journal.len() > shared::JOURNAL_CAP {
@@ -341,8 +379,13 @@ impl Syncer {
                 b.retain(|_, a| a.exp.max(a.signed_exp).saturating_add(DEFAULT_LEEWAY_SECS) > now);
                 self.dirty_amend[i] |= b.len() != before;
             }
+            for (i, b) in self.sessions.iter_mut().enumerate() {
+                let before = b.len();
+                b.retain(|_, exp| exp.saturating_add(DEFAULT_LEEWAY_SECS) > now);
+                self.dirty_sess[i] |= b.len() != before;
+            }
         }
-        let changed = self.dirty_rev.iter().chain(&self.dirty_amend).any(|c| *c) || self.dirty_keys;
+        let changed = self.dirty_rev.iter().chain(&self.dirty_amend).chain(&self.dirty_sess).any(|c| *c) || self.dirty_keys;
         self.dirty_journal |= changed || resp.version != self.meta.version;
         let failed = self.write_owed(host)?;
         if failed > 0 {
@@ -386,6 +429,14 @@ impl Syncer {
                 let bytes = shared::encode_bucket(self.buckets[i].iter().map(|(k, v)| (&**k, *v)));
                 let ok = host.set_shared(&shared::bucket_key(i), &bytes);
                 self.dirty_rev[i] = !ok;
+                failed += u64::from(!ok);
+            }
+        }
+        for i in 0..shared::SESS_BUCKETS {
+            if self.dirty_sess[i] {
+                let bytes = shared::encode_bucket(self.sessions[i].iter().map(|(k, v)| (&**k, *v)));
+                let ok = host.set_shared(&shared::sess_key(i), &bytes);
+                self.dirty_sess[i] = !ok;
                 failed += u64::from(!ok);
             }
         }
@@ -457,6 +508,8 @@ mod tests {
             amended: vec![],
             server_time: 0,
             next: None,
+            sessions: vec![],
+            ended: vec![],
         }
     }
 

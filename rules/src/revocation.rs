@@ -37,6 +37,10 @@ impl RevocationSet {
         self.entries.insert(jti_key(jti), exp);
     }
 
+    pub fn remove(&mut self, jti: &str) {
+        self.entries.remove(&jti_key(jti));
+    }
+
     pub fn contains(&self, jti: &str) -> bool {
         self.entries.contains_key(&jti_key(jti))
     }

@@ -152,6 +152,24 @@ pub struct SyncResponse {
     /// Amendments come whole in the first part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
+    /// Sessions (seed 003) started since `since` and still live (or, in a snapshot, every
+    /// live session). A proxy admits a session token only while its id is in this set:
+    /// an ended session is simply removed ([`SyncResponse::ended`]), so no revocation
+    /// entry has to outlive it. Come whole in the first part of a snapshot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<LiveSession>,
+    /// Sessions ended since `since` (logout, idle, token revoked): removed from the live
+    /// set. Applied after [`SyncResponse::sessions`]. Never in a snapshot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ended: Vec<String>,
+}
+
+/// A live session: its id (the session token's `jti`) and when it ends at the latest
+/// (its token's end, s since the epoch); the proxy drops it then.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveSession {
+    pub jti: String,
+    pub exp: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -94,9 +94,15 @@ pub struct Claims {
     /// Arbitrary params (seed 001 `p`), as the JSON text the client gave.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p: Option<String>,
-    /// The id of the token that issued this one, if any.
+    /// The id of the token that issued this one, if any. A session's `par` is the API
+    /// token it was made from: the session has that token's rights as they are now
+    /// (amendments of `par` apply to it) and ends with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub par: Option<String>,
+    /// A session made with seed 003 `operateAs`: the name of the user whose token made
+    /// it (the operator); `sub`/`unm` then name the user it acts as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opr: Option<String>,
 }
 
 impl Claims {
@@ -161,6 +167,9 @@ pub enum TokenError {
     WrongAudience,
     WrongIssuer,
     Revoked,
+    /// A session that is no longer live: logged out, idle beyond the limit, or its token
+    /// revoked (the gate admits a session only while it is in the synced live set).
+    SessionEnded,
 }
 
 impl TokenError {
@@ -185,6 +194,7 @@ impl TokenError {
             TokenError::WrongAudience => "token_wrong_audience",
             TokenError::WrongIssuer => "token_wrong_issuer",
             TokenError::Revoked => "token_revoked",
+            TokenError::SessionEnded => "session_ended",
         }
     }
 
@@ -193,6 +203,7 @@ impl TokenError {
             TokenError::Expired => "the token has expired",
             TokenError::NotYetValid => "the token is not valid yet",
             TokenError::Revoked => "the token has been revoked",
+            TokenError::SessionEnded => "the session has ended (logged out, idle too long, or its token was revoked); log in again",
             TokenError::UnknownKey => "the token is signed by an unknown key",
             TokenError::BadSignature => "the token signature is invalid",
             TokenError::WrongAudience => "the token is not meant for this audience",
@@ -510,6 +521,7 @@ pub(crate) mod tests {
             app: None,
             p: None,
             par: None,
+            opr: None,
         }
     }
 

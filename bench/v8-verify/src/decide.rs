@@ -65,6 +65,8 @@ fn setup() -> Bench {
         amended: vec![],
         server_time: NOW_MS,
         next: None,
+        sessions: vec![],
+        ended: vec![],
     };
     syncer.apply(&host, snapshot).unwrap_or_else(|_| std::process::abort());
     let token = |i: u64| {

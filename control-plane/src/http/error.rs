@@ -110,6 +110,12 @@ pub enum ApiError {
     BadRequestId(usize),
     /// 400 `bad_plan`.
     BadPlan,
+    /// 400 `bad_response_flags`: seed 003 `fl` is not a combination of 0x1 ... 0x20.
+    BadResponseFlags,
+    /// 400 `bad_session_id`: not 24 lower-case hex digits.
+    BadSessionId,
+    /// 404 `session_not_found`: no such session among the caller's.
+    SessionNotFound,
     /// 401 `wrong_credentials`: the same answer for an unknown user and a wrong password.
     WrongCredentials,
     /// 429 `too_many_attempts` with `Retry-After` (seconds).
@@ -161,7 +167,10 @@ impl ApiError {
             | E::MissingCredentials(_)
             | E::BadMethod
             | E::BadRequestId(_)
-            | E::BadPlan => StatusCode::BAD_REQUEST,
+            | E::BadPlan
+            | E::BadResponseFlags
+            | E::BadSessionId => StatusCode::BAD_REQUEST,
+            E::SessionNotFound => StatusCode::NOT_FOUND,
             E::PlanNotPro(_) | E::NotAdmin | E::SecurityTypeNotAllowed(_) | E::RoleMismatch => StatusCode::FORBIDDEN,
             E::TooManyEntries => StatusCode::PAYLOAD_TOO_LARGE,
             E::UserNotAccessible | E::RightsExceedCaller(_) | E::RightsExceedParent(_) => StatusCode::FORBIDDEN,
@@ -232,6 +241,9 @@ impl ApiError {
             E::BadMethod => "bad_method",
             E::BadRequestId(_) => "bad_request_id",
             E::BadPlan => "bad_plan",
+            E::BadResponseFlags => "bad_response_flags",
+            E::BadSessionId => "bad_session_id",
+            E::SessionNotFound => "session_not_found",
             E::WrongCredentials => "wrong_credentials",
             E::TooManyAttempts { .. } => "too_many_attempts",
             E::TokenNotFound => "token_not_found",
@@ -326,6 +338,11 @@ impl ApiError {
             E::BadMethod => "method must be \"auth\" (or left out)".into(),
             E::BadRequestId(max) => format!("requestId must be a number or a string of at most {max} characters"),
             E::BadPlan => "plan must be \"basic\" or \"pro\"".into(),
+            E::BadResponseFlags => {
+                "fl (response flags) must be a combination of 0x1 basic, 0x2 user, 0x4 token, 0x8 items, 0x10 billing, 0x20 custom properties".into()
+            }
+            E::BadSessionId => "a session id is 24 lower-case hexadecimal digits".into(),
+            E::SessionNotFound => "no live or recent session with this id among yours".into(),
             E::TooManyAttempts { retry_after_secs } => {
                 format!("too many wrong attempts for this user; retry in {retry_after_secs} seconds")
             }

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub revocations: Counter,
     pub amendments: Counter,
     pub idle_revocations: Counter,
+    pub sessions_started: Counter,
+    pub sessions_ended: Counter,
     pub key_rotations: Counter,
     pub login_failures: Counter,
     pub login_throttled: Counter,
@@ -73,6 +75,8 @@ impl Metrics {
         counter("tokengate_revocations_total", "Tokens revoked (descendants and idle tokens included).", self.revocations.get());
         counter("tokengate_amendments_total", "Token amendments (seed 001 update).", self.amendments.get());
         counter("tokengate_idle_revocations_total", "Tokens revoked by the idle sweep.", self.idle_revocations.get());
+        counter("tokengate_sessions_started_total", "Seed-003 sessions started (POST /token/login).", self.sessions_started.get());
+        counter("tokengate_sessions_ended_total", "Sessions ended: logout, idle, token revoked, user deleted.", self.sessions_ended.get());
         counter("tokengate_key_rotations_total", "Signing key rotations.", self.key_rotations.get());
         counter("tokengate_login_failures_total", "Wrong user name or password at POST /auth.", self.login_failures.get());
         counter("tokengate_login_throttled_total", "Credential attempts refused by the throttle (429).", self.login_throttled.get());

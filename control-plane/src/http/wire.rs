@@ -365,3 +365,47 @@ pub struct UserInfo {
     pub ld: Option<i64>,
     pub pin: bool,
 }
+
+/// `POST /token/login` (seed 003): a session from an API token.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TokenLoginRequest {
+    pub token: String,
+    /// The name of a user under the token's user: the session acts as that user.
+    #[serde(default)]
+    pub operate_as: Option<String>,
+    /// Response flags: 0x1 basic, 0x2 user, 0x4 token, 0x8 items, 0x10 billing, 0x20
+    /// custom properties. Absent: 0x3.
+    #[serde(default)]
+    pub fl: Option<u64>,
+}
+
+/// A user named in a session listing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionUser {
+    pub id: String,
+    pub nm: String,
+}
+
+/// `GET /sessions`: a live session, never its value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo {
+    /// The session id (the session token's `jti`).
+    #[serde(rename = "_id")]
+    pub id: String,
+    /// The user the session acts as.
+    pub user: SessionUser,
+    /// The user whose token made it (the same as `user` unless `operateAs` was used).
+    pub operator: SessionUser,
+    /// The API token it was made from.
+    pub token: String,
+    pub created_at: i64,
+    /// The latest use the proxies reported (ms).
+    pub last_used_at: i64,
+    /// Ended at the latest then (its token's end), ms.
+    pub expires_at: i64,
+    /// When it ends if it is not used again: `lastUsedAt` + the idle limit (the control
+    /// plane ends it within `TOKENGATE_SESSION_GRACE_MS` after that).
+    pub idle_ends_at: i64,
+}

@@ -75,6 +75,13 @@ impl Row {
     }
 }
 
+/// A live user in seed 003 shape.
+pub async fn user_info(state: &AppState, id: &str) -> Result<Option<UserInfo>, ApiError> {
+    let row: Option<Row> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE id = $1 AND deleted_at IS NULL")).bind(id).fetch_optional(&state.pool).await?;
+    row.map(Row::info).transpose()
+}
+
 /// The caller's user and every live user under it, the caller's first.
 async fn reachable(state: &AppState, caller: &Caller) -> Result<Vec<Row>, ApiError> {
     let me: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE id = $1 AND deleted_at IS NULL"))
@@ -96,6 +103,11 @@ async fn reachable(state: &AppState, caller: &Caller) -> Result<Vec<Row>, ApiErr
         out.extend(level);
     }
     Ok(out)
+}
+
+/// The ids of the caller's user and every live user under it.
+pub async fn reachable_ids(state: &AppState, caller: &Caller) -> Result<Vec<String>, ApiError> {
+    Ok(reachable(state, caller).await?.into_iter().map(|r| r.id).collect())
 }
 
 /// The deepest user tree walked (a loop in `parent_id` would be a broken database).
@@ -360,6 +372,8 @@ async fn remove(
     for user in &doomed {
         revoked += revoke_trees(&state, Roots::User(user)).await?.count;
     }
+    // Sessions acting as them (`operateAs`) from a token of a user above them.
+    crate::sessions::end_for_users(&state, &doomed).await?;
     tracing::info!(user = %id, users = doomed.len(), revoked, by = %caller.claims.sub, "deleted users and revoked their tokens");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -370,19 +370,27 @@ async fn wrong(state: &AppState, reservation: throttle::Reservation, name: &str,
 }
 
 async fn token_login(state: &AppState, source: std::net::IpAddr, token: &str, req: &Request) -> Result<Map<String, Value>, ApiError> {
-    // Each token is its own throttle account (a hash of it, never the value).
+    let caller = check_token(state, source, token, req.username.as_deref()).await?;
+    let user = users::find_by_id(&state.pool, &caller.claims.sub).await?.ok_or(ApiError::WrongCredentials)?;
+    let role = granted(mode(state, &caller).await?, req.role)?;
+    finish(state, &user, role, Some(&caller)).await
+}
+
+/// A token presented as a credential (a seed-002 token login, a seed-003 `token/login`):
+/// a valid, live API token (of the user `username`, when given), through the throttle.
+/// Each token is its own throttle account (a hash of it, never the value); a refused
+/// token is 401 `wrong_credentials` (or 429 once the source is locked).
+pub async fn check_token(state: &AppState, source: std::net::IpAddr, token: &str, username: Option<&str>) -> Result<Caller, ApiError> {
     let digest = Sha256::digest(token.as_bytes());
     let name = format!("token:{}", hex(&digest[..8]));
     let reservation = throttle::reserve(state, &throttle::Attempt { kind: Kind::Token.throttle_kind(), name: &name, source }).await?;
     let caller = match guard::caller_of(state, token).await {
-        Ok(c) if req.username.as_deref().is_none_or(|u| c.claims.unm.as_deref() == Some(u)) => c,
+        Ok(c) if username.is_none_or(|u| c.claims.unm.as_deref() == Some(u)) => c,
         Ok(_) | Err(ApiError::Denied(_)) => return Err(wrong(state, reservation, &name, source).await?),
         Err(e) => return Err(e),
     };
     throttle::succeeded(state, reservation).await?;
-    let user = users::find_by_id(&state.pool, &caller.claims.sub).await?.ok_or(ApiError::WrongCredentials)?;
-    let role = granted(mode(state, &caller).await?, req.role)?;
-    finish(state, &user, role, Some(&caller)).await
+    Ok(caller)
 }
 
 /// Issues `token` and `tokenForHttpServer` in one transaction and builds the answer.

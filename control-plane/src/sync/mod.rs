@@ -25,7 +25,7 @@ use axum::Router;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokengate_rules::sync::{valid_nonce, Amendment, PublicKey, Revocation, SyncResponse, MAC_HEADER, MAX_WAIT_MS, PATH, PROTOCOL};
+use tokengate_rules::sync::{valid_nonce, Amendment, LiveSession, PublicKey, Revocation, SyncResponse, MAC_HEADER, MAX_WAIT_MS, PATH, PROTOCOL};
 use tokengate_rules::token::DEFAULT_LEEWAY_SECS;
 
 use crate::db::{self, now_ms};
@@ -61,7 +61,7 @@ async fn changes(
     let m = &state.metrics;
     match &answer {
         Ok(r) if r.snapshot => m.sync_snapshot.inc(),
-        Ok(r) if r.revoked.is_empty() && r.amended.is_empty() => m.sync_unchanged.inc(),
+        Ok(r) if r.revoked.is_empty() && r.amended.is_empty() && r.sessions.is_empty() && r.ended.is_empty() => m.sync_unchanged.inc(),
         Ok(_) => m.sync_delta.inc(),
         Err(ApiError::BadProxyCredential | ApiError::BadQuery(_)) => m.sync_refused.inc(),
         Err(_) => m.sync_failed.inc(),
@@ -200,10 +200,20 @@ async fn answer(state: &AppState, since: u64, after: Option<&str>) -> Result<Opt
         } else {
             Vec::new()
         };
+        // The live sessions, whole, in the first part.
+        let sessions: Vec<(String, i64)> = if after.is_none() {
+            sqlx::query_as("SELECT id, expires_at FROM sessions WHERE ended_at IS NULL AND expires_at > $1 ORDER BY id")
+                .bind(live_after)
+                .fetch_all(&mut *tx)
+                .await?
+        } else {
+            Vec::new()
+        };
         let keys = keys::published(&mut *tx, now_ms()).await?;
         tx.commit().await?;
         let mut answer = response(version, true, keys, revocations(rows), amendments(amended)?);
         answer.next = next;
+        answer.sessions = live_sessions(sessions);
         return Ok(Some(answer));
     }
     let rows: Vec<(String, i64)> = sqlx::query_as(
@@ -229,9 +239,35 @@ async fn answer(state: &AppState, since: u64, after: Option<&str>) -> Result<Opt
     .bind(live_after)
     .fetch_all(&mut *tx)
     .await?;
+    // Sessions started in the range and still live, and those ended in it (a session
+    // started and ended in the range is only in `ended`).
+    let sessions: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT id, expires_at FROM sessions WHERE id IN ( \
+           SELECT token_id FROM changes WHERE version > $1 AND version <= $2 AND kind = 'session') \
+         AND ended_at IS NULL AND expires_at > $3 ORDER BY id",
+    )
+    .bind(db::to_i64(since))
+    .bind(db::to_i64(version))
+    .bind(live_after)
+    .fetch_all(&mut *tx)
+    .await?;
+    let ended: Vec<String> = sqlx::query_scalar(
+        "SELECT token_id FROM changes WHERE version > $1 AND version <= $2 AND kind = 'end' AND token_id IS NOT NULL ORDER BY version",
+    )
+    .bind(db::to_i64(since))
+    .bind(db::to_i64(version))
+    .fetch_all(&mut *tx)
+    .await?;
     let keys = keys::published(&mut *tx, now_ms()).await?;
     tx.commit().await?;
-    Ok(Some(response(version, false, keys, revocations(rows), amendments(amended)?)))
+    let mut answer = response(version, false, keys, revocations(rows), amendments(amended)?);
+    answer.sessions = live_sessions(sessions);
+    answer.ended = ended;
+    Ok(Some(answer))
+}
+
+fn live_sessions(rows: Vec<(String, i64)>) -> Vec<LiveSession> {
+    rows.into_iter().map(|(jti, expires_at)| LiveSession { jti, exp: db::to_u64(expires_at) / 1000 }).collect()
 }
 
 const AMENDED_COLUMNS: &str = AmendedRow::COLUMNS;
@@ -260,6 +296,8 @@ fn response(version: u64, snapshot: bool, keys: Vec<PublicKey>, revoked: Vec<Rev
         amended,
         server_time: db::to_u64(now_ms()),
         next: None,
+        sessions: Vec::new(),
+        ended: Vec::new(),
     }
 }
 

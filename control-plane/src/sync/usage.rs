@@ -71,6 +71,16 @@ async fn report(State(state): State<AppState>, headers: HeaderMap, body: ApiJson
             query = query.bind(*jti).bind(*at);
         }
         updated += query.execute(&mut *tx).await?.rows_affected();
+        // Sessions (seed 003) share the id space; their last use decides their idle death.
+        let sql = format!(
+            "UPDATE sessions SET last_used_at = u.at FROM ({rows}) AS u \
+             WHERE sessions.id = u.id AND sessions.last_used_at < u.at AND sessions.ended_at IS NULL"
+        );
+        let mut query = sqlx::query(&sql);
+        for (jti, at) in chunk {
+            query = query.bind(*jti).bind(*at);
+        }
+        updated += query.execute(&mut *tx).await?.rows_affected();
     }
     tx.commit().await?;
     state.metrics.usage_reports.inc();

@@ -113,6 +113,7 @@ pub async fn issue_all(state: &AppState, news: Vec<NewToken>) -> Result<Vec<Issu
             app: new.app.clone(),
             p: new.p.clone(),
             par: new.parent_id.clone(),
+            opr: None,
         };
         signed.push(ring.signing().sign(new.kind, &claims).map_err(|e| {
             tracing::error!(code = e.code(), "signing a token failed");
@@ -542,5 +543,10 @@ pub async fn revoke_in(tx: &mut AnyConnection, roots: Vec<String>, now: i64) -> 
             revoked.count += 1;
         }
     }
+    // Their sessions end with them (the proxies refuse them already by `par`; this takes
+    // them out of the live set too).
+    let ids: Vec<String> = tree.into_iter().map(|(id, _)| id).collect();
+    let (_, ended) = crate::sessions::end_for_tokens(tx, &ids, now).await?;
+    revoked.version = revoked.version.max(ended);
     Ok(revoked)
 }

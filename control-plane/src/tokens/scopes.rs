@@ -18,7 +18,7 @@ use crate::AppState;
 /// limits.
 /// `POST /explain` needs no flags for the caller's own token; explaining another token
 /// is token management, checked by the handler.
-pub const OWN_ROUTES: [(&str, i64); 16] = [
+pub const OWN_ROUTES: [(&str, i64); 18] = [
     ("GET /tokens", FLAG_UNLIMITED),
     ("POST /tokens", FLAG_UNLIMITED),
     ("DELETE /tokens/:id", FLAG_UNLIMITED),
@@ -35,6 +35,8 @@ pub const OWN_ROUTES: [(&str, i64); 16] = [
     ("DELETE /users/:id", FLAG_UNLIMITED),
     ("GET /account", 0),
     ("PATCH /account", FLAG_UNLIMITED),
+    ("GET /sessions", 0),
+    ("DELETE /sessions/:id", 0),
 ];
 
 /// The route table of [`OWN_ROUTES`], for `rules::route::authorize`.

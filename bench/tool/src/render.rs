@@ -59,6 +59,9 @@ fn shipped(args: &Args) -> Result<Shipped, String> {
         ("TG_WASM", args.get("wasm")?.to_owned()),
         ("TG_PROXY_SECRET", args.get("secret")?.to_owned()),
         ("TG_PROXY_ID", "bench".to_owned()),
+        // Plain HTTP to the control plane: the `#tls:` lines that use it stay comments,
+        // as scripts/render-envoy.sh leaves them when TG_CP_CA is empty.
+        ("TG_CP_CA", String::new()),
     ];
     for (k, v) in &vars {
         text = text.replace(&format!("${{{k}}}"), v);

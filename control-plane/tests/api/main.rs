@@ -13,6 +13,7 @@ mod login;
 mod manage;
 mod proxies;
 mod service;
+mod sessions;
 mod sync;
 mod throttle;
 mod tokens;

@@ -491,7 +491,7 @@ mod tests {
     use crate::host::tests::FakeHost;
     use crate::sync::Syncer;
     use base64::Engine as _;
-    use tokengate_rules::sync::{Revocation, SyncResponse};
+    use tokengate_rules::sync::{LiveSession, Revocation, SyncResponse};
     use tokengate_rules::route::Refusal;
     use tokengate_rules::token::SigningKey;
 
@@ -833,6 +833,79 @@ mod tests {
         let mut fresh = Worker::new(Rc::new(cfg.gate().unwrap()));
         let out = fresh.decide(&f.host, &Request { method: "GET", path: "/x", authorization: &[&auth] });
         assert_eq!(outcome(out).unwrap_err(), Denial::InvalidToken(TokenError::Expired));
+    }
+
+    /// Seed 003: a session passes only while it is in the synced live set and its token
+    /// is not revoked; it has its token's amended rights and names its operator.
+    #[test]
+    fn security_sessions_pass_only_while_live_with_their_tokens_rights_now() {
+        let mut f = fixture(CFG);
+        let (token, sid) = ("abababababababababababab", "cdcdcdcdcdcdcdcdcdcdcdcd");
+        let mut c = claims(sid, None);
+        c.par = Some(token.into());
+        c.opr = Some("boss".into());
+        let auth = format!("Bearer {}", f.signer.sign(TokenKind::Session, &c).unwrap());
+        let exp = c.exp;
+        let delta = |version: u64, sessions: Vec<LiveSession>, ended: Vec<String>, amended: Vec<Amendment>| SyncResponse {
+            protocol: 1,
+            version,
+            snapshot: false,
+            keys: vec![],
+            revoked: vec![],
+            amended,
+            server_time: t0(),
+            next: None,
+            sessions,
+            ended,
+        };
+        let mut apply = |f: &mut Fixture, mut r: SyncResponse| {
+            r.keys = f.syncer.keys().to_vec();
+            f.syncer.apply(&f.host, r).unwrap();
+            f.host.now_ms.set(f.host.now_ms.get() + STATE_CHECK_MS + 1);
+        };
+        // Not started (or not synced yet): refused.
+        assert_eq!(ask(&mut f, "GET", "/x", &[&auth]), Err(Denial::InvalidToken(TokenError::SessionEnded)));
+        apply(&mut f, delta(2, vec![LiveSession { jti: sid.into(), exp }], vec![], vec![]));
+        let h = ask(&mut f, "GET", "/api/v1/objects/7", &[&auth]).unwrap();
+        assert!(h.contains(&("x-tokengate-session", sid.into())), "{h:?}");
+        assert!(h.contains(&("x-tokengate-operator", "boss".into())), "{h:?}");
+        assert!(h.contains(&("x-tokengate-user", "alice".into())), "{h:?}");
+        // Its token narrowed: the session is narrowed with it.
+        let now = t0() / 1000;
+        let narrowed = Amendment { jti: token.into(), nbf: now - 10, exp: now + 600, signed_exp: now + 3600, app: None, fl: Some(0x200), p: None, items: Some(vec![7]) };
+        apply(&mut f, delta(3, vec![], vec![], vec![narrowed]));
+        let h = ask(&mut f, "GET", "/api/v1/objects/7", &[&auth]).unwrap();
+        assert!(h.contains(&("x-tokengate-flags", "512".into())), "the token's amended flags: {h:?}");
+        // A worker that starts now loads the live set from shared data.
+        let cfg = PluginConfig::parse(CFG.as_bytes()).unwrap();
+        let mut fresh = Worker::new(Rc::new(cfg.gate().unwrap()));
+        assert!(outcome(fresh.decide(&f.host, &Request { method: "GET", path: "/api/v1/objects/7", authorization: &[&auth] })).is_ok());
+        assert_eq!(fresh.sessions(), 1);
+        // Ended (logout, idle): refused at once, from the cache too, and by a fresh worker.
+        apply(&mut f, delta(4, vec![], vec![sid.into()], vec![]));
+        assert_eq!(ask(&mut f, "GET", "/api/v1/objects/7", &[&auth]), Err(Denial::InvalidToken(TokenError::SessionEnded)));
+        assert_eq!(f.syncer.sessions(), 0);
+        assert_eq!(f.syncer.revocations(), 0, "an ended session leaves no revocation behind");
+        let mut fresh = Worker::new(Rc::new(cfg.gate().unwrap()));
+        let out = fresh.decide(&f.host, &Request { method: "GET", path: "/api/v1/objects/7", authorization: &[&auth] });
+        assert_eq!(outcome(out).unwrap_err(), Denial::InvalidToken(TokenError::SessionEnded));
+
+        // Another live session whose token is revoked is refused before its end arrives.
+        let sid2 = "efefefefefefefefefefefef";
+        let mut c2 = claims(sid2, None);
+        c2.par = Some(token.into());
+        let auth2 = format!("Bearer {}", f.signer.sign(TokenKind::Session, &c2).unwrap());
+        apply(&mut f, delta(5, vec![LiveSession { jti: sid2.into(), exp }], vec![], vec![]));
+        assert!(ask(&mut f, "GET", "/api/v1/objects/7", &[&auth2]).is_ok());
+        revoke(&mut f, token, 6);
+        f.host.now_ms.set(f.host.now_ms.get() + STATE_CHECK_MS + 1);
+        assert_eq!(ask(&mut f, "GET", "/api/v1/objects/7", &[&auth2]), Err(Denial::InvalidToken(TokenError::SessionEnded)));
+        // A session token without its token's id is refused whatever the live set says.
+        let mut c3 = claims("dededededededededededede", None);
+        c3.par = None;
+        let auth3 = format!("Bearer {}", f.signer.sign(TokenKind::Session, &c3).unwrap());
+        apply(&mut f, delta(7, vec![LiveSession { jti: c3.jti.clone(), exp }], vec![], vec![]));
+        assert_eq!(ask(&mut f, "GET", "/x", &[&auth3]), Err(Denial::InvalidToken(TokenError::SessionEnded)));
     }
 
     /// Issue 10 defect 6: when a `kid` leaves the key set, tokens it verified are not

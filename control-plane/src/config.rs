@@ -35,9 +35,11 @@ pub const DEMO_HTTP_ROUTES: [&str; 1] = ["GET /files/:name"];
 pub const DEFAULT_IDLE_SECS: u64 = 100 * 24 * 3600;
 /// Seed 003: a session with no request for 5 minutes dies.
 pub const DEFAULT_SESSION_IDLE_SECS: u64 = 300;
-/// How late a session's last use may reach the control plane: the proxies' worker
-/// dedup and their sync service's batching (each `session_report_ms`, 5 s by default).
-pub const DEFAULT_SESSION_GRACE_MS: u64 = 10_000;
+/// How late a session's last use may reach the control plane: a worker notes a session's
+/// use at most every `session_report_ms` (5 s by default), and the sync service sends
+/// what it holds every `session_report_ms` on its 200 ms tick, then the HTTP call: at
+/// most 2 × 5 s + about 1 s. ARCHITECTURE.md ("Sessions") derives the bound.
+pub const DEFAULT_SESSION_GRACE_MS: u64 = 12_000;
 /// How often idle sessions are looked for.
 pub const DEFAULT_SESSION_SWEEP_MS: u64 = 1_000;
 /// How often the sweeper runs when `TOKENGATE_SWEEP_SECS` is unset.
@@ -105,7 +107,7 @@ pub struct Config {
     pub session_idle_secs: u64,
     /// `TOKENGATE_SESSION_GRACE_MS`: how long after the idle limit a session is ended, so
     /// that a use the proxies have not reported yet still counts (at least twice the
-    /// proxies' `session_report_ms`).
+    /// proxies' `session_report_ms` plus a second).
     pub session_grace_ms: u64,
     /// `TOKENGATE_SESSION_SWEEP_MS`: how often idle sessions are ended.
     pub session_sweep_ms: u64,

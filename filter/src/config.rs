@@ -39,7 +39,7 @@ pub struct PluginConfig {
     /// A worker reports a session's use at most this often (ms), and the sync service
     /// sends session use to the control plane at least this often: the idle limit of
     /// sessions (seed 003) is only as sharp as this. 100..=60000; the control plane's
-    /// `TOKENGATE_SESSION_GRACE_MS` must be at least twice it.
+    /// `TOKENGATE_SESSION_GRACE_MS` must be at least twice it plus a second.
     #[serde(default = "default_session_report_ms")]
     pub session_report_ms: u64,
     pub control_plane: Option<ControlPlaneConfig>,

@@ -267,6 +267,8 @@ pub struct Stack {
     pub fail_open: bool,
     /// Extra environment for the control plane (e.g. a small snapshot page).
     pub cp_env: Vec<(&'static str, String)>,
+    /// Text replacements applied to the rendered Envoy config (each must match).
+    pub envoy_edits: Vec<(String, String)>,
     /// The control plane's database when it is not the SQLite file in `dir`.
     pub pg: Option<PgDatabase>,
     /// Or any database URL (a private server).
@@ -459,6 +461,7 @@ impl Stack {
             max_staleness_ms: None,
             fail_open: false,
             cp_env: Vec::new(),
+            envoy_edits: Vec::new(),
             pg,
             database,
             tls,
@@ -526,6 +529,10 @@ impl Stack {
     }
 
     pub fn vars(&self, listen: u16, admin: u16) -> Vec<(&'static str, String)> {
+        self.vars_for(listen, admin, &self.proxy_id)
+    }
+
+    fn vars_for(&self, listen: u16, admin: u16, proxy_id: &str) -> Vec<(&'static str, String)> {
         vec![
             ("TG_LISTEN_ADDR", "127.0.0.1".into()),
             ("TG_LISTEN_PORT", listen.to_string()),
@@ -536,7 +543,7 @@ impl Stack {
             ("TG_UPSTREAM_PORT", self.upstream.port.to_string()),
             ("TG_WASM", self.wasm.display().to_string()),
             ("TG_PROXY_SECRET", self.secret.clone()),
-            ("TG_PROXY_ID", self.proxy_id.clone()),
+            ("TG_PROXY_ID", proxy_id.to_owned()),
         ]
         .into_iter()
         .chain(self.tls.as_ref().map(|t| ("TG_CP_CA", t.join("ca.pem").display().to_string())))
@@ -545,8 +552,23 @@ impl Stack {
 
     /// Starts Envoy and waits for its admin `/ready`; not for its first sync.
     pub fn start_envoy(&mut self) {
+        let envoy = self.launch_envoy(&self.proxy_id.clone());
+        self.envoy = Some(envoy);
+    }
+
+    /// Starts one more Envoy, named `proxy_id`, with the same settings, beside the
+    /// stack's own; it stops when the returned handle is dropped.
+    pub fn extra_envoy(&self, proxy_id: &str) -> Envoy {
+        self.launch_envoy(proxy_id)
+    }
+
+    fn launch_envoy(&self, proxy_id: &str) -> Envoy {
         let (port, admin) = (free_port(), free_port());
-        let mut rendered = render(&std::fs::read_to_string(workspace().join("envoy/envoy.yaml")).expect("envoy.yaml"), &self.vars(port, admin));
+        let mut rendered = render(&std::fs::read_to_string(workspace().join("envoy/envoy.yaml")).expect("envoy.yaml"), &self.vars_for(port, admin, proxy_id));
+        for (from, to) in &self.envoy_edits {
+            assert!(rendered.contains(from.as_str()), "the template no longer holds {from:?}");
+            rendered = rendered.replace(from.as_str(), to);
+        }
         if let Some(ms) = self.max_staleness_ms {
             assert!(rendered.contains("\"max_staleness_ms\": 120000"), "the template's staleness setting moved");
             rendered = rendered.replace("\"max_staleness_ms\": 120000", &format!("\"max_staleness_ms\": {ms}"));
@@ -571,7 +593,7 @@ impl Stack {
             proc.assert_running();
             TcpStream::connect(("127.0.0.1", admin)).is_ok() && get(admin, "/ready", None).status == 200
         });
-        self.envoy = Some(Envoy { _proc: proc, port, admin });
+        Envoy { _proc: proc, port, admin }
     }
 
     pub fn envoy_log(&self) -> String {

@@ -13,3 +13,4 @@ mod hardening;
 mod harness;
 mod login;
 mod paths;
+mod sessions;

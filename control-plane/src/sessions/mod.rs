@@ -16,7 +16,7 @@
 //! Idle death (`TOKENGATE_SESSION_IDLE_SECS`, 300 by default): proxies report session
 //! use every `session_report_ms` (5 s); the sweeper, every `TOKENGATE_SESSION_SWEEP_MS`,
 //! ends the sessions whose last reported use is older than the idle limit plus
-//! `TOKENGATE_SESSION_GRACE_MS` (10 s), through the change log as any change. The
+//! `TOKENGATE_SESSION_GRACE_MS` (12 s), through the change log as any change. The
 //! bound is in ARCHITECTURE.md ("Sessions").
 
 use std::time::Duration;

@@ -4,8 +4,9 @@
 //! counts even while its hash runs.
 //!
 //! Policy (SECURITY.md, NIST SP 800-63B §5.2.2):
-//! - **Per source and account** (`pair`): after [`FREE_FAILURES`] consecutive failures each
-//!   further attempt waits a doubling delay ([`delay_after`]: 1 s, 2 s, 4 s ...); the
+//! - **Per source and account** (`pair`): an attempt counts toward the streak as soon as
+//!   it is reserved (at most [`PAIR_LOCK_AFTER`] in flight), and after [`FREE_FAILURES`]
+//!   consecutive *settled* failures each further attempt waits a doubling delay ([`delay_after`]: 1 s, 2 s, 4 s ...); the
 //!   [`PAIR_LOCK_AFTER`]th failure locks that source out of that account for
 //!   [`FIRST_LOCK_MS`], and each further lock within a day doubles, up to a day. A success
 //!   from that source clears its streak.
@@ -135,7 +136,6 @@ fn retry_secs(ms: i64) -> u64 {
 /// the account reached its daily backstop. The reservation counts as a failure until it is
 /// settled.
 pub async fn reserve(state: &AppState, attempt: &Attempt<'_>) -> Result<Reservation, ApiError> {
-    let now = now_ms();
     let backend = state.config.backend;
     let r = Reservation {
         account: attempt.account_key(),
@@ -147,6 +147,9 @@ pub async fn reserve(state: &AppState, attempt: &Attempt<'_>) -> Result<Reservat
     // Always account, then source, then pair: two reservations never wait on each other
     // in opposite orders.
     queue_on_account(&mut tx, backend, &r.account).await?;
+    // The clock is read once the account's queue is ours: an attempt that waited there
+    // never sees the time an earlier one wrote as its future.
+    let now = now_ms();
     let source = streak(&mut tx, backend, &r.source).await?;
     let pair = streak(&mut tx, backend, &r.pair).await?;
     let (source, pair) = (decayed(source, now), decayed(pair, now));
@@ -174,14 +177,15 @@ pub async fn reserve(state: &AppState, attempt: &Attempt<'_>) -> Result<Reservat
         state.metrics.login_throttled.inc();
         return Err(ApiError::TooManyAttempts { retry_after_secs: retry_secs(wait) });
     }
-    // The progressive delay is per source and account; over all accounts a source only
-    // has its lock (its `next_at` just records the time).
-    for (key, row, delayed) in [(&r.source, &source, false), (&r.pair, &pair, true)] {
-        let failures = row.failures + 1;
+    // The attempt counts toward the streaks (the in-flight cap above) at once; the
+    // progressive delay is set only when a failure settles ([`failed`]), so concurrent
+    // attempts that turn out right are never taken for a burst of wrong ones.
+    // `next_at` moves up to now (no later): it also dates the streak for [`decayed`].
+    for (key, row) in [(&r.source, &source), (&r.pair, &pair)] {
         sqlx::query("UPDATE throttle SET failures = $2, next_at = $3 WHERE key = $1")
             .bind(key)
-            .bind(failures)
-            .bind(now + if delayed { delay_after(failures) } else { 0 })
+            .bind(row.failures + 1)
+            .bind(row.next_at.max(now))
             .execute(&mut *tx)
             .await?;
     }
@@ -229,6 +233,14 @@ pub async fn failed(state: &AppState, r: Reservation) -> Result<Option<u64>, Api
                 .execute(&mut *tx)
                 .await?;
             lock = Some(lock.unwrap_or(0).max(retry_secs(next)));
+        } else if key == &r.pair {
+            // The progressive delay is per source and account; over all accounts a
+            // source only has its lock.
+            sqlx::query("UPDATE throttle SET next_at = $2 WHERE key = $1")
+                .bind(key)
+                .bind(now + delay_after(row.failures))
+                .execute(&mut *tx)
+                .await?;
         }
     }
     tx.commit().await?;

@@ -16,6 +16,7 @@ each_db!(
     security_progressive_delay_then_a_lock_with_retry_after,
     security_the_daily_cap_holds_across_windows,
     security_replicas_share_the_counters,
+    concurrent_correct_logins_are_not_taken_for_a_burst,
 );
 
 /// `POST /auth` as the client at `ip` (the app trusts loopback's x-forwarded-for, as it
@@ -149,4 +150,37 @@ async fn security_replicas_share_the_counters(app: TestApp) {
     }
     let evaluated = a.state.metrics.login_failures.get() + b.state.metrics.login_failures.get() - before;
     assert!(evaluated <= PAIR_LOCK_AFTER as u64, "{evaluated} evaluated across two replicas");
+}
+
+/// Issue 11 §5 (found by the login benchmark): concurrent *correct* logins are not a
+/// burst of failures. 16 clients, each its own source, all log in at once; and from one
+/// source as many concurrent logins as the in-flight cap allows (`PAIR_LOCK_AFTER`) all
+/// pass: an attempt in flight counts toward that cap, but only a settled failure starts
+/// the progressive delay.
+async fn concurrent_correct_logins_are_not_taken_for_a_burst(app: TestApp) {
+    let app = Arc::new(app);
+    for round in 0..3 {
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let app = app.clone();
+                tokio::spawn(async move { login_from(&app, &format!("198.51.100.{}", 10 + i), ADMIN_PASSWORD).await })
+            })
+            .collect();
+        for t in tasks {
+            let r = t.await.unwrap();
+            assert_eq!(r.status, StatusCode::OK, "round {round}: {}", r.body);
+        }
+    }
+    for round in 0..3 {
+        let tasks: Vec<_> = (0..PAIR_LOCK_AFTER)
+            .map(|_| {
+                let app = app.clone();
+                tokio::spawn(async move { login_from(&app, "198.51.100.99", ADMIN_PASSWORD).await })
+            })
+            .collect();
+        for t in tasks {
+            let r = t.await.unwrap();
+            assert_eq!(r.status, StatusCode::OK, "one source, round {round}: {}", r.body);
+        }
+    }
 }

@@ -6,10 +6,12 @@
 #
 # Knobs (environment): ROUNDS (3), SECS per measurement (10), WARMUP_SECS (3),
 # WARM_TOKENS (300), COLD_TOKENS (60000), REVOKED (100000), CONNECTIONS (32, wrk),
-# OL_CONNECTIONS (64, open loop), VARIANTS ("A B C D E H F G"; H is E with one hot
+# OL_CONNECTIONS (64, open loop), VARIANTS ("A B C D E H F G"; S is E with 300 seed-003
+# session tokens, one made from each warm token; H is E with one hot
 # token; B1..B10 are the empty filter plus some host calls or a native filter, for
 # attribution: see NOOP_VARIANTS in bench/tool/src/render.rs), SKIP_CP=1 (skip the
-# control-plane and memory sections), SKIP_PG=1, MEM_1M=0 (skip the 1M-revocation
+# control-plane and memory sections), SKIP_PG=1, MEM_SESSIONS=0 (skip the 100k-session
+# memory point), MEM_1M=0 (skip the 1M-revocation
 # memory point), OPEN_LOOP=0 (skip the open-loop latency runs), NO_WRITE=1 (do not touch
 # BENCHMARKS.md), PG_URL, BASELINE_REF=<git ref> (also build the filter of that commit and
 # run it as variants E0/F0, E/F's baseline in the same run: e.g. BASELINE_REF=HEAD~1
@@ -162,6 +164,7 @@ start_cp() { # name database_url port: starts a control plane on CPU 1, sets CP_
     local name=$1 url=$2 port=$3
     TOKENGATE_LISTEN=127.0.0.1:$port DATABASE_URL=$url TOKENGATE_ADMIN_USER=$ADMIN_USER \
         TOKENGATE_ADMIN_PASSWORD=$ADMIN_PASSWORD TOKENGATE_PROXY_SECRET=$SECRET RUST_LOG=warn \
+        TOKENGATE_SESSION_IDLE_SECS=86400 \
         taskset -c 1 "$CP_BIN" >"$WORK/cp-$name.log" 2>&1 &
     CP_PID=$!
     PIDS+=("$CP_PID")
@@ -189,6 +192,15 @@ log "issuing $WARM_TOKENS warm tokens (scopes: $SCOPES)"
 "$TG" issue --cp "$CP" --token "$ADMIN" --count "$WARM_TOKENS" --concurrency 8 --scopes "$SCOPES" \
     --out "$WORK/warm.txt" --ids "$WORK/warm.ids" >/dev/null
 head -1 "$WORK/warm.txt" >"$WORK/hot.txt"
+if printf ' %s ' $VARIANTS | grep -q ' S '; then
+    log "making one seed-003 session from each warm token (variant S)"
+    : >"$WORK/sessions.txt"
+    while read -r t; do
+        curl -sf -X POST -H 'content-type: application/json' -d "{\"token\":\"$t\",\"fl\":1}" \
+            "http://$CP/api/v1/token/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["eid"])' >>"$WORK/sessions.txt" ||
+            die "POST /token/login failed (see $WORK/cp-sqlite.log)"
+    done <"$WORK/warm.txt"
+fi
 log "issuing $COLD_TOKENS cold-pool tokens"
 record_cp sqlite "$("$TG" issue --cp "$CP" --token "$ADMIN" --count "$COLD_TOKENS" --concurrency 8 --scopes "$SCOPES" \
     --out "$WORK/cold.txt" --ids "$WORK/cold.ids")"
@@ -232,7 +244,7 @@ render() { # variant out [wasm]
         --admin-port "$ADMIN_PORT" --cp-port "$CP_PORT" --authz-port "$AUTHZ_PORT" --wasm "${3:-$WASM}" \
         --noop-wasm "$NOOP_WASM" --jwks "$WORK/jwks.json" --secret "$SECRET" --cache-size 1000
 }
-for v in $(printf "%s\n" A B C D E F G $VARIANTS | grep -v "^H$" | sort -u); do
+for v in $(printf "%s\n" A B C D E F G $VARIANTS | grep -v "^[HS]$" | sort -u); do
     case $v in
         E0 | F0)
             [ -n "${BASELINE_REF:-}" ] || die "variant $v needs BASELINE_REF=<git ref>"
@@ -243,11 +255,13 @@ for v in $(printf "%s\n" A B C D E F G $VARIANTS | grep -v "^H$" | sort -u); do
     "$ENVOY_BIN" --mode validate -c "$WORK/envoy-$v.yaml" >/dev/null 2>&1 || die "envoy-$v.yaml does not validate"
 done
 cp "$WORK/envoy-E.yaml" "$WORK/envoy-H.yaml"
+cp "$WORK/envoy-E.yaml" "$WORK/envoy-S.yaml"
 
 mix_of() { # variant -> token file
     case $1 in
         F | F0) echo "$WORK/cold.txt" ;;
         H) echo "$WORK/hot.txt" ;;
+        S) echo "$WORK/sessions.txt" ;;
         *) echo "$WORK/warm.txt" ;;
     esac
 }
@@ -404,6 +418,56 @@ c.commit()
 EOF
 }
 
+# Seeds `n` live seed-003 sessions straight into a control-plane SQLite database (rows
+# in `sessions`, all of one token), as POST /token/login would leave them.
+seed_sessions() { # db n
+    python3 - "$1" "$2" <<'EOF'
+import sqlite3, sys, time, os
+db, n = sys.argv[1], int(sys.argv[2])
+c = sqlite3.connect(db)
+acc, user = c.execute("SELECT account_id, id FROM users LIMIT 1").fetchone()
+tok = c.execute("SELECT id FROM tokens LIMIT 1").fetchone()[0]
+now = int(time.time() * 1000)
+exp = now + 7 * 86400 * 1000
+c.executemany(f"INSERT INTO sessions (id, account_id, user_id, operator_id, token_id, created_at, expires_at, last_used_at) "
+              f"VALUES (?, '{acc}', '{user}', '{user}', '{tok}', {now}, {exp}, {now})", [(os.urandom(12).hex(),) for _ in range(n)])
+c.commit()
+EOF
+}
+
+if [ "${SKIP_CP:-0}" != 1 ] && [ "${MEM_SESSIONS:-1}" != 0 ]; then
+    # Issue 11 §4: what a live session costs a proxy (one worker): Envoy's RSS synced
+    # with 100k live sessions against the same with none.
+    log "Envoy memory with 0 and 100k live sessions"
+    for point in 0 100k; do
+        port=$(free_port)
+        start_cp "sess-$point" "sqlite://$WORK/sess-$point.db" "$port"
+        admin_token "$port" >"$WORK/mem-sess-$point.tok"
+        if [ "$point" = 100k ]; then
+            stop "$CP_PID"
+            seed_sessions "$WORK/sess-100k.db" 100000
+            start_cp "sess-100k" "sqlite://$WORK/sess-100k.db" "$port"
+        fi
+        saved=$MEMRESULTS
+        MEMRESULTS=$WORK/mem-sess-$point.json
+        : >"$MEMRESULTS"
+        mem_point "sess-$point" "$port" 0
+        MEMRESULTS=$saved
+        stop "$CP_PID"
+    done
+    python3 - "$WORK/mem-sess-0.json" "$WORK/mem-sess-100k.json" "$WORK/sessions-memory.txt" <<'EOF'
+import json, sys
+a, b = (json.loads(open(p).read() or "null") for p in sys.argv[1:3])
+if a and b and a.get("rss_kb") and b.get("rss_kb"):
+    d = (b["rss_kb"] - a["rss_kb"]) * 1024 / 100000
+    line = "Envoy (one worker) RSS: %d MiB with no session, %d MiB with 100k live sessions: %.0f bytes per live session" % (a["rss_kb"] // 1024, b["rss_kb"] // 1024, d)
+else:
+    line = "sessions memory: no result"
+open(sys.argv[3], "w").write(line + "\n")
+print(line)
+EOF
+fi
+
 if [ "${SKIP_CP:-0}" != 1 ]; then
     log "Envoy memory with 0 / 1k / 100k / 1M live revocations"
     stop "$AUTHZ_PID"
@@ -482,6 +546,10 @@ for line in open(sys.argv[1]):
     print(f"| {r['revocations']} | {rss} |")
 EOF
     echo
+    if [ -s "$WORK/sessions-memory.txt" ]; then
+        echo "Live sessions (seed 003): $(cat "$WORK/sessions-memory.txt")."
+        echo
+    fi
     echo "Host build of the decision (\`gate-profile\`: the filter's own \`Worker::decide\` compiled natively, $REVOKED revocations loaded; no Envoy, no V8, no host calls):"
     echo
     python3 - "$PROFILE" <<'EOF'

@@ -38,7 +38,7 @@ fn fmt(s: &Option<Stat>, scale: f64, digits: usize) -> String {
     }
 }
 
-const LABELS: [(&str, &str); 10] = [
+const LABELS: [(&str, &str); 11] = [
     ("A", "A no auth (ceiling)"),
     ("B", "B empty Wasm filter"),
     ("C", "C jwt_authn, no cache"),
@@ -46,6 +46,7 @@ const LABELS: [(&str, &str); 10] = [
     ("E", "E tokengate warm (300 tokens, all revocations loaded)"),
     ("E0", "E0 as E, the baseline filter (BASELINE_REF)"),
     ("H", "E1 tokengate, one hot token"),
+    ("S", "E-session: as E, 300 seed-003 session tokens"),
     ("F", "F tokengate cold (never-seen tokens)"),
     ("F0", "F0 as F, the baseline filter (BASELINE_REF)"),
     ("G", "G ext_authz → Rust authorizer"),
@@ -153,6 +154,17 @@ pub fn report(args: &Args) -> Result<(), String> {
         println!(
             "| E throughput ≥ 3 × G, authorizer CPU counted (req/s per core) | {r4:.2} × (raw closed-loop req/s: {r4raw:.2} ×) | {pr} | {} |",
             verdict(r4 >= 3.0)
+        );
+    }
+    if has(&["A", "E", "S"]) {
+        // Issue 11 §7: a session Bearer against an API token, the gate's CPU per request.
+        let r6 = (cpu("S") - cpu("A")) / (cpu("E") - cpu("A"));
+        let pr = per_round(&|r| Some((cpu_at("S", r)? - cpu_at("A", r)?) / (cpu_at("E", r)? - cpu_at("A", r)?)));
+        println!(
+            "| E-session added CPU over A vs E's (a session Bearer against an API token) | {r6:.2} × ({:.1} vs {:.1} µs) | {pr} | {} |",
+            cpu("S") - cpu("A"),
+            cpu("E") - cpu("A"),
+            verdict(r6 <= 1.1)
         );
     }
     if has(&["B", "E"]) && p99("E").is_finite() && p99("B").is_finite() {

@@ -186,6 +186,49 @@ pub fn document(prefix: &str) -> Value {
             },
         }
     }));
+    paths.insert(format!("{prefix}/token/login"), json!({
+        "post": {
+            "summary": "Seed 003 token login: a session from an API token",
+            "description": "The token (seed 004 or 001, never a tokenForHttpServer) goes through the credential throttle like a password. The answer is a session: `eid` is a tg-session+jwt token the caller sends as its Bearer through the gate. It has the token's rights as they are now (its amendments apply, its revocation ends it), never outlives it, and dies after TOKENGATE_SESSION_IDLE_SECS (300) without a request through any proxy. The answer comes once every live proxy admits the session (`proxies`), or after 2 s. `fl` chooses the sections: 0x1 basic (`au`, `tm`, `operator`), 0x2 user (`user` in seed 003 names, with `cls`), 0x4 token (`token`: the token settings as escaped JSON), 0x8 items (`items` inside `token`), 0x10 billing (`features {unlim, svcs}`), 0x20 custom properties (`user.prp`); absent: 0x3.",
+            "operationId": "tokenLogin",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["token"], "additionalProperties": false, "properties": {
+                "token": {"type": "string"}, "operateAs": {"type": "string", "description": "The name of a user under the token's user; the session acts as that user, and the gate names both (x-tokengate-user, x-tokengate-operator)."},
+                "fl": {"type": "integer", "minimum": 0, "maximum": 63},
+            }}}}},
+            "responses": merge(&[&body_errors, &json!({
+                "200": {"description": "The session.", "content": {"application/json": {"schema": {"type": "object", "required": ["eid", "_id", "expiresAt", "idleSecs", "proxies"], "properties": {
+                    "eid": {"type": "string", "description": "The session token (tg-session+jwt): the Bearer through the gate. Shown once."},
+                    "_id": {"type": "string"}, "expiresAt": {"type": "integer"}, "idleSecs": {"type": "integer"},
+                    "proxies": {"type": "object", "properties": {"live": {"type": "integer"}, "applied": {"type": "integer"}}},
+                    "au": {"type": "string"}, "tm": {"type": "integer"}, "operator": {"type": "string"},
+                    "user": {"type": "object"}, "token": {"type": "string", "description": "Escaped JSON: {app, ct, at, dur, fl, p, items}"},
+                    "features": {"type": "object", "properties": {"unlim": {"type": "boolean"}, "svcs": {"type": "object"}}},
+                }}}}},
+                "400": err("bad_response_flags, empty_credentials, or a body error (malformed_json, unknown_field, wrong_type, missing_field)."),
+                "401": err("wrong_credentials: the token is not a valid, live API token."),
+                "404": err("user_not_found: operateAs names no user under the token's user."),
+                "429": err("too_many_attempts, with Retry-After."),
+            })]),
+        }
+    }));
+    let session_info = json!({"type": "object", "required": ["_id", "user", "operator", "token", "createdAt", "lastUsedAt", "expiresAt", "idleEndsAt"], "properties": {
+        "_id": {"type": "string"}, "user": {"type": "object", "properties": {"id": {"type": "string"}, "nm": {"type": "string"}}},
+        "operator": {"type": "object", "properties": {"id": {"type": "string"}, "nm": {"type": "string"}}}, "token": {"type": "string"},
+        "createdAt": {"type": "integer"}, "lastUsedAt": {"type": "integer"}, "expiresAt": {"type": "integer"}, "idleEndsAt": {"type": "integer"},
+    }});
+    paths.insert(format!("{prefix}/sessions"), json!({
+        "get": {"summary": "The live sessions of your user and the users under it (never their values)", "operationId": "listSessions", "security": [{"bearer": []}],
+            "responses": merge(&[&guarded("GET /sessions"), &json!({"200": {"description": "Live sessions.", "content": {"application/json": {"schema": {"type": "array", "items": session_info}}}}})])},
+    }));
+    paths.insert(format!("{prefix}/sessions/{{id}}"), json!({
+        "delete": {"summary": "End a session (logout): with the session itself as the Bearer, or an API token of a user at or above its user or operator", "operationId": "endSession", "security": [{"bearer": []}],
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[0-9a-f]{24}$"}}],
+            "responses": merge(&[&guarded("DELETE /sessions/:id"), &json!({
+                "204": {"description": "Ended (also when it had ended already); every proxy refuses it once it has synced (milliseconds)."},
+                "400": err("bad_session_id"),
+                "404": err("session_not_found: no such session among the caller's."),
+            })])},
+    }));
     let account = json!({"type": "object", "required": ["id", "name", "plan", "createdAt"], "properties": {
         "id": {"type": "string"}, "name": {"type": "string"}, "plan": {"type": "string", "enum": ["basic", "pro"]}, "createdAt": {"type": "integer"},
     }});

@@ -29,6 +29,9 @@ async fn openapi_documents_the_routes(app: TestApp) {
     for (path, method) in [
         ("/api/v1/auth", "post"),
         ("/api/v1/login", "post"),
+        ("/api/v1/token/login", "post"),
+        ("/api/v1/sessions", "get"),
+        ("/api/v1/sessions/{id}", "delete"),
         ("/api/v1/account", "get"),
         ("/api/v1/account", "patch"),
         ("/api/v1/tokens", "get"),

@@ -391,6 +391,7 @@ struct SyncRoot {
     version_gauge: Option<u32>,
     revocations_gauge: Option<u32>,
     amendments_gauge: Option<u32>,
+    sessions_gauge: Option<u32>,
     synced_at_gauge: Option<u32>,
     age_gauge: Option<u32>,
     failures: Option<u32>,
@@ -411,6 +412,7 @@ impl SyncRoot {
             version_gauge: gauge("tokengate.sync.version"),
             revocations_gauge: gauge("tokengate.sync.revocations"),
             amendments_gauge: gauge("tokengate.sync.amendments"),
+            sessions_gauge: gauge("tokengate.sync.sessions"),
             synced_at_gauge: gauge("tokengate.sync.synced_at_ms"),
             age_gauge: gauge("tokengate.sync.age_ms"),
             failures: hostcalls::define_metric(MetricType::Counter, "tokengate.sync.failures").ok(),
@@ -546,6 +548,7 @@ impl SyncRoot {
                     (self.revocations_gauge, self.syncer.revocations() as u64),
                     (self.synced_at_gauge, ProxyHost.now_ms()),
                     (self.amendments_gauge, self.syncer.amendments() as u64),
+                    (self.sessions_gauge, self.syncer.sessions() as u64),
                 ] {
                     if let Some(id) = id {
                         let _ = hostcalls::record_metric(id, v);

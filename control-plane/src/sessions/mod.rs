@@ -247,6 +247,12 @@ async fn start(state: &AppState, caller: &Caller, user: &users::User, operator: 
     // The change row is kept only as long as deltas need it; the session's end is in its own row.
     let version = db::append_change(&mut tx, "session", Some(&id), now, now).await?;
     sqlx::query("UPDATE users SET last_login_at = $2 WHERE id = $1").bind(&user.id).bind(now).execute(&mut *tx).await?;
+    // A token login is a use of the token (the 100-day idle sweep counts it).
+    sqlx::query("UPDATE tokens SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)")
+        .bind(&caller.claims.jti)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     state.announce(version);
     state.metrics.sessions_started.inc();

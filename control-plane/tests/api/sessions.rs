@@ -106,6 +106,13 @@ async fn sessions_token_login_answers_in_seed_shape_by_response_flags(app: TestA
     for key in ["_id", "user", "operator", "token", "createdAt", "lastUsedAt", "expiresAt", "idleEndsAt"] {
         assert!(first.get(key).is_some(), "{key}: {first}");
     }
+    // The database holds no session token, only its id.
+    let stored: Vec<(String, String, String, String)> =
+        sqlx::query_as("SELECT id, user_id, operator_id, token_id FROM sessions").fetch_all(&app.state.pool).await.unwrap();
+    assert!(stored.iter().all(|r| !format!("{r:?}").contains("eyJ")), "{stored:?}");
+    // A session is no API token: the control plane's API refuses it by its type.
+    app.get("/api/v1/tokens", eid).await.assert_error(401, "token_wrong_type");
+    token_login(&app, &json!({"token": eid})).await.assert_error(401, "wrong_credentials");
     // Last login recorded.
     let me = app.get("/api/v1/users", tok(&app.admin_token(None, None).await)).await.body;
     assert!(me[0]["ld"].as_i64().unwrap() >= before / 1000);
@@ -216,7 +223,7 @@ async fn security_idle_sessions_end_and_used_ones_live(app: TestApp) {
     let admin = app.admin_token(None, None).await;
     let used = session(&app, tok(&admin), json!({})).await;
     let idle = session(&app, tok(&admin), json!({})).await;
-    let (idle_ms, grace) = (300_000, 10_000);
+    let (idle_ms, grace) = (300_000, i64::try_from(app.state.config.session_grace_ms).unwrap());
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let now = now_ms();
     // A proxy reports the first one's use now; then (simulated) four minutes later.

@@ -858,7 +858,7 @@ mod tests {
             sessions,
             ended,
         };
-        let mut apply = |f: &mut Fixture, mut r: SyncResponse| {
+        let apply = |f: &mut Fixture, mut r: SyncResponse| {
             r.keys = f.syncer.keys().to_vec();
             f.syncer.apply(&f.host, r).unwrap();
             f.host.now_ms.set(f.host.now_ms.get() + STATE_CHECK_MS + 1);

@@ -528,10 +528,6 @@ impl Stack {
         self.cp = None;
     }
 
-    pub fn vars(&self, listen: u16, admin: u16) -> Vec<(&'static str, String)> {
-        self.vars_for(listen, admin, &self.proxy_id)
-    }
-
     fn vars_for(&self, listen: u16, admin: u16, proxy_id: &str) -> Vec<(&'static str, String)> {
         vec![
             ("TG_LISTEN_ADDR", "127.0.0.1".into()),

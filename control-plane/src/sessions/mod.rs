@@ -283,18 +283,28 @@ async fn end_in(tx: &mut AnyConnection, ids: &[String], now: i64, reason: EndRea
     Ok((ended, version))
 }
 
-/// Ends every live session made from one of `token_ids` (revoked tokens) inside `tx`.
-pub async fn end_for_tokens(tx: &mut AnyConnection, token_ids: &[String], now: i64) -> Result<(usize, Option<u64>), sqlx::Error> {
+/// The ids of the live sessions `column IN (keys)` matches, for each column of
+/// `columns` (OR), in batches of [`CHUNK`].
+async fn live_where(tx: &mut AnyConnection, columns: &[&str], keys: &[String]) -> Result<Vec<String>, sqlx::Error> {
     let mut ids = Vec::new();
-    for chunk in token_ids.chunks(CHUNK) {
-        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT id FROM sessions WHERE ended_at IS NULL AND token_id IN ({})", marks.join(", "));
+    for chunk in keys.chunks(CHUNK) {
+        let marks = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let any = columns.iter().map(|c| format!("{c} IN ({marks})")).collect::<Vec<_>>().join(" OR ");
+        let sql = format!("SELECT id FROM sessions WHERE ended_at IS NULL AND ({any})");
         let mut q = sqlx::query_scalar::<_, String>(&sql);
-        for id in chunk {
-            q = q.bind(id);
+        for key in chunk {
+            q = q.bind(key);
         }
         ids.extend(q.fetch_all(&mut *tx).await?);
     }
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Ends every live session made from one of `token_ids` (revoked tokens) inside `tx`.
+pub async fn end_for_tokens(tx: &mut AnyConnection, token_ids: &[String], now: i64) -> Result<(usize, Option<u64>), sqlx::Error> {
+    let ids = live_where(tx, &["token_id"], token_ids).await?;
     end_in(tx, &ids, now, EndReason::TokenRevoked, None).await
 }
 
@@ -303,16 +313,7 @@ pub async fn end_for_users(state: &AppState, user_ids: &[String]) -> Result<usiz
     let now = now_ms();
     let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
     db::lock_sync_state(&mut tx).await?;
-    let mut ids = Vec::new();
-    for chunk in user_ids.chunks(CHUNK) {
-        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT id FROM sessions WHERE ended_at IS NULL AND (user_id IN ({0}) OR operator_id IN ({0}))", marks.join(", "));
-        let mut q = sqlx::query_scalar::<_, String>(&sql);
-        for id in chunk {
-            q = q.bind(id);
-        }
-        ids.extend(q.fetch_all(&mut *tx).await?);
-    }
+    let ids = live_where(&mut tx, &["user_id", "operator_id"], user_ids).await?;
     let (ended, version) = end_in(&mut tx, &ids, now, EndReason::UserDeleted, None).await?;
     tx.commit().await?;
     finish_ending(state, ended, version);

@@ -426,11 +426,11 @@ import sqlite3, sys, time, os
 db, n = sys.argv[1], int(sys.argv[2])
 c = sqlite3.connect(db)
 acc, user = c.execute("SELECT account_id, id FROM users LIMIT 1").fetchone()
-tok = c.execute("SELECT id FROM tokens LIMIT 1").fetchone()[0]
+tok, kid = c.execute("SELECT id, kid FROM tokens LIMIT 1").fetchone()
 now = int(time.time() * 1000)
 exp = now + 7 * 86400 * 1000
-c.executemany(f"INSERT INTO sessions (id, account_id, user_id, operator_id, token_id, created_at, expires_at, last_used_at) "
-              f"VALUES (?, '{acc}', '{user}', '{user}', '{tok}', {now}, {exp}, {now})", [(os.urandom(12).hex(),) for _ in range(n)])
+c.executemany(f"INSERT INTO sessions (id, account_id, user_id, operator_id, token_id, created_at, expires_at, last_used_at, kid) "
+              f"VALUES (?, '{acc}', '{user}', '{user}', '{tok}', {now}, {exp}, {now}, '{kid}')", [(os.urandom(12).hex(),) for _ in range(n)])
 c.commit()
 EOF
 }

@@ -11,11 +11,14 @@ CREATE TABLE sessions (
     user_id       TEXT NOT NULL REFERENCES users (id),
     operator_id   TEXT NOT NULL REFERENCES users (id),
     token_id      TEXT NOT NULL REFERENCES tokens (id),
+    -- The key that signed the session: a retired key stays published while a live
+    -- session it signed remains, as for tokens.
+    kid           TEXT NOT NULL,
     created_at    BIGINT NOT NULL,
     expires_at    BIGINT NOT NULL,
     last_used_at  BIGINT NOT NULL,
     ended_at      BIGINT,
-    end_reason    TEXT CHECK (end_reason IN ('logout', 'idle', 'token_revoked', 'user_deleted'))
+    end_reason    TEXT CHECK (end_reason IN ('logout', 'idle', 'token_revoked', 'user_deleted', 'key_withdrawn'))
 );
 
 CREATE INDEX sessions_token ON sessions (token_id);

@@ -77,6 +77,7 @@ pub enum EndReason {
     Idle,
     TokenRevoked,
     UserDeleted,
+    KeyWithdrawn,
 }
 
 impl EndReason {
@@ -86,6 +87,7 @@ impl EndReason {
             EndReason::Idle => "idle",
             EndReason::TokenRevoked => "token_revoked",
             EndReason::UserDeleted => "user_deleted",
+            EndReason::KeyWithdrawn => "key_withdrawn",
         }
     }
 }
@@ -218,7 +220,9 @@ async fn start(state: &AppState, caller: &Caller, user: &users::User, operator: 
         par: Some(caller.claims.jti.clone()),
         opr: operator.map(|o| o.name.clone()),
     };
-    let token = state.keys.current().signing().sign(TokenKind::Session, &claims).map_err(|e| {
+    let ring = state.keys.current();
+    let kid = ring.signing().kid.clone();
+    let token = ring.signing().sign(TokenKind::Session, &claims).map_err(|e| {
         tracing::error!(code = e.code(), "signing a session failed");
         ApiError::Internal
     })?;
@@ -232,8 +236,8 @@ async fn start(state: &AppState, caller: &Caller, user: &users::User, operator: 
         _ => return Err(Denial::InvalidToken(TokenError::Revoked).into()),
     }
     sqlx::query(
-        "INSERT INTO sessions (id, account_id, user_id, operator_id, token_id, created_at, expires_at, last_used_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $6)",
+        "INSERT INTO sessions (id, account_id, user_id, operator_id, token_id, created_at, expires_at, last_used_at, kid) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8)",
     )
     .bind(&id)
     .bind(&caller.token.account_id)
@@ -242,6 +246,7 @@ async fn start(state: &AppState, caller: &Caller, user: &users::User, operator: 
     .bind(&caller.claims.jti)
     .bind(now)
     .bind(expires_at)
+    .bind(&kid)
     .execute(&mut *tx)
     .await?;
     // The change row is kept only as long as deltas need it; the session's end is in its own row.
@@ -306,6 +311,12 @@ async fn live_where(tx: &mut AnyConnection, columns: &[&str], keys: &[String]) -
 pub async fn end_for_tokens(tx: &mut AnyConnection, token_ids: &[String], now: i64) -> Result<(usize, Option<u64>), sqlx::Error> {
     let ids = live_where(tx, &["token_id"], token_ids).await?;
     end_in(tx, &ids, now, EndReason::TokenRevoked, None).await
+}
+
+/// Ends every live session signed by the key `kid` (withdrawn) inside `tx`.
+pub async fn end_signed_by(tx: &mut AnyConnection, kid: &str, now: i64) -> Result<(usize, Option<u64>), sqlx::Error> {
+    let ids = live_where(tx, &["kid"], &[kid.to_owned()]).await?;
+    end_in(tx, &ids, now, EndReason::KeyWithdrawn, None).await
 }
 
 /// Ends every live session acting as one of `user_ids` (deleted users).

@@ -97,7 +97,8 @@ const EXPIRY_GRACE_MS: i64 = DEFAULT_LEEWAY_SECS as i64 * 2000;
 pub async fn published<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(db: E, now: i64) -> Result<Vec<PublicKey>, sqlx::Error> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT k.kid, k.x FROM signing_keys k WHERE k.withdrawn_at IS NULL AND (k.retired_at IS NULL OR k.retired_at > $1 \
-         OR EXISTS (SELECT 1 FROM tokens t WHERE t.kid = k.kid AND t.revoked_at IS NULL AND t.expires_at > $2)) \
+         OR EXISTS (SELECT 1 FROM tokens t WHERE t.kid = k.kid AND t.revoked_at IS NULL AND t.expires_at > $2) \
+         OR EXISTS (SELECT 1 FROM sessions s WHERE s.kid = k.kid AND s.ended_at IS NULL AND s.expires_at > $2)) \
          ORDER BY k.created_at, k.kid",
     )
     .bind(now.saturating_sub(RETIRE_OVERLAP_MS))
@@ -252,7 +253,9 @@ async fn rotate(
     let mut revoked = Revoked::default();
     for key in &public[..excess.min(public.len())] {
         let (retired_at, last_token): (Option<i64>, Option<i64>) = sqlx::query_as(
-            "SELECT k.retired_at, (SELECT MAX(t.expires_at) FROM tokens t WHERE t.kid = k.kid AND t.revoked_at IS NULL AND t.expires_at > $2) \
+            "SELECT k.retired_at, (SELECT MAX(e) FROM ( \
+               SELECT t.expires_at AS e FROM tokens t WHERE t.kid = k.kid AND t.revoked_at IS NULL AND t.expires_at > $2 \
+               UNION ALL SELECT s.expires_at AS e FROM sessions s WHERE s.kid = k.kid AND s.ended_at IS NULL AND s.expires_at > $2) AS live) \
              FROM signing_keys k WHERE k.kid = $1",
         )
         .bind(&key.kid)
@@ -271,6 +274,9 @@ async fn rotate(
         let done = revoke_in(&mut tx, roots, now).await?;
         revoked.count += done.count;
         revoked.version = done.version.or(revoked.version);
+        // Sessions it signed (of tokens another key signed) end too.
+        let (_, ended) = crate::sessions::end_signed_by(&mut tx, &key.kid, now).await?;
+        revoked.version = revoked.version.max(ended);
         sqlx::query("UPDATE signing_keys SET withdrawn_at = $2 WHERE kid = $1").bind(&key.kid).bind(now).execute(&mut *tx).await?;
         withdrawn.push(key.kid.clone());
     }

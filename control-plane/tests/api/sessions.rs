@@ -16,6 +16,7 @@ each_db!(
     sessions_sync_stream_carries_the_live_set_not_a_revocation_list,
     security_idle_sessions_end_and_used_ones_live,
     sessions_bad_input_writes_nothing,
+    security_a_retired_key_stays_published_while_a_session_it_signed_lives,
 );
 
 fn tok(v: &Value) -> &str {
@@ -285,4 +286,24 @@ async fn sessions_bad_input_writes_nothing(app: TestApp) {
     // Without a Bearer.
     let r = app.call(Method::GET, "/api/v1/sessions", None, None).await;
     r.assert_error(401, "missing_token");
+}
+
+/// A session is signed like a token: its key stays published (and trusted by the
+/// proxies) while the session lives, even when no token it signed is left; withdrawing
+/// the key ends it.
+async fn security_a_retired_key_stays_published_while_a_session_it_signed_lives(app: TestApp) {
+    use tokengate_control_plane::tokens::keys::published;
+    let admin = app.admin_token(None, None).await;
+    let s = session(&app, tok(&admin), json!({})).await;
+    let kid: String = sqlx::query_scalar("SELECT kid FROM sessions").fetch_one(&app.state.pool).await.unwrap();
+    let r = app.post("/api/v1/keys/rotate", Some(tok(&admin)), &json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Only the session keeps the old key now (its token's row no longer counts).
+    sqlx::query("UPDATE tokens SET kid = 'elsewhere' WHERE kid = $1").bind(&kid).execute(&app.state.pool).await.unwrap();
+    let later = now_ms() + 10 * 60_000;
+    let kids = |keys: Vec<tokengate_rules::sync::PublicKey>| keys.into_iter().map(|k| k.kid).collect::<Vec<_>>();
+    assert!(kids(published(&app.state.pool, later).await.unwrap()).contains(&kid), "the live session's key was unpublished");
+    let r = app.delete(&format!("/api/v1/sessions/{}", s["_id"].as_str().unwrap()), tok(&admin)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(!kids(published(&app.state.pool, later).await.unwrap()).contains(&kid), "an ended session keeps no key");
 }

@@ -7,7 +7,7 @@ use tokengate_rules::token::{verify, TokenKind};
 use tokengate_rules::VerifyPolicy;
 
 use crate::each_db;
-use crate::helpers::{now_ms, Reply, TestApp, ADMIN, PROXY_BEARER};
+use crate::helpers::{now_ms, run_with, Reply, TestApp, ADMIN, PROXY_BEARER};
 
 each_db!(
     sessions_token_login_answers_in_seed_shape_by_response_flags,
@@ -17,6 +17,7 @@ each_db!(
     security_idle_sessions_end_and_used_ones_live,
     sessions_bad_input_writes_nothing,
     security_a_retired_key_stays_published_while_a_session_it_signed_lives,
+    security_withdrawing_a_key_ends_the_sessions_it_signed,
 );
 
 fn tok(v: &Value) -> &str {
@@ -306,4 +307,41 @@ async fn security_a_retired_key_stays_published_while_a_session_it_signed_lives(
     let r = app.delete(&format!("/api/v1/sessions/{}", s["_id"].as_str().unwrap()), tok(&admin)).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert!(!kids(published(&app.state.pool, later).await.unwrap()).contains(&kid), "an ended session keeps no key");
+}
+
+/// A key withdrawn by `?retireOldest=true` ends the sessions it signed, also those whose
+/// token another key signed (they leave the proxies' live set, not only their key set).
+async fn security_withdrawing_a_key_ends_the_sessions_it_signed(app: TestApp) {
+    drop(app);
+    run_with(&[("TOKENGATE_MAX_KEYS", "2")], |app| async move {
+        let first = app.admin_token(None, None).await;
+        let old_kid: String = sqlx::query_scalar("SELECT kid FROM signing_keys").fetch_one(&app.state.pool).await.unwrap();
+        let r = app.post("/api/v1/keys/rotate", Some(tok(&first)), &json!({})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        // The new key signs once it is active (2 s, then the next key reload).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let admin = loop {
+            let t = app.admin_token(None, None).await;
+            let kid: String = sqlx::query_scalar("SELECT kid FROM tokens WHERE id = $1").bind(t["_id"].as_str().unwrap()).fetch_one(&app.state.pool).await.unwrap();
+            if kid != old_kid {
+                break t;
+            }
+            assert!(std::time::Instant::now() < deadline, "the new key never signed");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        };
+        let s = session(&app, tok(&admin), json!({})).await;
+        // As if the old key had signed the session (its token is the new key's).
+        sqlx::query("UPDATE sessions SET kid = $1").bind(&old_kid).execute(&app.state.pool).await.unwrap();
+        let r = app.call(Method::POST, "/api/v1/keys/rotate?retireOldest=true", Some(tok(&admin)), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["withdrawn"], json!([old_kid]), "{}", r.body);
+        let reason: Option<String> = sqlx::query_scalar("SELECT end_reason FROM sessions WHERE id = $1")
+            .bind(s["_id"].as_str().unwrap())
+            .fetch_one(&app.state.pool)
+            .await
+            .unwrap();
+        assert_eq!(reason.as_deref(), Some("key_withdrawn"));
+        assert_eq!(live_sessions(&app).await, 0);
+    })
+    .await;
 }

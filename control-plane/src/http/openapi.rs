@@ -217,8 +217,12 @@ pub fn document(prefix: &str) -> Value {
         "createdAt": {"type": "integer"}, "lastUsedAt": {"type": "integer"}, "expiresAt": {"type": "integer"}, "idleEndsAt": {"type": "integer"},
     }});
     paths.insert(format!("{prefix}/sessions"), json!({
-        "get": {"summary": "The live sessions of your user and the users under it (never their values)", "operationId": "listSessions", "security": [{"bearer": []}],
-            "responses": merge(&[&guarded("GET /sessions"), &json!({"200": {"description": "Live sessions.", "content": {"application/json": {"schema": {"type": "array", "items": session_info}}}}})])},
+        "get": {"summary": "The live sessions of your user and the users under it (never their values), by id, in pages", "operationId": "listSessions", "security": [{"bearer": []}],
+            "parameters": [
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                {"name": "after", "in": "query", "description": "The last `_id` of the previous page.", "schema": {"type": "string", "pattern": "^[0-9a-f]{24}$"}},
+            ],
+            "responses": merge(&[&guarded("GET /sessions"), &json!({"200": {"description": "Live sessions.", "content": {"application/json": {"schema": {"type": "array", "items": session_info}}}}, "400": err("bad_query: limit or after is malformed.")})])},
     }));
     paths.insert(format!("{prefix}/sessions/{{id}}"), json!({
         "delete": {"summary": "End a session (logout): with the session itself as the Bearer, or an API token of a user at or above its user or operator", "operationId": "endSession", "security": [{"bearer": []}],

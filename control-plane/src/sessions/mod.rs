@@ -21,8 +21,8 @@
 
 use std::time::Duration;
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{ConnectInfo, OriginalUri, Path, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -40,6 +40,7 @@ use crate::identity::{login, users};
 use crate::sync::proxies;
 use crate::tokens::guard::{Authorized, Caller};
 use crate::tokens::keys::{is_id, random_id};
+use crate::tokens::{ListQuery, MAX_PAGE};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -405,24 +406,40 @@ struct ListRow {
 }
 
 /// `GET /sessions`: the live sessions of the caller's user and the users under it (as
-/// the user they act as, or as the operator who made them).
-async fn list(State(state): State<AppState>, Authorized(caller): Authorized) -> Result<Json<Vec<SessionInfo>>, ApiError> {
+/// the user they act as, or as the operator who made them), by id, in pages
+/// (`?limit=&after=<_id>`, as `GET /tokens`).
+async fn list(
+    State(state): State<AppState>,
+    Authorized(caller): Authorized,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Vec<SessionInfo>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadQuery(format!("bad query string: {}", e.body_text())))?;
+    let (limit, mut after) = query.page()?;
     let reach: std::collections::HashSet<String> = directory::reachable_ids(&state, &caller).await?.into_iter().collect();
     let now = now_ms();
-    let rows: Vec<ListRow> = sqlx::query_as(
-        "SELECT s.id, s.user_id, u.name AS user_name, s.operator_id, o.name AS operator_name, s.token_id, s.created_at, \
-         s.last_used_at, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id JOIN users o ON o.id = s.operator_id \
-         WHERE s.account_id = $1 AND s.ended_at IS NULL AND s.expires_at > $2 ORDER BY s.id",
-    )
-    .bind(&caller.token.account_id)
-    .bind(now)
-    .fetch_all(&state.pool)
-    .await?;
     let idle_ms = db::to_i64(state.config.session_idle_secs.saturating_mul(1000));
-    Ok(Json(
-        rows.into_iter()
-            .filter(|r| reach.contains(&r.user_id) || reach.contains(&r.operator_id))
-            .map(|r| SessionInfo {
+    let mut out = Vec::new();
+    // The account's live sessions in id order, a batch at a time, keeping those the caller
+    // reaches until the page is full.
+    loop {
+        let rows: Vec<ListRow> = sqlx::query_as(
+            "SELECT s.id, s.user_id, u.name AS user_name, s.operator_id, o.name AS operator_name, s.token_id, s.created_at, \
+             s.last_used_at, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id JOIN users o ON o.id = s.operator_id \
+             WHERE s.account_id = $1 AND s.ended_at IS NULL AND s.expires_at > $2 AND s.id > $3 ORDER BY s.id LIMIT $4",
+        )
+        .bind(&caller.token.account_id)
+        .bind(now)
+        .bind(&after)
+        .bind(MAX_PAGE)
+        .fetch_all(&state.pool)
+        .await?;
+        let full_batch = rows.len() as i64 == MAX_PAGE;
+        for r in rows {
+            after.clone_from(&r.id);
+            if !(reach.contains(&r.user_id) || reach.contains(&r.operator_id)) {
+                continue;
+            }
+            out.push(SessionInfo {
                 id: r.id,
                 user: SessionUser { id: r.user_id, nm: r.user_name },
                 operator: SessionUser { id: r.operator_id, nm: r.operator_name },
@@ -431,9 +448,15 @@ async fn list(State(state): State<AppState>, Authorized(caller): Authorized) -> 
                 last_used_at: r.last_used_at,
                 expires_at: r.expires_at,
                 idle_ends_at: r.last_used_at.saturating_add(idle_ms).min(r.expires_at),
-            })
-            .collect(),
-    ))
+            });
+            if out.len() as i64 == limit {
+                return Ok(Json(out));
+            }
+        }
+        if !full_batch {
+            return Ok(Json(out));
+        }
+    }
 }
 
 /// `DELETE /sessions/:id`: logout. With the session itself as the Bearer, or with an API

@@ -342,9 +342,30 @@ async fn create(
 }
 
 #[derive(Deserialize)]
-struct ListQuery {
+pub struct ListQuery {
     limit: Option<String>,
     after: Option<String>,
+}
+
+impl ListQuery {
+    /// `?limit=` (1 to [`MAX_PAGE`], default [`MAX_PAGE`]) and `?after=<_id>` (24 hex
+    /// digits; default: from the start), or 400 `bad_query` naming the parameter.
+    pub fn page(self) -> Result<(i64, String), ApiError> {
+        let limit = match self.limit.as_deref() {
+            None => MAX_PAGE,
+            Some(s) => s
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .ok_or_else(|| ApiError::BadQuery(format!("limit must be a whole number from 1 to {MAX_PAGE}")))?,
+        };
+        let after = match self.after {
+            None => String::new(),
+            Some(id) if is_token_id(&id) => id,
+            Some(_) => return Err(ApiError::BadQuery("after must be an _id (24 lower-case hexadecimal digits)".into())),
+        };
+        Ok((limit, after))
+    }
 }
 
 pub const MAX_PAGE: i64 = 1000;
@@ -373,19 +394,7 @@ async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<TokenInfo>>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadQuery(format!("bad query string: {}", e.body_text())))?;
-    let limit = match query.limit.as_deref() {
-        None => MAX_PAGE,
-        Some(s) => s
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| ApiError::BadQuery(format!("limit must be a whole number from 1 to {MAX_PAGE}")))?,
-    };
-    let after = match query.after {
-        None => String::new(),
-        Some(id) if is_token_id(&id) => id,
-        Some(_) => return Err(ApiError::BadQuery("after must be a token _id (24 lower-case hexadecimal digits)".into())),
-    };
+    let (limit, after) = query.page()?;
     let rows: Vec<ListedRow> = sqlx::query_as(
         "SELECT id, name, issued_at, expires_at, scopes, parent_id, app, fl, items, not_before, dur, last_used_at FROM tokens \
          WHERE account_id = $1 AND kind = 'api' AND revoked_at IS NULL AND expires_at > $2 AND id > $3 \

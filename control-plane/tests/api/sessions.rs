@@ -147,6 +147,18 @@ async fn security_operate_as_reaches_only_users_below(app: TestApp) {
     let listed = app.get("/api/v1/sessions", tok(&alice_token)).await.body;
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
     assert!(!listed.to_string().contains(bob["id"].as_str().unwrap()), "{listed}");
+    // In pages, by id; those she does not reach never fill a page.
+    let first = app.get("/api/v1/sessions?limit=1", tok(&alice_token)).await.body;
+    assert_eq!(first.as_array().unwrap().len(), 1);
+    assert_eq!(first[0]["_id"], listed[0]["_id"]);
+    let rest = app.get(&format!("/api/v1/sessions?limit=1&after={}", first[0]["_id"].as_str().unwrap()), tok(&alice_token)).await.body;
+    assert_eq!(rest.as_array().unwrap().len(), 1);
+    assert_eq!(rest[0]["_id"], listed[1]["_id"]);
+    let all = app.get("/api/v1/sessions?limit=3", tok(&admin)).await.body;
+    assert_eq!(all.as_array().unwrap().len(), 3, "the admin reaches them all: {all}");
+    for bad in ["limit=0", "limit=1001", "limit=x", "after=xyz"] {
+        app.get(&format!("/api/v1/sessions?{bad}"), tok(&admin)).await.assert_error(400, "bad_query");
+    }
 }
 
 async fn security_session_ends_with_logout_token_revocation_and_user_deletion(app: TestApp) {

@@ -416,20 +416,8 @@ impl Worker {
     }
 
     fn reload_revocations(&mut self, host: &dyn Host) {
-        self.revoked.clear();
-        for i in 0..shared::REV_BUCKETS {
-            if let Some(bytes) = host.get_shared(&shared::bucket_key(i)) {
-                let revoked = &mut self.revoked;
-                shared::decode_bucket(&bytes, |jti, exp| revoked.insert(jti, exp));
-            }
-        }
-        self.sessions.clear();
-        for i in 0..shared::SESS_BUCKETS {
-            if let Some(bytes) = host.get_shared(&shared::sess_key(i)) {
-                let sessions = &mut self.sessions;
-                shared::decode_bucket(&bytes, |jti, exp| sessions.insert(jti, exp));
-            }
-        }
+        load_id_buckets(host, &mut self.revoked, shared::REV_BUCKETS, shared::bucket_key);
+        load_id_buckets(host, &mut self.sessions, shared::SESS_BUCKETS, shared::sess_key);
         self.amendments.clear();
         for i in 0..shared::AMEND_BUCKETS {
             let list = host.get_shared(&shared::amend_key(i)).and_then(|b| serde_json::from_slice::<Vec<Amendment>>(&b).ok());
@@ -462,6 +450,17 @@ impl Worker {
             }
         }
         true
+    }
+}
+
+/// Replaces `set` with the `jti exp` lines of the `n` shared buckets `key(0..n)`
+/// (revocations, live sessions).
+fn load_id_buckets(host: &dyn Host, set: &mut RevocationSet, n: usize, key: fn(usize) -> String) {
+    set.clear();
+    for i in 0..n {
+        if let Some(bytes) = host.get_shared(&key(i)) {
+            shared::decode_bucket(&bytes, |jti, exp| set.insert(jti, exp));
+        }
     }
 }
 

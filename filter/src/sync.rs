@@ -101,6 +101,30 @@ pub struct Syncer {
     staging: Option<SyncResponse>,
 }
 
+/// Id buckets (`jti -> exp`: revocations, live sessions): drops the entries past their
+/// expiry (plus the leeway) and marks the buckets that changed.
+fn prune_id_buckets(buckets: &mut [HashMap<Box<str>, u64>], dirty: &mut [bool], now: u64) {
+    for (b, d) in buckets.iter_mut().zip(dirty.iter_mut()) {
+        let before = b.len();
+        b.retain(|_, exp| exp.saturating_add(DEFAULT_LEEWAY_SECS) > now);
+        *d |= b.len() != before;
+    }
+}
+
+/// Writes the dirty id buckets as `jti exp` lines under `key(i)`; a failed write stays
+/// dirty. Returns how many failed.
+fn write_id_buckets(host: &dyn Host, buckets: &[HashMap<Box<str>, u64>], dirty: &mut [bool], key: fn(usize) -> String) -> u64 {
+    let mut failed = 0;
+    for (i, (b, d)) in buckets.iter().zip(dirty.iter_mut()).enumerate() {
+        if *d {
+            let ok = host.set_shared(&key(i), &shared::encode_bucket(b.iter().map(|(k, v)| (&**k, *v))));
+            *d = !ok;
+            failed += u64::from(!ok);
+        }
+    }
+    failed
+}
+
 impl Syncer {
     pub fn new(cfg: ControlPlaneConfig) -> Self {
         Syncer {
@@ -367,11 +391,7 @@ impl Syncer {
         if now_ms.saturating_sub(self.last_prune_ms) > PRUNE_EVERY_MS {
             self.last_prune_ms = now_ms;
             let now = now_ms / 1000;
-            for (i, b) in self.buckets.iter_mut().enumerate() {
-                let before = b.len();
-                b.retain(|_, exp| exp.saturating_add(DEFAULT_LEEWAY_SECS) > now);
-                self.dirty_rev[i] |= b.len() != before;
-            }
+            prune_id_buckets(&mut self.buckets, &mut self.dirty_rev, now);
             for (i, b) in self.amendments.iter_mut().enumerate() {
                 let before = b.len();
                 // Until the signed expiry: past its own `exp` the amendment is what
@@ -379,11 +399,7 @@ impl Syncer {
                 b.retain(|_, a| a.exp.max(a.signed_exp).saturating_add(DEFAULT_LEEWAY_SECS) > now);
                 self.dirty_amend[i] |= b.len() != before;
             }
-            for (i, b) in self.sessions.iter_mut().enumerate() {
-                let before = b.len();
-                b.retain(|_, exp| exp.saturating_add(DEFAULT_LEEWAY_SECS) > now);
-                self.dirty_sess[i] |= b.len() != before;
-            }
+            prune_id_buckets(&mut self.sessions, &mut self.dirty_sess, now);
         }
         let changed = self.dirty_rev.iter().chain(&self.dirty_amend).chain(&self.dirty_sess).any(|c| *c) || self.dirty_keys;
         self.dirty_journal |= changed || resp.version != self.meta.version;
@@ -424,22 +440,8 @@ impl Syncer {
                 failed += u64::from(!ok);
             }
         }
-        for i in 0..shared::REV_BUCKETS {
-            if self.dirty_rev[i] {
-                let bytes = shared::encode_bucket(self.buckets[i].iter().map(|(k, v)| (&**k, *v)));
-                let ok = host.set_shared(&shared::bucket_key(i), &bytes);
-                self.dirty_rev[i] = !ok;
-                failed += u64::from(!ok);
-            }
-        }
-        for i in 0..shared::SESS_BUCKETS {
-            if self.dirty_sess[i] {
-                let bytes = shared::encode_bucket(self.sessions[i].iter().map(|(k, v)| (&**k, *v)));
-                let ok = host.set_shared(&shared::sess_key(i), &bytes);
-                self.dirty_sess[i] = !ok;
-                failed += u64::from(!ok);
-            }
-        }
+        failed += write_id_buckets(host, &self.buckets, &mut self.dirty_rev, shared::bucket_key);
+        failed += write_id_buckets(host, &self.sessions, &mut self.dirty_sess, shared::sess_key);
         if self.dirty_keys {
             let ok = host.set_shared(shared::KEYS_KEY, &json(&self.keys)?);
             self.dirty_keys = !ok;

@@ -239,8 +239,8 @@ grep -q listening "$WORK/authz.log" || die "authorizer did not start (see $WORK/
 
 LISTEN_PORT=$(free_port)
 ADMIN_PORT=$(free_port)
-render() { # variant out [wasm]
-    "$TG" render --variant "$1" --out "$2" --template "$ROOT/envoy/envoy.yaml" --port "$LISTEN_PORT" \
+render() { # variant out [wasm] [template]
+    "$TG" render --variant "$1" --out "$2" --template "${4:-$ROOT/envoy/envoy.yaml}" --port "$LISTEN_PORT" \
         --admin-port "$ADMIN_PORT" --cp-port "$CP_PORT" --authz-port "$AUTHZ_PORT" --wasm "${3:-$WASM}" \
         --noop-wasm "$NOOP_WASM" --jwks "$WORK/jwks.json" --secret "$SECRET" --cache-size 1000
 }
@@ -248,7 +248,10 @@ for v in $(printf "%s\n" A B C D E F G $VARIANTS | grep -v "^[HS]$" | sort -u); 
     case $v in
         E0 | F0)
             [ -n "${BASELINE_REF:-}" ] || die "variant $v needs BASELINE_REF=<git ref>"
-            render "${v%0}" "$WORK/envoy-$v.yaml" "$WORK/baseline_filter.wasm"
+            # The baseline filter with the baseline's own template: its plugin config may
+            # not know settings added since (its config parsing refuses unknown fields).
+            (cd "$ROOT" && git show "$BASELINE_REF:envoy/envoy.yaml") >"$WORK/baseline-envoy.yaml"
+            render "${v%0}" "$WORK/envoy-$v.yaml" "$WORK/baseline_filter.wasm" "$WORK/baseline-envoy.yaml"
             ;;
         *) render "$v" "$WORK/envoy-$v.yaml" ;;
     esac

@@ -111,6 +111,26 @@ pub struct Config {
     pub session_grace_ms: u64,
     /// `TOKENGATE_SESSION_SWEEP_MS`: how often idle sessions are ended.
     pub session_sweep_ms: u64,
+    /// `TOKENGATE_DATA_DIR`: where the voucher keys live (default: the SQLite file's
+    /// directory, else the working directory).
+    pub data_dir: std::path::PathBuf,
+    /// `TOKENGATE_VOUCHER_TOKEN_SECS`: the lifetime of a voucher's access token (a day);
+    /// the guest's device renews it by redeeming the code again.
+    pub voucher_token_secs: u64,
+    /// `TOKENGATE_PORTAL_URL`: the captive portal's address, printed on the voucher PDF.
+    pub portal_url: Option<String>,
+}
+
+/// A voucher's access token lives a day unless `TOKENGATE_VOUCHER_TOKEN_SECS` says otherwise.
+pub const DEFAULT_VOUCHER_TOKEN_SECS: u64 = 24 * 3600;
+
+/// The default data directory: the SQLite file's directory, else the working directory.
+fn default_data_dir(database_url: &str) -> std::path::PathBuf {
+    let file = database_url.strip_prefix("sqlite://").or_else(|| database_url.strip_prefix("sqlite:")).map(|rest| rest.split('?').next().unwrap_or(rest));
+    match file.filter(|f| !f.is_empty() && !f.starts_with(':')).and_then(|f| Path::new(f).parent()) {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    }
 }
 
 /// What is wrong with the configuration, phrased as what to fix.
@@ -252,8 +272,9 @@ impl Config {
                         flags: *flags,
                         items: items.iter().map(|i| (*i).to_owned()).collect(),
                         http_token: false,
+                        voucher: false,
                     })
-                    .chain(DEMO_HTTP_ROUTES.iter().map(|p| RouteSpec { pattern: (*p).to_owned(), flags: 0, items: Vec::new(), http_token: true })),
+                    .chain(DEMO_HTTP_ROUTES.iter().map(|p| RouteSpec { pattern: (*p).to_owned(), flags: 0, items: Vec::new(), http_token: true, voucher: false })),
                 &prefix,
                 "the built-in catalogue",
             )?,
@@ -270,6 +291,12 @@ impl Config {
         let session_idle_secs = number(&get, "TOKENGATE_SESSION_IDLE_SECS", DEFAULT_SESSION_IDLE_SECS, 1)?;
         let session_grace_ms = number(&get, "TOKENGATE_SESSION_GRACE_MS", DEFAULT_SESSION_GRACE_MS, 0)?;
         let session_sweep_ms = number(&get, "TOKENGATE_SESSION_SWEEP_MS", DEFAULT_SESSION_SWEEP_MS, 50)?;
+        let data_dir = get("TOKENGATE_DATA_DIR").map_or_else(|| default_data_dir(&database_url), std::path::PathBuf::from);
+        let voucher_token_secs = number(&get, "TOKENGATE_VOUCHER_TOKEN_SECS", DEFAULT_VOUCHER_TOKEN_SECS, 60)?;
+        if voucher_token_secs > 30 * 24 * 3600 {
+            return Err(ConfigError("TOKENGATE_VOUCHER_TOKEN_SECS must be at most 2592000 (30 days): a voucher's revocation lives as long as its token".into()));
+        }
+        let portal_url = get("TOKENGATE_PORTAL_URL");
         let metrics = match get("TOKENGATE_METRICS").as_deref() {
             None | Some("on" | "true" | "1") => true,
             Some("off" | "false" | "0") => false,
@@ -282,6 +309,9 @@ impl Config {
         }
 
         Ok(Config {
+            data_dir,
+            voucher_token_secs,
+            portal_url,
             unsecured_login,
             session_idle_secs,
             session_grace_ms,
@@ -360,7 +390,7 @@ fn load_catalogue(path: &Path, prefix: &Prefix) -> Result<Vec<RouteSpec>, Config
     })?;
     canonical(
         list.into_iter().map(|e| match e {
-            CatalogueEntry::Pattern(pattern) => RouteSpec { pattern, flags: 0, items: Vec::new(), http_token: false },
+            CatalogueEntry::Pattern(pattern) => RouteSpec { pattern, flags: 0, items: Vec::new(), http_token: false, voucher: false },
             CatalogueEntry::Route(r) => r,
         }),
         prefix,

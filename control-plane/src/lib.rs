@@ -30,6 +30,7 @@ pub mod limits;
 pub mod sessions;
 pub mod sync;
 pub mod tokens;
+pub mod vouchers;
 
 pub use config::Config;
 use http::error::ApiError;
@@ -72,6 +73,8 @@ pub struct Inner {
     pub contacts: watch::Sender<u64>,
     /// The proxies' bearer and the answers' MAC key, derived from the proxy secret.
     pub proxy_keys: Option<tokengate_rules::sync::ProxyKeys>,
+    /// The voucher keys (seed 000), from files in the data directory.
+    pub voucher_keys: vouchers::VoucherKeys,
 }
 
 impl std::ops::Deref for AppState {
@@ -113,6 +116,8 @@ pub async fn start(config: Config) -> Result<(AppState, Option<GeneratedAdmin>),
     let pool = db::connect(&config.database_url, config.backend).await?;
     db::migrate(&pool, config.backend).await?;
     let keys = Keys::new(KeyRing::load_or_create(&pool, config.backend).await?);
+    let voucher_keys = vouchers::VoucherKeys::load_or_create(&config.data_dir).map_err(StartError)?;
+    vouchers::check_keys(&pool, &voucher_keys, &config.data_dir).await.map_err(StartError)?;
     let passwords = Passwords::new(HASH_CONCURRENCY).await.map_err(|e| StartError(format!("password hasher: {}", e.code())))?;
     let generated = users::ensure_admin(&pool, config.backend, &passwords, config.admin.as_ref()).await.map_err(StartError)?;
     if let Some(name) = &config.unsecured_login {
@@ -137,6 +142,7 @@ pub async fn start(config: Config) -> Result<(AppState, Option<GeneratedAdmin>),
         held_polls: proxies::HeldPolls::default(),
         contacts: watch::Sender::new(0),
         proxy_keys: config.proxy_secret.as_deref().map(|s| tokengate_rules::sync::ProxyKeys::derive(s.as_bytes())),
+        voucher_keys,
         config,
     }));
     Ok((state, generated))
@@ -156,13 +162,15 @@ pub fn app(state: AppState) -> Router {
         .merge(manage::router())
         .merge(keys::router())
         .merge(proxies::router())
+        .merge(vouchers::router())
         .route("/openapi.json", get(openapi_document))
         .method_not_allowed_fallback(method_not_allowed);
     let mut root = Router::new()
         .route("/healthz", get(health))
         .route("/.well-known/jwks.json", get(jwks))
         .merge(sync::router())
-        .merge(usage::router());
+        .merge(usage::router())
+        .merge(vouchers::portal_router());
     if state.config.metrics {
         root = root.route("/metrics", get(metrics_text));
     }

@@ -46,6 +46,27 @@ pub struct PluginConfig {
     /// The operator's route table: which flags and item parameters each operation needs.
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    /// Voucher access tokens (seed 000) are bound to a device. Without this the device is
+    /// the peer's IP address; with it, the device is this request header (for example the
+    /// access controller's `x-client-mac`), believed only from the peers in
+    /// `device_header_trusted_from` and stripped from every other request.
+    #[serde(default)]
+    pub device_header: Option<String>,
+    /// Addresses or networks (`10.0.0.1`, `10.0.0.0/8`) whose `device_header` is believed.
+    #[serde(default)]
+    pub device_header_trusted_from: Vec<String>,
+    /// The captive portal (seed 000): requests to `path` need no token; the gate passes
+    /// them on with `x-tokengate-device` and `x-tokengate-network` (`network`, one of
+    /// `audiences`), which the control plane's portal page redeems the guest's code for.
+    #[serde(default)]
+    pub portal: Option<PortalConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortalConfig {
+    pub path: String,
+    pub network: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -112,6 +133,29 @@ pub struct GateConfig {
     pub shared_cache_slots: u32,
     pub usage_report_ms: u64,
     pub session_report_ms: u64,
+    /// Lower-case; `None`: the device is the peer address.
+    pub device_header: Option<String>,
+    pub device_header_trusted_from: Vec<ipnet::IpNet>,
+    pub portal: Option<PortalConfig>,
+}
+
+impl GateConfig {
+    /// Is the device header believed from this peer?
+    pub fn trusts_device_header_from(&self, peer: Option<std::net::IpAddr>) -> bool {
+        peer.is_some_and(|ip| self.device_header_trusted_from.iter().any(|net| net.contains(&ip)))
+    }
+
+    /// Is this request target the captive portal's page (with or without a query)?
+    pub fn is_portal(&self, path: &str) -> bool {
+        self.portal.as_ref().is_some_and(|p| path.strip_prefix(p.path.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('?')))
+    }
+}
+
+/// `10.0.0.1` or `10.0.0.0/8` (and IPv6 likewise).
+fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("plugin configuration: `device_header_trusted_from`: {text:?} is not an address or a network like 10.0.0.0/8"))
 }
 
 impl PluginConfig {
@@ -134,6 +178,29 @@ impl PluginConfig {
         }
         if cfg.max_staleness_ms < 1000 {
             return Err("plugin configuration: `max_staleness_ms` must be at least 1000".into());
+        }
+        match &cfg.device_header {
+            Some(h) if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') || h.to_ascii_lowercase().starts_with("x-tokengate-") => {
+                return Err("plugin configuration: `device_header` must be a header name of letters, digits and '-' (and not x-tokengate-*)".into());
+            }
+            Some(_) if cfg.device_header_trusted_from.is_empty() => {
+                return Err("plugin configuration: `device_header` needs `device_header_trusted_from`: the addresses of the access controllers that set it (from anyone else it is stripped)".into());
+            }
+            None if !cfg.device_header_trusted_from.is_empty() => {
+                return Err("plugin configuration: `device_header_trusted_from` without `device_header`".into());
+            }
+            _ => {}
+        }
+        for net in &cfg.device_header_trusted_from {
+            parse_net(net)?;
+        }
+        if let Some(portal) = &cfg.portal {
+            if !portal.path.starts_with('/') || portal.path.len() < 2 || portal.path.contains(['?', '#']) {
+                return Err("plugin configuration: `portal.path` must be a path like /portal".into());
+            }
+            if !cfg.audiences.contains(&portal.network) {
+                return Err(format!("plugin configuration: `portal.network` {:?} must be one of `audiences` (the networks this proxy serves)", portal.network));
+            }
         }
         let prefix = Prefix::parse(&cfg.api_prefix).map_err(|e| format!("plugin configuration: `api_prefix`: {e}"))?;
         RouteTable::compile(&cfg.routes, &prefix).map_err(|e| format!("plugin configuration: `routes`: {e}"))?;
@@ -173,9 +240,8 @@ impl PluginConfig {
         let routes = RouteTable::compile(&self.routes, &prefix).map_err(|e| e.to_string())?;
         Ok(GateConfig {
             realm: self.realm.clone(),
-            // The gate admits API tokens and sessions; HTTP-server and voucher tokens are
-            // for other audiences and are refused here by their `typ`.
-            policy: VerifyPolicy::new(&self.issuer, &audiences, &[TokenKind::Api, TokenKind::Session, TokenKind::HttpServer]),
+            // Every kind; the route table decides which kind a route takes (`admits_kind`).
+            policy: VerifyPolicy::new(&self.issuer, &audiences, &TokenKind::ALL),
             prefix,
             routes,
             max_staleness_ms: self.max_staleness_ms,
@@ -184,6 +250,9 @@ impl PluginConfig {
             shared_cache_slots: self.shared_cache_slots,
             usage_report_ms: self.usage_report_ms,
             session_report_ms: self.session_report_ms,
+            device_header: self.device_header.as_ref().map(|h| h.to_ascii_lowercase()),
+            device_header_trusted_from: self.device_header_trusted_from.iter().map(|n| parse_net(n)).collect::<Result<_, _>>()?,
+            portal: self.portal.clone(),
         })
     }
 }
@@ -212,10 +281,34 @@ mod tests {
             br#"{"audiences":["a"],"routes":[{"pattern":"GET /objects/:id","flags":256},{"pattern":"GET /objects/:x"}]}"#,
             br#"{"audiences":["a"],"routes":[{"pattern":"GET /objects/:id","items":["oid"]}]}"#,
             br#"{"audiences":["a"],"routes":[{"pattern":"get /objects"}]}"#,
+            br#"{"audiences":["a"],"device_header":"x-client-mac"}"#,
+            br#"{"audiences":["a"],"device_header":"x client","device_header_trusted_from":["10.0.0.1"]}"#,
+            br#"{"audiences":["a"],"device_header":"x-tokengate-device","device_header_trusted_from":["10.0.0.1"]}"#,
+            br#"{"audiences":["a"],"device_header":"x-client-mac","device_header_trusted_from":["10.0.0.0/33"]}"#,
+            br#"{"audiences":["a"],"device_header_trusted_from":["10.0.0.1"]}"#,
+            br#"{"audiences":["a"],"portal":{"path":"/portal","network":"cafe-1"}}"#,
+            br#"{"audiences":["a","cafe-1"],"portal":{"path":"portal","network":"cafe-1"}}"#,
         ] {
             assert!(PluginConfig::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
         // A short secret only with the explicit development flag.
         assert!(PluginConfig::parse(br#"{"audiences":["a"],"control_plane":{"cluster":"c","credential":"short","proxy_id":"p","insecure_short_credential":true}}"#).is_ok());
+    }
+
+    #[test]
+    fn device_header_and_portal() {
+        let cfg = PluginConfig::parse(
+            br#"{"audiences":["a","cafe-1"],"device_header":"X-Client-MAC","device_header_trusted_from":["10.0.0.0/8","127.0.0.1"],"portal":{"path":"/portal","network":"cafe-1"}}"#,
+        )
+        .unwrap()
+        .gate()
+        .unwrap();
+        assert_eq!(cfg.device_header.as_deref(), Some("x-client-mac"));
+        assert!(cfg.trusts_device_header_from(Some("10.1.2.3".parse().unwrap())));
+        assert!(cfg.trusts_device_header_from(Some("127.0.0.1".parse().unwrap())));
+        assert!(!cfg.trusts_device_header_from(Some("127.0.0.2".parse().unwrap())));
+        assert!(!cfg.trusts_device_header_from(None));
+        assert!(cfg.is_portal("/portal") && cfg.is_portal("/portal?lang=ru"));
+        assert!(!cfg.is_portal("/portals") && !cfg.is_portal("/portal/x") && !cfg.is_portal("/api/v1/portal"));
     }
 }

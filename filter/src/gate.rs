@@ -13,9 +13,10 @@ use sha2::{Digest, Sha256};
 use tokengate_rules::denial::{bearer_unchecked, valid_token68};
 use tokengate_rules::path::{query_has_access_token, split};
 use tokengate_rules::revocation::RevocationSet;
-use tokengate_rules::route::{admits_kind, authorize, Rights};
+use tokengate_rules::device::{normalize as normalize_device, peer_ip};
+use tokengate_rules::route::{admits_kind, authorize, Refusal, Rights};
 use tokengate_rules::sync::{Amendment, PublicKey};
-use tokengate_rules::token::{verify, MAX_TOKEN_LEN};
+use tokengate_rules::token::{inspect, verify, MAX_TOKEN_LEN};
 use tokengate_rules::{Claims, Denial, KeySet, ScopeSet, TokenError, TokenKind};
 
 use crate::config::{FailMode, GateConfig};
@@ -64,6 +65,9 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// Every `authorization` header value, in order.
     pub authorization: &'a [&'a str],
+    /// The configured `device_header`'s value, when present and sent by a peer trusted
+    /// to set it (the caller strips it otherwise).
+    pub device_header: Option<&'a str>,
 }
 
 #[derive(Debug)]
@@ -71,6 +75,9 @@ pub enum Outcome {
     /// Let it through, with identity headers from [`Allowed::headers`].
     Allow(Allowed),
     Deny(Denial),
+    /// The captive portal's page (seed 000): no token; pass it on with these headers (the
+    /// network, and the device when the gate can tell it).
+    Portal(Vec<(&'static str, String)>),
 }
 
 /// Where the verified claims came from, for the cache metrics.
@@ -167,6 +174,13 @@ impl Worker {
     }
 
     pub fn decide(&mut self, host: &dyn Host, req: &Request) -> Outcome {
+        if let Some(portal) = self.cfg.portal.as_ref().filter(|_| self.cfg.is_portal(req.path)) {
+            let mut headers = vec![("x-tokengate-network", portal.network.clone())];
+            if let Some(device) = self.device(host, req) {
+                headers.push(("x-tokengate-device", device));
+            }
+            return Outcome::Portal(headers);
+        }
         match self.check(host, req) {
             Ok(allowed) => Outcome::Allow(allowed),
             Err(d) => Outcome::Deny(d),
@@ -201,8 +215,17 @@ impl Worker {
             }
         }
         let (_, segments) = split(req.path).map_err(Denial::BadPath)?;
-        // A login's HTTP-server token only on the routes marked for it, and no other kind there.
+        // A login's HTTP-server token and a voucher's token only on the routes marked for
+        // them, and no other kind there.
         admits_kind(&self.cfg.routes, &self.cfg.prefix, req.method, &segments, verified.kind).map_err(Denial::Refused)?;
+        // A voucher's token (seed 000) only from its device; its network was checked with
+        // the audience (`wrong_network`).
+        if verified.kind == TokenKind::VoucherAccess {
+            let device = self.device(host, req);
+            if device.is_none() || device.as_deref() != verified.claims.dev.as_deref() {
+                return Err(Denial::Refused(Refusal::DeviceMismatch));
+            }
+        }
         let decision = authorize(&verified.rights, &self.cfg.routes, &self.cfg.prefix, req.method, &segments);
         decision.result.map_err(Denial::Refused)?;
         let scope = match (decision.scope, &verified.rights.scopes) {
@@ -212,6 +235,15 @@ impl Worker {
         drop(decision);
         self.report_use(host, &verified, now_ms);
         Ok(Allowed { verified, scope })
+    }
+
+    /// The request's device (seed 000): the trusted device header, normalized, when one is
+    /// configured, else the peer's IP address. `None` when it cannot be told.
+    fn device(&self, host: &dyn Host, req: &Request) -> Option<String> {
+        match &self.cfg.device_header {
+            Some(_) => req.device_header.and_then(normalize_device),
+            None => host.peer_address().and_then(|a| peer_ip(&a)).map(|ip| ip.to_string()),
+        }
     }
 
     /// Notes the token's use, at most once per `usage_report_ms` per token and worker, for
@@ -275,12 +307,17 @@ impl Worker {
         let (kind, mut claims) = match from_shared {
             Some((kind, claims)) => {
                 self.last_cache = CacheResult::Shared;
-                claims.check_policy(kind, &self.cfg.policy, now).map_err(Denial::InvalidToken)?;
+                claims.check_policy(kind, &self.cfg.policy, now).map_err(|e| refusal(e, kind))?;
                 (kind, claims)
             }
             None => {
                 self.last_cache = CacheResult::Miss;
-                let (kind, claims) = verify(token, &self.keys, &self.cfg.policy, now).map_err(Denial::InvalidToken)?;
+                let (kind, claims) = verify(token, &self.keys, &self.cfg.policy, now).map_err(|e| match e {
+                    // Signed by us for another audience: for a voucher's token that is
+                    // another Wi-Fi network (its kind is read only after the signature held).
+                    TokenError::WrongAudience => refusal(e, inspect(token).map_or(TokenKind::Api, |(k, _)| k)),
+                    _ => Denial::InvalidToken(e),
+                })?;
                 if let Some(bytes) = shared::encode_slot(&digest, kind, keys_gen, &claims) {
                     host.set_shared(&key, &bytes);
                 }
@@ -466,11 +503,26 @@ fn load_id_buckets(host: &dyn Host, set: &mut RevocationSet, n: usize, key: fn(u
 
 /// The optional identity headers of a token; a value that is not printable ASCII is left
 /// out rather than sent as a broken header.
+/// A policy refusal: a voucher's token for a network this proxy does not serve is 403
+/// `wrong_network`; everything else is the token's own error.
+fn refusal(e: TokenError, kind: TokenKind) -> Denial {
+    match (e, kind) {
+        (TokenError::WrongAudience, TokenKind::VoucherAccess) => Denial::Refused(Refusal::WrongNetwork),
+        _ => Denial::InvalidToken(e),
+    }
+}
+
 fn extra_headers(kind: TokenKind, c: &Claims) -> Vec<(&'static str, String)> {
     let printable = |s: &&str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
     let mut out = Vec::new();
     if kind == TokenKind::Session {
         out.push(("x-tokengate-session", c.jti.clone()));
+    }
+    if kind == TokenKind::VoucherAccess {
+        out.push(("x-tokengate-network", c.aud.clone()));
+        if let Some(dev) = c.dev.as_deref().filter(printable) {
+            out.push(("x-tokengate-device", dev.to_owned()));
+        }
     }
     for (name, value) in [("x-tokengate-user", &c.unm), ("x-tokengate-operator", &c.opr), ("x-tokengate-app", &c.app), ("x-tokengate-params", &c.p)] {
         if let Some(value) = value.as_deref().filter(printable) {
@@ -491,7 +543,6 @@ mod tests {
     use crate::sync::Syncer;
     use base64::Engine as _;
     use tokengate_rules::sync::{LiveSession, Revocation, SyncResponse};
-    use tokengate_rules::route::Refusal;
     use tokengate_rules::token::SigningKey;
 
     // jsonwebtoken checks exp/nbf against the real clock, so the fake clock starts there.
@@ -554,12 +605,13 @@ mod tests {
             p: None,
             par: None,
             opr: None,
+            dev: None,
         }
     }
 
     /// The outcome as the identity headers (allowed) or the denial.
     fn ask(f: &mut Fixture, method: &str, path: &str, auth: &[&str]) -> Result<Vec<(&'static str, String)>, Denial> {
-        outcome(f.worker.decide(&f.host, &Request { method, path, authorization: auth }))
+        outcome(f.worker.decide(&f.host, &Request { method, path, authorization: auth, device_header: None }))
     }
 
     fn outcome(o: Outcome) -> Result<Vec<(&'static str, String)>, Denial> {
@@ -570,6 +622,10 @@ mod tests {
                 Ok(h)
             }
             Outcome::Deny(d) => Err(d),
+            Outcome::Portal(mut h) => {
+                h.insert(0, ("portal", String::new()));
+                Ok(h)
+            }
         }
     }
 
@@ -578,7 +634,7 @@ mod tests {
         let cfg = PluginConfig::parse(CFG.as_bytes()).unwrap();
         let mut w = Worker::new(Rc::new(cfg.gate().unwrap()));
         let host = FakeHost::at(t0());
-        let out = w.decide(&host, &Request { method: "GET", path: "/api/v1/objects", authorization: &["Bearer a.b.c"] });
+        let out = w.decide(&host, &Request { method: "GET", path: "/api/v1/objects", authorization: &["Bearer a.b.c"], device_header: None });
         assert_eq!(outcome(out).unwrap_err(), Denial::Unavailable("gate_not_synced"));
     }
 
@@ -606,7 +662,7 @@ mod tests {
         assert!(ask(&mut f, "GET", "/anything", &[&auth]).is_ok());
         let cfg = PluginConfig::parse(CFG.as_bytes()).unwrap();
         let mut w2 = Worker::new(Rc::new(cfg.gate().unwrap()));
-        let out = w2.decide(&f.host, &Request { method: "GET", path: "/anything", authorization: &[&auth] });
+        let out = w2.decide(&f.host, &Request { method: "GET", path: "/anything", authorization: &[&auth], device_header: None });
         assert!(outcome(out).is_ok());
         assert_eq!(w2.last_cache, CacheResult::Shared);
     }
@@ -653,7 +709,7 @@ mod tests {
         // A fresh worker (e.g. after a restart of the worker VM) loads it from the buckets.
         let cfg = PluginConfig::parse(CFG.as_bytes()).unwrap();
         let mut w2 = Worker::new(Rc::new(cfg.gate().unwrap()));
-        let out = w2.decide(&f.host, &Request { method: "GET", path: "/x", authorization: &[&auth] });
+        let out = w2.decide(&f.host, &Request { method: "GET", path: "/x", authorization: &[&auth], device_header: None });
         assert_eq!(outcome(out).unwrap_err(), Denial::InvalidToken(TokenError::Revoked));
     }
 
@@ -790,7 +846,7 @@ mod tests {
         // A fresh worker sees the same state from the buckets.
         let cfg = PluginConfig::parse(cfg.as_bytes()).unwrap();
         let mut w2 = Worker::new(Rc::new(cfg.gate().unwrap()));
-        let out = w2.decide(&f.host, &Request { method: "GET", path: "/api/v1/objects/5", authorization: &[&auth] });
+        let out = w2.decide(&f.host, &Request { method: "GET", path: "/api/v1/objects/5", authorization: &[&auth], device_header: None });
         assert_eq!(outcome(out).unwrap_err(), Denial::InvalidToken(TokenError::NotYetValid));
     }
 
@@ -830,7 +886,7 @@ mod tests {
         assert_eq!(f.syncer.amendments(), 1, "the sync VM pruned the amendment before the signed expiry");
         let cfg = PluginConfig::parse(CFG.as_bytes()).unwrap();
         let mut fresh = Worker::new(Rc::new(cfg.gate().unwrap()));
-        let out = fresh.decide(&f.host, &Request { method: "GET", path: "/x", authorization: &[&auth] });
+        let out = fresh.decide(&f.host, &Request { method: "GET", path: "/x", authorization: &[&auth], device_header: None });
         assert_eq!(outcome(out).unwrap_err(), Denial::InvalidToken(TokenError::Expired));
     }
 
@@ -878,7 +934,7 @@ mod tests {
         // A worker that starts now loads the live set from shared data.
         let cfg = PluginConfig::parse(CFG.as_bytes()).unwrap();
         let mut fresh = Worker::new(Rc::new(cfg.gate().unwrap()));
-        assert!(outcome(fresh.decide(&f.host, &Request { method: "GET", path: "/api/v1/objects/7", authorization: &[&auth] })).is_ok());
+        assert!(outcome(fresh.decide(&f.host, &Request { method: "GET", path: "/api/v1/objects/7", authorization: &[&auth], device_header: None })).is_ok());
         assert_eq!(fresh.sessions(), 1);
         // Ended (logout, idle): refused at once, from the cache too, and by a fresh worker.
         apply(&mut f, delta(4, vec![], vec![sid.into()], vec![]));
@@ -886,7 +942,7 @@ mod tests {
         assert_eq!(f.syncer.sessions(), 0);
         assert_eq!(f.syncer.revocations(), 0, "an ended session leaves no revocation behind");
         let mut fresh = Worker::new(Rc::new(cfg.gate().unwrap()));
-        let out = fresh.decide(&f.host, &Request { method: "GET", path: "/api/v1/objects/7", authorization: &[&auth] });
+        let out = fresh.decide(&f.host, &Request { method: "GET", path: "/api/v1/objects/7", authorization: &[&auth], device_header: None });
         assert_eq!(outcome(out).unwrap_err(), Denial::InvalidToken(TokenError::SessionEnded));
 
         // Another live session whose token is revoked is refused before its end arrives.
@@ -936,7 +992,7 @@ mod tests {
         // Another worker that finds the token in its shared slot refuses it too.
         let cfg = PluginConfig::parse(CFG.as_bytes()).unwrap();
         let mut other = Worker::new(Rc::new(cfg.gate().unwrap()));
-        let out = other.decide(&f.host, &Request { method: "GET", path: "/x", authorization: &[&auth] });
+        let out = other.decide(&f.host, &Request { method: "GET", path: "/x", authorization: &[&auth], device_header: None });
         assert_eq!(outcome(out).unwrap_err(), Denial::InvalidToken(TokenError::UnknownKey));
     }
 
@@ -997,10 +1053,75 @@ mod tests {
     }
 
     #[test]
+    fn security_voucher_tokens_pass_only_from_their_device_on_their_network() {
+        let cfg = r#"{"audiences":["tokengate","cafe-1"],"control_plane":{"cluster":"cp","credential":"0123456789abcdef0123456789abcdef","proxy_id":"p1"},
+            "routes":[{"pattern":"GET /wifi/:page","voucher":true},{"pattern":"GET /objects/:id","flags":512}],
+            "portal":{"path":"/portal","network":"cafe-1"}}"#;
+        let mut f = fixture(cfg);
+        let voucher = |f: &Fixture, jti: &str, net: &str, dev: &str| {
+            let mut c = claims(jti, None);
+            c.aud = net.into();
+            c.dev = Some(dev.into());
+            c.unm = None;
+            format!("Bearer {}", f.signer.sign(TokenKind::VoucherAccess, &c).unwrap())
+        };
+        let mine = voucher(&f, "a0a0a0a0a0a0a0a0a0a0a0a0", "cafe-1", "127.0.0.9");
+        *f.host.peer.borrow_mut() = Some("127.0.0.9:50000".into());
+        let headers = ask(&mut f, "GET", "/api/v1/wifi/status", &[&mine]).unwrap();
+        assert!(headers.contains(&("x-tokengate-network", "cafe-1".into())), "{headers:?}");
+        assert!(headers.contains(&("x-tokengate-device", "127.0.0.9".into())), "{headers:?}");
+        // Another device with the same token, warm in the cache: refused.
+        *f.host.peer.borrow_mut() = Some("127.0.0.10:50000".into());
+        assert_eq!(ask(&mut f, "GET", "/api/v1/wifi/status", &[&mine]), Err(Denial::Refused(Refusal::DeviceMismatch)));
+        *f.host.peer.borrow_mut() = None;
+        assert_eq!(ask(&mut f, "GET", "/api/v1/wifi/status", &[&mine]), Err(Denial::Refused(Refusal::DeviceMismatch)));
+        // Another network (fresh, then from the shared claims slot on a second worker).
+        *f.host.peer.borrow_mut() = Some("127.0.0.9:50000".into());
+        let elsewhere = voucher(&f, "a1a1a1a1a1a1a1a1a1a1a1a1", "cafe-2", "127.0.0.9");
+        assert_eq!(ask(&mut f, "GET", "/api/v1/wifi/status", &[&elsewhere]), Err(Denial::Refused(Refusal::WrongNetwork)));
+        assert_eq!(ask(&mut f, "GET", "/api/v1/wifi/status", &[&elsewhere]), Err(Denial::Refused(Refusal::WrongNetwork)));
+        // Never an API token, nor the reverse.
+        let api = format!("Bearer {}", f.signer.sign(TokenKind::Api, &claims("b1b1b1b1b1b1b1b1b1b1b1b1", None)).unwrap());
+        assert_eq!(ask(&mut f, "GET", "/api/v1/objects/1", &[&mine]), Err(Denial::Refused(Refusal::WrongTokenKind)));
+        assert_eq!(ask(&mut f, "GET", "/api/v1/other", &[&mine]), Err(Denial::Refused(Refusal::WrongTokenKind)));
+        assert_eq!(ask(&mut f, "GET", "/api/v1/wifi/status", &[&api]), Err(Denial::Refused(Refusal::WrongTokenKind)));
+        assert!(ask(&mut f, "GET", "/api/v1/objects/1", &[&api]).is_ok());
+        // Revoking the activation (its id is the token's jti) refuses every token of it.
+        revoke(&mut f, "a0a0a0a0a0a0a0a0a0a0a0a0", 2);
+        f.host.now_ms.set(f.host.now_ms.get() + STATE_CHECK_MS + 1);
+        assert_eq!(ask(&mut f, "GET", "/api/v1/wifi/status", &[&mine]), Err(Denial::InvalidToken(TokenError::Revoked)));
+        // The portal's page needs no token and learns the device and the network.
+        let portal = ask(&mut f, "GET", "/portal?lang=ru", &[]).unwrap();
+        assert_eq!(portal, vec![("portal", String::new()), ("x-tokengate-network", "cafe-1".into()), ("x-tokengate-device", "127.0.0.9".into())]);
+        assert_eq!(ask(&mut f, "GET", "/portal/x", &[]), Err(Denial::MissingToken));
+    }
+
+    #[test]
+    fn security_voucher_device_from_the_trusted_header() {
+        let cfg = r#"{"audiences":["tokengate","cafe-1"],"control_plane":{"cluster":"cp","credential":"0123456789abcdef0123456789abcdef","proxy_id":"p1"},
+            "routes":[{"pattern":"GET /wifi/:page","voucher":true}],"device_header":"x-client-mac","device_header_trusted_from":["127.0.0.1"]}"#;
+        let mut f = fixture(cfg);
+        let mut c = claims("c0c0c0c0c0c0c0c0c0c0c0c0", None);
+        c.aud = "cafe-1".into();
+        c.dev = Some("aa:bb:cc:dd:ee:ff".into());
+        let auth = format!("Bearer {}", f.signer.sign(TokenKind::VoucherAccess, &c).unwrap());
+        let ask_as = |f: &mut Fixture, device: Option<&str>| {
+            outcome(f.worker.decide(&f.host, &Request { method: "GET", path: "/api/v1/wifi/status", authorization: &[&auth], device_header: device }))
+        };
+        // The peer address does not matter with a device header; its spelling does not either.
+        *f.host.peer.borrow_mut() = Some("127.0.0.1:1".into());
+        assert!(ask_as(&mut f, Some("AA-BB-CC-DD-EE-FF")).is_ok());
+        assert_eq!(ask_as(&mut f, Some("aa:bb:cc:dd:ee:00")), Err(Denial::Refused(Refusal::DeviceMismatch)));
+        assert_eq!(ask_as(&mut f, None), Err(Denial::Refused(Refusal::DeviceMismatch)));
+        assert_eq!(ask_as(&mut f, Some("not a mac")), Err(Denial::Refused(Refusal::DeviceMismatch)));
+    }
+
+    #[test]
     fn other_kinds_are_refused() {
         let mut f = fixture(CFG);
         let t = f.signer.sign(TokenKind::VoucherAccess, &claims("eeeeeeeeeeeeeeeeeeeeeeee", None)).unwrap();
         let auth = format!("Bearer {t}");
-        assert_eq!(ask(&mut f, "GET", "/x", &[&auth]), Err(Denial::InvalidToken(TokenError::WrongType)));
+        // A voucher's token where no route takes it.
+        assert_eq!(ask(&mut f, "GET", "/x", &[&auth]), Err(Denial::Refused(Refusal::WrongTokenKind)));
     }
 }

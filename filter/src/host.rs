@@ -19,6 +19,8 @@ pub trait Host {
     /// The id of the shared queue `name` registered by the VM with `vm_id`.
     fn resolve_queue(&self, vm_id: &str, name: &str) -> Option<u32>;
     fn enqueue(&self, queue: u32, value: &[u8]) -> bool;
+    /// The downstream peer's address (`source.address`, `ip:port`) of the current request.
+    fn peer_address(&self) -> Option<String>;
 }
 
 /// The real host, over `proxy_wasm::hostcalls`.
@@ -62,6 +64,11 @@ impl Host for ProxyHost {
     fn enqueue(&self, queue: u32, value: &[u8]) -> bool {
         proxy_wasm::hostcalls::enqueue_shared_queue(queue, Some(value)).is_ok()
     }
+
+    fn peer_address(&self) -> Option<String> {
+        let bytes = proxy_wasm::hostcalls::get_property(vec!["source", "address"]).ok().flatten()?;
+        String::from_utf8(bytes).ok()
+    }
 }
 
 #[cfg(test)]
@@ -80,6 +87,8 @@ pub mod tests {
         pub queue: RefCell<Vec<Vec<u8>>>,
         /// Writes to keys starting with this fail (a full or refusing shared-data store).
         pub fail_writes: RefCell<Option<String>>,
+        /// The current request's peer (`ip:port`).
+        pub peer: RefCell<Option<String>>,
     }
 
     impl FakeHost {
@@ -114,6 +123,9 @@ pub mod tests {
         fn enqueue(&self, _queue: u32, value: &[u8]) -> bool {
             self.queue.borrow_mut().push(value.to_vec());
             true
+        }
+        fn peer_address(&self) -> Option<String> {
+            self.peer.borrow().clone()
         }
     }
 }

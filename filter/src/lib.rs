@@ -146,7 +146,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         match self {
-            Root::Gate(g) => Some(Box::new(Gate { worker: g.worker.clone(), metrics: g.metrics.clone() })),
+            Root::Gate(g) => Some(Box::new(Gate { worker: g.worker.clone(), metrics: g.metrics.clone(), cfg: g.cfg.clone() })),
             // An HTTP context on an unconfigured or sync VM: deny everything.
             _ => Some(Box::new(DenyAll)),
         }
@@ -161,8 +161,8 @@ impl RootContext for Root {
 /// the VM; the root's tick flushes them to Envoy once a second, which keeps host calls
 /// off the request path.
 struct GateMetrics {
-    ids: [Option<u32>; 5],
-    counts: [Cell<u64>; 5],
+    ids: [Option<u32>; 6],
+    counts: [Cell<u64>; 6],
     revocations: Option<u32>,
     denied_by: RefCell<hashbrown::HashMap<&'static str, (Option<u32>, u64)>>,
 }
@@ -172,6 +172,7 @@ const DENIED: usize = 1;
 const CACHE_LOCAL: usize = 2;
 const CACHE_SHARED: usize = 3;
 const CACHE_MISS: usize = 4;
+const PORTAL: usize = 5;
 
 impl GateMetrics {
     fn new() -> Self {
@@ -183,6 +184,7 @@ impl GateMetrics {
                 counter("tokengate.cache.local_hit"),
                 counter("tokengate.cache.shared_hit"),
                 counter("tokengate.cache.miss"),
+                counter("tokengate.portal"),
             ],
             counts: Default::default(),
             revocations: hostcalls::define_metric(MetricType::Gauge, "tokengate.revocations").ok(),
@@ -228,12 +230,13 @@ impl GateMetrics {
 struct GateRoot {
     worker: Rc<RefCell<Worker>>,
     metrics: Rc<GateMetrics>,
+    cfg: Rc<config::GateConfig>,
     flushed_ms: u64,
 }
 
 impl GateRoot {
     fn new(cfg: Rc<config::GateConfig>) -> Self {
-        GateRoot { worker: Rc::new(RefCell::new(Worker::new(cfg))), metrics: Rc::new(GateMetrics::new()), flushed_ms: 0 }
+        GateRoot { worker: Rc::new(RefCell::new(Worker::new(cfg.clone()))), metrics: Rc::new(GateMetrics::new()), cfg, flushed_ms: 0 }
     }
 
     /// Every [`gate::TICK_MS`]: the worker's clock and sync state; once a second, the
@@ -255,6 +258,7 @@ const METRICS_FLUSH_MS: u64 = 1000;
 struct Gate {
     worker: Rc<RefCell<Worker>>,
     metrics: Rc<GateMetrics>,
+    cfg: Rc<config::GateConfig>,
 }
 
 impl Context for Gate {}
@@ -276,12 +280,21 @@ impl HttpContext for Gate {
         let mut auth_count = 0;
         let mut bad_bytes = false;
         let mut forged = false;
+        // The access controller's device header (seed 000 vouchers), when configured.
+        let device_name = self.cfg.device_header.as_deref().map(str::as_bytes);
+        let mut device: Option<&str> = None;
+        let mut devices = 0;
         for pair in pairs {
             let Ok((name, value)) = pair else {
                 return self.deny_with(tokengate_rules::Denial::InvalidRequest("unreadable_headers"));
             };
-            // Only the three headers the decision reads are checked as text.
+            // Only the headers the decision reads are checked as text.
             if !matches!(name, b":method" | b":path" | b"authorization") {
+                if device_name == Some(name) {
+                    devices += 1;
+                    device = std::str::from_utf8(value).ok();
+                    continue;
+                }
                 forged |= is_forged(name);
                 continue;
             }
@@ -301,10 +314,19 @@ impl HttpContext for Gate {
         if forged {
             strip_forged(&buf);
         }
+        // The device header is believed only from the configured access controllers and
+        // only once; from anyone else it is removed, so the upstream cannot be fooled either.
+        if let Some(name) = self.cfg.device_header.as_deref().filter(|_| devices > 0) {
+            let peer = ProxyHost.peer_address().and_then(|a| tokengate_rules::device::peer_ip(&a));
+            if devices > 1 || !self.cfg.trusts_device_header_from(peer) {
+                let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+                device = None;
+            }
+        }
         let (Some(method), Some(path), false) = (method, path, bad_bytes) else {
             return self.deny_with(tokengate_rules::Denial::InvalidRequest("malformed_request"));
         };
-        self.decide(method, path, &auth[..auth_count.min(2)])
+        self.decide(method, path, &auth[..auth_count.min(2)], device)
     }
 }
 
@@ -322,7 +344,7 @@ fn strip_forged(buf: &[u8]) {
 }
 
 impl Gate {
-    fn decide(&mut self, method: &str, path: &str, authorization: &[&str]) -> Action {
+    fn decide(&mut self, method: &str, path: &str, authorization: &[&str], device_header: Option<&str>) -> Action {
         #[cfg(feature = "panic-probe")]
         #[allow(clippy::panic)]
         if path == "/__tokengate/panic" {
@@ -330,7 +352,7 @@ impl Gate {
         }
         let outcome = {
             let mut w = self.worker.borrow_mut();
-            let out = w.decide(&ProxyHost, &Request { method, path, authorization });
+            let out = w.decide(&ProxyHost, &Request { method, path, authorization, device_header });
             self.metrics.inc(match w.last_cache {
                 CacheResult::Local => CACHE_LOCAL,
                 CacheResult::Shared => CACHE_SHARED,
@@ -346,6 +368,13 @@ impl Gate {
                     let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value);
                 });
                 self.metrics.inc(ALLOWED);
+                Action::Continue
+            }
+            Outcome::Portal(headers) => {
+                for (name, value) in &headers {
+                    let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value);
+                }
+                self.metrics.inc(PORTAL);
                 Action::Continue
             }
             Outcome::Deny(d) => self.deny_with(d),

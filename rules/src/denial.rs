@@ -70,8 +70,10 @@ impl Denial {
             Denial::Refused(Refusal::ItemNotAllowed) => "the token does not allow this item",
             Denial::Refused(Refusal::ItemNotNumeric) => "the item id in the path is not a 64-bit integer",
             Denial::Refused(Refusal::WrongTokenKind) => {
-                "this route takes another kind of token (a login's tokenForHttpServer only where the route table marks http_token, an API token everywhere else)"
+                "this route takes another kind of token (a login's tokenForHttpServer only where the route table marks http_token, a Wi-Fi voucher's token only where it marks voucher, an API token everywhere else)"
             }
+            Denial::Refused(Refusal::DeviceMismatch) => "this voucher token belongs to another device; redeem a voucher on this device",
+            Denial::Refused(Refusal::WrongNetwork) => "this voucher token is for another Wi-Fi network; redeem a voucher on this network",
             Denial::BadPath(_) => "the request path contains sequences the gate refuses (encoded separators or dots, '\\', ';', control bytes, or dot segments)",
             Denial::Unavailable("gate_not_synced") => "the gate has not synced with the control plane yet; retry shortly",
             Denial::Unavailable(_) => "the gate's state is stale because the control plane is unreachable; retry later",

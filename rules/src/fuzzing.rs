@@ -40,7 +40,7 @@ pub fn scope(data: &[u8]) {
     let decision = authorize(&rights, &no_routes, &prefix, method, &segs);
     assert_eq!(decision.result.is_ok(), ours, "authorize disagrees with the matcher");
     // The pattern used as a route must compile, and its lookup must agree.
-    let table = RouteTable::compile(&[RouteSpec { pattern: pattern.to_owned(), flags: 0, items: vec![], http_token: false }], &prefix).expect("route");
+    let table = RouteTable::compile(&[RouteSpec { pattern: pattern.to_owned(), flags: 0, items: vec![], http_token: false, voucher: false }], &prefix).expect("route");
     let looked_up = prefix.strip(&segs).and_then(|rest| table.lookup(method, rest)).is_some();
     assert_eq!(looked_up, ours);
     // Every pattern is within itself, and within the same pattern with all params.

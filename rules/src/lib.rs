@@ -8,12 +8,14 @@
 //! - [`denial`]: every refusal the gate can give, with its status and stable code.
 //! - [`sync`]: the wire format between the control plane and the proxies.
 //! - [`revocation`]: the bounded revocation set both sides keep.
+//! - [`device`]: the one spelling of a device id (voucher access tokens, seed 000).
 //!
 //! Invariant: this crate does no I/O and never reads the clock; callers pass `now`.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod comb;
 pub mod denial;
+pub mod device;
 pub mod duration;
 #[doc(hidden)]
 pub mod fuzzing;

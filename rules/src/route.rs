@@ -57,6 +57,10 @@ pub struct RouteSpec {
     /// other route refuses that kind.
     #[serde(default)]
     pub http_token: bool,
+    /// Only voucher access tokens (seed 000: a guest's device on the Wi-Fi network) may
+    /// use this route, and every other route refuses them.
+    #[serde(default)]
+    pub voucher: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +69,8 @@ pub struct Route {
     pub flags: i64,
     /// Only HTTP-server tokens here ([`RouteSpec::http_token`]).
     pub http_token: bool,
+    /// Only voucher access tokens here ([`RouteSpec::voucher`]).
+    pub voucher: bool,
     /// Segment indices of the item parameters.
     item_segments: Vec<usize>,
     item_names: Vec<Box<str>>,
@@ -112,6 +118,9 @@ impl RouteTable {
                     spec.pattern, spec.flags
                 )));
             }
+            if spec.http_token && spec.voucher {
+                return Err(RouteError(format!("route {:?}: a route is for http_token or for voucher tokens, not both", spec.pattern)));
+            }
             let mut item_segments = Vec::new();
             for name in &spec.items {
                 let idx = pattern
@@ -131,7 +140,7 @@ impl RouteTable {
                     spec.pattern
                 )));
             }
-            routes.push(Route { pattern, flags: spec.flags, http_token: spec.http_token, item_segments, item_names: spec.items.iter().map(|s| s.as_str().into()).collect() });
+            routes.push(Route { pattern, flags: spec.flags, http_token: spec.http_token, voucher: spec.voucher, item_segments, item_names: spec.items.iter().map(|s| s.as_str().into()).collect() });
         }
         routes.sort_by_key(|r| specificity(&r.pattern));
         Ok(RouteTable { routes })
@@ -188,8 +197,12 @@ pub enum Refusal {
     ItemNotAllowed,
     /// An item parameter is not a 64-bit integer.
     ItemNotNumeric,
-    /// An HTTP-server token outside the routes marked for it, or another kind on one.
+    /// An HTTP-server or voucher token outside the routes marked for it, or another kind on one.
     WrongTokenKind,
+    /// A voucher access token from another device than the one it was redeemed for.
+    DeviceMismatch,
+    /// A voucher access token on a proxy that does not serve its Wi-Fi network.
+    WrongNetwork,
 }
 
 impl Refusal {
@@ -200,6 +213,8 @@ impl Refusal {
             Refusal::ItemNotAllowed => "item_not_allowed",
             Refusal::ItemNotNumeric => "item_not_numeric",
             Refusal::WrongTokenKind => "wrong_token_kind",
+            Refusal::DeviceMismatch => "device_mismatch",
+            Refusal::WrongNetwork => "wrong_network",
         }
     }
 }
@@ -218,12 +233,18 @@ pub struct Decision<'a> {
 }
 
 /// Does the route of this request take tokens of this kind? An HTTP-server token only on
-/// a route marked `http_token`, every other kind only elsewhere (a request outside the
-/// prefix, or that no route matches, takes no HTTP-server token). Checked before
-/// [`authorize`].
+/// a route marked `http_token`, a voucher access token only on a route marked `voucher`,
+/// every other kind only elsewhere (a request outside the prefix, or that no route
+/// matches, takes neither of those two kinds). Checked before [`authorize`].
 pub fn admits_kind(routes: &RouteTable, prefix: &Prefix, method: &str, segments: &[&str], kind: TokenKind) -> Result<(), Refusal> {
-    let marked = prefix.strip(segments).and_then(|rest| routes.lookup(method, rest)).is_some_and(|r| r.http_token);
-    if marked == (kind == TokenKind::HttpServer) {
+    let route = prefix.strip(segments).and_then(|rest| routes.lookup(method, rest));
+    let (http, voucher) = route.map_or((false, false), |r| (r.http_token, r.voucher));
+    let admitted = match kind {
+        TokenKind::HttpServer => http,
+        TokenKind::VoucherAccess => voucher,
+        TokenKind::Api | TokenKind::Session => !http && !voucher,
+    };
+    if admitted {
         Ok(())
     } else {
         Err(Refusal::WrongTokenKind)
@@ -326,7 +347,7 @@ mod tests {
     fn table(specs: &[(&str, i64, &[&str])]) -> RouteTable {
         let specs: Vec<RouteSpec> = specs
             .iter()
-            .map(|(p, f, i)| RouteSpec { pattern: (*p).into(), flags: *f, items: i.iter().map(|s| (*s).into()).collect(), http_token: false })
+            .map(|(p, f, i)| RouteSpec { pattern: (*p).into(), flags: *f, items: i.iter().map(|s| (*s).into()).collect(), http_token: false, voucher: false })
             .collect();
         RouteTable::compile(&specs, &Prefix::default()).unwrap()
     }
@@ -355,7 +376,7 @@ mod tests {
     #[test]
     fn ambiguous_or_bad_tables_are_refused() {
         let bad = |specs: &[RouteSpec]| RouteTable::compile(specs, &Prefix::default()).unwrap_err();
-        let r = |p: &str, f: i64, i: &[&str]| RouteSpec { pattern: p.into(), flags: f, items: i.iter().map(|s| (*s).into()).collect(), http_token: false };
+        let r = |p: &str, f: i64, i: &[&str]| RouteSpec { pattern: p.into(), flags: f, items: i.iter().map(|s| (*s).into()).collect(), http_token: false, voucher: false };
         assert!(bad(&[r("GET /objects/:id", 0, &[]), r("GET /api/v1/objects/:x", 0, &[])]).0.contains("same shape"));
         assert!(bad(&[r("GET /objects/:id", 0, &["oid"])]).0.contains("oid"));
         assert!(bad(&[r("GET /objects/:id", 0x1, &[])]).0.contains("outside"));
@@ -365,8 +386,8 @@ mod tests {
     #[test]
     fn security_http_server_tokens_only_on_marked_routes_and_nothing_else_there() {
         let specs = [
-            RouteSpec { pattern: "GET /files/:name".into(), flags: 0, items: vec![], http_token: true },
-            RouteSpec { pattern: "GET /objects/:id".into(), flags: 0, items: vec![], http_token: false },
+            RouteSpec { pattern: "GET /files/:name".into(), flags: 0, items: vec![], http_token: true, voucher: false },
+            RouteSpec { pattern: "GET /objects/:id".into(), flags: 0, items: vec![], http_token: false, voucher: false },
         ];
         let t = RouteTable::compile(&specs, &Prefix::default()).unwrap();
         let p = Prefix::default();
@@ -381,6 +402,22 @@ mod tests {
         assert_eq!(admits("/files/report.pdf", TokenKind::HttpServer), Err(Refusal::WrongTokenKind));
         assert_eq!(admits("/api/v1/elsewhere", TokenKind::Api), Ok(()));
         assert_eq!(admits_kind(&t, &p, "POST", &segs("/api/v1/files/x"), TokenKind::HttpServer), Err(Refusal::WrongTokenKind));
+    }
+
+    #[test]
+    fn security_voucher_tokens_only_on_voucher_routes_and_nothing_else_there() {
+        let spec = |p: &str, http_token, voucher| RouteSpec { pattern: p.into(), flags: 0, items: vec![], http_token, voucher };
+        let t = RouteTable::compile(&[spec("GET /wifi/status", false, true), spec("GET /files/:name", true, false), spec("GET /objects/:id", false, false)], &Prefix::default()).unwrap();
+        let p = Prefix::default();
+        let admits = |path: &str, kind| admits_kind(&t, &p, "GET", &segs(path), kind);
+        assert_eq!(admits("/api/v1/wifi/status", TokenKind::VoucherAccess), Ok(()));
+        for kind in [TokenKind::Api, TokenKind::Session, TokenKind::HttpServer] {
+            assert_eq!(admits("/api/v1/wifi/status", kind), Err(Refusal::WrongTokenKind), "{kind:?}");
+        }
+        for path in ["/api/v1/objects/1", "/api/v1/files/a.pdf", "/api/v1/unrouted", "/wifi/status"] {
+            assert_eq!(admits(path, TokenKind::VoucherAccess), Err(Refusal::WrongTokenKind), "{path}");
+        }
+        assert!(RouteTable::compile(&[spec("GET /x", true, true)], &p).unwrap_err().0.contains("not both"));
     }
 
     #[test]

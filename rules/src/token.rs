@@ -103,6 +103,11 @@ pub struct Claims {
     /// it (the operator); `sub`/`unm` then name the user it acts as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opr: Option<String>,
+    /// A voucher access token (seed 000): the device it is bound to, as
+    /// [`crate::device::normalize`] writes it. The gate admits the token only from that
+    /// device (and `aud` names the Wi-Fi network it is bound to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
 }
 
 impl Claims {
@@ -522,6 +527,7 @@ pub(crate) mod tests {
             p: None,
             par: None,
             opr: None,
+            dev: None,
         }
     }
 

@@ -41,7 +41,7 @@ fn handle(gate: &Rc<RefCell<Gate>>, req: &Request<Incoming>) -> Response<Full<By
     let mut g = gate.borrow_mut();
     let Gate { host, worker, .. } = &mut *g;
     let realm = worker.realm().to_owned();
-    let outcome = worker.decide(&*host, &gate::Request { method, path, authorization: &auth });
+    let outcome = worker.decide(&*host, &gate::Request { method, path, authorization: &auth, device_header: None });
     let resp = match outcome {
         Outcome::Allow(allowed) => {
             let mut b = Response::builder().status(StatusCode::OK);

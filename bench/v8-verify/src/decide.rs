@@ -89,7 +89,7 @@ fn run(w: &RefCell<(Worker, usize)>, n: u32, modulo: usize) -> u32 {
         let i = w.1 % modulo;
         w.1 += 1;
         let auth = [b.pool[i].as_str()];
-        if let Outcome::Allow(a) = w.0.decide(&b.host, &Request { method: "GET", path: PATH, authorization: &auth }) {
+        if let Outcome::Allow(a) = w.0.decide(&b.host, &Request { method: "GET", path: PATH, authorization: &auth, device_header: None }) {
             let mut len = 0;
             a.headers(|k, v| len += k.len() + v.len());
             std::hint::black_box(len);

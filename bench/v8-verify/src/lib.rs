@@ -52,6 +52,7 @@ fn fixture() -> &'static Fixture {
             p: None,
             par: None,
             opr: None,
+            dev: None,
         };
         let signer = SigningKey::from_seed("k1", &SEED).unwrap_or_else(|_| std::process::abort());
         let token = signer.sign(TokenKind::Api, &claims).unwrap_or_else(|_| std::process::abort());

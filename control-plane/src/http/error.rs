@@ -132,6 +132,21 @@ pub enum ApiError {
     DatabaseUnavailable,
     /// 500 `internal`.
     Internal,
+    /// Seed 000.
+    BadNetwork(String),
+    NetworkExists,
+    NetworkNotFound,
+    BadCount,
+    BadVoucherKind,
+    BadDays,
+    TooManyVouchers { unused: i64, remaining: i64 },
+    BadVoucherId,
+    VoucherNotFound,
+    VoucherMalformed(&'static str),
+    BadDevice,
+    VoucherUsed,
+    VoucherExpired,
+    VoucherRevoked,
 }
 
 impl ApiError {
@@ -169,7 +184,17 @@ impl ApiError {
             | E::BadRequestId(_)
             | E::BadPlan
             | E::BadResponseFlags
-            | E::BadSessionId => StatusCode::BAD_REQUEST,
+            | E::BadSessionId
+            | E::BadNetwork(_)
+            | E::BadCount
+            | E::BadVoucherKind
+            | E::BadDays
+            | E::BadVoucherId
+            | E::VoucherMalformed(_)
+            | E::BadDevice => StatusCode::BAD_REQUEST,
+            E::NetworkExists | E::TooManyVouchers { .. } | E::VoucherUsed => StatusCode::CONFLICT,
+            E::NetworkNotFound | E::VoucherNotFound => StatusCode::NOT_FOUND,
+            E::VoucherExpired | E::VoucherRevoked => StatusCode::GONE,
             E::SessionNotFound => StatusCode::NOT_FOUND,
             E::PlanNotPro(_) | E::NotAdmin | E::SecurityTypeNotAllowed(_) | E::RoleMismatch => StatusCode::FORBIDDEN,
             E::TooManyEntries => StatusCode::PAYLOAD_TOO_LARGE,
@@ -252,6 +277,20 @@ impl ApiError {
             E::MethodNotAllowed => "method_not_allowed",
             E::DatabaseUnavailable => "database_unavailable",
             E::Internal => "internal",
+            E::BadNetwork(_) => "bad_network",
+            E::NetworkExists => "network_exists",
+            E::NetworkNotFound => "network_not_found",
+            E::BadCount => "bad_count",
+            E::BadVoucherKind => "bad_voucher_kind",
+            E::BadDays => "bad_days",
+            E::TooManyVouchers { .. } => "too_many_vouchers",
+            E::BadVoucherId => "bad_voucher_id",
+            E::VoucherNotFound => "voucher_not_found",
+            E::VoucherMalformed(_) => "voucher_malformed",
+            E::BadDevice => "bad_device",
+            E::VoucherUsed => "voucher_used",
+            E::VoucherExpired => "voucher_expired",
+            E::VoucherRevoked => "voucher_revoked",
         }
     }
 
@@ -266,6 +305,7 @@ impl ApiError {
                 StatusCode::NOT_FOUND => "not_found",
                 StatusCode::FORBIDDEN => "forbidden",
                 StatusCode::CONFLICT => "conflict",
+                StatusCode::GONE => "gone",
                 StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
                 StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
                 StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
@@ -344,7 +384,7 @@ impl ApiError {
             E::BadSessionId => "a session id is 24 lower-case hexadecimal digits".into(),
             E::SessionNotFound => "no live or recent session with this id among yours".into(),
             E::TooManyAttempts { retry_after_secs } => {
-                format!("too many wrong attempts for this user; retry in {retry_after_secs} seconds")
+                format!("too many wrong attempts; retry in {retry_after_secs} seconds")
             }
             E::TokenNotFound => "no token with this id in your account".into(),
             E::BadProxyCredential => "the proxy credential is missing or wrong".into(),
@@ -352,6 +392,26 @@ impl ApiError {
             E::MethodNotAllowed => "this route does not accept this method".into(),
             E::DatabaseUnavailable => "the database is unavailable; retry shortly".into(),
             E::Internal => "internal error".into(),
+            E::BadNetwork(why) => why.clone(),
+            E::NetworkExists => "a network with this id exists already (ids are unique across the service)".into(),
+            E::NetworkNotFound => "no such network (GET /networks lists the networks of your account)".into(),
+            E::BadCount => format!("count must be a whole number from 1 to {}", crate::vouchers::MAX_UNUSED),
+            E::BadVoucherKind => "kind must be \"single\" (one device) or \"multi\" (any number of devices)".into(),
+            E::BadDays => "days must be a whole number from 1 to 30, or null for unlimited vouchers".into(),
+            E::TooManyVouchers { unused, remaining } => format!(
+                "an account keeps at most {} unused vouchers; it has {unused}, so at most {remaining} more can be made now (delete or hand out some first)",
+                crate::vouchers::MAX_UNUSED
+            ),
+            E::BadVoucherId => "a voucher id is 24 lower-case hexadecimal digits".into(),
+            E::VoucherNotFound => "no such voucher for this network; check the code".into(),
+            E::VoucherMalformed(why) => (*why).into(),
+            E::BadDevice => format!(
+                "device must be a MAC address, an IP address or an id of at most {} characters from [A-Za-z0-9._:-]",
+                tokengate_rules::device::MAX_DEVICE_LEN
+            ),
+            E::VoucherUsed => "this single-use voucher is already in use on another device".into(),
+            E::VoucherExpired => "this voucher's time has run out".into(),
+            E::VoucherRevoked => "this voucher has been revoked".into(),
         }
     }
 }
@@ -370,6 +430,11 @@ impl ApiError {
         body["error"] = self.error().into();
         body["code"] = self.code().into();
         body["message"] = self.message().into();
+        if let ApiError::TooManyVouchers { unused, remaining } = &self {
+            body["unused"] = (*unused).into();
+            body["remaining"] = (*remaining).into();
+            body["limit"] = crate::vouchers::MAX_UNUSED.into();
+        }
         if let ApiError::TooManyKeys { oldest_kid, last_token_expires_at, published_until, .. } = &self {
             body["oldestKid"] = oldest_kid.as_str().into();
             body["lastTokenExpiresAt"] = (*last_token_expires_at).into();

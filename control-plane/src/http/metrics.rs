@@ -37,6 +37,9 @@ pub struct Metrics {
     pub login_failures: Counter,
     pub login_throttled: Counter,
     pub usage_reports: Counter,
+    pub vouchers_generated: Counter,
+    pub vouchers_redeemed: Counter,
+    pub voucher_failures: Counter,
     /// Sync calls by how they ended.
     pub sync_delta: Counter,
     pub sync_snapshot: Counter,
@@ -81,6 +84,9 @@ impl Metrics {
         counter("tokengate_login_failures_total", "Wrong user name or password at POST /auth.", self.login_failures.get());
         counter("tokengate_login_throttled_total", "Credential attempts refused by the throttle (429).", self.login_throttled.get());
         counter("tokengate_usage_reports_total", "Usage reports accepted from proxies.", self.usage_reports.get());
+        counter("tokengate_vouchers_generated_total", "Wi-Fi vouchers generated (seed 000).", self.vouchers_generated.get());
+        counter("tokengate_vouchers_redeemed_total", "Voucher redemptions that gave an access token.", self.vouchers_redeemed.get());
+        counter("tokengate_voucher_failures_total", "Redemptions refused after a lookup (wrong, used, expired or revoked code).", self.voucher_failures.get());
         let _ = write!(out, "# HELP tokengate_sync_calls_total Sync calls by result.\n# TYPE tokengate_sync_calls_total counter\n");
         for (result, c) in [
             ("delta", &self.sync_delta),

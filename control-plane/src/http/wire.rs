@@ -409,3 +409,37 @@ pub struct SessionInfo {
     /// plane ends it within `TOKENGATE_SESSION_GRACE_MS` after that).
     pub idle_ends_at: i64,
 }
+
+/// `POST /networks` (seed 000): a Wi-Fi network of the caller's account.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkRequest {
+    /// The id proxies list in `audiences` (`cafe-1`): 1 to 63 of `[a-z0-9._-]`, starting
+    /// with a letter or digit.
+    pub id: String,
+    pub name: String,
+}
+
+/// `POST /vouchers` (seed 000): generate vouchers.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GenerateVouchers {
+    /// 1 to 200.
+    pub count: i64,
+    /// `single` (one device) or `multi` (any number of devices).
+    pub kind: String,
+    /// 1 to 30 days from each activation; `null` or absent: unlimited.
+    #[serde(default)]
+    pub days: Option<i64>,
+}
+
+/// `POST /vouchers/redeem` (seed 000, open): a device-bound access token for a code.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RedeemVoucher {
+    pub code: String,
+    /// The device (its MAC address, as the access controller names it, or another id).
+    pub device: String,
+    /// The network id.
+    pub network: String,
+}

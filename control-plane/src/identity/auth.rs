@@ -37,7 +37,7 @@ async fn login(
     // The attempt is reserved before the hash runs: concurrent wrong attempts are
     // evaluated only up to the limit (throttle.rs has the policy).
     let source = crate::http::client::source(&headers, peer.ip(), &state.config.trusted_proxies);
-    let reservation = throttle::reserve(&state, &throttle::Attempt { kind: "password", name: &req.username, source }).await?;
+    let reservation = throttle::reserve(&state, &throttle::Attempt::credential("password", &req.username, source)).await?;
     let user = users::find_by_name(&state.pool, &req.username).await?;
     // An unknown user is checked against a dummy hash: the same work, the same answer.
     let ok = state.passwords.verify(&req.password, user.as_ref().map(|u| u.password_hash.as_str())).await?;

@@ -341,7 +341,7 @@ async fn secured(state: &AppState, source: std::net::IpAddr, req: Request) -> Re
     let user = users::find_by_name(&state.pool, username).await?;
     let has_pin = user.as_ref().is_some_and(|u| u.pin_hash.is_some());
     let kind = req.kind.unwrap_or(if has_pin && credentials.bytes().all(|b| b.is_ascii_digit()) { Kind::Pin } else { Kind::Password });
-    let reservation = throttle::reserve(state, &throttle::Attempt { kind: kind.throttle_kind(), name: username, source }).await?;
+    let reservation = throttle::reserve(state, &throttle::Attempt::credential(kind.throttle_kind(), username, source)).await?;
     let hash = user.as_ref().and_then(|u| if kind == Kind::Pin { u.pin_hash.as_deref() } else { Some(u.password_hash.as_str()) });
     // An unknown user (or one without a PIN) is checked against a dummy hash: the same
     // work, the same answer.
@@ -383,7 +383,7 @@ async fn token_login(state: &AppState, source: std::net::IpAddr, token: &str, re
 pub async fn check_token(state: &AppState, source: std::net::IpAddr, token: &str, username: Option<&str>) -> Result<Caller, ApiError> {
     let digest = Sha256::digest(token.as_bytes());
     let name = format!("token:{}", hex(&digest[..8]));
-    let reservation = throttle::reserve(state, &throttle::Attempt { kind: Kind::Token.throttle_kind(), name: &name, source }).await?;
+    let reservation = throttle::reserve(state, &throttle::Attempt::credential(Kind::Token.throttle_kind(), &name, source)).await?;
     let caller = match guard::caller_of(state, token).await {
         Ok(c) if username.is_none_or(|u| c.claims.unm.as_deref() == Some(u)) => c,
         Ok(_) | Err(ApiError::Denied(_)) => return Err(wrong(state, reservation, &name, source).await?),

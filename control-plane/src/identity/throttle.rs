@@ -62,9 +62,20 @@ pub struct Attempt<'a> {
     pub kind: &'a str,
     pub name: &'a str,
     pub source: IpAddr,
+    /// The device the attempt is for (voucher redemption, seed 000): a third streak, per
+    /// device and account, with the same delays and locks as per source and account, so
+    /// a device cannot guess from many addresses either.
+    pub device: Option<&'a str>,
+    /// The account's backstop: at most this many failures in any 24 hours.
+    pub daily_cap: i64,
 }
 
-impl Attempt<'_> {
+impl<'a> Attempt<'a> {
+    /// A credential (password, PIN, token) for the account `name`, from `source`.
+    pub fn credential(kind: &'a str, name: &'a str, source: IpAddr) -> Self {
+        Attempt { kind, name, source, device: None, daily_cap: ACCOUNT_MAX_FAILURES_PER_DAY }
+    }
+
     fn account_key(&self) -> String {
         format!("a|{}|{}", self.kind, self.name)
     }
@@ -74,6 +85,9 @@ impl Attempt<'_> {
     fn pair_key(&self) -> String {
         format!("p|{}|{}|{}", self.kind, self.source, self.name)
     }
+    fn device_key(&self) -> Option<String> {
+        self.device.map(|d| format!("d|{}|{}|{}", self.kind, d, self.name))
+    }
 }
 
 /// A reserved attempt: settle it with [`succeeded`] or [`failed`].
@@ -82,7 +96,15 @@ pub struct Reservation {
     account: String,
     source: String,
     pair: String,
+    device: Option<String>,
     failure_id: String,
+}
+
+impl Reservation {
+    /// The per-pair streaks: source and account, and device and account when there is one.
+    fn pairs(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.pair).chain(self.device.as_ref())
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -141,6 +163,7 @@ pub async fn reserve(state: &AppState, attempt: &Attempt<'_>) -> Result<Reservat
         account: attempt.account_key(),
         source: attempt.source_key(),
         pair: attempt.pair_key(),
+        device: attempt.device_key(),
         failure_id: crate::tokens::keys::random_id(12),
     };
     let mut tx = begin(state).await?;
@@ -150,11 +173,13 @@ pub async fn reserve(state: &AppState, attempt: &Attempt<'_>) -> Result<Reservat
     // The clock is read once the account's queue is ours: an attempt that waited there
     // never sees the time an earlier one wrote as its future.
     let now = now_ms();
-    let source = streak(&mut tx, backend, &r.source).await?;
-    let pair = streak(&mut tx, backend, &r.pair).await?;
-    let (source, pair) = (decayed(source, now), decayed(pair, now));
+    let mut rows = vec![(r.source.clone(), decayed(streak(&mut tx, backend, &r.source).await?, now), SOURCE_LOCK_AFTER)];
+    for key in r.pairs() {
+        rows.push((key.clone(), decayed(streak(&mut tx, backend, key).await?, now), PAIR_LOCK_AFTER));
+    }
     let mut wait = 0;
-    for (row, limit) in [(&source, SOURCE_LOCK_AFTER), (&pair, PAIR_LOCK_AFTER)] {
+    for (_, row, limit) in &rows {
+        let limit = *limit;
         if row.locked_until > now {
             wait = wait.max(row.locked_until - now);
         } else if row.next_at > now {
@@ -169,7 +194,7 @@ pub async fn reserve(state: &AppState, attempt: &Attempt<'_>) -> Result<Reservat
         .bind(now - DAY_MS)
         .fetch_one(&mut *tx)
         .await?;
-    if recent >= ACCOUNT_MAX_FAILURES_PER_DAY {
+    if recent >= attempt.daily_cap {
         wait = wait.max(oldest.unwrap_or(now) + DAY_MS - now);
     }
     if wait > 0 {
@@ -181,7 +206,7 @@ pub async fn reserve(state: &AppState, attempt: &Attempt<'_>) -> Result<Reservat
     // progressive delay is set only when a failure settles ([`failed`]), so concurrent
     // attempts that turn out right are never taken for a burst of wrong ones.
     // `next_at` moves up to now (no later): it also dates the streak for [`decayed`].
-    for (key, row) in [(&r.source, &source), (&r.pair, &pair)] {
+    for (key, row, _) in &rows {
         sqlx::query("UPDATE throttle SET failures = $2, next_at = $3 WHERE key = $1")
             .bind(key)
             .bind(row.failures + 1)
@@ -208,7 +233,9 @@ pub async fn succeeded(state: &AppState, r: Reservation) -> Result<(), ApiError>
         .bind(&r.source)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("UPDATE throttle SET failures = 0, next_at = 0 WHERE key = $1").bind(&r.pair).execute(&mut *tx).await?;
+    for key in r.pairs() {
+        sqlx::query("UPDATE throttle SET failures = 0, next_at = 0 WHERE key = $1").bind(key).execute(&mut *tx).await?;
+    }
     tx.commit().await?;
     Ok(())
 }
@@ -221,7 +248,8 @@ pub async fn failed(state: &AppState, r: Reservation) -> Result<Option<u64>, Api
     let mut tx = begin(state).await?;
     queue_on_account(&mut tx, backend, &r.account).await?;
     let mut lock = None;
-    for (key, limit) in [(&r.source, SOURCE_LOCK_AFTER), (&r.pair, PAIR_LOCK_AFTER)] {
+    let streaks = std::iter::once((&r.source, SOURCE_LOCK_AFTER)).chain(r.pairs().map(|k| (k, PAIR_LOCK_AFTER)));
+    for (key, limit) in streaks {
         let row = streak(&mut tx, backend, key).await?;
         if row.failures >= limit && row.locked_until <= now {
             // A day after the last lock ended, start again from the first lock length.
@@ -233,7 +261,7 @@ pub async fn failed(state: &AppState, r: Reservation) -> Result<Option<u64>, Api
                 .execute(&mut *tx)
                 .await?;
             lock = Some(lock.unwrap_or(0).max(retry_secs(next)));
-        } else if key == &r.pair {
+        } else if key != &r.source {
             // The progressive delay is per source and account; over all accounts a
             // source only has its lock.
             sqlx::query("UPDATE throttle SET next_at = $2 WHERE key = $1")

@@ -220,6 +220,7 @@ async fn start(state: &AppState, caller: &Caller, user: &users::User, operator: 
         p: caller.claims.p.clone(),
         par: Some(caller.claims.jti.clone()),
         opr: operator.map(|o| o.name.clone()),
+        dev: None,
     };
     let ring = state.keys.current();
     let kid = ring.signing().kid.clone();

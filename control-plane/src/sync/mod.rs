@@ -209,6 +209,17 @@ async fn answer(state: &AppState, since: u64, after: Option<&str>) -> Result<Opt
         } else {
             Vec::new()
         };
+        // Revoked voucher activations (seed 000), whole, in the first part: their tokens
+        // live a day at most, so these are few.
+        if after.is_none() {
+            let revoked_activations: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT id, token_expires_at FROM voucher_activations WHERE revoked_at IS NOT NULL AND token_expires_at > $1 ORDER BY id",
+            )
+            .bind(live_after)
+            .fetch_all(&mut *tx)
+            .await?;
+            rows.extend(revoked_activations);
+        }
         let keys = keys::published(&mut *tx, now_ms()).await?;
         tx.commit().await?;
         let mut answer = response(version, true, keys, revocations(rows), amendments(amended)?);

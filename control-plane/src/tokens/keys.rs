@@ -98,7 +98,8 @@ pub async fn published<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(db: E, n
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT k.kid, k.x FROM signing_keys k WHERE k.withdrawn_at IS NULL AND (k.retired_at IS NULL OR k.retired_at > $1 \
          OR EXISTS (SELECT 1 FROM tokens t WHERE t.kid = k.kid AND t.revoked_at IS NULL AND t.expires_at > $2) \
-         OR EXISTS (SELECT 1 FROM sessions s WHERE s.kid = k.kid AND s.ended_at IS NULL AND s.expires_at > $2)) \
+         OR EXISTS (SELECT 1 FROM sessions s WHERE s.kid = k.kid AND s.ended_at IS NULL AND s.expires_at > $2) \
+         OR EXISTS (SELECT 1 FROM voucher_activations v WHERE v.kid = k.kid AND v.revoked_at IS NULL AND v.token_expires_at > $2)) \
          ORDER BY k.created_at, k.kid",
     )
     .bind(now.saturating_sub(RETIRE_OVERLAP_MS))

@@ -114,6 +114,7 @@ pub async fn issue_all(state: &AppState, news: Vec<NewToken>) -> Result<Vec<Issu
             p: new.p.clone(),
             par: new.parent_id.clone(),
             opr: None,
+            dev: None,
         };
         signed.push(ring.signing().sign(new.kind, &claims).map_err(|e| {
             tracing::error!(code = e.code(), "signing a token failed");

@@ -18,7 +18,7 @@ use crate::AppState;
 /// limits.
 /// `POST /explain` needs no flags for the caller's own token; explaining another token
 /// is token management, checked by the handler.
-pub const OWN_ROUTES: [(&str, i64); 18] = [
+pub const OWN_ROUTES: [(&str, i64); 26] = [
     ("GET /tokens", FLAG_UNLIMITED),
     ("POST /tokens", FLAG_UNLIMITED),
     ("DELETE /tokens/:id", FLAG_UNLIMITED),
@@ -37,12 +37,21 @@ pub const OWN_ROUTES: [(&str, i64); 18] = [
     ("PATCH /account", FLAG_UNLIMITED),
     ("GET /sessions", 0),
     ("DELETE /sessions/:id", 0),
+    // Seed 000: the account's Wi-Fi networks and vouchers are the operator's to manage.
+    ("GET /networks", FLAG_UNLIMITED),
+    ("POST /networks", FLAG_UNLIMITED),
+    ("DELETE /networks/:id", FLAG_UNLIMITED),
+    ("GET /vouchers", FLAG_UNLIMITED),
+    ("POST /vouchers", FLAG_UNLIMITED),
+    ("GET /vouchers/pdf", FLAG_UNLIMITED),
+    ("POST /vouchers/:id/revoke", FLAG_UNLIMITED),
+    ("DELETE /vouchers/:id", FLAG_UNLIMITED),
 ];
 
 /// The route table of [`OWN_ROUTES`], for `rules::route::authorize`.
 pub fn own_routes(prefix: &Prefix) -> Result<RouteTable, String> {
     let specs: Vec<RouteSpec> =
-        OWN_ROUTES.iter().map(|(p, flags)| RouteSpec { pattern: (*p).to_owned(), flags: *flags, items: Vec::new(), http_token: false }).collect();
+        OWN_ROUTES.iter().map(|(p, flags)| RouteSpec { pattern: (*p).to_owned(), flags: *flags, items: Vec::new(), http_token: false, voucher: false }).collect();
     RouteTable::compile(&specs, prefix).map_err(|e| format!("own routes: {e}"))
 }
 

@@ -42,6 +42,8 @@ pub struct TestDb {
     pub url: String,
     _dir: Option<tempfile::TempDir>,
     pg: Option<(String, String)>,
+    /// `TOKENGATE_DATA_DIR` (the voucher keys), kept across restarts.
+    pub data_dir: tempfile::TempDir,
 }
 
 impl TestDb {
@@ -50,7 +52,7 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}", dir.path().join("tokengate.db").display());
-                TestDb { backend, url, _dir: Some(dir), pg: None }
+                TestDb { backend, url, _dir: Some(dir), pg: None, data_dir: tempfile::tempdir().unwrap() }
             }
             Backend::Postgres => {
                 let base = std::env::var("DATABASE_URL").unwrap();
@@ -59,7 +61,7 @@ impl TestDb {
                 let mut conn = sqlx::postgres::PgConnection::connect(&admin_url).await.unwrap();
                 sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
                 conn.close().await.unwrap();
-                TestDb { backend, url: with_database(&base, &name), _dir: None, pg: Some((admin_url, name)) }
+                TestDb { backend, url: with_database(&base, &name), _dir: None, pg: Some((admin_url, name)), data_dir: tempfile::tempdir().unwrap() }
             }
         }
     }
@@ -131,6 +133,7 @@ impl TestApp {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
+        vars.insert("TOKENGATE_DATA_DIR".into(), db.data_dir.path().display().to_string());
         for (k, v) in extra {
             vars.insert((*k).to_owned(), (*v).to_owned());
         }

@@ -19,3 +19,4 @@ mod throttle;
 mod tokens;
 mod users;
 mod usage;
+mod vouchers;

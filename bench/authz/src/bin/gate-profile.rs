@@ -83,13 +83,13 @@ fn main() {
     let run = |w: &mut Worker, auths: &[String], n: usize| -> f64 {
         // First pass fills the caches (and loads keys and revocations into the worker).
         for a in auths.iter().take(n.min(auths.len())) {
-            black_box(w.decide(&host, &Request { method: "GET", path: PATH, authorization: &[a.as_str()] }));
+            black_box(w.decide(&host, &Request { method: "GET", path: PATH, authorization: &[a.as_str()], device_header: None }));
         }
         let t = Instant::now();
         let mut headers = 0usize;
         for i in 0..n {
             let a = &auths[i % auths.len()];
-            match w.decide(&host, &Request { method: "GET", path: PATH, authorization: &[a.as_str()] }) {
+            match w.decide(&host, &Request { method: "GET", path: PATH, authorization: &[a.as_str()], device_header: None }) {
                 Outcome::Allow(allowed) => allowed.headers(|k, v| headers += k.len() + v.len()),
                 Outcome::Deny(d) => {
                     eprintln!("gate-profile: denied: {}", d.code());
@@ -115,10 +115,10 @@ fn main() {
         let auths: Vec<String> = (1000..1000 + n as u64 + 1).map(token).collect();
         let mut w = Worker::new(gate_cfg.clone());
         // Warm the worker's key and revocation mirror with one other token.
-        black_box(w.decide(&host, &Request { method: "GET", path: PATH, authorization: &[token(1).as_str()] }));
+        black_box(w.decide(&host, &Request { method: "GET", path: PATH, authorization: &[token(1).as_str()], device_header: None }));
         let t = Instant::now();
         for a in &auths[..n] {
-            black_box(w.decide(&host, &Request { method: "GET", path: PATH, authorization: &[a.as_str()] }));
+            black_box(w.decide(&host, &Request { method: "GET", path: PATH, authorization: &[a.as_str()], device_header: None }));
         }
         out["cold_ns_per_decision"] = (t.elapsed().as_nanos() as f64 / n as f64).into();
         out["cold_iterations"] = n.into();

@@ -172,6 +172,26 @@ fn request_text(method: &str, target: &str, headers: &[(&str, &str)], body: Opti
     req
 }
 
+/// A request from the local address `from` (another 127.0.0.x: another client).
+pub fn request_from(from: &str, port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: Option<&Value>) -> Response {
+    let client = reqwest::blocking::Client::builder()
+        .local_address(from.parse::<std::net::IpAddr>().expect("an address"))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let mut req = client.request(method.parse().expect("a method"), format!("http://127.0.0.1:{port}{target}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let r = req.send().unwrap_or_else(|e| panic!("{method} {target} from {from}: {e}"));
+    let status = r.status().as_u16();
+    let headers = r.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned())).collect();
+    Response { status, headers, body: r.text().unwrap_or_default() }
+}
+
 pub fn get(port: u16, target: &str, token: Option<&str>) -> Response {
     match token {
         Some(t) => request(port, "GET", target, &[("Authorization", &format!("Bearer {t}"))], None),

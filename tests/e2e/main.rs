@@ -14,3 +14,4 @@ mod harness;
 mod login;
 mod paths;
 mod sessions;
+mod vouchers;

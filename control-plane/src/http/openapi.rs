@@ -396,6 +396,92 @@ pub fn document(prefix: &str) -> Value {
         }
     }));
 
+    // Seed 000: Wi-Fi networks, vouchers, redemption, the PDF and the captive portal.
+    let id_param = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    let network = json!({"type": "object", "required": ["id", "name", "createdAt"], "properties": {
+        "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,62}$"}, "name": {"type": "string"}, "createdAt": {"type": "integer"}}});
+    let proxies = json!({"type": "object", "nullable": true, "properties": {"live": {"type": "integer"}, "applied": {"type": "integer"}}});
+    let revoked = json!({"type": "object", "properties": {"id": {"type": "string"}, "revokedActivations": {"type": "integer"},
+        "version": {"type": "integer", "nullable": true}, "proxies": proxies, "state": {"type": "string"}, "deleted": {"type": "boolean"}}});
+    let activation = json!({"type": "object", "properties": {"id": {"type": "string", "description": "The jti of the access tokens made for it."},
+        "state": {"type": "string", "enum": ["active", "expired", "revoked"]}, "device": {"type": "string"}, "network": {"type": "string"},
+        "activatedAt": {"type": "integer"}, "endsAt": {"type": "integer", "nullable": true}, "revokedAt": {"type": "integer", "nullable": true},
+        "revokeReason": {"type": "string", "nullable": true, "enum": ["revoked", "deleted", "other_network", "network_deleted", null]}}});
+    paths.insert(format!("{prefix}/networks"), json!({
+        "get": {"summary": "The Wi-Fi networks of your account", "operationId": "listNetworks", "security": [{"bearer": []}],
+            "responses": merge(&[&guarded("GET /networks"), &json!({"200": {"description": "Networks by id.", "content": {"application/json": {"schema": {"type": "object", "properties": {"networks": {"type": "array", "items": network.clone()}}}}}}})])},
+        "post": {"summary": "Add a Wi-Fi network (its id is what proxies list in `audiences` and voucher tokens carry as `aud`)", "operationId": "createNetwork", "security": [{"bearer": []}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["id", "name"], "additionalProperties": false, "properties": {
+                "id": {"type": "string"}, "name": {"type": "string", "maxLength": 100}}}}}},
+            "responses": merge(&[&body_errors, &guarded("POST /networks"), &json!({"201": {"description": "Created.", "content": {"application/json": {"schema": network.clone()}}},
+                "400": err("bad_network (id: 1 to 63 of [a-z0-9._-], not the API audience; name: 1 to 100 characters), or a body error."), "409": err("network_exists")})])},
+    }));
+    paths.insert(format!("{prefix}/networks/{{id}}"), json!({
+        "delete": {"summary": "Delete a network; its live activations are revoked at every proxy", "operationId": "deleteNetwork", "security": [{"bearer": []}], "parameters": id_param.clone(),
+            "responses": merge(&[&guarded("DELETE /networks/:id"), &json!({"200": {"description": "Deleted.", "content": {"application/json": {"schema": revoked.clone()}}}, "404": err("network_not_found")})])},
+    }));
+    paths.insert(format!("{prefix}/vouchers"), json!({
+        "get": {"summary": "Your account's vouchers with their state and activations (the code only while unused)", "operationId": "listVouchers", "security": [{"bearer": []}],
+            "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}, {"name": "after", "in": "query", "schema": {"type": "string", "pattern": "^[0-9a-f]{24}$"}}],
+            "responses": merge(&[&guarded("GET /vouchers"), &json!({"200": {"description": "A page of vouchers by id.", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                "vouchers": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "kind": {"type": "string", "enum": ["single", "multi"]},
+                    "days": {"type": "integer", "nullable": true}, "state": {"type": "string", "enum": ["unused", "active", "expired", "revoked"]}, "code": {"type": "string", "nullable": true},
+                    "createdAt": {"type": "integer"}, "revokedAt": {"type": "integer", "nullable": true}, "activations": {"type": "array", "items": activation}}}},
+                "unused": {"type": "integer"}, "limit": {"type": "integer"}, "next": {"type": "string", "nullable": true}}}}}}, "400": err("bad_query")})])},
+        "post": {"summary": "Generate vouchers: 12-digit codes, listed once in the answer (at most 200 unused per account)", "operationId": "generateVouchers", "security": [{"bearer": []}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["count", "kind"], "additionalProperties": false, "properties": {
+                "count": {"type": "integer", "minimum": 1, "maximum": 200}, "kind": {"type": "string", "enum": ["single", "multi"]},
+                "days": {"type": "integer", "minimum": 1, "maximum": 30, "nullable": true, "description": "From each activation; null or absent: unlimited."}}}}}},
+            "responses": merge(&[&body_errors, &guarded("POST /vouchers"), &json!({
+                "201": {"description": "The new vouchers with their codes.", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                    "vouchers": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "code": {"type": "string", "pattern": "^[1-9][0-9]{11}$"},
+                        "kind": {"type": "string"}, "days": {"type": "integer", "nullable": true}, "createdAt": {"type": "integer"}}}},
+                    "unused": {"type": "integer"}, "limit": {"type": "integer"}}}}}},
+                "400": err("bad_count, bad_voucher_kind, bad_days, or a body error."),
+                "409": {"description": "too_many_vouchers: nothing was made; `remaining` says how many may still be made.", "content": {"application/json": {"schema": {"type": "object",
+                    "properties": {"error": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}, "unused": {"type": "integer"}, "remaining": {"type": "integer"}, "limit": {"type": "integer"}}}}}},
+            })])},
+    }));
+    paths.insert(format!("{prefix}/vouchers/pdf"), json!({
+        "get": {"summary": "A printable A4 PDF of the unused vouchers: each twice, the guest's copy with instructions (English and Russian) and the operator's copy with the generation date", "operationId": "voucherPdf", "security": [{"bearer": []}],
+            "responses": merge(&[&guarded("GET /vouchers/pdf"), &json!({"200": {"description": "The PDF (attachment).", "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}}})])},
+    }));
+    paths.insert(format!("{prefix}/vouchers/redeem"), json!({
+        "post": {"summary": "Redeem a code (open: the portal calls it): an access token bound to the device and the network", "operationId": "redeemVoucher",
+            "description": "Malformed codes (length, characters, the check digit) are refused before any lookup. Every other failure counts toward the credential throttle per source, per device and per account (a daily budget that keeps the chance of guessing any live code under 1e-4 a year). Redeeming again from the same device renews the token.",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["code", "device", "network"], "additionalProperties": false, "properties": {
+                "code": {"type": "string", "description": "12 digits; spaces and dashes between groups allowed."}, "device": {"type": "string", "description": "A MAC address in any usual spelling, an IP address, or an id of at most 64 of [A-Za-z0-9._:-]."},
+                "network": {"type": "string"}}}}}},
+            "responses": merge(&[&body_errors, &json!({
+                "200": {"description": "The access token (tg-voucher+jwt).", "content": {"application/json": {"schema": {"type": "object", "required": ["token", "expiresAt", "activationId", "voucherId", "network", "device"], "properties": {
+                    "token": {"type": "string"}, "expiresAt": {"type": "integer", "description": "The token's end (ms): redeem again before it."}, "endsAt": {"type": "integer", "nullable": true, "description": "The activation's end; null: unlimited."},
+                    "activatedAt": {"type": "integer"}, "activationId": {"type": "string"}, "voucherId": {"type": "string"}, "kind": {"type": "string"}, "days": {"type": "integer", "nullable": true},
+                    "network": {"type": "string"}, "device": {"type": "string"}, "renewed": {"type": "boolean"}, "revokedElsewhere": {"type": "integer"}}}}}},
+                "400": err("voucher_malformed, bad_device, or a body error."),
+                "404": err("network_not_found, or voucher_not_found (no such code for this network's account)."),
+                "409": err("voucher_used: a single-use voucher in use on another device."),
+                "410": err("voucher_expired or voucher_revoked."),
+                "429": err("too_many_attempts, with Retry-After."),
+            })])},
+    }));
+    paths.insert(format!("{prefix}/vouchers/{{id}}/revoke"), json!({
+        "post": {"summary": "Revoke a voucher and every activation of it at every proxy (waits up to 2 s for the live proxies)", "operationId": "revokeVoucher", "security": [{"bearer": []}], "parameters": id_param.clone(),
+            "responses": merge(&[&guarded("POST /vouchers/:id/revoke"), &json!({"200": {"description": "Revoked (again: harmless).", "content": {"application/json": {"schema": revoked.clone()}}}, "400": err("bad_voucher_id"), "404": err("voucher_not_found")})])},
+    }));
+    paths.insert(format!("{prefix}/vouchers/{{id}}"), json!({
+        "delete": {"summary": "Delete a voucher (its activations are revoked first)", "operationId": "deleteVoucher", "security": [{"bearer": []}], "parameters": id_param,
+            "responses": merge(&[&guarded("DELETE /vouchers/:id"), &json!({"200": {"description": "Deleted.", "content": {"application/json": {"schema": revoked}}}, "400": err("bad_voucher_id"), "404": err("voucher_not_found")})])},
+    }));
+    paths.insert("/portal".to_owned(), json!({
+        "get": {"summary": "The captive portal page (HTML, English or Russian by Accept-Language or ?lang=); the device and network come from the gate (x-tokengate-device, x-tokengate-network, believed from TOKENGATE_TRUSTED_PROXIES only)", "operationId": "portalPage",
+            "responses": {"200": {"description": "The form, or how to reach it through the Wi-Fi.", "content": {"text/html": {}}}}},
+        "post": {"summary": "The portal's form: redeem `code` for this device and network", "operationId": "portalRedeem",
+            "requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {"code": {"type": "string"}, "lang": {"type": "string", "enum": ["en", "ru"]}}}}}},
+            "responses": {"200": {"description": "Connected, until when.", "content": {"text/html": {}}}, "400": {"description": "Malformed code or no device.", "content": {"text/html": {}}},
+                "404": {"description": "Wrong code.", "content": {"text/html": {}}}, "409": {"description": "Used on another device.", "content": {"text/html": {}}},
+                "410": {"description": "Expired or revoked.", "content": {"text/html": {}}}, "429": {"description": "Too many attempts (Retry-After).", "content": {"text/html": {}}}}},
+    }));
+
     json!({
         "openapi": "3.0.3",
         "info": {

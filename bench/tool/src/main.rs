@@ -6,6 +6,7 @@
 //! tg-bench revoke --cp ADDR --token T --ids IDS --count N --concurrency C
 //! tg-bench list   --cp ADDR --token T
 //! tg-bench logins --cp ADDR --user U --credentials C --kind password|pin|token --count N --concurrency C  (seed-002 POST /login)
+//! tg-bench redeem --cp ADDR --codes FILE --network N --count N --concurrency C --mode new|renew --run K  (seed-000 vouchers, see vouchers.rs)
 //! tg-bench load   --addr ADDR --rate R --secs S --connections C --tokens FILE [--offset K] --path P
 //! tg-bench propagate --cp ADDR --token T --proxies A,B,C --admins A,B,C --ids IDS --tokens FILE --warm FILE --path P --out FILE  (see propagate.rs)
 //! tg-bench soak   --cp ADDR --token T --proxy ADDR --admin ADDR --envoy-pid PID --secs S --csv FILE --revocations FILE --path P  (see soak.rs)
@@ -20,6 +21,7 @@ mod propagate;
 mod render;
 mod report;
 mod soak;
+mod vouchers;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -56,7 +58,7 @@ impl Args {
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
     let Some(cmd) = argv.get(1).cloned() else {
-        eprintln!("usage: tg-bench login|issue|revoke|list|load|propagate|soak|render|report --option value ...");
+        eprintln!("usage: tg-bench login|issue|revoke|list|logins|redeem|load|propagate|soak|render|report --option value ...");
         std::process::exit(2);
     };
     let result = Args::parse(&argv[2..]).and_then(|args| run(&cmd, &args));
@@ -84,6 +86,7 @@ fn run(cmd: &str, args: &Args) -> Result<Option<Value>, String> {
                     "revoke" => revoke(args).await.map(Some),
                     "list" => list(args).await.map(Some),
                     "logins" => logins(args).await.map(Some),
+                    "redeem" => vouchers::redeem(args).await.map(Some),
                     "load" => load::load(args).await.map(Some),
                     "propagate" => propagate::propagate(args).await.map(Some),
                     "soak" => soak::soak(args).await.map(Some),

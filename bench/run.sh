@@ -7,7 +7,9 @@
 # Knobs (environment): ROUNDS (3), SECS per measurement (10), WARMUP_SECS (3),
 # WARM_TOKENS (300), COLD_TOKENS (60000), REVOKED (100000), CONNECTIONS (32, wrk),
 # OL_CONNECTIONS (64, open loop), VARIANTS ("A B C D E H F G"; S is E with 300 seed-003
-# session tokens, one made from each warm token; H is E with one hot
+# session tokens, one made from each warm token; V is E's Envoy with 300 seed-000 voucher
+# tokens bound to 127.0.0.1 (the device check reads the peer address) on
+# GET /api/v1/wifi/status, a route marked "voucher"; H is E with one hot
 # token; B1..B10 are the empty filter plus some host calls or a native filter, for
 # attribution: see NOOP_VARIANTS in bench/tool/src/render.rs), SKIP_CP=1 (skip the
 # control-plane and memory sections), SKIP_PG=1, MEM_SESSIONS=0 (skip the 100k-session
@@ -201,6 +203,26 @@ if printf ' %s ' $VARIANTS | grep -q ' S '; then
             die "POST /token/login failed (see $WORK/cp-sqlite.log)"
     done <"$WORK/warm.txt"
 fi
+if printf ' %s ' $VARIANTS | grep -q ' V '; then
+    log "redeeming 300 seed-000 vouchers for this machine on demo-wifi (variant V)"
+    curl -sf -X POST -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' \
+        -d '{"id":"demo-wifi","name":"Bench Wi-Fi"}' "http://$CP/api/v1/networks" >/dev/null ||
+        die "POST /networks failed (see $WORK/cp-sqlite.log)"
+    : >"$WORK/vouchers.txt"
+    # At most 200 unused vouchers per account: two batches, each redeemed before the next.
+    for batch in 200 100; do
+        curl -sf -X POST -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' \
+            -d "{\"count\":$batch,\"kind\":\"single\",\"days\":30}" "http://$CP/api/v1/vouchers" |
+            python3 -c 'import json,sys; [print(v["code"]) for v in json.load(sys.stdin)["vouchers"]]' >"$WORK/codes.txt" ||
+            die "POST /vouchers failed (see $WORK/cp-sqlite.log)"
+        while read -r code; do
+            curl -sf -X POST -H 'content-type: application/json' \
+                -d "{\"code\":\"$code\",\"device\":\"127.0.0.1\",\"network\":\"demo-wifi\"}" \
+                "http://$CP/api/v1/vouchers/redeem" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' >>"$WORK/vouchers.txt" ||
+                die "POST /vouchers/redeem failed (see $WORK/cp-sqlite.log)"
+        done <"$WORK/codes.txt"
+    done
+fi
 log "issuing $COLD_TOKENS cold-pool tokens"
 record_cp sqlite "$("$TG" issue --cp "$CP" --token "$ADMIN" --count "$COLD_TOKENS" --concurrency 8 --scopes "$SCOPES" \
     --out "$WORK/cold.txt" --ids "$WORK/cold.ids")"
@@ -244,7 +266,7 @@ render() { # variant out [wasm] [template]
         --admin-port "$ADMIN_PORT" --cp-port "$CP_PORT" --authz-port "$AUTHZ_PORT" --wasm "${3:-$WASM}" \
         --noop-wasm "$NOOP_WASM" --jwks "$WORK/jwks.json" --secret "$SECRET" --cache-size 1000
 }
-for v in $(printf "%s\n" A B C D E F G $VARIANTS | grep -v "^[HS]$" | sort -u); do
+for v in $(printf "%s\n" A B C D E F G $VARIANTS | grep -v "^[HSV]$" | sort -u); do
     case $v in
         E0 | F0)
             [ -n "${BASELINE_REF:-}" ] || die "variant $v needs BASELINE_REF=<git ref>"
@@ -259,13 +281,22 @@ for v in $(printf "%s\n" A B C D E F G $VARIANTS | grep -v "^[HS]$" | sort -u); 
 done
 cp "$WORK/envoy-E.yaml" "$WORK/envoy-H.yaml"
 cp "$WORK/envoy-E.yaml" "$WORK/envoy-S.yaml"
+cp "$WORK/envoy-E.yaml" "$WORK/envoy-V.yaml"
 
 mix_of() { # variant -> token file
     case $1 in
         F | F0) echo "$WORK/cold.txt" ;;
         H) echo "$WORK/hot.txt" ;;
         S) echo "$WORK/sessions.txt" ;;
+        V) echo "$WORK/vouchers.txt" ;;
         *) echo "$WORK/warm.txt" ;;
+    esac
+}
+
+path_of() { # variant -> request path
+    case $1 in
+        V) echo /api/v1/wifi/status ;;
+        *) echo "$REQ_PATH" ;;
     esac
 }
 
@@ -290,20 +321,21 @@ WRK_LUA=$BENCH/wrk/rotate.lua
 OL_RATE=
 
 run_variant() { # variant round
-    local v=$1 r=$2 mix cfg elog out e0 e1 a0 a1 reqs rps non2xx errs
+    local v=$1 r=$2 mix cfg elog out e0 e1 a0 a1 reqs rps non2xx errs path
     mix=$(mix_of "$v")
+    path=$(path_of "$v")
     cfg=$WORK/envoy-$v.yaml
     elog=$WORK/envoy-$v-$r.log
     start_envoy "$cfg" "$elog"
     until_allowed "$(head -1 "$WORK/warm.txt")" || die "variant $v never let a valid token through (see $elog)"
     # Warm-up (discarded): JIT, connection pools, caches. The cold pool is entered at a
     # different place for each phase, at least 20k tokens apart: caches hold at most 8k.
-    nice -n -10 taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${WARMUP_SECS}s" -s "$WRK_LUA" "http://127.0.0.1:$LISTEN_PORT$REQ_PATH" \
+    nice -n -10 taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${WARMUP_SECS}s" -s "$WRK_LUA" "http://127.0.0.1:$LISTEN_PORT$path" \
         -- "$mix" 0 >/dev/null
     # Closed loop: max throughput and CPU per request.
     e0=$(ticks "$ENVOY_PID")
     a0=$(ticks "$AUTHZ_PID")
-    out=$(nice -n -10 taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${SECS}s" -s "$WRK_LUA" "http://127.0.0.1:$LISTEN_PORT$REQ_PATH" \
+    out=$(nice -n -10 taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${SECS}s" -s "$WRK_LUA" "http://127.0.0.1:$LISTEN_PORT$path" \
         -- "$mix" 20000)
     e1=$(ticks "$ENVOY_PID")
     a1=$(ticks "$AUTHZ_PID")
@@ -327,7 +359,7 @@ run_variant() { # variant round
     local ol='{"p50_us":null,"p99_us":null,"p999_us":null,"achieved_rps":null,"non_2xx":0,"errors":0,"unsent":0,"sent":0}'
     if [ "${OPEN_LOOP:-1}" != 0 ]; then
         ol=$(nice -n -10 taskset -c 1 "$TG" load --addr "127.0.0.1:$LISTEN_PORT" --rate "$OL_RATE" --secs "$SECS" \
-            --connections "$OL_CONNECTIONS" --tokens "$mix" --offset 40000 --path "$REQ_PATH")
+            --connections "$OL_CONNECTIONS" --tokens "$mix" --offset 40000 --path "$path")
     fi
     e1=$(ticks "$ENVOY_PID")
     local rss

@@ -38,7 +38,7 @@ fn fmt(s: &Option<Stat>, scale: f64, digits: usize) -> String {
     }
 }
 
-const LABELS: [(&str, &str); 11] = [
+const LABELS: [(&str, &str); 12] = [
     ("A", "A no auth (ceiling)"),
     ("B", "B empty Wasm filter"),
     ("C", "C jwt_authn, no cache"),
@@ -47,6 +47,7 @@ const LABELS: [(&str, &str); 11] = [
     ("E0", "E0 as E, the baseline filter (BASELINE_REF)"),
     ("H", "E1 tokengate, one hot token"),
     ("S", "E-session: as E, 300 seed-003 session tokens"),
+    ("V", "E-voucher: 300 seed-000 voucher tokens, device check (peer address), GET /wifi/status"),
     ("F", "F tokengate cold (never-seen tokens)"),
     ("F0", "F0 as F, the baseline filter (BASELINE_REF)"),
     ("G", "G ext_authz → Rust authorizer"),
@@ -165,6 +166,17 @@ pub fn report(args: &Args) -> Result<(), String> {
             cpu("S") - cpu("A"),
             cpu("E") - cpu("A"),
             verdict(r6 <= 1.1)
+        );
+    }
+    if has(&["A", "E", "V"]) {
+        // Issue 12 §6: a voucher token with the device check against an API token.
+        let r7 = (cpu("V") - cpu("A")) / (cpu("E") - cpu("A"));
+        let pr = per_round(&|r| Some((cpu_at("V", r)? - cpu_at("A", r)?) / (cpu_at("E", r)? - cpu_at("A", r)?)));
+        println!(
+            "| E-voucher added CPU over A vs E's (a voucher token with the device check against an API token) | {r7:.2} × ({:.1} vs {:.1} µs) | {pr} | {} |",
+            cpu("V") - cpu("A"),
+            cpu("E") - cpu("A"),
+            verdict(r7 <= 1.05)
         );
     }
     if has(&["B", "E"]) && p99("E").is_finite() && p99("B").is_finite() {

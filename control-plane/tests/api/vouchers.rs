@@ -22,6 +22,7 @@ each_db!(
     security_vouchers_guessing_is_limited_per_source_device_and_account,
     vouchers_keys_survive_a_restart_and_other_keys_are_refused,
     vouchers_pdf_holds_every_unused_code_twice_and_no_used_one,
+    vouchers_portal_redeems_for_the_device_and_network_the_gate_names,
 );
 
 async fn admin(app: &TestApp) -> String {
@@ -409,4 +410,53 @@ async fn vouchers_pdf_holds_every_unused_code_twice_and_no_used_one(app: TestApp
     }
     // Unlimited tokens cannot be read from a voucher token either.
     app.call(Method::GET, "/api/v1/vouchers/pdf", None, None).await.assert_error(401, "missing_token");
+}
+
+/// A form post to the portal as the gate forwards it (the test client is loopback, a
+/// trusted proxy): the device and network in the gate's headers.
+async fn portal_post(app: &TestApp, device: Option<&str>, code: &str, extra: &[(&str, &str)]) -> (StatusCode, String) {
+    let mut req = app.client.post(app.url("/portal")).form(&[("code", code), ("lang", "en")]);
+    if let Some(d) = device {
+        req = req.header("x-tokengate-device", d).header("x-tokengate-network", "cafe-1");
+    }
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+async fn vouchers_portal_redeems_for_the_device_and_network_the_gate_names(app: TestApp) {
+    let t = admin(&app).await;
+    network(&app, &t, "cafe-1").await;
+    let v = generate(&app, &t, json!({"count": 1, "kind": "single", "days": 2})).await.remove(0);
+    // Not through a proxy's portal: no device, nothing redeemed.
+    let r = app.client.get(app.url("/portal")).header("accept-language", "ru-RU,ru;q=0.9").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
+    let page = r.text().await.unwrap();
+    assert!(page.contains("data-problem=\"no_device\"") && page.contains("lang=\"ru\""), "{page}");
+    assert_eq!(portal_post(&app, None, code(&v), &[]).await.0, StatusCode::BAD_REQUEST);
+    // A post from another site redeems nothing.
+    let (status, _) = portal_post(&app, Some("aa:00:00:00:00:01"), code(&v), &[("sec-fetch-site", "cross-site")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let activations: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM voucher_activations").fetch_one(&app.state.pool).await.unwrap();
+    assert_eq!(activations, 0);
+    // Wrong and malformed codes, in plain words.
+    let (status, page) = portal_post(&app, Some("aa:00:00:00:00:01"), &unknown_code(), &[("sec-fetch-site", "same-origin")]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(page.contains("data-problem=\"not_found\""), "{page}");
+    let (status, page) = portal_post(&app, Some("aa:00:00:00:00:01"), "1234", &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("data-problem=\"malformed\""), "{page}");
+    // The right code: connected until the voucher's end, for the gate's device.
+    let (status, page) = portal_post(&app, Some("AA-00-00-00-00-01"), code(&v), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("data-state=\"connected\""), "{page}");
+    let device: String = sqlx::query_scalar("SELECT device FROM voucher_activations").fetch_one(&app.state.pool).await.unwrap();
+    assert_eq!(device, "aa:00:00:00:00:01");
+    // Another device: used elsewhere.
+    let (status, page) = portal_post(&app, Some("aa:00:00:00:00:02"), code(&v), &[]).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(page.contains("data-problem=\"used_elsewhere\""), "{page}");
 }

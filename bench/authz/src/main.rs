@@ -57,6 +57,14 @@ fn handle(gate: &Rc<RefCell<Gate>>, req: &Request<Incoming>) -> Response<Full<By
             }
             b.body(Full::new(Bytes::from(d.body())))
         }
+        // The captive portal's page passes without a token, with the gate's headers.
+        Outcome::Portal(headers) => {
+            let mut b = Response::builder().status(StatusCode::OK);
+            for (k, v) in headers {
+                b = b.header(k, v);
+            }
+            b.body(Full::new(Bytes::new()))
+        }
     };
     resp.unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }

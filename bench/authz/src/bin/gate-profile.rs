@@ -95,6 +95,10 @@ fn main() {
                     eprintln!("gate-profile: denied: {}", d.code());
                     std::process::exit(1);
                 }
+                Outcome::Portal(_) => {
+                    eprintln!("gate-profile: {PATH} is not the portal's path");
+                    std::process::exit(1);
+                }
             }
         }
         black_box(headers);

@@ -45,7 +45,8 @@ CREATE TABLE voucher_activations (
     revoked_at        BIGINT,
     revoke_reason     TEXT CHECK (revoke_reason IN ('revoked', 'deleted', 'other_network', 'network_deleted'))
 );
-CREATE INDEX voucher_activations_voucher ON voucher_activations (voucher_id);
+-- A redemption reads one device's activations of one voucher.
+CREATE INDEX voucher_activations_voucher ON voucher_activations (voucher_id, device);
 CREATE INDEX voucher_activations_device ON voucher_activations (device) WHERE revoked_at IS NULL;
 CREATE INDEX voucher_activations_revoked ON voucher_activations (token_expires_at) WHERE revoked_at IS NOT NULL;
 

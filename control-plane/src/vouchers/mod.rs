@@ -624,19 +624,30 @@ async fn activate(state: &AppState, code: &str, device: &str, network: &str, acc
     if v.revoked_at.is_some() {
         return Err(ApiError::VoucherRevoked);
     }
-    let mine: Vec<ActivationRow> = activations_of(&mut tx, std::slice::from_ref(&v.id)).await?;
+    // This device's activations of this voucher only: a multi-use code may serve thousands
+    // of devices, and a redemption must not read them all (index on voucher and device).
+    let mine: Vec<ActivationRow> = sqlx::query_as(&format!(
+        "SELECT {ACTIVATION_COLUMNS} FROM voucher_activations WHERE voucher_id = $1 AND device = $2 ORDER BY activated_at, id"
+    ))
+    .bind(&v.id)
+    .bind(device)
+    .fetch_all(&mut *tx)
+    .await?;
     let multi = v.kind == "multi";
     // The activation this device already has of this voucher, if any.
-    let existing = mine.iter().rev().find(|a| a.device == device && a.revoked_at.is_none()).cloned();
+    let existing = mine.iter().rev().find(|a| a.revoked_at.is_none()).cloned();
     if !multi {
-        if let Some(first) = mine.first() {
-            if first.device != device {
-                return Err(ApiError::VoucherUsed);
-            }
-            // Moved away to another network (or revoked by hand): the voucher is spent.
-            if existing.is_none() {
-                return Err(ApiError::VoucherRevoked);
-            }
+        // A single-use voucher belongs to the device that activated it first.
+        let holder: Option<String> = sqlx::query_scalar("SELECT device FROM voucher_activations WHERE voucher_id = $1 ORDER BY activated_at, id LIMIT 1")
+            .bind(&v.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if holder.is_some_and(|h| h != device) {
+            return Err(ApiError::VoucherUsed);
+        }
+        // Moved away to another network (or revoked by hand): the voucher is spent.
+        if !mine.is_empty() && existing.is_none() {
+            return Err(ApiError::VoucherRevoked);
         }
     }
     // Its time ran out: the guest needs a new voucher (seed 000), whichever the kind.
@@ -655,7 +666,7 @@ async fn activate(state: &AppState, code: &str, device: &str, network: &str, acc
         Some(a) => (a, true),
         None => {
             // A single-use voucher moving with its device keeps its end; otherwise the time runs from now.
-            let (activated_at, ends_at) = match mine.iter().find(|a| a.device == device).filter(|_| !multi) {
+            let (activated_at, ends_at) = match mine.first().filter(|_| !multi) {
                 Some(first) => (first.activated_at, first.ends_at),
                 None => (now, v.days.map(|d| now + d * DAY_MS)),
             };

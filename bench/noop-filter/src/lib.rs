@@ -12,6 +12,7 @@
 //! - `all_headers`: read every request header (`get_map_bytes`);
 //! - `three_headers`: read `:method`, `:path` and `authorization` (`get_map_value`);
 //! - `clock`: read the clock;
+//! - `peer`: read the peer's address (`get_property(source.address)`, the voucher device check);
 //! - `meta`: read one shared-data key of 32 bytes;
 //! - `metrics`: three metric updates;
 //! - `set5`: set five identity headers (`set_map_value`, which replaces);
@@ -43,6 +44,7 @@ struct Steps {
     set5: bool,
     add3: bool,
     replace_all: bool,
+    peer: bool,
 }
 
 impl Steps {
@@ -64,6 +66,7 @@ impl Steps {
                 "set5" => s.set5 = true,
                 "add3" => s.add3 = true,
                 "replace_all" => s.replace_all = true,
+                "peer" => s.peer = true,
                 other => return Err(format!("unknown step {other:?}")),
             }
         }
@@ -140,6 +143,9 @@ impl HttpContext for Noop {
         }
         if s.clock {
             std::hint::black_box(hostcalls::get_current_time().ok());
+        }
+        if s.peer {
+            std::hint::black_box(hostcalls::get_property(vec!["source", "address"]).ok());
         }
         if s.meta {
             std::hint::black_box(hostcalls::get_shared_data("bench/meta").ok());

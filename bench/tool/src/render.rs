@@ -154,7 +154,7 @@ typed_config:
 
 /// The attribution variants: the empty filter (B) making some host calls, with no logic.
 /// (name, steps for `bench/noop-filter`, label in the report.)
-pub const NOOP_VARIANTS: [(&str, &str, &str); 10] = [
+pub const NOOP_VARIANTS: [(&str, &str, &str); 12] = [
     ("B1", "read", "B1 empty filter + every header, clock, shared meta, 3 metrics (the gate's reads before the rework)"),
     ("B2", "write", "B2 empty filter + 5 header sets (the gate's writes before the rework)"),
     ("B3", "all", "B3 B1 + B2: the gate's host calls before the rework, no logic"),
@@ -165,6 +165,8 @@ pub const NOOP_VARIANTS: [(&str, &str, &str); 10] = [
     ("B8", "all_headers,replace_all", "B8 empty filter + read every header, write them all back plus 3 (set_map_bytes)"),
     ("B9", "", "B9 native header_mutation stripping x-tokengate-* + the empty filter"),
     ("B10", "all_headers,add3", "B10 empty filter + read every header, add 3 headers (the gate's host calls now, one identity header fewer)"),
+    ("B11", "peer", "B11 empty filter + read the peer address (get_property source.address: the voucher device check)"),
+    ("B12", "peer,add3", "B12 empty filter + the peer address + add 3 headers"),
 ];
 
 fn noop_steps(variant: &str) -> Option<&'static str> {

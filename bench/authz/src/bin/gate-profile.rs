@@ -8,9 +8,12 @@
 //! - `warm`: 300 tokens rotating (the local-cache path of variant E);
 //! - `hot`: one token;
 //! - `cold`: a never-seen token each time (the signature path of variant F);
-//! - `parts`: pieces of the warm path in isolation.
+//! - `parts`: pieces of the warm path in isolation;
+//! - `voucher`: 300 seed-000 voucher tokens (device 127.0.0.1, network `demo-wifi`) on
+//!   `GET /api/v1/wifi/status`, beside `warm` (needs PLUGIN_CONFIG with that network in
+//!   `audiences` and a route marked `voucher`, as `envoy/envoy.yaml` has).
 //!
-//! Usage: `gate-profile [warm|hot|cold|parts|all] [ITERATIONS] [REVOKED]`; prints JSON.
+//! Usage: `gate-profile [warm|hot|cold|parts|voucher|all] [ITERATIONS] [REVOKED]`; prints JSON.
 
 use std::hint::black_box;
 use std::rc::Rc;
@@ -80,23 +83,23 @@ fn main() {
     };
 
     let mut out = serde_json::json!({"revocations": revoked, "sync_apply_ms": sync_ms, "iterations": iterations});
-    let run = |w: &mut Worker, auths: &[String], n: usize| -> f64 {
+    let run_on = |w: &mut Worker, auths: &[String], n: usize, path: &str| -> f64 {
         // First pass fills the caches (and loads keys and revocations into the worker).
         for a in auths.iter().take(n.min(auths.len())) {
-            black_box(w.decide(&host, &Request { method: "GET", path: PATH, authorization: &[a.as_str()], device_header: None }));
+            black_box(w.decide(&host, &Request { method: "GET", path, authorization: &[a.as_str()], device_header: None }));
         }
         let t = Instant::now();
         let mut headers = 0usize;
         for i in 0..n {
             let a = &auths[i % auths.len()];
-            match w.decide(&host, &Request { method: "GET", path: PATH, authorization: &[a.as_str()], device_header: None }) {
+            match w.decide(&host, &Request { method: "GET", path, authorization: &[a.as_str()], device_header: None }) {
                 Outcome::Allow(allowed) => allowed.headers(|k, v| headers += k.len() + v.len()),
                 Outcome::Deny(d) => {
                     eprintln!("gate-profile: denied: {}", d.code());
                     std::process::exit(1);
                 }
                 Outcome::Portal(_) => {
-                    eprintln!("gate-profile: {PATH} is not the portal's path");
+                    eprintln!("gate-profile: {path} is the portal's path");
                     std::process::exit(1);
                 }
             }
@@ -104,7 +107,21 @@ fn main() {
         black_box(headers);
         t.elapsed().as_nanos() as f64 / n as f64
     };
+    let run = |w: &mut Worker, auths: &[String], n: usize| -> f64 { run_on(w, auths, n, PATH) };
     if what == "warm" || what == "all" {
+        let auths: Vec<String> = (0..300).map(token).collect();
+        let mut w = Worker::new(gate_cfg.clone());
+        out["warm_ns_per_decision"] = run(&mut w, &auths, iterations).into();
+    }
+    if what == "voucher" {
+        let voucher = |i: u64| -> String {
+            let mut c = claims(now, i);
+            (c.aud, c.dev, c.unm, c.scp, c.par) = ("demo-wifi".into(), Some("127.0.0.1".into()), None, None, None);
+            format!("Bearer {}", signer.sign(TokenKind::VoucherAccess, &c).unwrap_or_default())
+        };
+        let auths: Vec<String> = (0..300).map(voucher).collect();
+        let mut w = Worker::new(gate_cfg.clone());
+        out["voucher_ns_per_decision"] = run_on(&mut w, &auths, iterations, "/api/v1/wifi/status").into();
         let auths: Vec<String> = (0..300).map(token).collect();
         let mut w = Worker::new(gate_cfg.clone());
         out["warm_ns_per_decision"] = run(&mut w, &auths, iterations).into();

@@ -103,8 +103,13 @@ fn security_tokens_gate_end_to_end() {
     assert_invalid_token(&get(port, "/api/v1/objects/42", Some(&other_aud)), "token_wrong_audience", &other_aud, "audience");
     let crit = sign_raw(&json!({"alg": "EdDSA", "typ": "tg-api+jwt", "kid": kid, "crit": ["exp"]}), &payload, &seed);
     assert_invalid_token(&get(port, "/api/v1/objects/42", Some(&crit)), "token_forbidden_header", &crit, "crit header");
-    let session_kind = sign_raw(&json!({"alg": "EdDSA", "typ": "tg-voucher+jwt", "kid": kid}), &payload, &seed);
-    assert_invalid_token(&get(port, "/api/v1/objects/42", Some(&session_kind)), "token_wrong_type", &session_kind, "other kind");
+    // Another kind of token (a Wi-Fi voucher's) on an API route: refused by its kind.
+    let other_kind = sign_raw(&json!({"alg": "EdDSA", "typ": "tg-voucher+jwt", "kid": kid}), &payload, &seed);
+    let r = get(port, "/api/v1/objects/42", Some(&other_kind));
+    assert_eq!((r.status, r.code().as_str()), (403, "wrong_token_kind"), "other kind: {}", r.body);
+    // A kind the gate does not know at all.
+    let unknown_kind = sign_raw(&json!({"alg": "EdDSA", "typ": "tg-other+jwt", "kid": kid}), &payload, &seed);
+    assert_invalid_token(&get(port, "/api/v1/objects/42", Some(&unknown_kind)), "token_wrong_type", &unknown_kind, "unknown kind");
     let huge = format!("{}.{}.{}", parts[0], "A".repeat(9000), parts[2]);
     assert_invalid_token(&get(port, "/api/v1/objects/42", Some(&huge)), "token_too_large", &huge, "oversized");
     // The genuine token, re-signed by us with the real key, still passes: the forgeries

@@ -528,6 +528,9 @@ impl Stack {
             .env("TOKENGATE_ADMIN_USER", ADMIN_USER)
             .env("TOKENGATE_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("TOKENGATE_PROXY_SECRET", &self.secret)
+            // The voucher keys, kept with this stack (restarts find them again), never in
+            // the working directory (a PostgreSQL stack has no SQLite file to sit beside).
+            .env("TOKENGATE_DATA_DIR", self.dir.path().join("data"))
             .env("RUST_LOG", "info")
             .envs(self.cp_env.iter().map(|(k, v)| (*k, v.as_str())));
         if let Some(tls) = &self.tls {

@@ -338,7 +338,7 @@ async fn metrics_text(State(state): State<AppState>) -> Result<Response, ApiErro
         .await?;
     let body = state.metrics.render(version, db::to_u64(live));
     let mut response = body.into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(metrics::CONTENT_TYPE));
     Ok(response)
 }
 
@@ -359,13 +359,16 @@ async fn method_not_allowed() -> ApiError {
 async fn log_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    // The route's pattern (`/api/v1/tokens/{id}`), never the raw path: a label per token
+    // id would grow without bound.
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_owned());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     let status = response.status();
     let elapsed = started.elapsed();
     // A long poll's time is the proxy's wait, not the server's latency.
     if path != tokengate_rules::sync::PATH {
-        state.metrics.observe(elapsed);
+        state.metrics.observe(route.as_deref(), status.as_u16(), elapsed);
     }
     let ms = elapsed.as_millis();
     if status.is_server_error() {

@@ -1,32 +1,55 @@
-//! Counters for `GET /metrics` (Prometheus text format 0.0.4), kept in the process:
-//! plain atomics, no registry.
+//! `GET /metrics`: the control plane's metrics in the OpenMetrics text format, kept in a
+//! `prometheus-client` registry per process (one per [`crate::AppState`], so tests that run
+//! several apps in one process do not share counters).
+//!
+//! What is counted: tokens issued, revocations, amendments, idle revocations, sessions,
+//! key rotations, credential attempts by kind and outcome, usage reports, vouchers, sync
+//! calls by result, the long polls held, the change-log version and live proxies (set at
+//! each scrape), API request latency by route and status, and how long a change took to
+//! be applied by every live proxy (`propagation`).
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-#[derive(Default)]
-pub struct Counter(AtomicU64);
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter as PromCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// A counter the handlers bump (a `prometheus-client` counter: cheap to clone, shared).
+#[derive(Clone, Default)]
+pub struct Counter(PromCounter);
 
 impl Counter {
     pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.0.inc();
     }
 
     pub fn add(&self, n: usize) {
-        self.0.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.0.inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.get()
     }
 }
 
-/// The upper bounds (seconds) of the request-latency histogram.
-const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+/// Label sets: a few fixed keys with their values.
+type Labels = Vec<(&'static str, String)>;
 
-#[derive(Default)]
+/// The upper bounds (seconds) of the request-latency histogram.
+const LATENCY_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+/// The upper bounds (seconds) of the propagation histogram: a change applied by every live
+/// proxy (BENCHMARKS.md: about 10 ms at p99), up to the 10 s a revocation may wait.
+const PROPAGATION_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
 pub struct Metrics {
+    registry: Registry,
     pub tokens_issued: Counter,
     pub revocations: Counter,
     pub amendments: Counter,
@@ -47,71 +70,125 @@ pub struct Metrics {
     pub sync_refused: Counter,
     pub sync_failed: Counter,
     /// Long polls held right now.
-    pub sync_held: AtomicI64,
-    latency_buckets: [Counter; BUCKETS.len()],
-    latency_count: Counter,
-    latency_sum_us: Counter,
+    pub sync_held: Gauge,
+    version: Gauge,
+    proxies_live: Gauge,
+    /// Credential attempts by kind (`password`, `pin`, `token`, `voucher`) and outcome
+    /// (`success`, `failure`, `throttled`).
+    attempts: Family<Labels, PromCounter>,
+    /// API request latency by route (the matched pattern, never the raw path) and status.
+    requests: Family<Labels, Histogram, fn() -> Histogram>,
+    propagation: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
 }
 
 impl Metrics {
-    /// Records one request's latency (long polls are not requests for this histogram:
-    /// the caller leaves them out).
-    pub fn observe(&self, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64();
-        for (bound, bucket) in BUCKETS.iter().zip(&self.latency_buckets) {
-            if secs <= *bound {
-                bucket.inc();
-            }
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("tokengate");
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.0.clone());
+            c
+        };
+        let tokens_issued = counter(&mut registry, "tokens_issued", "Tokens issued.");
+        let revocations = counter(&mut registry, "revocations", "Tokens revoked (descendants, idle tokens and voucher activations included).");
+        let amendments = counter(&mut registry, "amendments", "Token amendments (seed 001 update).");
+        let idle_revocations = counter(&mut registry, "idle_revocations", "Tokens revoked by the idle sweep.");
+        let sessions_started = counter(&mut registry, "sessions_started", "Seed-003 sessions started (POST /token/login).");
+        let sessions_ended = counter(&mut registry, "sessions_ended", "Sessions ended: logout, idle, token revoked, user deleted.");
+        let key_rotations = counter(&mut registry, "key_rotations", "Signing key rotations.");
+        let login_failures = counter(&mut registry, "login_failures", "Wrong user name or password at POST /auth and POST /login.");
+        let login_throttled = counter(&mut registry, "login_throttled", "Credential attempts refused by the throttle (429).");
+        let usage_reports = counter(&mut registry, "usage_reports", "Usage reports accepted from proxies.");
+        let vouchers_generated = counter(&mut registry, "vouchers_generated", "Wi-Fi vouchers generated (seed 000).");
+        let vouchers_redeemed = counter(&mut registry, "vouchers_redeemed", "Voucher redemptions that gave an access token.");
+        let voucher_failures = counter(&mut registry, "voucher_failures", "Redemptions refused after a lookup (wrong, used, expired or revoked code).");
+        let sync_calls: Family<Labels, PromCounter> = Family::default();
+        registry.register("sync_calls", "Sync calls by result.", sync_calls.clone());
+        let by_result = |result: &str| Counter(sync_calls.get_or_create_owned(&vec![("result", result.to_owned())]));
+        let (sync_delta, sync_snapshot, sync_unchanged, sync_refused, sync_failed) =
+            (by_result("delta"), by_result("snapshot"), by_result("unchanged"), by_result("refused"), by_result("failed"));
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let g = Gauge::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let sync_held = gauge(&mut registry, "sync_held", "Long polls held by this process now.");
+        let version = gauge(&mut registry, "sync_version", "The change-log version.");
+        let proxies_live = gauge(&mut registry, "proxies_live", "Proxies seen within the last 60 s.");
+        let attempts: Family<Labels, PromCounter> = Family::default();
+        registry.register("credential_attempts", "Credential attempts (passwords, PINs, token logins, voucher codes) by kind and outcome.", attempts.clone());
+        let requests: Family<Labels, Histogram, fn() -> Histogram> = Family::new_with_constructor(latency_histogram);
+        registry.register("http_request_duration_seconds", "API request latency by route and status (long polls excluded).", requests.clone());
+        let propagation = Histogram::new(PROPAGATION_BUCKETS);
+        registry.register(
+            "propagation_seconds",
+            "From a change's commit until every live proxy applied it (revocations, rotations, sessions and voucher revocations that waited for the proxies).",
+            propagation.clone(),
+        );
+        Metrics {
+            registry,
+            tokens_issued,
+            revocations,
+            amendments,
+            idle_revocations,
+            sessions_started,
+            sessions_ended,
+            key_rotations,
+            login_failures,
+            login_throttled,
+            usage_reports,
+            vouchers_generated,
+            vouchers_redeemed,
+            voucher_failures,
+            sync_delta,
+            sync_snapshot,
+            sync_unchanged,
+            sync_refused,
+            sync_failed,
+            sync_held,
+            version,
+            proxies_live,
+            attempts,
+            requests,
+            propagation,
         }
-        self.latency_count.inc();
-        self.latency_sum_us.add(usize::try_from(elapsed.as_micros()).unwrap_or(usize::MAX));
     }
 
-    /// The text exposition; `version` and `proxies_live` are read from the database by
-    /// the caller.
+    /// Records one API request's latency under its route pattern (`None`: no route
+    /// matched) and status. Long polls are not requests for this histogram.
+    pub fn observe(&self, route: Option<&str>, status: u16, elapsed: Duration) {
+        let labels = vec![("route", route.unwrap_or("unmatched").to_owned()), ("status", status.to_string())];
+        self.requests.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    /// One credential attempt's outcome.
+    pub fn attempt(&self, kind: &str, outcome: &str) {
+        self.attempts.get_or_create(&vec![("kind", kind.to_owned()), ("outcome", outcome.to_owned())]).inc();
+    }
+
+    /// A change applied by every live proxy `elapsed` after its commit.
+    pub fn propagated(&self, elapsed: Duration) {
+        self.propagation.observe(elapsed.as_secs_f64());
+    }
+
+    /// The text exposition (OpenMetrics); `version` and `proxies_live` are read from the
+    /// database by the caller.
     pub fn render(&self, version: u64, proxies_live: u64) -> String {
+        self.version.set(i64::try_from(version).unwrap_or(i64::MAX));
+        self.proxies_live.set(i64::try_from(proxies_live).unwrap_or(i64::MAX));
         let mut out = String::new();
-        let mut counter = |name: &str, help: &str, value: u64| {
-            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
-        };
-        counter("tokengate_tokens_issued_total", "Tokens issued.", self.tokens_issued.get());
-        counter("tokengate_revocations_total", "Tokens revoked (descendants and idle tokens included).", self.revocations.get());
-        counter("tokengate_amendments_total", "Token amendments (seed 001 update).", self.amendments.get());
-        counter("tokengate_idle_revocations_total", "Tokens revoked by the idle sweep.", self.idle_revocations.get());
-        counter("tokengate_sessions_started_total", "Seed-003 sessions started (POST /token/login).", self.sessions_started.get());
-        counter("tokengate_sessions_ended_total", "Sessions ended: logout, idle, token revoked, user deleted.", self.sessions_ended.get());
-        counter("tokengate_key_rotations_total", "Signing key rotations.", self.key_rotations.get());
-        counter("tokengate_login_failures_total", "Wrong user name or password at POST /auth.", self.login_failures.get());
-        counter("tokengate_login_throttled_total", "Credential attempts refused by the throttle (429).", self.login_throttled.get());
-        counter("tokengate_usage_reports_total", "Usage reports accepted from proxies.", self.usage_reports.get());
-        counter("tokengate_vouchers_generated_total", "Wi-Fi vouchers generated (seed 000).", self.vouchers_generated.get());
-        counter("tokengate_vouchers_redeemed_total", "Voucher redemptions that gave an access token.", self.vouchers_redeemed.get());
-        counter("tokengate_voucher_failures_total", "Redemptions refused after a lookup (wrong, used, expired or revoked code).", self.voucher_failures.get());
-        let _ = write!(out, "# HELP tokengate_sync_calls_total Sync calls by result.\n# TYPE tokengate_sync_calls_total counter\n");
-        for (result, c) in [
-            ("delta", &self.sync_delta),
-            ("snapshot", &self.sync_snapshot),
-            ("unchanged", &self.sync_unchanged),
-            ("refused", &self.sync_refused),
-            ("failed", &self.sync_failed),
-        ] {
-            let _ = writeln!(out, "tokengate_sync_calls_total{{result=\"{result}\"}} {}", c.get());
+        if encode(&mut out, &self.registry).is_err() {
+            tracing::error!("encoding the metrics failed");
         }
-        let mut gauge = |name: &str, help: &str, value: i64| {
-            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n");
-        };
-        gauge("tokengate_sync_held", "Long polls held by this process now.", self.sync_held.load(Ordering::Relaxed));
-        gauge("tokengate_sync_version", "The change-log version.", i64::try_from(version).unwrap_or(i64::MAX));
-        gauge("tokengate_proxies_live", "Proxies seen within the last 60 s.", i64::try_from(proxies_live).unwrap_or(i64::MAX));
-        let name = "tokengate_http_request_duration_seconds";
-        let _ = write!(out, "# HELP {name} API request latency (long polls excluded).\n# TYPE {name} histogram\n");
-        for (bound, bucket) in BUCKETS.iter().zip(&self.latency_buckets) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", bucket.get());
-        }
-        let count = self.latency_count.get();
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.latency_sum_us.get() as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count {count}");
         out
     }
 }
+
+/// The content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -93,6 +93,8 @@ impl<'a> Attempt<'a> {
 /// A reserved attempt: settle it with [`succeeded`] or [`failed`].
 #[must_use]
 pub struct Reservation {
+    /// The attempt's kind, for the metrics.
+    kind: String,
     account: String,
     source: String,
     pair: String,
@@ -160,6 +162,7 @@ fn retry_secs(ms: i64) -> u64 {
 pub async fn reserve(state: &AppState, attempt: &Attempt<'_>) -> Result<Reservation, ApiError> {
     let backend = state.config.backend;
     let r = Reservation {
+        kind: attempt.kind.to_owned(),
         account: attempt.account_key(),
         source: attempt.source_key(),
         pair: attempt.pair_key(),
@@ -200,6 +203,7 @@ pub async fn reserve(state: &AppState, attempt: &Attempt<'_>) -> Result<Reservat
     if wait > 0 {
         tx.commit().await?;
         state.metrics.login_throttled.inc();
+        state.metrics.attempt(attempt.kind, "throttled");
         return Err(ApiError::TooManyAttempts { retry_after_secs: retry_secs(wait) });
     }
     // The attempt counts toward the streaks (the in-flight cap above) at once; the
@@ -227,6 +231,17 @@ pub async fn reserve(state: &AppState, attempt: &Attempt<'_>) -> Result<Reservat
 /// The secret was right: the reservation is given back, and the source's streak on this
 /// account is cleared.
 pub async fn succeeded(state: &AppState, r: Reservation) -> Result<(), ApiError> {
+    state.metrics.attempt(&r.kind, "success");
+    give_back(state, r).await
+}
+
+/// The attempt came to no verdict on the secret (the database failed, say): it is given
+/// back as if it had been right, and counted as neither.
+pub async fn given_back(state: &AppState, r: Reservation) -> Result<(), ApiError> {
+    give_back(state, r).await
+}
+
+async fn give_back(state: &AppState, r: Reservation) -> Result<(), ApiError> {
     let mut tx = begin(state).await?;
     sqlx::query("DELETE FROM throttle_failures WHERE id = $1").bind(&r.failure_id).execute(&mut *tx).await?;
     sqlx::query("UPDATE throttle SET failures = CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END WHERE key = $1")
@@ -243,6 +258,7 @@ pub async fn succeeded(state: &AppState, r: Reservation) -> Result<(), ApiError>
 /// The secret was wrong: the failure stays counted. Returns `Some(seconds)` when it
 /// started a lock (the caller answers 429 for it too).
 pub async fn failed(state: &AppState, r: Reservation) -> Result<Option<u64>, ApiError> {
+    state.metrics.attempt(&r.kind, "failure");
     let now = now_ms();
     let backend = state.config.backend;
     let mut tx = begin(state).await?;

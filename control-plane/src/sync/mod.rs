@@ -82,7 +82,7 @@ struct Held<'a>(&'a AppState, &'a str);
 
 impl<'a> Held<'a> {
     fn new(state: &'a AppState, proxy: &'a str) -> Held<'a> {
-        state.metrics.sync_held.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        state.metrics.sync_held.inc();
         state.held_polls.add(proxy);
         Held(state, proxy)
     }
@@ -90,7 +90,7 @@ impl<'a> Held<'a> {
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.0.metrics.sync_held.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.metrics.sync_held.dec();
         self.0.held_polls.remove(self.1);
     }
 }

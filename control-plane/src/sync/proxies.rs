@@ -87,7 +87,8 @@ async fn list(State(state): State<AppState>, Authorized(caller): Authorized) -> 
 /// as they are then.
 pub async fn await_applied(state: &AppState, version: u64, wait: Duration) -> Result<ProxyCounts, ApiError> {
     let mut contacts = state.contacts.subscribe();
-    let deadline = tokio::time::Instant::now() + wait;
+    let started = tokio::time::Instant::now();
+    let deadline = started + wait;
     loop {
         let list = proxies(state).await?;
         let live: Vec<&ProxyInfo> = list.iter().filter(|p| p.live).collect();
@@ -97,6 +98,7 @@ pub async fn await_applied(state: &AppState, version: u64, wait: Duration) -> Re
             // Applied by every live proxy's sync service; their workers pick it up
             // within WORKER_LAG_MS, so "applied" means enforced when this returns.
             if counts.live > 0 {
+                state.metrics.propagated(started.elapsed());
                 tokio::time::sleep(Duration::from_millis(tokengate_rules::sync::WORKER_LAG_MS + 1)).await;
             }
             return Ok(counts);

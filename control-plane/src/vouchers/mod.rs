@@ -604,7 +604,7 @@ pub async fn redeem_code(state: &AppState, source: IpAddr, code: &str, device: &
         }
         Err(e) => {
             // Not a verdict on the code (the database, say): give the attempt back.
-            throttle::succeeded(state, reservation).await?;
+            throttle::given_back(state, reservation).await?;
             Err(e)
         }
     }

@@ -1,7 +1,7 @@
 //! Health, OpenAPI, restart durability, database failure, and configuration.
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::each_db;
 use crate::helpers::{run_with, TestApp, ADMIN, ADMIN_PASSWORD};
@@ -131,7 +131,7 @@ async fn metrics_count_what_happened(app: TestApp) {
     app.sync_as(0, 0, Some("wrong")).await;
     let r = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text; version=1.0.0"));
     let text = r.text().await.unwrap();
     for line in [
         "tokengate_tokens_issued_total 2",
@@ -142,12 +142,44 @@ async fn metrics_count_what_happened(app: TestApp) {
         "tokengate_sync_version 2",
         "tokengate_proxies_live 1",
         "tokengate_sync_held 0",
+        // Credential attempts by kind and outcome: the admin's login and the wrong password.
+        "tokengate_credential_attempts_total{kind=\"password\",outcome=\"success\"} 1",
+        "tokengate_credential_attempts_total{kind=\"password\",outcome=\"failure\"} 1",
         "# TYPE tokengate_http_request_duration_seconds histogram",
+        "# TYPE tokengate_propagation_seconds histogram",
+        "# EOF",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
     }
-    let count = text.lines().find_map(|l| l.strip_prefix("tokengate_http_request_duration_seconds_count ")).unwrap();
-    assert!(count.parse::<u64>().unwrap() >= 4, "{count}");
+    // Latency by route pattern and status, never by raw path (no token id in a label).
+    let child_id = child["_id"].as_str().unwrap();
+    assert!(!text.contains(child_id), "a raw path in a label:\n{text}");
+    let count = |route: &str, status: u16| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("tokengate_http_request_duration_seconds_count{{route=\"{route}\",status=\"{status}\"}} ")))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(count("/api/v1/tokens/{id}", 204), 1, "{text}");
+    // The Grafana dashboard asks only for metrics this control plane exports.
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/tokengate.json")).unwrap()).unwrap();
+    let mut asked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            if !expr.contains("$cp_job") {
+                continue;
+            }
+            for name in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("tokengate_")) {
+                let family = ["_total", "_bucket", "_count", "_sum"].iter().fold(name, |n, suffix| n.strip_suffix(suffix).unwrap_or(n));
+                assert!(text.contains(&format!("# TYPE {family} ")), "the dashboard asks for {name}, which /metrics does not export");
+                asked += 1;
+            }
+        }
+    }
+    assert!(asked > 10, "{asked}");
+    assert_eq!(count("/api/v1/auth", 401), 1, "{text}");
+    assert!(count("/api/v1/auth", 200) >= 1, "{text}");
     drop(app);
     run_with(&[("TOKENGATE_METRICS", "off")], |app| async move {
         app.call(Method::GET, "/metrics", None, None).await.assert_error(404, "not_found");

@@ -95,6 +95,10 @@ fn security_voucher_tokens_pass_only_from_their_device_on_their_network_and_rout
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["proxies"], json!({"live": 2, "applied": 2}), "{}", r.body);
     assert_eq!(get(pb, "/api/v1/wifi/status", Some(&token2)).code(), "token_revoked");
+    // The control plane measured that propagation (GET /metrics).
+    let metrics = get(stack.cp(), "/metrics", None).body;
+    let propagated: u64 = metrics.lines().find_map(|l| l.strip_prefix("tokengate_propagation_seconds_count ")?.trim().parse().ok()).unwrap_or(0);
+    assert!(propagated >= 1, "no propagation observed:\n{metrics}");
     // A restart of both keeps it refused (the snapshot carries the activation's revocation).
     stack.stop_control_plane();
     stack.start_control_plane();

@@ -4,8 +4,6 @@
 //!
 //! [`start`] opens the database, runs the migrations, loads (or makes) the signing key
 //! and the first admin; [`app`] builds the router; [`serve`] runs it until shutdown.
-// The OpenAPI document is one `json!` literal, deeper than the default limit allows.
-#![recursion_limit = "256"]
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,12 +13,13 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use sqlx::AnyPool;
 use tokengate_rules::scope::Prefix;
 use tokengate_rules::{TokenKind, VerifyPolicy};
 use tokio::sync::watch;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub mod config;
 pub mod db;
@@ -125,7 +124,7 @@ pub async fn start(config: Config) -> Result<(AppState, Option<GeneratedAdmin>),
     }
     let (version, _) = db::sync_state(&pool).await.map_err(|e| StartError(format!("reading the sync state: {e}")))?;
     let policy = VerifyPolicy::new(&config.issuer, &[config.audience.as_str()], &[TokenKind::Api]);
-    let openapi = openapi::document(&config.api_prefix);
+    let openapi = openapi::document(crate::routes(&config));
     let state = AppState(Arc::new(Inner {
         pool,
         prefix,
@@ -148,9 +147,11 @@ pub async fn start(config: Config) -> Result<(AppState, Option<GeneratedAdmin>),
     Ok((state, generated))
 }
 
-/// The whole HTTP app.
-pub fn app(state: AppState) -> Router {
-    let api = Router::new()
+/// Every route with its documentation: the API's under `TOKENGATE_API_PREFIX`, the
+/// service's, the sync channel's and the portal's at the root. [`app`] serves them and
+/// [`openapi::document`] describes them, from this one list.
+pub fn routes(config: &Config) -> OpenApiRouter<AppState> {
+    let api = OpenApiRouter::new()
         .merge(auth::router())
         .merge(identity::login::router())
         .merge(identity::accounts::router())
@@ -163,19 +164,27 @@ pub fn app(state: AppState) -> Router {
         .merge(keys::router())
         .merge(proxies::router())
         .merge(vouchers::router())
-        .route("/openapi.json", get(openapi_document))
-        .method_not_allowed_fallback(method_not_allowed);
-    let mut root = Router::new()
-        .route("/healthz", get(health))
-        .route("/.well-known/jwks.json", get(jwks))
+        .routes(routes!(openapi_document));
+    let mut root = OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(jwks))
         .merge(sync::router())
         .merge(usage::router())
         .merge(vouchers::portal_router());
-    if state.config.metrics {
-        root = root.route("/metrics", get(metrics_text));
+    if config.metrics {
+        root = root.routes(routes!(metrics_text));
     }
-    let prefix = state.config.api_prefix.clone();
-    let router = if prefix.is_empty() { root.merge(api) } else { root.nest(&prefix, api) };
+    let prefix = config.api_prefix.as_str();
+    if prefix.is_empty() {
+        root.merge(api)
+    } else {
+        root.nest(prefix, api)
+    }
+}
+
+/// The whole HTTP app.
+pub fn app(state: AppState) -> Router {
+    let (router, _) = routes(&state.config).split_for_parts();
     router
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
@@ -313,6 +322,12 @@ pub async fn sweep_once(state: &AppState, now: i64) -> Result<u64, sqlx::Error> 
     Ok(removed)
 }
 
+/// Liveness and database reachability.
+#[utoipa::path(get, path = "/healthz", operation_id = "health", tag = "service",
+    responses(
+        (status = 200, description = "The database answers.", body = wire::Health),
+        (status = 503, description = "database_unavailable (Retry-After: 1).", body = openapi::ErrorBody),
+    ))]
 async fn health(State(state): State<AppState>) -> Result<Json<wire::Health>, ApiError> {
     if db::ping(&state.pool).await {
         Ok(Json(wire::Health { status: "ok".into() }))
@@ -321,15 +336,24 @@ async fn health(State(state): State<AppState>) -> Result<Json<wire::Health>, Api
     }
 }
 
+/// The public keys that verify tokengate tokens: a JWK set (RFC 8037 OKP, Ed25519), cached
+/// for 60 s.
+#[utoipa::path(get, path = "/.well-known/jwks.json", operation_id = "jwks", tag = "service",
+    responses((status = 200, description = "The published keys.", body = openapi::Jwks)))]
 async fn jwks(State(state): State<AppState>) -> Response {
     let mut response = Json(state.keys.current().jwks()).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
     response
 }
 
-/// `GET /metrics`: Prometheus text format 0.0.4, no authentication (turn it off with
-/// `TOKENGATE_METRICS=off`). Counters are this process's; the version and the live
-/// proxies come from the database.
+/// Prometheus metrics (OpenMetrics text, prometheus-client), no authentication
+/// (`TOKENGATE_METRICS=off` removes the route). Counters are this process's; the version
+/// and the live proxies come from the database. README "Metrics" lists the families.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "service",
+    responses(
+        (status = 200, description = "Metrics.", body = String, content_type = "application/openmetrics-text"),
+        (status = 503, description = "database_unavailable (Retry-After: 1).", body = openapi::ErrorBody),
+    ))]
 async fn metrics_text(State(state): State<AppState>) -> Result<Response, ApiError> {
     let (version, _) = db::sync_state(&state.pool).await?;
     let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM proxies WHERE last_seen_at > $1")
@@ -342,6 +366,9 @@ async fn metrics_text(State(state): State<AppState>) -> Result<Response, ApiErro
     Ok(response)
 }
 
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", operation_id = "openapi", tag = "service",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this control plane.", body = Object)))]
 async fn openapi_document(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(state.openapi.clone())
 }

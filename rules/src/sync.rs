@@ -128,6 +128,7 @@ pub fn valid_nonce(n: &str) -> bool {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SyncResponse {
     pub protocol: u32,
@@ -167,12 +168,14 @@ pub struct SyncResponse {
 /// A live session: its id (the session token's `jti`) and when it ends at the latest
 /// (its token's end, s since the epoch); the proxy drops it then.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LiveSession {
     pub jti: String,
     pub exp: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PublicKey {
     pub kid: String,
     /// Raw Ed25519 public key, base64url without padding (JWK `x`).
@@ -185,6 +188,7 @@ pub struct PublicKey {
 /// `jti` by these values; `exp` can only bring the signed expiry forward, never extend it.
 /// A proxy keeps an amendment until `signed_exp`: past `exp` it is what refuses the token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Amendment {
     pub jti: String,
     /// Activation time (seed `at`), s since the epoch: the token is refused before it.
@@ -220,12 +224,14 @@ impl Amendment {
 /// Token use reported by a proxy: `POST /sync/v1/usage` with the proxy credential.
 /// Batched by the sync service; the control plane keeps the latest time per token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsageReport {
     pub proxy: String,
     pub used: Vec<Usage>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Usage {
     pub jti: String,
     /// When the proxy last saw the token, ms since the epoch.
@@ -235,6 +241,7 @@ pub struct Usage {
 pub const USAGE_PATH: &str = "/sync/v1/usage";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Revocation {
     /// The revoked token's id.
     pub jti: String,

@@ -4,6 +4,7 @@
 //! Request types have no `Debug`: they carry passwords.
 
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
 
 /// A request field that may be absent (`None`: keep what is stored, or the default),
 /// `null` (`Some(None)`: clear it) or a value (`Some(Some(v))`).
@@ -16,7 +17,7 @@ fn patch<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Patch<T
 }
 
 /// `POST /auth`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AuthRequest {
     pub username: String,
@@ -30,7 +31,7 @@ pub struct AuthRequest {
 }
 
 /// `POST /tokens`: a child of the caller's token.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateTokenRequest {
     #[serde(default)]
@@ -43,7 +44,7 @@ pub struct CreateTokenRequest {
 }
 
 /// The answer of `POST /auth` and `POST /tokens`: the only time the token value is seen.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IssuedToken {
     #[serde(rename = "_id")]
@@ -57,13 +58,13 @@ pub struct IssuedToken {
     pub scopes: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct UserName {
     pub name: String,
 }
 
 /// One entry of `GET /tokens`. Never the token value.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenInfo {
     #[serde(rename = "_id")]
@@ -90,7 +91,7 @@ pub struct TokenInfo {
 /// create, update and delete. `app`, `fl`, `p` and `items` tell absent (keep the stored
 /// value; on create, the caller's `fl` and `items`) from `null` (none: no app, no flag
 /// limit, no params, all items).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ManageRequest {
     /// `create`, `update` or `delete`.
@@ -103,6 +104,7 @@ pub struct ManageRequest {
     #[serde(default)]
     pub h: Option<String>,
     #[serde(default, deserialize_with = "patch")]
+    #[schema(value_type = Option<String>)]
     pub app: Patch<String>,
     /// Activation, s since the epoch; 0 = now.
     #[serde(default)]
@@ -111,19 +113,23 @@ pub struct ManageRequest {
     #[serde(default)]
     pub dur: Option<u64>,
     #[serde(default, deserialize_with = "patch")]
+    #[schema(value_type = Option<i64>)]
     pub fl: Patch<i64>,
     /// A JSON object or array of objects, as JSON or as escaped JSON text.
     #[serde(default, deserialize_with = "patch")]
+    #[schema(value_type = Option<Value>)]
     pub p: Patch<serde_json::Value>,
     #[serde(default, deserialize_with = "patch")]
+    #[schema(value_type = Option<Vec<i64>>)]
     pub items: Patch<Vec<i64>>,
     /// `true`, `1` or `"true"`: delete every token of the user.
     #[serde(default)]
+    #[schema(value_type = Option<Value>)]
     pub delete_all: Option<serde_json::Value>,
 }
 
 /// A token in seed 001 shape. Times in seconds since the epoch, as the seed has them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ManagedToken {
     /// The token's id (`_id`).
     pub h: String,
@@ -136,6 +142,7 @@ pub struct ManagedToken {
     pub dur: i64,
     pub fl: Option<i64>,
     pub items: Option<Vec<i64>>,
+    #[schema(value_type = Option<Value>)]
     pub p: Option<serde_json::Value>,
     /// The token value: only in the answer to `create`, never again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,7 +150,7 @@ pub struct ManagedToken {
 }
 
 /// The answer to a seed 001 `delete`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ManageDeleted {
     /// How many tokens were revoked now (descendants included).
     pub deleted: usize,
@@ -152,7 +159,7 @@ pub struct ManageDeleted {
 }
 
 /// `POST /explain`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExplainRequest {
     /// `"METHOD /path"`, the path as the gate would see it (prefix included).
@@ -163,7 +170,7 @@ pub struct ExplainRequest {
 }
 
 /// The answer of `POST /explain`: the gate's decision and the reason.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Explanation {
     pub allowed: bool,
@@ -197,14 +204,14 @@ impl Explanation {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ExplainedItem {
     pub param: String,
     pub value: String,
 }
 
 /// The rights the explanation was computed with (amendments applied).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ExplainedToken {
     #[serde(rename = "_id")]
     pub id: String,
@@ -214,7 +221,7 @@ pub struct ExplainedToken {
 }
 
 /// `POST /keys/rotate`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Rotated {
     /// The new signing key.
@@ -234,7 +241,7 @@ pub struct Rotated {
 }
 
 /// One entry of `GET /keys`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyInfo {
     pub kid: String,
@@ -249,7 +256,7 @@ pub struct KeyInfo {
 }
 
 /// One entry of `GET /proxies`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProxyInfo {
     pub id: String,
@@ -263,14 +270,14 @@ pub struct ProxyInfo {
 }
 
 /// The answer of `DELETE /tokens/:id?wait=`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Propagation {
     /// The version that carries the revocation.
     pub version: u64,
     pub proxies: ProxyCounts,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 pub struct ProxyCounts {
     pub live: usize,
     /// Live proxies that have applied `version`.
@@ -278,7 +285,7 @@ pub struct ProxyCounts {
 }
 
 /// `GET /healthz`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     pub status: String,
 }
@@ -310,7 +317,7 @@ mod tests {
 }
 
 /// `POST /users`: a child user of the caller's user.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     /// The login name (seed 003 `nm`).
@@ -327,16 +334,18 @@ pub struct CreateUserRequest {
     pub fl: Option<i64>,
     /// Custom properties: a JSON object of strings (`language`, `tz`, ...).
     #[serde(default)]
+    #[schema(value_type = Option<HashMap<String, String>>)]
     pub prp: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// `PATCH /users/:id`: absent fields stay; `pin: null` removes the PIN.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
     #[serde(default)]
     pub password: Option<String>,
     #[serde(default, deserialize_with = "patch")]
+    #[schema(value_type = Option<String>)]
     pub pin: Patch<String>,
     #[serde(default)]
     pub role: Option<String>,
@@ -344,12 +353,13 @@ pub struct UpdateUserRequest {
     pub fl: Option<i64>,
     /// Replaces the properties whole.
     #[serde(default)]
+    #[schema(value_type = Option<HashMap<String, String>>)]
     pub prp: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// A user in seed 003 shape (times in seconds since the epoch, as the seed has them),
 /// plus `role` and whether a PIN is set. Never a credential.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct UserInfo {
     pub id: String,
     pub nm: String,
@@ -359,6 +369,7 @@ pub struct UserInfo {
     /// The account (contract).
     pub bact: String,
     pub fl: i64,
+    #[schema(value_type = HashMap<String, String>)]
     pub prp: serde_json::Value,
     pub ct: i64,
     /// The last login, `null` before the first.
@@ -367,7 +378,7 @@ pub struct UserInfo {
 }
 
 /// `POST /token/login` (seed 003): a session from an API token.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TokenLoginRequest {
     pub token: String,
@@ -381,14 +392,14 @@ pub struct TokenLoginRequest {
 }
 
 /// A user named in a session listing.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SessionUser {
     pub id: String,
     pub nm: String,
 }
 
 /// `GET /sessions`: a live session, never its value.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionInfo {
     /// The session id (the session token's `jti`).
@@ -411,7 +422,7 @@ pub struct SessionInfo {
 }
 
 /// `POST /networks` (seed 000): a Wi-Fi network of the caller's account.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NetworkRequest {
     /// The id proxies list in `audiences` (`cafe-1`): 1 to 63 of `[a-z0-9._-]`, starting
@@ -421,7 +432,7 @@ pub struct NetworkRequest {
 }
 
 /// `POST /vouchers` (seed 000): generate vouchers.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GenerateVouchers {
     /// 1 to 200.
@@ -434,7 +445,7 @@ pub struct GenerateVouchers {
 }
 
 /// `POST /vouchers/redeem` (seed 000, open): a device-bound access token for a code.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RedeemVoucher {
     pub code: String,
@@ -442,4 +453,126 @@ pub struct RedeemVoucher {
     pub device: String,
     /// The network id.
     pub network: String,
+}
+
+/// A Wi-Fi network (seed 000): `POST /networks` answers one, `GET /networks` a list.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkInfo {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// `GET /networks`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NetworkList {
+    pub networks: Vec<NetworkInfo>,
+}
+
+/// One redemption of a voucher: the device-bound access tokens it makes share its id.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivationInfo {
+    /// The `jti` of the access tokens made for it.
+    pub id: String,
+    /// `active`, `expired` or `revoked`.
+    pub state: String,
+    pub device: String,
+    pub network: String,
+    pub activated_at: i64,
+    /// `null`: unlimited.
+    pub ends_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    /// `revoked`, `deleted`, `other_network` or `network_deleted`.
+    pub revoke_reason: Option<String>,
+}
+
+/// A voucher in `GET /vouchers`: its code only while it is unused.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VoucherInfo {
+    pub id: String,
+    /// `single` or `multi`.
+    pub kind: String,
+    pub days: Option<i64>,
+    /// `unused`, `active`, `expired` or `revoked`.
+    pub state: String,
+    pub code: Option<String>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    pub activations: Vec<ActivationInfo>,
+}
+
+/// `GET /vouchers`: a page by id.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VoucherList {
+    pub vouchers: Vec<VoucherInfo>,
+    /// The account's unused vouchers now.
+    pub unused: i64,
+    /// At most this many unused vouchers per account.
+    pub limit: i64,
+    /// The `after` of the next page; `null` on the last one.
+    pub next: Option<String>,
+}
+
+/// A voucher just made: the only answer besides the listing and the PDF with its code.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewVoucher {
+    pub id: String,
+    /// 12 digits, the last a Damm check digit.
+    #[schema(pattern = "^[1-9][0-9]{11}$")]
+    pub code: String,
+    pub kind: String,
+    pub days: Option<i64>,
+    pub created_at: i64,
+}
+
+/// `POST /vouchers`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GeneratedVouchers {
+    pub vouchers: Vec<NewVoucher>,
+    pub unused: i64,
+    pub limit: i64,
+}
+
+/// The answer of a voucher's revocation or deletion and of a network's deletion: what was
+/// revoked and how far it reached (`proxies` is `null` when nothing had to propagate).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VoucherRevoked {
+    pub id: String,
+    /// `revoked` after a revocation; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// `true` after a deletion; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<bool>,
+    pub revoked_activations: usize,
+    pub version: Option<u64>,
+    pub proxies: Option<ProxyCounts>,
+}
+
+/// `POST /vouchers/redeem`: what a redemption gave.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Redeemed {
+    /// The access token (`tg-voucher+jwt`), bound to the device and the network.
+    pub token: String,
+    /// When this token expires (ms); redeem again before then to renew it.
+    pub expires_at: i64,
+    /// When the activation ends (ms); `None`: unlimited.
+    pub ends_at: Option<i64>,
+    pub activated_at: i64,
+    pub activation_id: String,
+    pub voucher_id: String,
+    pub kind: String,
+    pub days: Option<i64>,
+    pub network: String,
+    pub device: String,
+    /// This device already had this activation: the answer is a fresh token for it.
+    pub renewed: bool,
+    /// Activations of this device on other networks revoked by this one.
+    pub revoked_elsewhere: usize,
 }

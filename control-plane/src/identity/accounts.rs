@@ -4,20 +4,22 @@
 //! unsecured logins (`login.rs`).
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use serde::Deserialize;
 
 use crate::http::error::ApiError;
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded};
 use crate::http::json::ApiJson;
 use crate::tokens::guard::{is_admin, may_manage, Authorized, Caller};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/account", get(read).patch(update))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(read, update))
 }
 
-#[derive(serde::Serialize, sqlx::FromRow)]
+#[derive(serde::Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountInfo {
     pub id: String,
@@ -26,7 +28,7 @@ pub struct AccountInfo {
     pub created_at: i64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAccountRequest {
     pub plan: String,
@@ -43,10 +45,23 @@ async fn load(state: &AppState, caller: &Caller) -> Result<AccountInfo, ApiError
     })
 }
 
+#[utoipa::path(get, path = "/account", operation_id = "getAccount", tag = "identity", security(("bearer" = [])),
+    summary = "Your account and its plan",
+    responses((status = 200, description = "The account.", body = AccountInfo), Guarded))]
 async fn read(State(state): State<AppState>, Authorized(caller): Authorized) -> Result<Json<AccountInfo>, ApiError> {
     Ok(Json(load(&state, &caller).await?))
 }
 
+#[utoipa::path(patch, path = "/account", operation_id = "updateAccount", tag = "identity", security(("bearer" = [])),
+    summary = "Change the plan",
+    description = "Only the account's first admin, with a token that may manage. PIN and unsecured logins need the `pro` plan.",
+    request_body = UpdateAccountRequest,
+    responses(
+        (status = 200, description = "The account as it is now.", body = AccountInfo),
+        Guarded, BodyErrors,
+        (status = 400, description = "bad_plan (basic or pro), invalid_request, or a body error.", body = ErrorBody),
+        (status = 403, description = "admin_required (not the account's first admin), insufficient_scope or insufficient_flags.", body = ErrorBody),
+    ))]
 async fn update(
     State(state): State<AppState>,
     Authorized(caller): Authorized,

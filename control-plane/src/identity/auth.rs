@@ -2,11 +2,13 @@
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::db::now_ms;
 use crate::http::error::ApiError;
+use crate::http::openapi::{BodyErrors, ErrorBody};
 use crate::http::json::ApiJson;
 use crate::tokens::{self, NewToken, DEFAULT_LIFETIME_MS};
 use crate::identity::{throttle, users};
@@ -15,10 +17,22 @@ use crate::tokens::keys::random_id;
 use crate::AppState;
 use tokengate_rules::TokenKind;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/auth", post(login))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(login))
 }
 
+#[utoipa::path(post, path = "/auth", operation_id = "auth", tag = "tokens",
+    summary = "Issue a token for a user name and password (seed 004)",
+    description = "The password goes through the credential throttle (per user name and per source). An unknown user and a wrong password get the same answer and cost the same time.",
+    request_body = AuthRequest,
+    responses(
+        (status = 200, description = "The token. Its value is never shown again.", body = IssuedToken),
+        BodyErrors,
+        (status = 400, description = "bad_expires_in, bad_scope, unknown_scope, bad_name, or a body error (malformed_json, unknown_field, wrong_type, missing_field).", body = ErrorBody),
+        (status = 401, description = "wrong_credentials: an unknown user and a wrong password get the same answer.", body = ErrorBody),
+        (status = 429, description = "too_many_attempts: the user name or the source is locked after repeated wrong passwords; Retry-After says when to retry.", body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = ErrorBody),
+    ))]
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,

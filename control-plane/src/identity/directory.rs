@@ -13,13 +13,15 @@
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use sqlx::FromRow;
 
 use crate::config::check_username;
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded};
 use crate::http::json::ApiJson;
 use crate::http::wire::{CreateUserRequest, UpdateUserRequest, UserInfo};
 use crate::tokens::guard::{is_admin, may_manage, Authorized, Caller};
@@ -27,8 +29,8 @@ use crate::tokens::keys::{is_id, random_id};
 use crate::tokens::{revoke_trees, Roots};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/users", get(list).post(create)).route("/users/{id}", get(read).patch(update).delete(remove))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(read, update, remove))
 }
 
 /// The shortest password a new or changed one may be.
@@ -142,6 +144,9 @@ async fn reach(state: &AppState, caller: &Caller, id: &str) -> Result<Row, ApiEr
     row.ok_or(ApiError::UserNotFound)
 }
 
+#[utoipa::path(get, path = "/users", operation_id = "listUsers", tag = "identity", security(("bearer" = [])),
+    summary = "List your user and every user under it",
+    responses((status = 200, description = "Users, yours first (seed 003 fields).", body = Vec<UserInfo>), Guarded))]
 async fn list(State(state): State<AppState>, Authorized(caller): Authorized) -> Result<Json<Vec<UserInfo>>, ApiError> {
     let rows = reachable(&state, &caller).await?;
     Ok(Json(rows.into_iter().map(Row::info).collect::<Result<_, _>>()?))
@@ -154,6 +159,12 @@ fn user_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> 
     }
 }
 
+#[utoipa::path(get, path = "/users/{id}", operation_id = "getUser", tag = "identity", security(("bearer" = [])),
+    summary = "Read a user",
+    params(("id" = String, Path, description = "The user's id.")),
+    responses((status = 200, description = "The user.", body = UserInfo), Guarded,
+        (status = 404, description = "user_not_found: not your user nor one under it.", body = ErrorBody),
+    ))]
 async fn read(
     State(state): State<AppState>,
     Authorized(caller): Authorized,
@@ -215,6 +226,17 @@ fn check_prp(prp: &serde_json::Map<String, serde_json::Value>) -> Result<String,
     Ok(serde_json::Value::Object(prp.clone()).to_string())
 }
 
+#[utoipa::path(post, path = "/users", operation_id = "createUser", tag = "identity", security(("bearer" = [])),
+    summary = "Create a user under yours",
+    description = "Needs the admin role and a token that may manage. The password is stored as an argon2id hash; a PIN (6 to 12 digits) too.",
+    request_body = CreateUserRequest,
+    responses(
+        (status = 201, description = "Created.", body = UserInfo),
+        Guarded, BodyErrors,
+        (status = 400, description = "bad_user (the message names the field), invalid_request, or a body error.", body = ErrorBody),
+        (status = 403, description = "admin_required, insufficient_scope or insufficient_flags.", body = ErrorBody),
+        (status = 409, description = "user_exists", body = ErrorBody),
+    ))]
 async fn create(
     State(state): State<AppState>,
     Authorized(caller): Authorized,
@@ -272,6 +294,18 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("23505" | "2067" | "1555")))
 }
 
+#[utoipa::path(patch, path = "/users/{id}", operation_id = "updateUser", tag = "identity", security(("bearer" = [])),
+    summary = "Change a user",
+    description = "Your own password, PIN (null removes it) and properties; an admin also changes the role and flags of users under it. A password change revokes nothing; deleting the user does.",
+    params(("id" = String, Path, description = "The user's id.")),
+    request_body = UpdateUserRequest,
+    responses(
+        (status = 200, description = "The user as it is now.", body = UserInfo),
+        Guarded, BodyErrors,
+        (status = 400, description = "bad_user (the message names the field), invalid_request, or a body error.", body = ErrorBody),
+        (status = 403, description = "admin_required, insufficient_scope or insufficient_flags.", body = ErrorBody),
+        (status = 404, description = "user_not_found: not your user nor one under it.", body = ErrorBody),
+    ))]
 async fn update(
     State(state): State<AppState>,
     Authorized(caller): Authorized,
@@ -332,6 +366,16 @@ async fn update(
     Ok(Json(reach(&state, &caller, &row.id).await?.info()?))
 }
 
+#[utoipa::path(delete, path = "/users/{id}", operation_id = "deleteUser", tag = "identity", security(("bearer" = [])),
+    summary = "Delete a user under yours and every user under it",
+    description = "Revokes all their tokens and ends their sessions at every proxy.",
+    params(("id" = String, Path, description = "The user's id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        Guarded,
+        (status = 403, description = "admin_required (also for your own user), insufficient_scope or insufficient_flags.", body = ErrorBody),
+        (status = 404, description = "user_not_found: not your user nor one under it.", body = ErrorBody),
+    ))]
 async fn remove(
     State(state): State<AppState>,
     Authorized(caller): Authorized,

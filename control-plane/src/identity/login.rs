@@ -39,14 +39,16 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, OriginalUri, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use tokengate_rules::TokenKind;
 
 use crate::db::now_ms;
 use crate::http::error::ApiError;
+use crate::http::openapi::{LoginAnswer, LoginFailure, LoginRequest};
 use crate::http::json::ApiJson;
 use crate::identity::{throttle, users};
 use crate::tokens::guard::{self, Caller};
@@ -54,8 +56,8 @@ use crate::tokens::keys::{hex, random_id};
 use crate::tokens::{self, NewToken};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/login", post(login))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(login))
 }
 
 /// The life of `token` after a password, PIN or unsecured login.
@@ -145,6 +147,21 @@ pub fn result_code(e: &ApiError) -> Option<u8> {
     })
 }
 
+#[utoipa::path(post, path = "/login", operation_id = "login", tag = "identity",
+    summary = "Seed 002 login: secured (password, PIN or token), unsecured, or an admin's switch to the user role",
+    description = "`type: secured` logs in with `credentials` (a password, a PIN or a token; `credentialsKind` says which, else it is guessed). `type: unsecured` works only when TOKENGATE_UNSECURED_LOGIN names a user. No `type`, a Bearer API token and `role: user` is an admin's switch to the user role. Every secret goes through the credential throttle. Refusals keep the seed's envelope with its resultCode (1 to 12) and add our error, code and message.",
+    request_body = LoginRequest,
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "resultCode 0: `token` (an API token) and `tokenForHttpServer`.", body = LoginAnswer),
+        (status = 400, description = "7 empty_credentials, 9 bad_role, 10 bad_type, 11 missing_type, 12 missing_credentials; without resultCode: malformed_json, bad_method, bad_request_id, unsupported_media_type's sibling body errors.", body = LoginFailure),
+        (status = 401, description = "8 wrong_credentials; 3 with the token's code when a switch's Bearer is refused.", body = LoginFailure),
+        (status = 403, description = "2 plan_not_pro, 3 not_admin, 4 security_type_not_allowed, 5 role_mismatch.", body = LoginFailure),
+        (status = 413, description = "body_too_large", body = LoginFailure),
+        (status = 415, description = "unsupported_media_type", body = LoginFailure),
+        (status = 429, description = "6 too_many_attempts, with Retry-After.", body = LoginFailure),
+        (status = 503, description = "1 database_unavailable", body = LoginFailure),
+    ))]
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

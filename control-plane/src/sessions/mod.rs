@@ -24,8 +24,9 @@ use std::time::Duration;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use serde_json::{json, Map, Value};
 use sqlx::AnyConnection;
 use tokengate_rules::token::{self, TokenError, TokenKind};
@@ -33,6 +34,7 @@ use tokengate_rules::{Claims, Denial, VerifyPolicy};
 
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, SessionStarted};
 use crate::http::json::ApiJson;
 use crate::http::wire::{SessionInfo, SessionUser, TokenLoginRequest};
 use crate::identity::directory::{self, is_at_or_below};
@@ -43,11 +45,8 @@ use crate::tokens::keys::{is_id, random_id};
 use crate::tokens::{ListQuery, MAX_PAGE};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/token/login", post(token_login))
-        .route("/sessions", get(list))
-        .route("/sessions/{id}", delete(end))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(token_login)).routes(routes!(list)).routes(routes!(end))
 }
 
 /// Seed 003 response flags.
@@ -93,6 +92,19 @@ impl EndReason {
     }
 }
 
+#[utoipa::path(post, path = "/token/login", operation_id = "tokenLogin", tag = "sessions",
+    summary = "Seed 003 token login: a session from an API token",
+    description = "The token (seed 004 or 001, never a tokenForHttpServer) goes through the credential throttle like a password. `eid` is a tg-session+jwt token sent as the Bearer through the gate: it has the token's rights as they are now, never outlives it, and dies after TOKENGATE_SESSION_IDLE_SECS (300) without a request through any proxy. The answer comes once every live proxy admits the session, or after 2 s. `fl` chooses the sections: 0x1 basic (au, tm, operator), 0x2 user, 0x4 token, 0x8 items, 0x10 billing, 0x20 custom properties; absent: 0x3.",
+    request_body = TokenLoginRequest,
+    responses(
+        (status = 200, description = "The session.", body = SessionStarted),
+        BodyErrors,
+        (status = 400, description = "bad_response_flags, empty_credentials, or a body error (malformed_json, unknown_field, wrong_type, missing_field).", body = ErrorBody),
+        (status = 401, description = "wrong_credentials: the token is not a valid, live API token.", body = ErrorBody),
+        (status = 404, description = "user_not_found: operateAs names no user under the token's user.", body = ErrorBody),
+        (status = 429, description = "too_many_attempts, with Retry-After.", body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = ErrorBody),
+    ))]
 async fn token_login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -409,6 +421,18 @@ struct ListRow {
 /// `GET /sessions`: the live sessions of the caller's user and the users under it (as
 /// the user they act as, or as the operator who made them), by id, in pages
 /// (`?limit=&after=<_id>`, as `GET /tokens`).
+#[utoipa::path(get, path = "/sessions", operation_id = "listSessions", tag = "sessions", security(("bearer" = [])),
+    summary = "The live sessions of your user and the users under it",
+    description = "Never their values. By id, in pages, as GET /tokens.",
+    params(
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size (default 1000)."),
+        ("after" = Option<String>, Query, pattern = "^[0-9a-f]{24}$", description = "The last `_id` of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "Live sessions.", body = Vec<SessionInfo>),
+        Guarded,
+        (status = 400, description = "bad_query (limit or after), or invalid_request.", body = ErrorBody),
+    ))]
 async fn list(
     State(state): State<AppState>,
     Authorized(caller): Authorized,
@@ -463,6 +487,16 @@ async fn list(
 /// `DELETE /sessions/:id`: logout. With the session itself as the Bearer, or with an API
 /// token (scope `DELETE /sessions/:id`) of a user at or above the session's user or its
 /// operator. Ending an ended session is a 204 again.
+#[utoipa::path(delete, path = "/sessions/{id}", operation_id = "endSession", tag = "sessions", security(("bearer" = [])),
+    summary = "End a session (logout)",
+    description = "With the session itself as the Bearer, or an API token of a user at or above the session's user or operator. Ending an ended session is a 204 again; every proxy refuses it once it has synced (milliseconds).",
+    params(("id" = String, Path, description = "The session's `_id` (24 hex digits).")),
+    responses(
+        (status = 204, description = "Ended."),
+        Guarded,
+        (status = 400, description = "bad_session_id, or invalid_request.", body = ErrorBody),
+        (status = 404, description = "session_not_found: no such session among the caller's.", body = ErrorBody),
+    ))]
 async fn end(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,

@@ -20,8 +20,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -30,14 +30,15 @@ use tokengate_rules::token::DEFAULT_LEEWAY_SECS;
 
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
+use crate::http::openapi::{ErrorBody};
 use crate::tokens::keys;
 use crate::AppState;
 
 /// A revocation matters until its token expired beyond every verifier's leeway.
 const GRACE_MS: i64 = 2 * DEFAULT_LEEWAY_SECS as i64 * 1000;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route(PATH, get(changes))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(changes))
 }
 
 #[derive(Deserialize)]
@@ -51,6 +52,22 @@ struct SyncQuery {
     nonce: Option<String>,
 }
 
+#[utoipa::path(get, path = PATH, operation_id = "syncChanges", tag = "sync", security(("proxy" = [])),
+    summary = "Proxy sync: revocations, amendments, sessions and keys since a version (long poll)",
+    description = "since=0, a since older than the change log keeps, or a since ahead of the current version answer a snapshot (in parts: ask again with `after=<next>`). Otherwise the changes after `since`; with none, the call is held up to wait_ms (at most 30000) and then answers the same version. `keys` is always the whole public key set. The answer carries a MAC over the request's nonce (header x-tokengate-mac).",
+    params(
+        ("since" = Option<u64>, Query, description = "The version the proxy has applied; 0 asks for a snapshot."),
+        ("wait_ms" = Option<u64>, Query, maximum = 30000, description = "Hold the call up to this long when nothing changed."),
+        ("proxy" = Option<String>, Query, pattern = "^[A-Za-z0-9._:-]{1,64}$", description = "The proxy's id, for GET /proxies."),
+        ("after" = Option<String>, Query, description = "The `next` of the previous snapshot part."),
+        ("nonce" = Option<String>, Query, pattern = "^[A-Za-z0-9._-]{1,64}$", description = "New for every call; the answer's MAC covers it."),
+    ),
+    responses(
+        (status = 200, description = "Changes, or a snapshot part.", body = tokengate_rules::sync::SyncResponse),
+        (status = 400, description = "bad_query", body = ErrorBody),
+        (status = 401, description = "bad_proxy_credential (also every call when no proxy secret is configured)", body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = ErrorBody),
+    ))]
 async fn changes(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -8,13 +8,15 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use tokengate_rules::route::Refusal;
 use tokengate_rules::Denial;
 
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
+use crate::http::openapi::{Guarded};
 use crate::tokens::guard::{may_manage, Authorized};
 use crate::http::wire::{ProxyInfo, ProxyCounts};
 use crate::AppState;
@@ -51,8 +53,8 @@ impl HeldPolls {
     }
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/proxies", get(list))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
 }
 
 /// Every proxy that has synced, with the version it has applied.
@@ -76,6 +78,10 @@ pub async fn proxies(state: &AppState) -> Result<Vec<ProxyInfo>, ApiError> {
         .collect())
 }
 
+#[utoipa::path(get, path = "/proxies", operation_id = "listProxies", tag = "keys", security(("bearer" = [])),
+    summary = "List the proxies and the version each has applied",
+    description = "`version` is the `since` of the proxy's last sync call: the version it has applied. `live`: it called within the last 60 s, or a long poll of it is held now. Needs a token that may manage tokens.",
+    responses((status = 200, description = "Proxies.", body = Vec<ProxyInfo>), Guarded))]
 async fn list(State(state): State<AppState>, Authorized(caller): Authorized) -> Result<Json<Vec<ProxyInfo>>, ApiError> {
     if !may_manage(&caller.rights) {
         return Err(Denial::Refused(Refusal::MissingFlags).into());

@@ -14,12 +14,13 @@ use std::collections::HashMap;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use tokengate_rules::sync::{UsageReport, USAGE_PATH};
 
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
+use crate::http::openapi::{ErrorBody};
 use crate::http::json::ApiJson;
 use crate::sync::{authentic, valid_proxy_id};
 use crate::tokens::{is_token_id, revoke_in};
@@ -30,10 +31,23 @@ const CHUNK: usize = 500;
 /// Tokens revoked per sweep at most; the next sweep takes the rest.
 const SWEEP_BATCH: i64 = 1000;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route(USAGE_PATH, post(report).layer(DefaultBodyLimit::max(crate::limits::MAX_USAGE_BODY_BYTES)))
+pub fn router() -> OpenApiRouter<AppState> {
+    let (schemas, paths, method_router) = routes!(report);
+    OpenApiRouter::new().routes((schemas, paths, method_router.layer(DefaultBodyLimit::max(crate::limits::MAX_USAGE_BODY_BYTES))))
 }
 
+#[utoipa::path(post, path = USAGE_PATH, operation_id = "syncUsage", tag = "sync", security(("proxy" = [])),
+    summary = "Proxy usage report: when each token and session was last seen",
+    description = "Sets each token's last use to the later of the stored and the reported time (a time ahead of the server's clock counts as now); unknown ids are ignored. A token unused for TOKENGATE_IDLE_SECS is revoked by the sweeper; a session unused for TOKENGATE_SESSION_IDLE_SECS is ended.",
+    request_body = tokengate_rules::sync::UsageReport,
+    responses(
+        (status = 204, description = "Recorded."),
+        (status = 400, description = "bad_usage_report (proxy id), or a body error (malformed_json, missing_field, wrong_type).", body = ErrorBody),
+        (status = 401, description = "bad_proxy_credential", body = ErrorBody),
+        (status = 413, description = "too_many_entries (more than 10000) or body_too_large", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type", body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = ErrorBody),
+    ))]
 async fn report(State(state): State<AppState>, headers: HeaderMap, body: ApiJson<UsageReport>) -> Result<StatusCode, ApiError> {
     if !authentic(&state, &headers) {
         tracing::warn!("usage report with a missing or wrong proxy credential");

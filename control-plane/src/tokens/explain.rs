@@ -6,8 +6,9 @@
 //! the token's current rights (amendments applied: they are the stored row).
 
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use sqlx::FromRow;
 use tokengate_rules::route::{self, Refusal, Rights};
 use tokengate_rules::scope::valid_method;
@@ -16,14 +17,15 @@ use tokengate_rules::{Denial, ScopeSet};
 
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded};
 use crate::tokens::guard::{may_manage, Authorized};
 use crate::http::json::ApiJson;
 use crate::tokens::{is_token_id, parse_items, parse_scopes};
 use crate::http::wire::{ExplainRequest, ExplainedItem, ExplainedToken, Explanation};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/explain", post(explain))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(explain))
 }
 
 /// The longest request line accepted (the filter refuses longer paths anyway).
@@ -41,6 +43,17 @@ struct Row {
     revoked_at: Option<i64>,
 }
 
+#[utoipa::path(post, path = "/explain", operation_id = "explain", tag = "tokens", security(("bearer" = [])),
+    summary = "Why was this refused? Whether the gate would allow a request for a token, and why",
+    description = "Decides as the filter does, with the operator's route table and the token's current rights (amendments applied): first the token's state (token_revoked, token_expired, token_not_yet_valid), then the path safety checks (path_* codes), then scopes, flags and items. A refusal is a 200 with allowed=false. Without `token` the caller's own token is explained; another token of the account needs a token that may manage tokens.",
+    request_body = ExplainRequest,
+    responses(
+        (status = 200, description = "The decision.", body = Explanation),
+        Guarded, BodyErrors,
+        (status = 400, description = "bad_request_line (not \"METHOD /path\"), bad_token_id, invalid_request, or a body error.", body = ErrorBody),
+        (status = 403, description = "insufficient_scope, or insufficient_flags (explaining another token needs a token that may manage tokens).", body = ErrorBody),
+        (status = 404, description = "token_not_found: no such token in the caller's account.", body = ErrorBody),
+    ))]
 async fn explain(
     State(state): State<AppState>,
     Authorized(caller): Authorized,

@@ -20,8 +20,9 @@ use std::sync::{Arc, RwLock};
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use serde::{Deserialize, Serialize};
 use sqlx::AnyPool;
 use tokengate_rules::route::Refusal;
@@ -32,6 +33,7 @@ use tokengate_rules::{Denial, KeySet};
 use crate::config::Backend;
 use crate::db::{self, now_ms};
 use crate::http::error::{ApiError, StartError};
+use crate::http::openapi::{ErrorBody, Guarded};
 use crate::tokens::guard::{may_manage, Authorized};
 use crate::tokens::{revoke_in, Revoked};
 use crate::http::wire::{KeyInfo, Rotated};
@@ -206,8 +208,8 @@ impl KeyRing {
     }
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/keys", get(list)).route("/keys/rotate", post(rotate))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(rotate))
 }
 
 #[derive(Deserialize)]
@@ -225,6 +227,17 @@ struct RotateQuery {
 ///
 /// Admin users only, capped at `TOKENGATE_MAX_KEYS` published keys; `?retireOldest=true`
 /// withdraws the oldest keys to make room (see the module doc).
+#[utoipa::path(post, path = "/keys/rotate", operation_id = "rotateKey", tag = "keys", security(("bearer" = [])),
+    summary = "Rotate the signing key",
+    description = "Makes a new Ed25519 key and retires the current one, in one transaction with a `keys` change-log entry. Tokens signed by the old key keep working: it stays published while any of them can live. Only an admin user may rotate. At most TOKENGATE_MAX_KEYS keys (default 4) are published: past it the answer is 409 too_many_keys, unless `retireOldest=true` withdraws the oldest keys and revokes every live token they signed.",
+    params(("retireOldest" = Option<String>, Query, pattern = "^(true|false)$", description = "true: at the key cap, withdraw the oldest key now and revoke every live token it signed.")),
+    responses(
+        (status = 200, description = "The new key, and how far its key set reached.", body = Rotated),
+        Guarded,
+        (status = 400, description = "bad_query (retireOldest is not true or false), or invalid_request.", body = ErrorBody),
+        (status = 403, description = "insufficient_scope, insufficient_flags, or admin_required (the caller's user is not an admin).", body = ErrorBody),
+        (status = 409, description = "too_many_keys: the rotation would publish more than TOKENGATE_MAX_KEYS keys; the body adds oldestKid, lastTokenExpiresAt and publishedUntil.", body = ErrorBody),
+    ))]
 async fn rotate(
     State(state): State<AppState>,
     Authorized(caller): Authorized,
@@ -357,6 +370,10 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// `GET /keys`: every key, newest first.
+#[utoipa::path(get, path = "/keys", operation_id = "listKeys", tag = "keys", security(("bearer" = [])),
+    summary = "List the signing keys",
+    description = "Every key, newest first: when it was made and retired, whether it signs new tokens, and whether it is published (JWKS and the proxies' key set). A retired key stays published while a live token it signed can be presented; a withdrawn key is never published again. Needs a token that may manage tokens.",
+    responses((status = 200, description = "Keys.", body = Vec<KeyInfo>), Guarded))]
 async fn list(State(state): State<AppState>, Authorized(caller): Authorized) -> Result<Json<Vec<KeyInfo>>, ApiError> {
     if !may_manage(&caller.rights) {
         return Err(Denial::Refused(Refusal::MissingFlags).into());

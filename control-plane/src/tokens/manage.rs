@@ -30,9 +30,10 @@
 //! left as they are. Every entry carries the token's signed expiry.
 
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use axum::response::{IntoResponse, Response};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use std::collections::HashMap;
 
 use sqlx::{AnyConnection, FromRow};
@@ -42,6 +43,7 @@ use tokengate_rules::{ScopeSet, TokenKind};
 
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, ManageAnswer};
 use crate::tokens::guard::{Authorized, Caller};
 use crate::http::json::ApiJson;
 use crate::tokens::{self, exceeding, is_token_id, parse_items, parse_scopes, revoke_trees, NewToken, RightsRow, Roots};
@@ -49,11 +51,23 @@ use crate::http::wire::{ManageDeleted, ManageRequest, ManagedToken, Patch};
 use crate::tokens::keys::random_id;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/tokens/update", post(manage))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(manage))
 }
 
 
+#[utoipa::path(post, path = "/tokens/update", operation_id = "manageTokens", tag = "tokens", security(("bearer" = [])),
+    summary = "Seed 001 token management: create, update (amend) or delete tokens",
+    description = "callMode `create` issues a token for the caller's user or a child user (`userId`) with `app`, `at` (activation, s; 0 = now), `dur` (s after activation; 0 = no end of its own), `fl`, `p` and `items`, and answers the seed's result plus `token`, shown once. callMode `update` amends `app`, `at`, `dur`, `fl`, `p` and `items` of a live token `h` without changing its string: proxies apply the change over the signed claims within the propagation bound; an update that narrows a token narrows its descendants in the same transaction. Absent fields stay; `null` clears. callMode `delete` revokes `h` and its descendants, or with `deleteAll` every token of the user. Created and updated rights never exceed the caller's.",
+    request_body = ManageRequest,
+    responses(
+        (status = 200, description = "create and update: the token in seed 001 shape (`token` only after create); delete: how many tokens were revoked.", body = ManageAnswer),
+        Guarded, BodyErrors,
+        (status = 400, description = "bad_call_mode, bad_flags, bad_items, bad_params, bad_app, bad_at, bad_dur, bad_delete_all, bad_token_id, missing_field (h), lifetime_exceeds_parent, invalid_request, or a body error.", body = ErrorBody),
+        (status = 403, description = "insufficient_scope, insufficient_flags, user_not_accessible, rights_exceed_caller, or rights_exceed_parent.", body = ErrorBody),
+        (status = 404, description = "token_not_found: `h` is not a token of that user.", body = ErrorBody),
+        (status = 409, description = "token_not_live: the token to update is revoked or expired.", body = ErrorBody),
+    ))]
 async fn manage(
     State(state): State<AppState>,
     Authorized(caller): Authorized,

@@ -13,8 +13,9 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use serde::Deserialize;
 use sqlx::AnyConnection;
 use tokengate_rules::duration::{self, parse_expires_in};
@@ -24,6 +25,7 @@ use tokengate_rules::{Claims, Denial, ScopeSet};
 
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded};
 use crate::tokens::guard::Authorized;
 use crate::http::json::ApiJson;
 use crate::tokens::keys::random_id;
@@ -31,8 +33,8 @@ use crate::sync::proxies;
 use crate::http::wire::{CreateTokenRequest, IssuedToken, Propagation, TokenInfo, UserName};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/tokens", get(list).post(create)).route("/tokens/{id}", delete(revoke))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(revoke))
 }
 
 /// What a new token is: who, what it may do, how long.
@@ -275,7 +277,22 @@ pub fn secs_to_ms(secs: u64) -> i64 {
     db::to_i64(secs.saturating_mul(1000))
 }
 
-/// `POST /tokens`: a child of the caller's token, never more powerful than it.
+/// Issue a child of the caller's token, never more powerful than it.
+///
+/// Every asked scope must be within one of the parent's scopes (a parent without scopes
+/// has all its user's powers); without `scopes` the child has the parent's. The child
+/// expires no later than the parent: an explicit `expiresIn` that would outlive it is
+/// refused, the 1-day default is cut to it. The child keeps the parent's `fl`, `items`,
+/// `app` and `p`, and records the parent as `par`. A parent revoked while this request was
+/// in flight is 401 `token_revoked`: no child outlives a cascade revocation.
+#[utoipa::path(post, path = "/tokens", operation_id = "createToken", tag = "tokens", security(("bearer" = [])),
+    request_body = CreateTokenRequest,
+    responses(
+        (status = 200, description = "The token. Its value is never shown again.", body = IssuedToken),
+        Guarded, BodyErrors,
+        (status = 400, description = "bad_expires_in, bad_scope, unknown_scope, bad_name, lifetime_exceeds_parent, invalid_request, or a body error (malformed_json, unknown_field, wrong_type, missing_field).", body = ErrorBody),
+        (status = 403, description = "insufficient_scope, insufficient_flags, scope_exceeds_parent (an asked scope is wider than the caller's), or rights_exceed_caller (the caller's token was narrowed while this request was in flight).", body = ErrorBody),
+    ))]
 async fn create(
     State(state): State<AppState>,
     Authorized(caller): Authorized,
@@ -387,8 +404,18 @@ struct ListedRow {
     last_used_at: Option<i64>,
 }
 
-/// `GET /tokens`: the live API tokens of the caller's account, by `_id` (a login's
+/// List the live tokens of the caller's account, by `_id`; never a token value (a login's
 /// `tokenForHttpServer` is not listed; it goes with its login token).
+#[utoipa::path(get, path = "/tokens", operation_id = "listTokens", tag = "tokens", security(("bearer" = [])),
+    params(
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size (default 1000)."),
+        ("after" = Option<String>, Query, pattern = "^[0-9a-f]{24}$", description = "Return tokens whose `_id` sorts after this one (paging)."),
+    ),
+    responses(
+        (status = 200, description = "Live (not revoked, not expired) tokens.", body = Vec<TokenInfo>),
+        Guarded,
+        (status = 400, description = "bad_query (limit or after), or invalid_request.", body = ErrorBody),
+    ))]
 async fn list(
     State(state): State<AppState>,
     Authorized(caller): Authorized,
@@ -452,9 +479,25 @@ pub fn is_token_id(s: &str) -> bool {
     keys::is_id(s)
 }
 
-/// `DELETE /tokens/:id`: revokes the token and all its descendants, one change-log entry
-/// each, in one transaction committed before the 204. Revoking a revoked token is a
-/// 204 again (idempotent).
+/// Revoke a token and all its descendants.
+///
+/// One change-log entry each, in one transaction. Answers 204 once the revocations are
+/// committed; proxies refuse the tokens within the
+/// sync bound. Revoking a revoked token answers 204 again. With `wait` (ms, at most 10000)
+/// the answer waits, after the commit, until every live proxy has applied the
+/// revocation's version or the time is up, and answers 200 with the propagation.
+#[utoipa::path(delete, path = "/tokens/{id}", operation_id = "revokeToken", tag = "tokens", security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The token's `_id`."),
+        ("wait" = Option<u64>, Query, minimum = 0, maximum = 10000, description = "Wait up to this many ms for the live proxies to apply the revocation."),
+    ),
+    responses(
+        (status = 204, description = "Revoked (no `wait`)."),
+        (status = 200, description = "Revoked, with `wait`: the propagation when the answer was given (\"enforced at applied/live proxies\").", body = Propagation),
+        Guarded,
+        (status = 400, description = "bad_token_id, bad_query (wait), or invalid_request.", body = ErrorBody),
+        (status = 404, description = "token_not_found: no such token in the caller's account.", body = ErrorBody),
+    ))]
 async fn revoke(
     State(state): State<AppState>,
     Authorized(caller): Authorized,

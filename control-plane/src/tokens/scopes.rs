@@ -2,13 +2,15 @@
 //! A token may only be scoped to patterns within the catalogue.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use tokengate_rules::route::{RouteSpec, RouteTable, FLAG_UNLIMITED};
 use tokengate_rules::scope::Prefix;
 use tokengate_rules::{ScopePattern, ScopeSet};
 
 use crate::http::error::ApiError;
+use crate::http::openapi::{Guarded};
 use crate::tokens::guard::Caller;
 use crate::AppState;
 
@@ -97,12 +99,16 @@ impl Catalogue {
     }
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/scopes", get(list))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
 }
 
 /// Any valid API token may read the catalogue: it is what a client needs to ask for a
 /// narrower token.
+#[utoipa::path(get, path = "/scopes", operation_id = "listScopes", tag = "tokens", security(("bearer" = [])),
+    summary = "List the methods a token can be scoped to",
+    description = "The operator's route catalogue plus the control plane's own scopable routes, as canonical patterns (`GET /objects/:id`). Any valid API token may read it.",
+    responses((status = 200, description = "Scope patterns.", body = Vec<String>), Guarded))]
 async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<String>>, ApiError> {
     Ok(Json(state.catalogue.listing()))
 }

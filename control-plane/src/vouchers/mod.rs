@@ -34,10 +34,11 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Form, Json, Router};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use axum::{Form, Json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use serde::Deserialize;
+
 use sqlx::AnyConnection;
 use tokengate_rules::token::TokenKind;
 use tokengate_rules::Claims;
@@ -45,8 +46,12 @@ use tokengate_rules::Claims;
 use crate::config::Backend;
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded};
 use crate::http::json::ApiJson;
-use crate::http::wire::{GenerateVouchers, NetworkRequest, RedeemVoucher};
+use crate::http::wire::{
+    ActivationInfo, GenerateVouchers, GeneratedVouchers, NetworkInfo, NetworkList, NetworkRequest, NewVoucher, RedeemVoucher, Redeemed, VoucherInfo,
+    VoucherList, VoucherRevoked,
+};
 use crate::identity::throttle;
 use crate::sync::proxies;
 use crate::tokens::guard::Authorized;
@@ -69,20 +74,20 @@ pub const GUESS_BOUND: f64 = 1e-4;
 /// The life the bound is computed over: a year of failures at the daily budget.
 pub const BUDGET_HORIZON_DAYS: f64 = 365.0;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/networks", get(list_networks).post(create_network))
-        .route("/networks/{id}", delete(delete_network))
-        .route("/vouchers", get(list).post(generate))
-        .route("/vouchers/pdf", get(pdf_sheet))
-        .route("/vouchers/redeem", post(redeem))
-        .route("/vouchers/{id}/revoke", post(revoke))
-        .route("/vouchers/{id}", delete(remove))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_networks, create_network))
+        .routes(routes!(delete_network))
+        .routes(routes!(list, generate))
+        .routes(routes!(pdf_sheet))
+        .routes(routes!(redeem))
+        .routes(routes!(revoke))
+        .routes(routes!(remove))
 }
 
 /// The captive portal's page, outside the API prefix (`GET/POST /portal`).
-pub fn portal_router() -> Router<AppState> {
-    Router::new().route("/portal", get(portal_page).post(portal_submit))
+pub fn portal_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(portal_page, portal_submit))
 }
 
 /// Checks the voucher keys against the database at start: the first start records which
@@ -133,11 +138,21 @@ struct NetworkRow {
     created_at: i64,
 }
 
-fn network_json(n: &NetworkRow) -> Value {
-    json!({"id": n.id, "name": n.name, "createdAt": n.created_at})
+fn network_info(n: &NetworkRow) -> NetworkInfo {
+    NetworkInfo { id: n.id.clone(), name: n.name.clone(), created_at: n.created_at }
 }
 
-async fn create_network(State(state): State<AppState>, Authorized(caller): Authorized, body: ApiJson<NetworkRequest>) -> Result<(StatusCode, Json<Value>), ApiError> {
+#[utoipa::path(post, path = "/networks", operation_id = "createNetwork", tag = "vouchers", security(("bearer" = [])),
+    summary = "Add a Wi-Fi network",
+    description = "Its id is what proxies list in `audiences` and voucher tokens carry as `aud`.",
+    request_body = NetworkRequest,
+    responses(
+        (status = 201, description = "Created.", body = NetworkInfo),
+        Guarded, BodyErrors,
+        (status = 400, description = "bad_network (id: 1 to 63 of [a-z0-9._-], not the API audience; name: 1 to 100 characters), invalid_request, or a body error.", body = ErrorBody),
+        (status = 409, description = "network_exists", body = ErrorBody),
+    ))]
+async fn create_network(State(state): State<AppState>, Authorized(caller): Authorized, body: ApiJson<NetworkRequest>) -> Result<(StatusCode, Json<NetworkInfo>), ApiError> {
     let ApiJson(req) = body;
     check_network_id(&req.id, &state)?;
     let name = req.name.trim();
@@ -156,23 +171,34 @@ async fn create_network(State(state): State<AppState>, Authorized(caller): Autho
         return Err(ApiError::NetworkExists);
     }
     tracing::info!(network = %req.id, account = %caller.token.account_id, "network created");
-    Ok((StatusCode::CREATED, Json(network_json(&NetworkRow { id: req.id, name: name.to_owned(), created_at: now }))))
+    Ok((StatusCode::CREATED, Json(network_info(&NetworkRow { id: req.id, name: name.to_owned(), created_at: now }))))
 }
 
-async fn list_networks(State(state): State<AppState>, Authorized(caller): Authorized) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/networks", operation_id = "listNetworks", tag = "vouchers", security(("bearer" = [])),
+    summary = "The Wi-Fi networks of your account",
+    responses((status = 200, description = "Networks by id.", body = NetworkList), Guarded))]
+async fn list_networks(State(state): State<AppState>, Authorized(caller): Authorized) -> Result<Json<NetworkList>, ApiError> {
     let rows: Vec<NetworkRow> = sqlx::query_as("SELECT id, name, created_at FROM networks WHERE account_id = $1 ORDER BY id")
         .bind(&caller.token.account_id)
         .fetch_all(&state.pool)
         .await?;
-    Ok(Json(json!({"networks": rows.iter().map(network_json).collect::<Vec<_>>()})))
+    Ok(Json(NetworkList { networks: rows.iter().map(network_info).collect() }))
 }
 
 /// Deleting a network revokes every live activation on it.
+#[utoipa::path(delete, path = "/networks/{id}", operation_id = "deleteNetwork", tag = "vouchers", security(("bearer" = [])),
+    summary = "Delete a network; its live activations are revoked at every proxy",
+    params(("id" = String, Path, description = "The network's id.")),
+    responses(
+        (status = 200, description = "Deleted.", body = VoucherRevoked),
+        Guarded,
+        (status = 404, description = "network_not_found", body = ErrorBody),
+    ))]
 async fn delete_network(
     State(state): State<AppState>,
     Authorized(caller): Authorized,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VoucherRevoked>, ApiError> {
     let Ok(Path(id)) = id else { return Err(ApiError::NetworkNotFound) };
     let now = now_ms();
     let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
@@ -185,12 +211,22 @@ async fn delete_network(
     let (revoked, version) = revoke_activations(&mut tx, &live, "network_deleted", now).await?;
     tx.commit().await?;
     let proxies = announce_and_wait(&state, version).await?;
-    Ok(Json(json!({"id": id, "revokedActivations": revoked, "version": version, "proxies": proxies})))
+    Ok(Json(VoucherRevoked { id, state: None, deleted: None, revoked_activations: revoked, version, proxies }))
 }
 
 // ---------------------------------------------------------------- generation
 
-async fn generate(State(state): State<AppState>, Authorized(caller): Authorized, body: ApiJson<GenerateVouchers>) -> Result<(StatusCode, Json<Value>), ApiError> {
+#[utoipa::path(post, path = "/vouchers", operation_id = "generateVouchers", tag = "vouchers", security(("bearer" = [])),
+    summary = "Generate vouchers: 12-digit codes, listed once in the answer",
+    description = "At most 200 unused vouchers per account (single-use ones never activated, and every multi-use one not revoked). A request that would pass it makes nothing.",
+    request_body = GenerateVouchers,
+    responses(
+        (status = 201, description = "The new vouchers with their codes.", body = GeneratedVouchers),
+        Guarded, BodyErrors,
+        (status = 400, description = "bad_count (1 to 200), bad_voucher_kind (single or multi), bad_days (1 to 30 or null), invalid_request, or a body error.", body = ErrorBody),
+        (status = 409, description = "too_many_vouchers: nothing was made; the body adds unused, remaining and limit.", body = ErrorBody),
+    ))]
+async fn generate(State(state): State<AppState>, Authorized(caller): Authorized, body: ApiJson<GenerateVouchers>) -> Result<(StatusCode, Json<GeneratedVouchers>), ApiError> {
     let ApiJson(req) = body;
     if !(1..=MAX_UNUSED).contains(&req.count) {
         return Err(ApiError::BadCount);
@@ -241,14 +277,14 @@ async fn generate(State(state): State<AppState>, Authorized(caller): Authorized,
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 1 {
-            made.push(json!({"id": id, "code": code, "kind": kind, "days": req.days, "createdAt": now}));
+            made.push(NewVoucher { id, code, kind: kind.to_owned(), days: req.days, created_at: now });
         }
     }
     tx.commit().await?;
     state.metrics.vouchers_generated.add(made.len());
     tracing::info!(account = %account, count = made.len(), kind, days = ?req.days, "vouchers generated");
     let unused = unused + req.count;
-    Ok((StatusCode::CREATED, Json(json!({"vouchers": made, "unused": unused, "limit": MAX_UNUSED}))))
+    Ok((StatusCode::CREATED, Json(GeneratedVouchers { vouchers: made, unused, limit: MAX_UNUSED })))
 }
 
 /// Unused vouchers of an account: single-use ones never activated, and every multi-use
@@ -301,21 +337,33 @@ impl ActivationRow {
         }
     }
 
-    fn json(&self, now: i64) -> Value {
-        json!({
-            "id": self.id,
-            "state": self.state(now),
-            "device": self.device,
-            "network": self.network_id,
-            "activatedAt": self.activated_at,
-            "endsAt": self.ends_at,
-            "revokedAt": self.revoked_at,
-            "revokeReason": self.revoke_reason,
-        })
+    fn info(&self, now: i64) -> ActivationInfo {
+        ActivationInfo {
+            id: self.id.clone(),
+            state: self.state(now).to_owned(),
+            device: self.device.clone(),
+            network: self.network_id.clone(),
+            activated_at: self.activated_at,
+            ends_at: self.ends_at,
+            revoked_at: self.revoked_at,
+            revoke_reason: self.revoke_reason.clone(),
+        }
     }
 }
 
-async fn list(State(state): State<AppState>, Authorized(caller): Authorized, query: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/vouchers", operation_id = "listVouchers", tag = "vouchers", security(("bearer" = [])),
+    summary = "Your account's vouchers with their state and activations",
+    description = "The code only while the voucher is unused. By id, in pages.",
+    params(
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size (default 1000)."),
+        ("after" = Option<String>, Query, pattern = "^[0-9a-f]{24}$", description = "The `next` of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "A page of vouchers by id.", body = VoucherList),
+        Guarded,
+        (status = 400, description = "bad_query (limit or after), or invalid_request.", body = ErrorBody),
+    ))]
+async fn list(State(state): State<AppState>, Authorized(caller): Authorized, query: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<VoucherList>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadQuery(e.body_text()))?;
     let (limit, after) = query.page()?;
     let account = &caller.token.account_id;
@@ -348,19 +396,19 @@ async fn list(State(state): State<AppState>, Authorized(caller): Authorized, que
         };
         // The code only while the voucher has an unused copy: never the code of a used one.
         let code = (state_name == "unused").then(|| state.voucher_keys.open(&v.id, &v.code_sealed)).flatten();
-        out.push(json!({
-            "id": v.id,
-            "kind": v.kind,
-            "days": v.days,
-            "state": state_name,
-            "code": code,
-            "createdAt": v.created_at,
-            "revokedAt": v.revoked_at,
-            "activations": mine.iter().map(|a| a.json(now)).collect::<Vec<_>>(),
-        }));
+        out.push(VoucherInfo {
+            id: v.id.clone(),
+            kind: v.kind.clone(),
+            days: v.days,
+            state: state_name.to_owned(),
+            code,
+            created_at: v.created_at,
+            revoked_at: v.revoked_at,
+            activations: mine.iter().map(|a| a.info(now)).collect(),
+        });
     }
     let next = if more { rows.last().map(|r| r.id.clone()) } else { None };
-    Ok(Json(json!({"vouchers": out, "unused": unused, "limit": MAX_UNUSED, "next": next})))
+    Ok(Json(VoucherList { vouchers: out, unused, limit: MAX_UNUSED, next }))
 }
 
 async fn activations_of(tx: &mut AnyConnection, voucher_ids: &[String]) -> Result<Vec<ActivationRow>, sqlx::Error> {
@@ -379,18 +427,37 @@ async fn activations_of(tx: &mut AnyConnection, voucher_ids: &[String]) -> Resul
 
 // ---------------------------------------------------------------- revocation
 
-async fn revoke(State(state): State<AppState>, Authorized(caller): Authorized, id: Result<Path<String>, PathRejection>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(post, path = "/vouchers/{id}/revoke", operation_id = "revokeVoucher", tag = "vouchers", security(("bearer" = [])),
+    summary = "Revoke a voucher and every activation of it at every proxy",
+    description = "Waits up to 2 s for the live proxies; `proxies` says how many had applied it. Revoking again is harmless.",
+    params(("id" = String, Path, description = "The voucher's id.")),
+    responses(
+        (status = 200, description = "Revoked.", body = VoucherRevoked),
+        Guarded,
+        (status = 400, description = "bad_voucher_id, or invalid_request.", body = ErrorBody),
+        (status = 404, description = "voucher_not_found", body = ErrorBody),
+    ))]
+async fn revoke(State(state): State<AppState>, Authorized(caller): Authorized, id: Result<Path<String>, PathRejection>) -> Result<Json<VoucherRevoked>, ApiError> {
     let id = voucher_id(id)?;
     let (revoked, version) = revoke_voucher(&state, &caller.token.account_id, &id, false).await?;
     let proxies = announce_and_wait(&state, version).await?;
-    Ok(Json(json!({"id": id, "state": "revoked", "revokedActivations": revoked, "version": version, "proxies": proxies})))
+    Ok(Json(VoucherRevoked { id, state: Some("revoked".into()), deleted: None, revoked_activations: revoked, version, proxies }))
 }
 
-async fn remove(State(state): State<AppState>, Authorized(caller): Authorized, id: Result<Path<String>, PathRejection>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(delete, path = "/vouchers/{id}", operation_id = "deleteVoucher", tag = "vouchers", security(("bearer" = [])),
+    summary = "Delete a voucher (its activations are revoked first)",
+    params(("id" = String, Path, description = "The voucher's id.")),
+    responses(
+        (status = 200, description = "Deleted.", body = VoucherRevoked),
+        Guarded,
+        (status = 400, description = "bad_voucher_id, or invalid_request.", body = ErrorBody),
+        (status = 404, description = "voucher_not_found", body = ErrorBody),
+    ))]
+async fn remove(State(state): State<AppState>, Authorized(caller): Authorized, id: Result<Path<String>, PathRejection>) -> Result<Json<VoucherRevoked>, ApiError> {
     let id = voucher_id(id)?;
     let (revoked, version) = revoke_voucher(&state, &caller.token.account_id, &id, true).await?;
     let proxies = announce_and_wait(&state, version).await?;
-    Ok(Json(json!({"id": id, "deleted": true, "revokedActivations": revoked, "version": version, "proxies": proxies})))
+    Ok(Json(VoucherRevoked { id, state: None, deleted: Some(true), revoked_activations: revoked, version, proxies }))
 }
 
 fn voucher_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
@@ -469,6 +536,14 @@ async fn announce_and_wait(state: &AppState, version: Option<u64>) -> Result<Opt
 #[derive(Deserialize)]
 struct PdfQuery {}
 
+#[utoipa::path(get, path = "/vouchers/pdf", operation_id = "voucherPdf", tag = "vouchers", security(("bearer" = [])),
+    summary = "A printable A4 PDF of the unused vouchers",
+    description = "Each voucher twice: the guest's copy with instructions (English and Russian) and the operator's copy with the generation date.",
+    responses(
+        (status = 200, description = "The PDF (attachment).", body = Vec<u8>, content_type = "application/pdf"),
+        Guarded,
+        (status = 400, description = "bad_query (the route takes no parameters), or invalid_request.", body = ErrorBody),
+    ))]
 async fn pdf_sheet(State(state): State<AppState>, Authorized(caller): Authorized, query: Result<Query<PdfQuery>, QueryRejection>) -> Result<Response, ApiError> {
     query.map_err(|e| ApiError::BadQuery(e.body_text()))?;
     let account = &caller.token.account_id;
@@ -528,28 +603,20 @@ pub fn daily_budget(live: i64) -> i64 {
     (budget as i64).max(1)
 }
 
-/// What a redemption gave.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Redeemed {
-    pub token: String,
-    /// When this token expires (ms); redeem again before then to renew it.
-    pub expires_at: i64,
-    /// When the activation ends (ms); `None`: unlimited.
-    pub ends_at: Option<i64>,
-    pub activated_at: i64,
-    pub activation_id: String,
-    pub voucher_id: String,
-    pub kind: String,
-    pub days: Option<i64>,
-    pub network: String,
-    pub device: String,
-    /// This device already had this activation: the answer is a fresh token for it.
-    pub renewed: bool,
-    /// Activations of this device on other networks revoked by this one.
-    pub revoked_elsewhere: usize,
-}
-
+#[utoipa::path(post, path = "/vouchers/redeem", operation_id = "redeemVoucher", tag = "vouchers",
+    summary = "Redeem a code: an access token bound to the device and the network (open: the portal calls it)",
+    description = "Malformed codes (length, characters, the check digit) are refused before any lookup. Every other failure counts toward the credential throttle per source, per device and per account. Redeeming again from the same device renews the token.",
+    request_body = RedeemVoucher,
+    responses(
+        (status = 200, description = "The access token (tg-voucher+jwt).", body = Redeemed),
+        BodyErrors,
+        (status = 400, description = "voucher_malformed, bad_device, or a body error.", body = ErrorBody),
+        (status = 404, description = "network_not_found, or voucher_not_found (no such code for this network's account).", body = ErrorBody),
+        (status = 409, description = "voucher_used: a single-use voucher in use on another device.", body = ErrorBody),
+        (status = 410, description = "voucher_expired or voucher_revoked.", body = ErrorBody),
+        (status = 429, description = "too_many_attempts, with Retry-After.", body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = ErrorBody),
+    ))]
 async fn redeem(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -761,6 +828,16 @@ struct PortalQuery {
     lang: Option<String>,
 }
 
+/// The portal form's fields, as documented (the handler reads them leniently).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct PortalFormDoc {
+    /// The 12-digit code.
+    code: String,
+    /// en or ru.
+    lang: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct PortalForm {
     #[serde(default)]
@@ -797,6 +874,11 @@ fn accept_language(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok())
 }
 
+#[utoipa::path(get, path = "/portal", operation_id = "portalPage", tag = "vouchers",
+    summary = "The captive portal page (HTML, English or Russian)",
+    description = "The language comes from ?lang= or Accept-Language; the device and network from the gate (x-tokengate-device, x-tokengate-network, believed from TOKENGATE_TRUSTED_PROXIES only).",
+    params(("lang" = Option<String>, Query, description = "en or ru.")),
+    responses((status = 200, description = "The form, or how to reach it through the Wi-Fi.", body = String, content_type = "text/html")))]
 async fn portal_page(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -810,6 +892,19 @@ async fn portal_page(
     }
 }
 
+#[utoipa::path(post, path = "/portal", operation_id = "portalRedeem", tag = "vouchers",
+    summary = "The portal's form: redeem `code` for this device and network",
+    request_body(content = PortalFormDoc, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Connected, until when.", body = String, content_type = "text/html"),
+        (status = 400, description = "Malformed code or no device.", body = String, content_type = "text/html"),
+        (status = 403, description = "A cross-site form post (Sec-Fetch-Site).", body = String, content_type = "text/html"),
+        (status = 404, description = "Wrong code.", body = String, content_type = "text/html"),
+        (status = 409, description = "Used on another device.", body = String, content_type = "text/html"),
+        (status = 410, description = "Expired or revoked.", body = String, content_type = "text/html"),
+        (status = 429, description = "Too many attempts (Retry-After).", body = String, content_type = "text/html"),
+        (status = 503, description = "The database is unavailable.", body = String, content_type = "text/html"),
+    ))]
 async fn portal_submit(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,

@@ -43,6 +43,11 @@ fn is_json(content_type: Option<&str>) -> bool {
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))?;
+    // Every body is an object: serde would otherwise read a struct from an array
+    // (`[null, null]` as its first two fields).
+    if !value.is_object() {
+        return Err(ApiError::WrongType("the body has the wrong type: expected a JSON object".into()));
+    }
     serde_path_to_error::deserialize(value).map_err(classify)
 }
 

@@ -504,30 +504,34 @@ async fn end(
     authorized: Result<Authorized, ApiError>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let Ok(Path(id)) = id else { return Err(ApiError::BadSessionId) };
-    if !is_id(&id) {
-        return Err(ApiError::BadSessionId);
-    }
-    let row: Option<(String, String, String)> =
-        sqlx::query_as("SELECT account_id, user_id, operator_id FROM sessions WHERE id = $1").bind(&id).fetch_optional(&state.pool).await?;
-    let allowed = match authorized {
-        Ok(Authorized(caller)) => match &row {
-            Some((account, user, operator)) if *account == caller.token.account_id => {
-                is_at_or_below(&state.pool, &caller.claims.sub, user).await? || is_at_or_below(&state.pool, &caller.claims.sub, operator).await?
-            }
-            _ => false,
-        },
+    // Who is asking comes first: without a credential the answer is 401 whatever the id.
+    let caller = match authorized {
+        Ok(Authorized(caller)) => Ok(caller),
         // Not an API token: the session itself may log out.
         Err(refused) => {
             let bearer = crate::tokens::guard::bearer_of(&headers, &uri)?;
             let now = db::to_u64(now_ms()) / 1000;
             let policy = VerifyPolicy::new(&state.config.issuer, &[state.config.audience.as_str()], &[TokenKind::Session]);
             match token::verify(bearer, state.keys.current().trusted(), &policy, now) {
-                Ok((_, claims)) if claims.jti == id => true,
-                Ok(_) => false,
+                Ok((_, claims)) => Err(claims.jti),
                 Err(_) => return Err(refused),
             }
         }
+    };
+    let Ok(Path(id)) = id else { return Err(ApiError::BadSessionId) };
+    if !is_id(&id) {
+        return Err(ApiError::BadSessionId);
+    }
+    let row: Option<(String, String, String)> =
+        sqlx::query_as("SELECT account_id, user_id, operator_id FROM sessions WHERE id = $1").bind(&id).fetch_optional(&state.pool).await?;
+    let allowed = match caller {
+        Ok(caller) => match &row {
+            Some((account, user, operator)) if *account == caller.token.account_id => {
+                is_at_or_below(&state.pool, &caller.claims.sub, user).await? || is_at_or_below(&state.pool, &caller.claims.sub, operator).await?
+            }
+            _ => false,
+        },
+        Err(session) => session == id,
     };
     if !allowed || row.is_none() {
         return Err(ApiError::SessionNotFound);

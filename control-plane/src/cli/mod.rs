@@ -92,9 +92,12 @@ pub struct Login {
     /// The user name
     #[arg(long, short = 'u')]
     pub user: String,
-    /// Read the password from stdin (first line) instead of the terminal
+    /// Read the password (or PIN) from stdin (first line) instead of the terminal
     #[arg(long)]
     pub password_stdin: bool,
+    /// Log in with the user's PIN instead of the password (seed-002 `POST /login`)
+    #[arg(long, conflicts_with = "expires_in")]
+    pub pin: bool,
     /// The token's lifetime, e.g. "12 hours"
     #[arg(long)]
     pub expires_in: Option<String>,
@@ -351,13 +354,20 @@ fn secret(prompt: &str, from_stdin: bool) -> Result<String, CliError> {
 }
 
 async fn login(client: &Client, out: Output, mut file: ConfigFile, endpoint: &str, l: Login) -> Result<(), CliError> {
-    let password = secret("password: ", l.password_stdin)?;
-    let mut body = json!({"username": l.user, "password": password, "name": "tokengate-cli"});
-    if let Some(e) = l.expires_in {
-        body["expiresIn"] = json!(e);
-    }
-    let r = client.open(Method::POST, "/auth", &body).await?;
-    let issued: IssuedToken = r.typed()?;
+    let secret = secret(if l.pin { "PIN: " } else { "password: " }, l.password_stdin)?;
+    let issued: IssuedToken = if l.pin {
+        let body = json!({"method": "auth", "requestId": "tokengate-cli", "type": "secured", "username": l.user, "credentials": secret, "credentialsKind": "pin"});
+        let answer = client.open(Method::POST, "/login", &body).await?.json()?;
+        let field = |k: &str| answer.get(k).cloned().unwrap_or(Value::Null);
+        serde_json::from_value(json!({"_id": field("_id"), "issuedAt": 0, "expiresAt": field("expiresAt"), "user": {"name": l.user}, "token": field("token"), "name": null, "scopes": null}))
+            .map_err(|e| CliError::new(client::EXIT_UNREACHABLE, format!("unexpected answer from /login: {e}")))?
+    } else {
+        let mut body = json!({"username": l.user, "password": secret, "name": "tokengate-cli"});
+        if let Some(e) = l.expires_in {
+            body["expiresIn"] = json!(e);
+        }
+        client.open(Method::POST, "/auth", &body).await?.typed()?
+    };
     file.token = Some(issued.token);
     if l.save_endpoint {
         file.endpoint = Some(endpoint.to_owned());

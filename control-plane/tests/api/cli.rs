@@ -12,6 +12,7 @@ use crate::each_db;
 use crate::helpers::{TestApp, ADMIN, ADMIN_PASSWORD};
 
 each_db!(
+    cli_credentials_flag_over_env_over_file_and_pin_login,
     cli_login_stores_the_token_in_a_private_config_and_manages_tokens,
     cli_vouchers_and_users,
     cli_exit_codes_name_the_api_code_and_never_print_the_token,
@@ -26,6 +27,11 @@ struct Run {
 /// Runs `tokengate <args>` with `config` as XDG_CONFIG_HOME (and HOME), nothing inherited
 /// that could point it elsewhere, and `stdin` on its standard input.
 async fn cli(config: &Path, args: &[&str], stdin: &str) -> Run {
+    cli_env(config, args, stdin, &[]).await
+}
+
+async fn cli_env(config: &Path, args: &[&str], stdin: &str, vars: &[(&str, &str)]) -> Run {
+    let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     let config = config.to_owned();
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     let stdin = stdin.to_owned();
@@ -36,6 +42,7 @@ async fn cli(config: &Path, args: &[&str], stdin: &str) -> Run {
             .env_remove("TOKENGATE_ENDPOINT")
             .env("XDG_CONFIG_HOME", &config)
             .env("HOME", &config)
+            .envs(vars)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -193,4 +200,43 @@ async fn cli_exit_codes_name_the_api_code_and_never_print_the_token(app: TestApp
         assert_eq!(r.code, 3, "{}", r.stderr);
         assert!(r.stderr.contains("404"), "{}", r.stderr);
     }
+}
+
+async fn cli_credentials_flag_over_env_over_file_and_pin_login(app: TestApp) {
+    let config = tempfile::tempdir().unwrap();
+    let c = config.path();
+    // The file gives the endpoint and a token.
+    let r = cli(c, &["--endpoint", &app.base, "login", "--user", ADMIN, "--password-stdin", "--save-endpoint"], &format!("{ADMIN_PASSWORD}\n")).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = cli(c, &["--output", "json", "token", "list"], "").await;
+    assert_eq!(r.code, 0, "the file's endpoint and token: {}", r.stderr);
+    let file_token = stored_token(c);
+
+    // The environment beats the file: a revoked token in TOKENGATE_TOKEN is refused.
+    let revoked = app.admin_token(None, None).await;
+    assert_eq!(app.delete(&format!("/api/v1/tokens/{}", revoked["_id"].as_str().unwrap()), &file_token).await.status, StatusCode::NO_CONTENT);
+    let revoked = revoked["token"].as_str().unwrap();
+    let r = cli_env(c, &["token", "list"], "", &[("TOKENGATE_TOKEN", revoked)]).await;
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    // The flag beats the environment.
+    let r = cli_env(c, &["--token", &file_token, "token", "list"], "", &[("TOKENGATE_TOKEN", revoked)]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // TOKENGATE_ENDPOINT beats the file's endpoint; --endpoint beats it.
+    let r = cli_env(c, &["token", "list"], "", &[("TOKENGATE_ENDPOINT", "http://127.0.0.1:1")]).await;
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    let r = cli_env(c, &["--endpoint", &app.base, "token", "list"], "", &[("TOKENGATE_ENDPOINT", "http://127.0.0.1:1")]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // A user with a PIN logs in with it.
+    let r = cli(c, &["--output", "json", "user", "create", "pat", "--pin", "482913", "--password-stdin"], "pat's long password\n").await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let other = tempfile::tempdir().unwrap();
+    let r = cli(other.path(), &["--endpoint", &app.base, "login", "--user", "pat", "--pin", "--password-stdin"], "482913\n").await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let pat = stored_token(other.path());
+    let me = app.get("/api/v1/tokens", &pat).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    let r = cli(other.path(), &["--endpoint", &app.base, "login", "--user", "pat", "--pin", "--password-stdin"], "000000\n").await;
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("wrong_credentials"), "{}", r.stderr);
 }

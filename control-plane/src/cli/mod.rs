@@ -264,23 +264,15 @@ pub async fn run(global: Global, command: Command) -> Result<(), CliError> {
         Command::Token(c) => token_cmd(&client, out, c).await,
         Command::User(c) => user_cmd(&client, out, c).await,
         Command::Session(SessionCmd::List) => get(&client, out, "/sessions").await,
-        Command::Session(SessionCmd::End { id }) => {
-            client.call(Method::DELETE, &format!("/sessions/{}", seg(&id)), &[], None).await?;
-            output::done(out, "session ended");
-            Ok(())
-        }
+        Command::Session(SessionCmd::End { id }) => send(&client, out, Method::DELETE, &format!("/sessions/{}", seg(&id)), None, "session ended").await,
         Command::Voucher(c) => voucher_cmd(&client, out, c).await,
         Command::Network(NetworkCmd::List) => {
             let r = client.call(Method::GET, "/networks", &[], None).await?;
             r.typed::<NetworkList>()?;
             output::show(out, &r)
         }
-        Command::Network(NetworkCmd::Create { id, name }) => send(&client, out, Method::POST, "/networks", json!({"id": id, "name": name})).await,
-        Command::Network(NetworkCmd::Delete { id }) => {
-            client.call(Method::DELETE, &format!("/networks/{}", seg(&id)), &[], None).await?;
-            output::done(out, "network deleted");
-            Ok(())
-        }
+        Command::Network(NetworkCmd::Create { id, name }) => send(&client, out, Method::POST, "/networks", Some(json!({"id": id, "name": name})), "").await,
+        Command::Network(NetworkCmd::Delete { id }) => send(&client, out, Method::DELETE, &format!("/networks/{}", seg(&id)), None, "network deleted").await,
         Command::Proxies => {
             let r = client.call(Method::GET, "/proxies", &[], None).await?;
             r.typed::<Vec<ProxyInfo>>()?;
@@ -301,7 +293,7 @@ pub async fn run(global: Global, command: Command) -> Result<(), CliError> {
             if let Some(t) = token_id {
                 body["token"] = json!(t);
             }
-            send(&client, out, Method::POST, "/explain", body).await
+            send(&client, out, Method::POST, "/explain", Some(body), "").await
         }
         Command::Audit(a) => audit(&client, out, a).await,
     }
@@ -329,10 +321,11 @@ async fn get(client: &Client, out: Output, path: &str) -> Result<(), CliError> {
     output::show(out, &r)
 }
 
-async fn send(client: &Client, out: Output, method: Method, path: &str, body: Value) -> Result<(), CliError> {
-    let r = client.call(method, path, &[], Some(&body)).await?;
+/// A call whose answer is shown as it comes, or `what` when it has no body (204).
+async fn send(client: &Client, out: Output, method: Method, path: &str, body: Option<Value>, what: &str) -> Result<(), CliError> {
+    let r = client.call(method, path, &[], body.as_ref()).await?;
     if r.body.is_empty() {
-        output::done(out, "done");
+        output::done(out, what);
         return Ok(());
     }
     output::show(out, &r)
@@ -403,12 +396,8 @@ async fn token_cmd(client: &Client, out: Output, c: TokenCmd) -> Result<(), CliE
             r.typed::<Vec<TokenInfo>>()?;
             output::show(out, &r)
         }
-        TokenCmd::Revoke { id: Some(id), .. } => {
-            client.call(Method::DELETE, &format!("/tokens/{}", seg(&id)), &[], None).await?;
-            output::done(out, &format!("token {id} revoked"));
-            Ok(())
-        }
-        TokenCmd::Revoke { id: None, .. } => send(client, out, Method::POST, "/tokens/update", json!({"callMode": "delete", "deleteAll": true})).await,
+        TokenCmd::Revoke { id: Some(id), .. } => send(client, out, Method::DELETE, &format!("/tokens/{}", seg(&id)), None, &format!("token {id} revoked")).await,
+        TokenCmd::Revoke { id: None, .. } => send(client, out, Method::POST, "/tokens/update", Some(json!({"callMode": "delete", "deleteAll": true})), "every token revoked").await,
         TokenCmd::Update { id, app, dur, fl, params } => {
             let mut body = json!({"callMode": "update", "h": id});
             if let Some(a) = app {
@@ -423,7 +412,7 @@ async fn token_cmd(client: &Client, out: Output, c: TokenCmd) -> Result<(), CliE
             if let Some(p) = params {
                 body["p"] = serde_json::from_str(&p).map_err(|e| CliError::usage(format!("--params is not JSON: {e}")))?;
             }
-            send(client, out, Method::POST, "/tokens/update", body).await
+            send(client, out, Method::POST, "/tokens/update", Some(body), "token updated").await
         }
     }
 }
@@ -462,13 +451,9 @@ async fn user_cmd(client: &Client, out: Output, c: UserCmd) -> Result<(), CliErr
             if password || password_stdin {
                 body["password"] = json!(secret("new password: ", password_stdin)?);
             }
-            send(client, out, Method::PATCH, &format!("/users/{}", seg(&id)), body).await
+            send(client, out, Method::PATCH, &format!("/users/{}", seg(&id)), Some(body), "user updated").await
         }
-        UserCmd::Delete { id } => {
-            client.call(Method::DELETE, &format!("/users/{}", seg(&id)), &[], None).await?;
-            output::done(out, &format!("user {id} deleted"));
-            Ok(())
-        }
+        UserCmd::Delete { id } => send(client, out, Method::DELETE, &format!("/users/{}", seg(&id)), None, &format!("user {id} deleted")).await,
     }
 }
 
@@ -484,12 +469,8 @@ async fn voucher_cmd(client: &Client, out: Output, c: VoucherCmd) -> Result<(), 
             r.typed::<VoucherList>()?;
             output::show(out, &r)
         }
-        VoucherCmd::Revoke { id } => send(client, out, Method::POST, &format!("/vouchers/{}/revoke", seg(&id)), json!({})).await,
-        VoucherCmd::Delete { id } => {
-            client.call(Method::DELETE, &format!("/vouchers/{}", seg(&id)), &[], None).await?;
-            output::done(out, &format!("voucher {id} deleted"));
-            Ok(())
-        }
+        VoucherCmd::Revoke { id } => send(client, out, Method::POST, &format!("/vouchers/{}/revoke", seg(&id)), None, "voucher revoked").await,
+        VoucherCmd::Delete { id } => send(client, out, Method::DELETE, &format!("/vouchers/{}", seg(&id)), None, &format!("voucher {id} deleted")).await,
         VoucherCmd::Pdf { out: path } => {
             let r = client.call(Method::GET, "/vouchers/pdf", &[], None).await?;
             std::fs::write(&path, &r.body).map_err(|e| CliError::new(1, format!("cannot write {}: {e}", path.display())))?;

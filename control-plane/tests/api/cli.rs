@@ -12,6 +12,7 @@ use crate::each_db;
 use crate::helpers::{TestApp, ADMIN, ADMIN_PASSWORD};
 
 each_db!(
+    cli_networks_sessions_proxies_keys_explain_and_token_update,
     cli_credentials_flag_over_env_over_file_and_pin_login,
     cli_login_stores_the_token_in_a_private_config_and_manages_tokens,
     cli_vouchers_and_users,
@@ -239,4 +240,47 @@ async fn cli_credentials_flag_over_env_over_file_and_pin_login(app: TestApp) {
     let r = cli(other.path(), &["--endpoint", &app.base, "login", "--user", "pat", "--pin", "--password-stdin"], "000000\n").await;
     assert_eq!(r.code, 4, "{}", r.stderr);
     assert!(r.stderr.contains("wrong_credentials"), "{}", r.stderr);
+}
+
+async fn cli_networks_sessions_proxies_keys_explain_and_token_update(app: TestApp) {
+    let config = tempfile::tempdir().unwrap();
+    login(&app, config.path()).await;
+    let c = config.path();
+
+    let created = json(&app, c, &["network", "create", "cafe-1", "Cafe, first floor"]).await;
+    assert_eq!(created["id"], "cafe-1", "{created}");
+    let listed = json(&app, c, &["network", "list"]).await;
+    assert!(listed.to_string().contains("Cafe, first floor"), "{listed}");
+    let table = ok(&app, c, &["network", "list"]).await;
+    assert!(table.contains("cafe-1"), "{table}");
+    ok(&app, c, &["network", "delete", "cafe-1"]).await;
+    let listed = json(&app, c, &["network", "list"]).await;
+    assert!(!listed.to_string().contains("cafe-1"), "{listed}");
+
+    let generated = json(&app, c, &["voucher", "create", "--count", "1", "--kind", "multi"]).await;
+    let vid = generated["vouchers"][0]["id"].as_str().unwrap().to_owned();
+    let revoked = json(&app, c, &["voucher", "revoke", &vid]).await;
+    assert_eq!(revoked["state"], "revoked", "{revoked}");
+
+    let sessions = json(&app, c, &["session", "list"]).await;
+    assert!(sessions.is_array() || sessions.is_object(), "{sessions}");
+    assert!(json(&app, c, &["proxies"]).await.is_array());
+    let keys = json(&app, c, &["keys", "list"]).await;
+    assert!(!keys.as_array().unwrap().is_empty(), "{keys}");
+
+    let explained = json(&app, c, &["explain", "GET /api/v1/tokens"]).await;
+    assert_eq!(explained["allowed"], true, "{explained}");
+    let issued = json(&app, c, &["token", "create", "--scope", "GET /objects"]).await;
+    let id = issued["_id"].as_str().unwrap();
+    let explained = json(&app, c, &["explain", "DELETE /api/v1/tokens/x", "--token-id", id]).await;
+    assert_eq!(explained["allowed"], false, "{explained}");
+
+    let updated = json(&app, c, &["token", "update", id, "--fl", "256"]).await;
+    assert!(updated.to_string().contains(id), "{updated}");
+    // revoke --all: every token of the user, the CLI's own included.
+    ok(&app, c, &["token", "revoke", "--all"]).await;
+    let r = app.get("/api/v1/tokens", issued["token"].as_str().unwrap()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    let r = cli(c, &["--endpoint", &app.base, "token", "list"], "").await;
+    assert_eq!(r.code, 4, "{}", r.stderr);
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use reqwest::Method;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::http::wire::{GeneratedVouchers, IssuedToken, KeyInfo, NetworkList, ProxyInfo, TokenInfo, UserInfo, VoucherList};
 use client::{CliError, Client, ConfigFile, DEFAULT_ENDPOINT};
@@ -290,12 +290,17 @@ pub async fn run(global: Global, command: Command) -> Result<(), CliError> {
         }
         Command::Explain { request, token_id } => {
             let mut body = json!({"request": request});
-            if let Some(t) = token_id {
-                body["token"] = json!(t);
-            }
+            put(&mut body, "token", token_id);
             send(&client, out, Method::POST, "/explain", Some(body), "").await
         }
         Command::Audit(a) => audit(&client, out, a).await,
+    }
+}
+
+/// Sets `key` in a request body when the option has a value (absent fields stay unchanged).
+fn put<T: serde::Serialize>(body: &mut Value, key: &str, value: Option<T>) {
+    if let Some(v) = value {
+        body[key] = json!(v);
     }
 }
 
@@ -356,9 +361,7 @@ async fn login(client: &Client, out: Output, mut file: ConfigFile, endpoint: &st
             .map_err(|e| CliError::new(client::EXIT_UNREACHABLE, format!("unexpected answer from /login: {e}")))?
     } else {
         let mut body = json!({"username": l.user, "password": secret, "name": "tokengate-cli"});
-        if let Some(e) = l.expires_in {
-            body["expiresIn"] = json!(e);
-        }
+        put(&mut body, "expiresIn", l.expires_in);
         client.open(Method::POST, "/auth", &body).await?.typed()?
     };
     file.token = Some(issued.token);
@@ -377,17 +380,11 @@ async fn login(client: &Client, out: Output, mut file: ConfigFile, endpoint: &st
 async fn token_cmd(client: &Client, out: Output, c: TokenCmd) -> Result<(), CliError> {
     match c {
         TokenCmd::Create { name, expires_in, scopes } => {
-            let mut body = Map::new();
-            if let Some(n) = name {
-                body.insert("name".into(), json!(n));
-            }
-            if let Some(e) = expires_in {
-                body.insert("expiresIn".into(), json!(e));
-            }
-            if !scopes.is_empty() {
-                body.insert("scopes".into(), json!(scopes));
-            }
-            let r = client.call(Method::POST, "/tokens", &[], Some(&Value::Object(body))).await?;
+            let mut body = json!({});
+            put(&mut body, "name", name);
+            put(&mut body, "expiresIn", expires_in);
+            put(&mut body, "scopes", Some(scopes).filter(|s| !s.is_empty()));
+            let r = client.call(Method::POST, "/tokens", &[], Some(&body)).await?;
             r.typed::<IssuedToken>()?;
             output::show(out, &r)
         }
@@ -400,15 +397,9 @@ async fn token_cmd(client: &Client, out: Output, c: TokenCmd) -> Result<(), CliE
         TokenCmd::Revoke { id: None, .. } => send(client, out, Method::POST, "/tokens/update", Some(json!({"callMode": "delete", "deleteAll": true})), "every token revoked").await,
         TokenCmd::Update { id, app, dur, fl, params } => {
             let mut body = json!({"callMode": "update", "h": id});
-            if let Some(a) = app {
-                body["app"] = json!(a);
-            }
-            if let Some(d) = dur {
-                body["dur"] = json!(d);
-            }
-            if let Some(f) = fl {
-                body["fl"] = json!(f);
-            }
+            put(&mut body, "app", app);
+            put(&mut body, "dur", dur);
+            put(&mut body, "fl", fl);
             if let Some(p) = params {
                 body["p"] = serde_json::from_str(&p).map_err(|e| CliError::usage(format!("--params is not JSON: {e}")))?;
             }
@@ -422,15 +413,9 @@ async fn user_cmd(client: &Client, out: Output, c: UserCmd) -> Result<(), CliErr
         UserCmd::Create { name, password_stdin, role, pin, fl } => {
             let password = secret("password for the new user: ", password_stdin)?;
             let mut body = json!({"name": name, "password": password});
-            if let Some(r) = role {
-                body["role"] = json!(r);
-            }
-            if let Some(p) = pin {
-                body["pin"] = json!(p);
-            }
-            if let Some(f) = fl {
-                body["fl"] = json!(f);
-            }
+            put(&mut body, "role", role);
+            put(&mut body, "pin", pin);
+            put(&mut body, "fl", fl);
             let r = client.call(Method::POST, "/users", &[], Some(&body)).await?;
             r.typed::<UserInfo>()?;
             output::show(out, &r)
@@ -442,12 +427,8 @@ async fn user_cmd(client: &Client, out: Output, c: UserCmd) -> Result<(), CliErr
         }
         UserCmd::Update { id, role, fl, password, password_stdin } => {
             let mut body = json!({});
-            if let Some(r) = role {
-                body["role"] = json!(r);
-            }
-            if let Some(f) = fl {
-                body["fl"] = json!(f);
-            }
+            put(&mut body, "role", role);
+            put(&mut body, "fl", fl);
             if password || password_stdin {
                 body["password"] = json!(secret("new password: ", password_stdin)?);
             }

@@ -20,11 +20,13 @@ pub const EXIT_UNREACHABLE: u8 = 5;
 pub struct CliError {
     pub exit: u8,
     pub message: String,
+    /// The HTTP status when the API refused.
+    pub status: Option<u16>,
 }
 
 impl CliError {
     pub fn new(exit: u8, message: impl Into<String>) -> Self {
-        CliError { exit, message: message.into() }
+        CliError { exit, message: message.into(), status: None }
     }
 
     pub fn usage(message: impl Into<String>) -> Self {
@@ -189,5 +191,5 @@ fn refusal(status: StatusCode, body: &[u8]) -> CliError {
     } else {
         (EXIT_UNREACHABLE, "the control plane failed; try again, or see its logs")
     };
-    CliError::new(exit, format!("{} {code}: {message}\n  {hint}", status.as_u16()))
+    CliError { exit, message: format!("{} {code}: {message}\n  {hint}", status.as_u16()), status: Some(status.as_u16()) }
 }

@@ -239,6 +239,9 @@ pub struct Audit {
     pub since: Option<String>,
     #[arg(long)]
     pub limit: Option<u32>,
+    /// Entries older than this id (the `next` of the previous page)
+    #[arg(long, conflicts_with = "follow")]
+    pub before: Option<i64>,
     /// Keep polling for new entries (every 2 s)
     #[arg(long, short = 'f')]
     pub follow: bool,
@@ -453,6 +456,9 @@ async fn voucher_cmd(client: &Client, out: Output, c: VoucherCmd) -> Result<(), 
         VoucherCmd::Revoke { id } => send(client, out, Method::POST, &format!("/vouchers/{}/revoke", seg(&id)), None, "voucher revoked").await,
         VoucherCmd::Delete { id } => send(client, out, Method::DELETE, &format!("/vouchers/{}", seg(&id)), None, &format!("voucher {id} deleted")).await,
         VoucherCmd::Pdf { out: path } => {
+            if path.as_os_str() == "-" {
+                return Err(CliError::usage("-o -: the sheet is binary; give a file name (it is never written to the terminal)"));
+            }
             let r = client.call(Method::GET, "/vouchers/pdf", &[], None).await?;
             std::fs::write(&path, &r.body).map_err(|e| CliError::new(1, format!("cannot write {}: {e}", path.display())))?;
             output::done(out, &format!("wrote {} ({} bytes)", path.display(), r.body.len()));
@@ -493,8 +499,14 @@ async fn audit(client: &Client, out: Output, a: Audit) -> Result<(), CliError> {
     if let Some(l) = a.limit {
         query.push(("limit", l.to_string()));
     }
-    let r = client.call(Method::GET, "/audit", &query, None).await?;
-    output::show(out, &r)?;
+    if let Some(b) = a.before {
+        query.push(("before", b.to_string()));
+    }
+    let r = client.call(Method::GET, "/audit", &query, None).await.map_err(|e| match e.status {
+        Some(404) => CliError::new(e.exit, format!("{}\n  this control plane has no audit log (GET <prefix>/audit): upgrade it", e.message)),
+        _ => e,
+    })?;
+    show_audit(out, &r, true)?;
     if !a.follow {
         return Ok(());
     }
@@ -511,9 +523,32 @@ async fn audit(client: &Client, out: Output, a: Audit) -> Result<(), CliError> {
             continue;
         }
         last = entries.iter().filter_map(|x| x["id"].as_i64()).max().unwrap_or(last);
-        match out {
-            Output::Json => output::show(out, &r)?,
-            Output::Table => println!("{}", output::render(&Value::Array(entries))),
-        }
+        show_audit(out, &r, false)?;
     }
+}
+
+/// An audit page: JSON unchanged, or a table with the actor's user in a column of its own
+/// (and, on the first page, `next` for paging back).
+fn show_audit(out: Output, r: &client::Reply, first: bool) -> Result<(), CliError> {
+    if out == Output::Json {
+        return output::show(out, r);
+    }
+    let page = r.json()?;
+    let rows: Vec<Value> = page["entries"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| json!({"id": e["id"], "at": e["at"], "kind": e["kind"], "user": e["actor"]["user"], "tokenId": e["actor"]["tokenId"], "target": e["target"], "address": e["address"], "detail": e["detail"]}))
+                .collect()
+        })
+        .unwrap_or_default();
+    if rows.is_empty() && !first {
+        return Ok(());
+    }
+    println!("{}", output::render(&Value::Array(rows)));
+    if first && !page["next"].is_null() {
+        println!("older entries: tokengate audit --before {}", page["next"]);
+    }
+    Ok(())
 }

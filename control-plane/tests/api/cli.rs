@@ -131,6 +131,9 @@ async fn cli_vouchers_and_users(app: TestApp) {
     assert_eq!(generated["vouchers"].as_array().unwrap().len(), 3, "{generated}");
     let listed = json(&app, c, &["voucher", "list"]).await;
     assert_eq!(listed["vouchers"].as_array().unwrap().len(), 3, "{listed}");
+    let r = cli(c, &["--endpoint", &app.base, "voucher", "pdf", "-o", "-"], "").await;
+    assert_eq!(r.code, 2, "the sheet never goes to stdout: {}", r.stderr);
+    assert!(r.stdout.is_empty());
     let pdf = c.join("sheet.pdf");
     ok(&app, c, &["voucher", "pdf", "-o", pdf.to_str().unwrap()]).await;
     let bytes = std::fs::read(&pdf).unwrap();
@@ -199,7 +202,7 @@ async fn cli_exit_codes_name_the_api_code_and_never_print_the_token(app: TestApp
     let r = cli(c, &["--endpoint", &app.base, "--token", &token, "audit"], "").await;
     if r.code != 0 {
         assert_eq!(r.code, 3, "{}", r.stderr);
-        assert!(r.stderr.contains("404"), "{}", r.stderr);
+        assert!(r.stderr.contains("404") && r.stderr.contains("no audit log"), "{}", r.stderr);
     }
 }
 

@@ -212,6 +212,12 @@ pub enum VoucherCmd {
 pub enum NetworkCmd {
     List,
     Create { id: String, name: String },
+    /// Rename a network (its id, which tokens carry, stays)
+    Update {
+        id: String,
+        #[arg(long)]
+        name: String,
+    },
     Delete { id: String },
 }
 
@@ -275,6 +281,7 @@ pub async fn run(global: Global, command: Command) -> Result<(), CliError> {
             output::show(out, &r)
         }
         Command::Network(NetworkCmd::Create { id, name }) => send(&client, out, Method::POST, "/networks", Some(json!({"id": id, "name": name})), "").await,
+        Command::Network(NetworkCmd::Update { id, name }) => send(&client, out, Method::PATCH, &format!("/networks/{}", seg(&id)), Some(json!({"name": name})), "").await,
         Command::Network(NetworkCmd::Delete { id }) => send(&client, out, Method::DELETE, &format!("/networks/{}", seg(&id)), None, "network deleted").await,
         Command::Proxies => {
             let r = client.call(Method::GET, "/proxies", &[], None).await?;

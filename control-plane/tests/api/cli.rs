@@ -256,6 +256,16 @@ async fn cli_networks_sessions_proxies_keys_explain_and_token_update(app: TestAp
     assert!(listed.to_string().contains("Cafe, first floor"), "{listed}");
     let table = ok(&app, c, &["network", "list"]).await;
     assert!(table.contains("cafe-1"), "{table}");
+    let renamed = json(&app, c, &["network", "update", "cafe-1", "--name", "Cafe, terrace"]).await;
+    assert_eq!(renamed["name"], "Cafe, terrace", "{renamed}");
+    let listed = json(&app, c, &["network", "list"]).await;
+    assert_eq!(listed["networks"][0]["name"], "Cafe, terrace", "{listed}");
+    let r = cli(c, &["--endpoint", &app.base, "network", "update", "cafe-1", "--name", "  "], "").await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("bad_network"), "{}", r.stderr);
+    let r = cli(c, &["--endpoint", &app.base, "network", "update", "nowhere", "--name", "x"], "").await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("network_not_found"), "{}", r.stderr);
     ok(&app, c, &["network", "delete", "cafe-1"]).await;
     let listed = json(&app, c, &["network", "list"]).await;
     assert!(!listed.to_string().contains("cafe-1"), "{listed}");

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod http;

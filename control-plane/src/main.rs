@@ -1,28 +1,19 @@
 //! `tokengate [serve]`: config from the environment, then pool, migrations, signing key,
-//! first admin, then serve until SIGINT or SIGTERM.
+//! first admin, then serve until SIGINT or SIGTERM. Any other subcommand is the command
+//! line client (src/cli).
 
 use std::process::ExitCode;
 
+use clap::Parser as _;
+use tokengate_control_plane::cli::{Cli, Command};
 use tokengate_control_plane::{serve, start, Config};
 use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "usage: tokengate [serve]\n\nConfiguration comes from the environment: TOKENGATE_LISTEN, DATABASE_URL, \
-TOKENGATE_ADMIN_USER, TOKENGATE_ADMIN_PASSWORD, TOKENGATE_PROXY_SECRET, TOKENGATE_ISSUER, TOKENGATE_AUDIENCE, \
-TOKENGATE_API_PREFIX, TOKENGATE_CATALOGUE, TOKENGATE_IDLE_SECS, TOKENGATE_SWEEP_SECS, TOKENGATE_SYNC_RECHECK_MS, \
-TOKENGATE_METRICS (see ARCHITECTURE.md).";
-
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        [] | ["serve"] => {}
-        ["-h" | "--help" | "help"] => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+    let cli = Cli::parse();
+    match cli.command {
+        None | Some(Command::Serve) => {}
+        Some(command) => return client(cli.global, command),
     }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
@@ -48,6 +39,24 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("tokengate: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A client subcommand on a current-thread runtime; errors on stderr with their exit code.
+fn client(global: tokengate_control_plane::cli::Global, command: Command) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tokengate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(tokengate_control_plane::cli::run(global, command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tokengate: {}", e.message);
+            ExitCode::from(e.exit)
         }
     }
 }

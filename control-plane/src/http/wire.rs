@@ -431,6 +431,13 @@ pub struct NetworkRequest {
     pub name: String,
 }
 
+/// `PATCH /networks/:id`: a new display name (the id, which tokens carry, stays).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenameNetwork {
+    pub name: String,
+}
+
 /// `POST /vouchers` (seed 000): generate vouchers.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -20,7 +20,7 @@ use crate::AppState;
 /// limits.
 /// `POST /explain` needs no flags for the caller's own token; explaining another token
 /// is token management, checked by the handler.
-pub const OWN_ROUTES: [(&str, i64); 26] = [
+pub const OWN_ROUTES: [(&str, i64); 27] = [
     ("GET /tokens", FLAG_UNLIMITED),
     ("POST /tokens", FLAG_UNLIMITED),
     ("DELETE /tokens/:id", FLAG_UNLIMITED),
@@ -42,6 +42,7 @@ pub const OWN_ROUTES: [(&str, i64); 26] = [
     // Seed 000: the account's Wi-Fi networks and vouchers are the operator's to manage.
     ("GET /networks", FLAG_UNLIMITED),
     ("POST /networks", FLAG_UNLIMITED),
+    ("PATCH /networks/:id", FLAG_UNLIMITED),
     ("DELETE /networks/:id", FLAG_UNLIMITED),
     ("GET /vouchers", FLAG_UNLIMITED),
     ("POST /vouchers", FLAG_UNLIMITED),

@@ -49,7 +49,7 @@ use crate::http::error::ApiError;
 use crate::http::openapi::{BodyErrors, ErrorBody, Guarded};
 use crate::http::json::ApiJson;
 use crate::http::wire::{
-    ActivationInfo, GenerateVouchers, GeneratedVouchers, NetworkInfo, NetworkList, NetworkRequest, NewVoucher, RedeemVoucher, Redeemed, VoucherInfo,
+    ActivationInfo, GenerateVouchers, GeneratedVouchers, NetworkInfo, NetworkList, NetworkRequest, NewVoucher, RedeemVoucher, Redeemed, RenameNetwork, VoucherInfo,
     VoucherList, VoucherRevoked,
 };
 use crate::identity::throttle;
@@ -77,7 +77,7 @@ pub const BUDGET_HORIZON_DAYS: f64 = 365.0;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_networks, create_network))
-        .routes(routes!(delete_network))
+        .routes(routes!(delete_network, rename_network))
         .routes(routes!(list, generate))
         .routes(routes!(pdf_sheet))
         .routes(routes!(redeem))
@@ -155,10 +155,7 @@ fn network_info(n: &NetworkRow) -> NetworkInfo {
 async fn create_network(State(state): State<AppState>, Authorized(caller): Authorized, body: ApiJson<NetworkRequest>) -> Result<(StatusCode, Json<NetworkInfo>), ApiError> {
     let ApiJson(req) = body;
     check_network_id(&req.id, &state)?;
-    let name = req.name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(ApiError::BadNetwork("name must be 1 to 100 characters without control characters".into()));
-    }
+    let name = network_name(&req.name)?;
     let now = now_ms();
     let done = sqlx::query("INSERT INTO networks (id, account_id, name, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING")
         .bind(&req.id)
@@ -172,6 +169,46 @@ async fn create_network(State(state): State<AppState>, Authorized(caller): Autho
     }
     tracing::info!(network = %req.id, account = %caller.token.account_id, "network created");
     Ok((StatusCode::CREATED, Json(network_info(&NetworkRow { id: req.id, name: name.to_owned(), created_at: now }))))
+}
+
+/// A network's display name, trimmed: 1 to 100 characters without control characters.
+fn network_name(name: &str) -> Result<&str, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::BadNetwork("name must be 1 to 100 characters without control characters".into()));
+    }
+    Ok(name)
+}
+
+/// Renaming changes only what people see (the PDF, lists): tokens carry the id.
+#[utoipa::path(patch, path = "/networks/{id}", operation_id = "renameNetwork", tag = "vouchers", security(("bearer" = [])),
+    summary = "Rename a Wi-Fi network (its id stays)",
+    params(("id" = String, Path, description = "The network's id.")),
+    request_body = RenameNetwork,
+    responses(
+        (status = 200, description = "Renamed.", body = NetworkInfo),
+        Guarded, BodyErrors,
+        (status = 400, description = "bad_network (name: 1 to 100 characters), or a body error.", body = ErrorBody),
+        (status = 404, description = "network_not_found", body = ErrorBody),
+    ))]
+async fn rename_network(
+    State(state): State<AppState>,
+    Authorized(caller): Authorized,
+    id: Result<Path<String>, PathRejection>,
+    body: ApiJson<RenameNetwork>,
+) -> Result<Json<NetworkInfo>, ApiError> {
+    let Ok(Path(id)) = id else { return Err(ApiError::NetworkNotFound) };
+    let ApiJson(req) = body;
+    let name = network_name(&req.name)?;
+    let row: Option<NetworkRow> = sqlx::query_as("UPDATE networks SET name = $1 WHERE id = $2 AND account_id = $3 RETURNING id, name, created_at")
+        .bind(name)
+        .bind(&id)
+        .bind(&caller.token.account_id)
+        .fetch_optional(&state.pool)
+        .await?;
+    let row = row.ok_or(ApiError::NetworkNotFound)?;
+    tracing::info!(network = %id, account = %caller.token.account_id, "network renamed");
+    Ok(Json(network_info(&row)))
 }
 
 #[utoipa::path(get, path = "/networks", operation_id = "listNetworks", tag = "vouchers", security(("bearer" = [])),

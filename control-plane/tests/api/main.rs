@@ -7,6 +7,7 @@ mod helpers;
 mod auth;
 mod bad_input;
 mod cascade;
+mod cli;
 mod explain;
 mod keys;
 mod login;

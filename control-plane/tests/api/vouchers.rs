@@ -96,6 +96,21 @@ async fn vouchers_networks_belong_to_the_account_and_refuse_bad_ids(app: TestApp
     app.post("/api/v1/networks", Some(&limited), &json!({"id": "cafe-9", "name": "x"})).await.assert_error(403, "insufficient_flags");
     app.get("/api/v1/vouchers", &limited).await.assert_error(403, "insufficient_flags");
     app.delete("/api/v1/networks/nope", &t).await.assert_error(404, "network_not_found");
+    // Renaming (PATCH): the name only, checked like on creation, own networks only.
+    let patch = reqwest::Method::PATCH;
+    let r = app.call(patch.clone(), "/api/v1/networks/cafe-1", Some(&t), Some(&json!({"name": " Café, terrace "}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["name"], "Café, terrace");
+    assert_eq!(app.get("/api/v1/networks", &t).await.body["networks"][0]["name"], "Café, terrace");
+    app.call(patch.clone(), "/api/v1/networks/cafe-1", Some(&t), Some(&json!({"name": ""}))).await.assert_error(400, "bad_network");
+    app.call(patch.clone(), "/api/v1/networks/cafe-1", Some(&t), Some(&json!({"name": "x", "id": "y"}))).await.assert_error(400, "unknown_field");
+    app.call(patch.clone(), "/api/v1/networks/cafe-1", Some(&limited), Some(&json!({"name": "x"}))).await.assert_error(403, "insufficient_flags");
+    app.call(patch.clone(), "/api/v1/networks/nope", Some(&t), Some(&json!({"name": "x"}))).await.assert_error(404, "network_not_found");
+    sqlx::query("INSERT INTO accounts (id, name, created_at, plan) VALUES ('other-account-id-0000000', 'other', 0, 'basic')").execute(&app.state.pool).await.unwrap();
+    sqlx::query("INSERT INTO networks (id, account_id, name, created_at) VALUES ('theirs', 'other-account-id-0000000', 'x', 0)").execute(&app.state.pool).await.unwrap();
+    app.call(patch, "/api/v1/networks/theirs", Some(&t), Some(&json!({"name": "mine"}))).await.assert_error(404, "network_not_found");
+    let theirs: String = sqlx::query_scalar("SELECT name FROM networks WHERE id = 'theirs'").fetch_one(&app.state.pool).await.unwrap();
+    assert_eq!(theirs, "x", "another account's network is untouched");
     let r = app.delete("/api/v1/networks/cafe-1", &t).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(app.get("/api/v1/networks", &t).await.body["networks"].as_array().unwrap().len(), 0);

@@ -1,0 +1,299 @@
+//! The `tokengate` command line (issue 13 §2): the real built binary against the real app,
+//! with its own config directory.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::each_db;
+use crate::helpers::{TestApp, ADMIN, ADMIN_PASSWORD};
+
+each_db!(
+    cli_networks_sessions_proxies_keys_explain_and_token_update,
+    cli_credentials_flag_over_env_over_file_and_pin_login,
+    cli_login_stores_the_token_in_a_private_config_and_manages_tokens,
+    cli_vouchers_and_users,
+    cli_exit_codes_name_the_api_code_and_never_print_the_token,
+);
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `tokengate <args>` with `config` as XDG_CONFIG_HOME (and HOME), nothing inherited
+/// that could point it elsewhere, and `stdin` on its standard input.
+async fn cli(config: &Path, args: &[&str], stdin: &str) -> Run {
+    cli_env(config, args, stdin, &[]).await
+}
+
+async fn cli_env(config: &Path, args: &[&str], stdin: &str, vars: &[(&str, &str)]) -> Run {
+    let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let config = config.to_owned();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let stdin = stdin.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tokengate"))
+            .args(&args)
+            .env_remove("TOKENGATE_TOKEN")
+            .env_remove("TOKENGATE_ENDPOINT")
+            .env("XDG_CONFIG_HOME", &config)
+            .env("HOME", &config)
+            .envs(vars)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        Run { code: out.status.code().unwrap(), stdout: String::from_utf8_lossy(&out.stdout).into_owned(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+    })
+    .await
+    .unwrap()
+}
+
+/// `tokengate --endpoint <app> <args>`, asserted to exit 0; its stdout.
+async fn ok(app: &TestApp, config: &Path, args: &[&str]) -> String {
+    let mut all = vec!["--endpoint", app.base.as_str()];
+    all.extend_from_slice(args);
+    let r = cli(config, &all, "").await;
+    assert_eq!(r.code, 0, "{args:?}: {}\n{}", r.stdout, r.stderr);
+    r.stdout
+}
+
+async fn json(app: &TestApp, config: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--output", "json"];
+    all.extend_from_slice(args);
+    let out = ok(app, config, &all).await;
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
+}
+
+async fn login(app: &TestApp, config: &Path) {
+    let r = cli(config, &["--endpoint", &app.base, "login", "--user", ADMIN, "--password-stdin"], &format!("{ADMIN_PASSWORD}\n")).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(!r.stdout.contains("eyJ") && !r.stderr.contains("eyJ"), "login printed the token: {}", r.stdout);
+}
+
+fn stored_token(config: &Path) -> String {
+    let path = config.join("tokengate").join("config.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let parsed: toml::Table = toml::from_str(&text).unwrap();
+    parsed["token"].as_str().unwrap().to_owned()
+}
+
+async fn cli_login_stores_the_token_in_a_private_config_and_manages_tokens(app: TestApp) {
+    let config = tempfile::tempdir().unwrap();
+    login(&app, config.path()).await;
+    let path = config.path().join("tokengate").join("config.toml");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let token = stored_token(config.path());
+    assert_eq!(app.get("/api/v1/tokens", &token).await.status, StatusCode::OK, "the stored token works");
+
+    // token create -> list shows it -> revoke -> the API refuses it.
+    let issued = json(&app, config.path(), &["token", "create", "--name", "ci", "--scope", "GET /objects"]).await;
+    let id = issued["_id"].as_str().unwrap().to_owned();
+    let child = issued["token"].as_str().unwrap().to_owned();
+    // Live before the revocation: a valid token without the scope is 403, not 401.
+    assert_eq!(app.get("/api/v1/tokens", &child).await.status, StatusCode::FORBIDDEN);
+    let listed = json(&app, config.path(), &["token", "list"]).await;
+    assert!(listed.as_array().unwrap().iter().any(|t| t["_id"] == id.as_str() && t["name"] == "ci"), "{listed}");
+    let table = ok(&app, config.path(), &["token", "list"]).await;
+    assert!(table.contains(&id) && table.contains("ci"), "{table}");
+    assert!(!table.contains(&token), "the table shows no token value");
+    ok(&app, config.path(), &["token", "revoke", &id]).await;
+    let r = app.get("/api/v1/tokens", &child).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(r.body["code"], "token_revoked");
+
+    // logout forgets the token: exit 4.
+    ok(&app, config.path(), &["logout"]).await;
+    assert!(!std::fs::read_to_string(&path).unwrap().contains(&token));
+    let r = cli(config.path(), &["--endpoint", &app.base, "token", "list"], "").await;
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("tokengate login"), "{}", r.stderr);
+}
+
+async fn cli_vouchers_and_users(app: TestApp) {
+    let config = tempfile::tempdir().unwrap();
+    login(&app, config.path()).await;
+    let c = config.path();
+
+    let generated = json(&app, c, &["voucher", "create", "--count", "3", "--kind", "single", "--days", "2"]).await;
+    assert_eq!(generated["vouchers"].as_array().unwrap().len(), 3, "{generated}");
+    let listed = json(&app, c, &["voucher", "list"]).await;
+    assert_eq!(listed["vouchers"].as_array().unwrap().len(), 3, "{listed}");
+    let r = cli(c, &["--endpoint", &app.base, "voucher", "pdf", "-o", "-"], "").await;
+    assert_eq!(r.code, 2, "the sheet never goes to stdout: {}", r.stderr);
+    assert!(r.stdout.is_empty());
+    let pdf = c.join("sheet.pdf");
+    ok(&app, c, &["voucher", "pdf", "-o", pdf.to_str().unwrap()]).await;
+    let bytes = std::fs::read(&pdf).unwrap();
+    assert!(bytes.starts_with(b"%PDF"), "not a PDF: {:?}", &bytes[..bytes.len().min(16)]);
+    let first = listed["vouchers"][0]["id"].as_str().unwrap().to_owned();
+    ok(&app, c, &["voucher", "delete", &first]).await;
+    let listed = json(&app, c, &["voucher", "list"]).await;
+    assert_eq!(listed["vouchers"].as_array().unwrap().len(), 2, "{listed}");
+
+    let r = cli(c, &["--endpoint", &app.base, "--output", "json", "user", "create", "kim", "--password-stdin"], "kim's long password\n").await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let user: Value = serde_json::from_str(&r.stdout).unwrap();
+    let uid = user["id"].as_str().unwrap().to_owned();
+    assert!(!r.stdout.contains("kim's long password"));
+    let users = json(&app, c, &["user", "list"]).await;
+    assert!(users.as_array().unwrap().iter().any(|u| u["nm"] == "kim"), "{users}");
+    let table = ok(&app, c, &["user", "list"]).await;
+    assert!(table.contains("kim") && table.contains(ADMIN), "{table}");
+    ok(&app, c, &["user", "delete", &uid]).await;
+    let users = json(&app, c, &["user", "list"]).await;
+    assert!(!users.as_array().unwrap().iter().any(|u| u["nm"] == "kim"), "{users}");
+}
+
+async fn cli_exit_codes_name_the_api_code_and_never_print_the_token(app: TestApp) {
+    let config = tempfile::tempdir().unwrap();
+    let c = config.path();
+    // 4: nothing configured.
+    let r = cli(c, &["--endpoint", &app.base, "token", "list"], "").await;
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    // 4: a wrong password (401 from the API), with its code.
+    let r = cli(c, &["--endpoint", &app.base, "login", "--user", ADMIN, "--password-stdin"], "wrong\n").await;
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("wrong_credentials"), "{}", r.stderr);
+
+    let token = app.admin_token(None, None).await["token"].as_str().unwrap().to_owned();
+    // 3: a bad scope, with the API's code; the --token value is never printed.
+    let r = cli(c, &["--endpoint", &app.base, "--token", &token, "token", "create", "--scope", "FROB /x"], "").await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let body = app.post("/api/v1/tokens", Some(&token), &serde_json::json!({"scopes": ["FROB /x"]})).await.body;
+    let code = body["code"].as_str().unwrap();
+    assert!(r.stderr.contains(code), "{code} not in {}", r.stderr);
+    assert!(!r.stderr.contains(&token) && !r.stdout.contains(&token));
+    // 3: an unknown id.
+    let r = cli(c, &["--endpoint", &app.base, "--token", &token, "user", "delete", "no-such-user"], "").await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+
+    // 4: a revoked token, with the API's code.
+    let doomed = app.admin_token(None, None).await;
+    assert_eq!(app.delete(&format!("/api/v1/tokens/{}", doomed["_id"].as_str().unwrap()), &token).await.status, StatusCode::NO_CONTENT);
+    let r = cli(c, &["--endpoint", &app.base, "--token", doomed["token"].as_str().unwrap(), "token", "list"], "").await;
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("token_revoked") && r.stderr.contains("tokengate login"), "{}", r.stderr);
+
+    // 5: a closed port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let r = cli(c, &["--endpoint", &format!("http://127.0.0.1:{port}"), "--token", &token, "token", "list"], "").await;
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(!r.stderr.contains(&token));
+    // 2: an unknown flag.
+    let r = cli(c, &["token", "list", "--frobnicate"], "").await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+
+    // audit: the route is not in this branch yet -> a clear refusal, exit 3.
+    let r = cli(c, &["--endpoint", &app.base, "--token", &token, "audit"], "").await;
+    if r.code != 0 {
+        assert_eq!(r.code, 3, "{}", r.stderr);
+        assert!(r.stderr.contains("404") && r.stderr.contains("no audit log"), "{}", r.stderr);
+    }
+}
+
+async fn cli_credentials_flag_over_env_over_file_and_pin_login(app: TestApp) {
+    let config = tempfile::tempdir().unwrap();
+    let c = config.path();
+    // The file gives the endpoint and a token.
+    let r = cli(c, &["--endpoint", &app.base, "login", "--user", ADMIN, "--password-stdin", "--save-endpoint"], &format!("{ADMIN_PASSWORD}\n")).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = cli(c, &["--output", "json", "token", "list"], "").await;
+    assert_eq!(r.code, 0, "the file's endpoint and token: {}", r.stderr);
+    let file_token = stored_token(c);
+
+    // The environment beats the file: a revoked token in TOKENGATE_TOKEN is refused.
+    let revoked = app.admin_token(None, None).await;
+    assert_eq!(app.delete(&format!("/api/v1/tokens/{}", revoked["_id"].as_str().unwrap()), &file_token).await.status, StatusCode::NO_CONTENT);
+    let revoked = revoked["token"].as_str().unwrap();
+    let r = cli_env(c, &["token", "list"], "", &[("TOKENGATE_TOKEN", revoked)]).await;
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    // The flag beats the environment.
+    let r = cli_env(c, &["--token", &file_token, "token", "list"], "", &[("TOKENGATE_TOKEN", revoked)]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // TOKENGATE_ENDPOINT beats the file's endpoint; --endpoint beats it.
+    let r = cli_env(c, &["token", "list"], "", &[("TOKENGATE_ENDPOINT", "http://127.0.0.1:1")]).await;
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    let r = cli_env(c, &["--endpoint", &app.base, "token", "list"], "", &[("TOKENGATE_ENDPOINT", "http://127.0.0.1:1")]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // A user with a PIN logs in with it.
+    let r = cli(c, &["--output", "json", "user", "create", "pat", "--pin", "482913", "--password-stdin"], "pat's long password\n").await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let other = tempfile::tempdir().unwrap();
+    let r = cli(other.path(), &["--endpoint", &app.base, "login", "--user", "pat", "--pin", "--password-stdin"], "482913\n").await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let pat = stored_token(other.path());
+    let me = app.get("/api/v1/tokens", &pat).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    let r = cli(other.path(), &["--endpoint", &app.base, "login", "--user", "pat", "--pin", "--password-stdin"], "000000\n").await;
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("wrong_credentials"), "{}", r.stderr);
+}
+
+async fn cli_networks_sessions_proxies_keys_explain_and_token_update(app: TestApp) {
+    let config = tempfile::tempdir().unwrap();
+    login(&app, config.path()).await;
+    let c = config.path();
+
+    let created = json(&app, c, &["network", "create", "cafe-1", "Cafe, first floor"]).await;
+    assert_eq!(created["id"], "cafe-1", "{created}");
+    let listed = json(&app, c, &["network", "list"]).await;
+    assert!(listed.to_string().contains("Cafe, first floor"), "{listed}");
+    let table = ok(&app, c, &["network", "list"]).await;
+    assert!(table.contains("cafe-1"), "{table}");
+    let renamed = json(&app, c, &["network", "update", "cafe-1", "--name", "Cafe, terrace"]).await;
+    assert_eq!(renamed["name"], "Cafe, terrace", "{renamed}");
+    let listed = json(&app, c, &["network", "list"]).await;
+    assert_eq!(listed["networks"][0]["name"], "Cafe, terrace", "{listed}");
+    let r = cli(c, &["--endpoint", &app.base, "network", "update", "cafe-1", "--name", "  "], "").await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("bad_network"), "{}", r.stderr);
+    let r = cli(c, &["--endpoint", &app.base, "network", "update", "nowhere", "--name", "x"], "").await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("network_not_found"), "{}", r.stderr);
+    ok(&app, c, &["network", "delete", "cafe-1"]).await;
+    let listed = json(&app, c, &["network", "list"]).await;
+    assert!(!listed.to_string().contains("cafe-1"), "{listed}");
+
+    let generated = json(&app, c, &["voucher", "create", "--count", "1", "--kind", "multi"]).await;
+    let vid = generated["vouchers"][0]["id"].as_str().unwrap().to_owned();
+    let revoked = json(&app, c, &["voucher", "revoke", &vid]).await;
+    assert_eq!(revoked["state"], "revoked", "{revoked}");
+
+    let sessions = json(&app, c, &["session", "list"]).await;
+    assert!(sessions.is_array() || sessions.is_object(), "{sessions}");
+    assert!(json(&app, c, &["proxies"]).await.is_array());
+    let keys = json(&app, c, &["keys", "list"]).await;
+    assert!(!keys.as_array().unwrap().is_empty(), "{keys}");
+
+    let explained = json(&app, c, &["explain", "GET /api/v1/tokens"]).await;
+    assert_eq!(explained["allowed"], true, "{explained}");
+    let issued = json(&app, c, &["token", "create", "--scope", "GET /objects"]).await;
+    let id = issued["_id"].as_str().unwrap();
+    let explained = json(&app, c, &["explain", "DELETE /api/v1/tokens/x", "--token-id", id]).await;
+    assert_eq!(explained["allowed"], false, "{explained}");
+
+    let updated = json(&app, c, &["token", "update", id, "--fl", "256"]).await;
+    assert!(updated.to_string().contains(id), "{updated}");
+    // revoke --all: every token of the user, the CLI's own included.
+    ok(&app, c, &["token", "revoke", "--all"]).await;
+    let r = app.get("/api/v1/tokens", issued["token"].as_str().unwrap()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    let r = cli(c, &["--endpoint", &app.base, "token", "list"], "").await;
+    assert_eq!(r.code, 4, "{}", r.stderr);
+}

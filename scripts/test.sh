@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every test: unit tests, the control plane's API tests (SQLite, and PostgreSQL too
 # when DATABASE_URL=postgres://...), the end-to-end tests with real Envoy, the Envoy
-# template renderer, and clippy.
+# template renderer, schemathesis against the control plane's OpenAPI document, and clippy.
 #
 #   scripts/test.sh
 #   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test scripts/test.sh
@@ -115,6 +115,9 @@ SCRATCH=$scratch
 
 begin "Running the tests (cargo test --workspace)"
 cargo test --workspace
+
+begin "Fuzzing the REST API from its OpenAPI document (scripts/schemathesis.sh)"
+bash scripts/schemathesis.sh
 
 begin "Running clippy (cargo clippy --workspace --all-targets -- -D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings

@@ -275,24 +275,12 @@ pub async fn run(global: Global, command: Command) -> Result<(), CliError> {
         Command::Session(SessionCmd::List) => get(&client, out, "/sessions").await,
         Command::Session(SessionCmd::End { id }) => send(&client, out, Method::DELETE, &format!("/sessions/{}", seg(&id)), None, "session ended").await,
         Command::Voucher(c) => voucher_cmd(&client, out, c).await,
-        Command::Network(NetworkCmd::List) => {
-            let r = client.call(Method::GET, "/networks", &[], None).await?;
-            r.typed::<NetworkList>()?;
-            output::show(out, &r)
-        }
+        Command::Network(NetworkCmd::List) => shown::<NetworkList>(&client, out, Method::GET, "/networks", &[], None).await,
         Command::Network(NetworkCmd::Create { id, name }) => send(&client, out, Method::POST, "/networks", Some(json!({"id": id, "name": name})), "").await,
         Command::Network(NetworkCmd::Update { id, name }) => send(&client, out, Method::PATCH, &format!("/networks/{}", seg(&id)), Some(json!({"name": name})), "").await,
         Command::Network(NetworkCmd::Delete { id }) => send(&client, out, Method::DELETE, &format!("/networks/{}", seg(&id)), None, "network deleted").await,
-        Command::Proxies => {
-            let r = client.call(Method::GET, "/proxies", &[], None).await?;
-            r.typed::<Vec<ProxyInfo>>()?;
-            output::show(out, &r)
-        }
-        Command::Keys(KeysCmd::List) => {
-            let r = client.call(Method::GET, "/keys", &[], None).await?;
-            r.typed::<Vec<KeyInfo>>()?;
-            output::show(out, &r)
-        }
+        Command::Proxies => shown::<Vec<ProxyInfo>>(&client, out, Method::GET, "/proxies", &[], None).await,
+        Command::Keys(KeysCmd::List) => shown::<Vec<KeyInfo>>(&client, out, Method::GET, "/keys", &[], None).await,
         Command::Keys(KeysCmd::Rotate { retire_oldest }) => {
             let query: Vec<(&str, String)> = if retire_oldest { vec![("retireOldest", "true".to_owned())] } else { vec![] };
             let r = client.call(Method::POST, "/keys/rotate", &query, None).await?;
@@ -343,6 +331,14 @@ async fn send(client: &Client, out: Output, method: Method, path: &str, body: Op
         output::done(out, what);
         return Ok(());
     }
+    output::show(out, &r)
+}
+
+/// Calls the API, checks the answer has the shape of `T` (the server's wire type) and
+/// shows it.
+async fn shown<T: serde::de::DeserializeOwned>(client: &Client, out: Output, method: Method, path: &str, query: &[(&str, String)], body: Option<&Value>) -> Result<(), CliError> {
+    let r = client.call(method, path, query, body).await?;
+    r.typed::<T>()?;
     output::show(out, &r)
 }
 
@@ -398,11 +394,7 @@ async fn token_cmd(client: &Client, out: Output, c: TokenCmd) -> Result<(), CliE
             r.typed::<IssuedToken>()?;
             output::show(out, &r)
         }
-        TokenCmd::List => {
-            let r = client.call(Method::GET, "/tokens", &[], None).await?;
-            r.typed::<Vec<TokenInfo>>()?;
-            output::show(out, &r)
-        }
+        TokenCmd::List => shown::<Vec<TokenInfo>>(client, out, Method::GET, "/tokens", &[], None).await,
         TokenCmd::Revoke { id: Some(id), .. } => send(client, out, Method::DELETE, &format!("/tokens/{}", seg(&id)), None, &format!("token {id} revoked")).await,
         TokenCmd::Revoke { id: None, .. } => send(client, out, Method::POST, "/tokens/update", Some(json!({"callMode": "delete", "deleteAll": true})), "every token revoked").await,
         TokenCmd::Update { id, app, dur, fl, params } => {
@@ -430,11 +422,7 @@ async fn user_cmd(client: &Client, out: Output, c: UserCmd) -> Result<(), CliErr
             r.typed::<UserInfo>()?;
             output::show(out, &r)
         }
-        UserCmd::List => {
-            let r = client.call(Method::GET, "/users", &[], None).await?;
-            r.typed::<Vec<UserInfo>>()?;
-            output::show(out, &r)
-        }
+        UserCmd::List => shown::<Vec<UserInfo>>(client, out, Method::GET, "/users", &[], None).await,
         UserCmd::Update { id, role, fl, password, password_stdin } => {
             let mut body = json!({});
             put(&mut body, "role", role);
@@ -450,16 +438,8 @@ async fn user_cmd(client: &Client, out: Output, c: UserCmd) -> Result<(), CliErr
 
 async fn voucher_cmd(client: &Client, out: Output, c: VoucherCmd) -> Result<(), CliError> {
     match c {
-        VoucherCmd::Create { count, kind, days } => {
-            let r = client.call(Method::POST, "/vouchers", &[], Some(&json!({"count": count, "kind": kind, "days": days}))).await?;
-            r.typed::<GeneratedVouchers>()?;
-            output::show(out, &r)
-        }
-        VoucherCmd::List => {
-            let r = client.call(Method::GET, "/vouchers", &[], None).await?;
-            r.typed::<VoucherList>()?;
-            output::show(out, &r)
-        }
+        VoucherCmd::Create { count, kind, days } => shown::<GeneratedVouchers>(client, out, Method::POST, "/vouchers", &[], Some(&json!({"count": count, "kind": kind, "days": days}))).await,
+        VoucherCmd::List => shown::<VoucherList>(client, out, Method::GET, "/vouchers", &[], None).await,
         VoucherCmd::Revoke { id } => send(client, out, Method::POST, &format!("/vouchers/{}/revoke", seg(&id)), None, "voucher revoked").await,
         VoucherCmd::Delete { id } => send(client, out, Method::DELETE, &format!("/vouchers/{}", seg(&id)), None, &format!("voucher {id} deleted")).await,
         VoucherCmd::Pdf { out: path } => {

@@ -23,6 +23,7 @@ use utoipa_axum::routes;
 
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod http;
 pub mod identity;
@@ -75,6 +76,8 @@ pub struct Inner {
     pub proxy_keys: Option<tokengate_rules::sync::ProxyKeys>,
     /// The voucher keys (seed 000), from files in the data directory.
     pub voucher_keys: vouchers::VoucherKeys,
+    /// The admin console's router cache.
+    pub console: console::Shared,
 }
 
 impl std::ops::Deref for AppState {
@@ -143,6 +146,7 @@ pub async fn start(config: Config) -> Result<(AppState, Option<GeneratedAdmin>),
         contacts: watch::Sender::new(0),
         proxy_keys: config.proxy_secret.as_deref().map(|s| tokengate_rules::sync::ProxyKeys::derive(s.as_bytes())),
         voucher_keys,
+        console: console::Shared::default(),
         config,
     }));
     Ok((state, generated))
@@ -183,15 +187,23 @@ pub fn routes(config: &Config) -> OpenApiRouter<AppState> {
     }
 }
 
-/// The whole HTTP app.
+/// The whole HTTP app: the documented routes and the admin console.
 pub fn app(state: AppState) -> Router {
-    let (router, _) = routes(&state.config).split_for_parts();
+    api_router(&state.config)
+        .merge(console::router())
+        .layer(middleware::from_fn_with_state(state.clone(), log_request))
+        .with_state(state)
+}
+
+/// The documented routes ([`routes`]) with the API's fallbacks and body limit, without
+/// state: what [`app`] serves besides the console, and what the console dispatches its
+/// API calls to in-process.
+pub(crate) fn api_router(config: &Config) -> Router<AppState> {
+    let (router, _) = routes(config).split_for_parts();
     router
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits::MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(state.clone(), log_request))
-        .with_state(state)
 }
 
 /// Serves until `shutdown` resolves, then drains: held sync calls answer at once and
@@ -237,6 +249,9 @@ async fn sweep(state: AppState) {
         }
         if let Err(e) = usage::sweep_idle(&state, db::now_ms()).await {
             tracing::warn!(error = %e, "sweeping idle tokens failed; will retry");
+        }
+        if let Err(e) = console::sweep_idle(&state, db::now_ms()).await {
+            tracing::warn!(error = %e.message(), "revoking idle console sessions failed; will retry");
         }
         if let Err(e) = sweep_once(&state, db::now_ms()).await {
             tracing::warn!(error = %e, "sweeping the change log failed; will retry");
@@ -384,7 +399,7 @@ async fn method_not_allowed() -> ApiError {
 
 /// One line per request: method, path (never the query, which could hold a token),
 /// status and time.
-async fn log_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn log_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     // The route's pattern (`/api/v1/tokens/{id}`), never the raw path: a label per token

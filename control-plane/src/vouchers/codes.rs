@@ -129,7 +129,9 @@ impl VoucherKeys {
         hex(&self.tag(b"tokengate voucher key check\0", &[])[..16])
     }
 
-    fn tag(&self, label: &[u8], data: &[u8]) -> [u8; 32] {
+    /// HMAC-SHA256 under the lookup key of `label` then `data`. Each use has its own label
+    /// (the console's CSRF tokens use it too: a key every replica already shares).
+    pub fn tag(&self, label: &[u8], data: &[u8]) -> [u8; 32] {
         let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(&*self.lookup) else { return [0; 32] };
         mac.update(label);
         mac.update(data);

@@ -85,6 +85,11 @@ async fn openapi_documents_the_routes(app: TestApp) {
 /// Every route is registered through `utoipa_axum::routes!`, which documents it from its
 /// handler's `#[utoipa::path]`: a plain axum `.route(` in the control plane's source would
 /// serve a route the document does not show.
+///
+/// One exemption: `src/console/`, the admin console's HTML pages (`/console/...`). They are
+/// not API operations (no JSON contract, no client but a browser) and they reach the API
+/// only by dispatching documented API requests in-process, so the document already shows
+/// everything they can do. They are a plain axum `Router` merged in `app()`.
 #[test]
 fn no_route_is_registered_without_its_documentation() {
     fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
@@ -101,7 +106,11 @@ fn no_route_is_registered_without_its_documentation() {
     walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
     assert!(files.len() > 20);
     let mut undocumented = Vec::new();
+    let console = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join("console");
     for file in files {
+        if file.starts_with(&console) {
+            continue;
+        }
         let text = std::fs::read_to_string(&file).unwrap();
         for (n, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap_or("");

@@ -137,7 +137,7 @@ impl Answer {
     }
 
     /// `Retry-After` in seconds (a throttled login).
-    fn retry_after(&self) -> Option<u64> {
+    pub fn retry_after(&self) -> Option<u64> {
         self.headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()
     }
 }

@@ -419,7 +419,12 @@ async fn tokens_page(c: &Console, mut list: Vec<Flash>, issued: Option<IssuedTok
                         }
                     }
                 }
-                div { button.btn.btn-primary type="submit" { "Issue token" } }
+                div.row.confirm-row {
+                    label { "Your password " span.muted { "(confirms issuing a credential)" }
+                        input type="password" name="password" autocomplete="current-password" required; }
+                    div.confirm-button { button.btn.btn-primary type="submit" { "Issue token" } }
+                }
+                p.muted.small { "Issued like " code { "POST /api/v1/auth" } ": the token does not depend on this console session and outlives its logout." }
             }
         }
         section.card {
@@ -466,21 +471,43 @@ async fn tokens_page(c: &Console, mut list: Vec<Flash>, issued: Option<IssuedTok
     layout(c, Page::Tokens, "Tokens", &list, body)
 }
 
+/// Issues a token the way `POST /auth` does, with the user's password again: a token
+/// issued from the console's own token (`POST /tokens`) would be its child, and die with
+/// the console session at logout or after the idle limit (a child never outlives its
+/// parent's revocation), and could not outlive its 12 hours. Asking for the password
+/// before minting a credential is also what a stolen session cookie alone cannot do.
 async fn token_issue(Post { console: c, form }: Post) -> Response {
     let scopes: Vec<&str> = form.all("scope");
-    let mut body = json!({"expiresIn": form.text("expiresIn").unwrap_or("7 days")});
+    let mut body = json!({
+        "username": c.user_name,
+        "password": form.get("password").unwrap_or_default(),
+        "expiresIn": form.text("expiresIn").unwrap_or("7 days"),
+    });
     if let Some(name) = form.text("name") {
         body["name"] = json!(name);
     }
     if !scopes.is_empty() {
         body["scopes"] = json!(scopes);
     }
-    match c.api(Method::POST, "/tokens", Some(&body)).await.json::<IssuedToken>() {
+    let answer = c.api(Method::POST, "/auth", Some(&body)).await;
+    match answer.json::<IssuedToken>() {
         Ok(t) => {
             let flash = Flash::ok(format!("Token issued{}.", t.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()));
             tokens_page(&c, vec![flash], Some(t)).await
         }
-        Err(p) => tokens_page(&c, vec![Flash::problem(&p)], None).await,
+        Err(p) => {
+            let mut flash = Flash::problem(&p);
+            match p.code.as_str() {
+                "wrong_credentials" | "empty_credentials" => flash.text = "Wrong password: no token was issued.".into(),
+                "too_many_attempts" => {
+                    if let Some(secs) = answer.retry_after() {
+                        flash.text = format!("Too many wrong passwords: try again in {secs} s.");
+                    }
+                }
+                _ => {}
+            }
+            tokens_page(&c, vec![flash], None).await
+        }
     }
 }
 

@@ -8,6 +8,7 @@ mod auth;
 mod bad_input;
 mod cascade;
 mod cli;
+mod console;
 mod explain;
 mod keys;
 mod login;

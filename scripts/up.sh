@@ -345,6 +345,8 @@ if [ "$CHECK" -eq 1 ]; then
     esac
     printf '%s\n' "$out" | grep -q '"x-tokengate-' ||
         die "walkthrough: the upstream echo shows no x-tokengate-* header"
+    http_status_is 200 "$FRONT/console/login" || die "the admin console ($FRONT/console/login) does not answer 200"
+    info "the admin console answers at $FRONT/console"
     step "The walkthrough works: every answer was as printed"
     exit 0
 fi
@@ -354,6 +356,7 @@ cat <<EOF
 
 ${_tg_bold}tokengate is up.${_tg_reset}
   front door     $FRONT   (Envoy with the filter; the only way in)
+  admin console  $FRONT/console   (log in with the admin user below)
   Envoy admin    http://127.0.0.1:$ADMIN_PORT
   control plane  http://127.0.0.1:$CP_PORT   (log: .stack/logs/control-plane.log)
   demo upstream  http://127.0.0.1:$UPSTREAM_PORT   (log: .stack/logs/demo-upstream.log)

@@ -7,6 +7,7 @@
 
 mod cascade;
 mod configs;
+mod console;
 mod faults;
 mod gate;
 mod hardening;

@@ -483,7 +483,7 @@ async fn login_submit(State(state): State<AppState>, request: Request) -> Respon
             let text = match p.code.as_str() {
                 "wrong_credentials" => "Wrong user name or password.".to_owned(),
                 "too_many_attempts" => match answer.retry_after() {
-                    Some(secs) => format!("Too many wrong attempts: this account is locked for you. Try again in {secs} s."),
+                    Some(secs) => format!("Too many wrong attempts. Try again in {secs} s."),
                     None => format!("Too many wrong attempts. {}", p.message),
                 },
                 _ => format!("{} ({})", p.message, p.code),

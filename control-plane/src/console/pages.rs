@@ -389,7 +389,7 @@ async fn tokens_page(c: &Console, mut list: Vec<Flash>, issued: Option<IssuedTok
     let catalogue: Vec<String> = load(c, "/scopes", &mut list).await.unwrap_or_default();
     let body = html! {
         @if let Some(t) = &issued {
-            section.card.reveal #issued {
+            section.card.reveal #issued data-id=(t.id) {
                 h2 { "New token " @if let Some(n) = &t.name { "“" (n) "”" } }
                 p { "Copy it now: its value is shown this once and can never be retrieved again." }
                 div.secret {
@@ -905,6 +905,10 @@ async fn voucher_pdf(c: Console) -> Response {
 
 // ---------------------------------------------------------------- networks
 
+/// A network id (`vouchers::check_network_id`) as an HTML `pattern` (a `v`-mode regular
+/// expression: the `-` in the class is escaped).
+const NETWORK_ID_PATTERN: &str = r"[a-z0-9][a-z0-9._\-]{0,62}";
+
 async fn networks(c: Console) -> Response {
     networks_page(&c, Vec::new()).await
 }
@@ -944,7 +948,7 @@ async fn networks_page(c: &Console, mut list: Vec<Flash>) -> Response {
             form.stack method="post" action="/console/networks/create" #create-network {
                 (csrf(c))
                 div.row {
-                    label { "ID " span.muted { "(a-z 0-9 . _ -)" } input type="text" name="id" required pattern="[a-z0-9][a-z0-9._-]{0,62}" placeholder="cafe-1" autocapitalize="none" spellcheck="false"; }
+                    label { "ID " span.muted { "(a-z 0-9 . _ -)" } input type="text" name="id" required pattern=(NETWORK_ID_PATTERN) placeholder="cafe-1" autocapitalize="none" spellcheck="false"; }
                     label { "Name" input type="text" name="name" required placeholder="Cafe, first floor"; }
                 }
                 div { button.btn.btn-primary type="submit" { "Create network" } }

@@ -186,10 +186,14 @@ async function main() {
         await expectFlash(page, 'ok', /User kim created/, 'creating a user');
 
         await page.click('nav a[href="/console/explain"]');
-        await page.fill('#explain input[name="request"]', 'DELETE /api/v1/objects/42');
+        await page.fill('#explain input[name="request"]', 'GET /api/v1/objects/42');
+        await page.fill('#explain input[name="token"]', tokenId);
         await submit(page, '#explain');
         if ((await page.locator('#verdict').count()) !== 1) fail('explain: no verdict');
-        say(`explain: allowed=${await page.locator('#verdict').getAttribute('data-allowed')}`);
+        const verdict = (await page.locator('#verdict .verdict').innerText()).trim();
+        if (!/Refused: token_revoked/.test(verdict)) fail(`explain for the revoked token: "${verdict}"`);
+        await shot(page, 'explain-verdict-1280.png');
+        say(`explain for the revoked token: "${verdict}"`);
 
         // Every page at both widths.
         const phone = await open(browser, PHONE, problems);
@@ -203,10 +207,13 @@ async function main() {
                 await shot(p, `${name}-${width}.png`);
             }
         }
-        // The tokens page with an edit form open, on the phone.
+        // The edit pages, on the phone.
         await phone.page.goto(`${front}/console/tokens`, { waitUntil: 'load' });
-        await phone.page.locator('table[data-table="tokens"] details.edit summary').first().click();
+        await Promise.all([phone.page.waitForNavigation(), phone.page.locator('table[data-table="tokens"] a[href^="/console/tokens/edit"]').first().click()]);
         await shot(phone.page, 'tokens-edit-390.png');
+        await phone.page.goto(`${front}/console/users`, { waitUntil: 'load' });
+        await Promise.all([phone.page.waitForNavigation(), phone.page.locator('table[data-table="users"] a[href^="/console/users/edit"]').last().click()]);
+        await shot(phone.page, 'users-edit-390.png');
         // The table scrolls inside its card; the page itself does not scroll sideways.
         const overflow = await phone.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
         if (overflow > 1) fail(`the phone page is ${overflow} px wider than the screen`);

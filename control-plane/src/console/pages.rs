@@ -27,10 +27,12 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/console/tokens", get(tokens))
         .route("/console/tokens/issue", post(token_issue))
+        .route("/console/tokens/edit", get(token_edit))
         .route("/console/tokens/update", post(token_update))
         .route("/console/tokens/revoke", post(token_revoke))
         .route("/console/users", get(users))
         .route("/console/users/create", post(user_create))
+        .route("/console/users/edit", get(user_edit))
         .route("/console/users/update", post(user_update))
         .route("/console/users/delete", post(user_delete))
         .route("/console/sessions", get(sessions))
@@ -188,8 +190,8 @@ pub fn login(user: &str, csrf_token: &str, flash: Option<super::Flash>) -> Respo
                     (flashes(&list))
                     form.card.stack method="post" action="/console/login" #login {
                         input type="hidden" name="csrf" value=(csrf_token);
-                        label { "User name" input type="text" name="username" value=(user) autocomplete="username" autocapitalize="none" spellcheck="false" required autofocus; }
-                        label { "Password" input type="password" name="password" autocomplete="current-password" required; }
+                        label { "User name" input type="text" name="username" value=(user) autocomplete="username" autocapitalize="none" spellcheck="false" required autofocus[user.is_empty()]; }
+                        label { "Password" input type="password" name="password" autocomplete="current-password" required autofocus[!user.is_empty()]; }
                         button.btn.btn-primary.btn-wide type="submit" { "Log in" }
                     }
                     p.muted.small { "Repeated wrong passwords lock the account for a while, as every login does. The session ends after inactivity." }
@@ -400,34 +402,6 @@ async fn tokens_page(c: &Console, mut list: Vec<Flash>, issued: Option<IssuedTok
             }
         }
         section.card {
-            h2 { "Issue a token" }
-            form.stack method="post" action="/console/tokens/issue" #issue {
-                (csrf(c))
-                div.row {
-                    label { "Name" input type="text" name="name" placeholder="ci, fleet-app …" maxlength="100"; }
-                    label { "Expires in"
-                        select name="expiresIn" {
-                            @for l in LIFETIMES { option value=(l) selected[l == "7 days"] { (l) } }
-                        }
-                    }
-                }
-                fieldset.scopes-pick {
-                    legend { "Scopes " span.muted { "(none checked: all of your rights)" } }
-                    div.checks {
-                        @for s in &catalogue {
-                            label.check { input type="checkbox" name="scope" value=(s); code { (s) } }
-                        }
-                    }
-                }
-                div.row.confirm-row {
-                    label { "Your password " span.muted { "(confirms issuing a credential)" }
-                        input type="password" name="password" autocomplete="current-password" required; }
-                    div.confirm-button { button.btn.btn-primary type="submit" { "Issue token" } }
-                }
-                p.muted.small { "Issued like " code { "POST /api/v1/auth" } ": the token does not depend on this console session and outlives its logout." }
-            }
-        }
-        section.card {
             h2 { "Live tokens " span.count { (tokens.len()) } }
             div.table-wrap {
                 table data-table="tokens" {
@@ -448,23 +422,40 @@ async fn tokens_page(c: &Console, mut list: Vec<Flash>, issued: Option<IssuedTok
                                 td.actions {
                                     (button_form(c, "/console/tokens/revoke", &[("id", &t.id)], "Revoke", "btn-danger",
                                         Some(if mine { "Revoke this console's own token? You will be logged out." } else { "Revoke this token and every token issued from it?" })))
-                                    details.edit {
-                                        summary.btn.btn-small.btn-ghost { "Edit" }
-                                        form.stack method="post" action="/console/tokens/update" {
-                                            (csrf(c))
-                                            input type="hidden" name="id" value=(t.id);
-                                            p.muted.small { "Seed 001 update: the token keeps its string; every proxy applies the change. Blank flags: no flag limit; blank items: all items." }
-                                            label { "Flags" input type="text" name="fl" value=(t.fl.map(|f| if f == -1 { "-1".to_owned() } else { format!("0x{f:X}") }).unwrap_or_default()) placeholder="0x200, -1 = unlimited"; }
-                                            label { "Items" input type="text" name="items" value=(t.items.as_ref().map(|v| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")).unwrap_or_default()) placeholder="42, 43"; }
-                                            label { "App" input type="text" name="app" value=(t.app.as_deref().unwrap_or("")); }
-                                            button.btn.btn-primary.btn-small type="submit" { "Save" }
-                                        }
-                                    }
+                                    a.btn.btn-small.btn-ghost href=(format!("/console/tokens/edit?id={}", t.id)) { "Edit" }
                                 }
                             }
                         }
                     }
                 }
+            }
+        }
+        section.card {
+            h2 { "Issue a token" }
+            form.stack method="post" action="/console/tokens/issue" #issue {
+                (csrf(c))
+                div.row {
+                    label { "Name" input type="text" name="name" placeholder="ci, fleet-app …" maxlength="100"; }
+                    label { "Expires in"
+                        select name="expiresIn" {
+                            @for l in LIFETIMES { option value=(l) selected[l == "7 days"] { (l) } }
+                        }
+                    }
+                }
+                fieldset.scopes-pick {
+                    legend { "Scopes " span.muted { "(none checked: all of your rights)" } }
+                    div.checks {
+                        @for s in &catalogue {
+                            label.check { input type="checkbox" name="scope" value=(s); code { (s) } }
+                        }
+                    }
+                }
+                div.row.confirm-row {
+                    label { span { "Your password " span.muted { "(confirms issuing a credential)" } }
+                        input type="password" name="password" autocomplete="current-password" required; }
+                    div.confirm-button { button.btn.btn-primary type="submit" { "Issue token" } }
+                }
+                p.muted.small { "Issued like " code { "POST /api/v1/auth" } ": the token does not depend on this console session and outlives its logout." }
             }
         }
     };
@@ -509,6 +500,47 @@ async fn token_issue(Post { console: c, form }: Post) -> Response {
             tokens_page(&c, vec![flash], None).await
         }
     }
+}
+
+#[derive(serde::Deserialize)]
+struct IdQuery {
+    id: Option<String>,
+}
+
+/// The `?id=` of an edit page.
+fn query_id(query: Result<Query<IdQuery>, axum::extract::rejection::QueryRejection>) -> String {
+    query.ok().and_then(|Query(q)| q.id).unwrap_or_default()
+}
+
+/// `GET /console/tokens/edit?id=`: the seed-001 update form of one token.
+async fn token_edit(c: Console, query: Result<Query<IdQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+    let id = query_id(query);
+    let mut list = Vec::new();
+    let tokens: Vec<TokenInfo> = load(&c, "/tokens", &mut list).await.unwrap_or_default();
+    let Some(t) = tokens.iter().find(|t| t.id == id) else {
+        list.push(Flash::error("No such live token.".into()));
+        return tokens_page(&c, list, None).await;
+    };
+    let fl = t.fl.map(|f| if f == -1 { "-1".to_owned() } else { format!("0x{f:X}") }).unwrap_or_default();
+    let items = t.items.as_ref().map(|v| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+    let body = html! {
+        p { a href="/console/tokens" { "← Tokens" } }
+        section.card.narrow {
+            h2 { "Update " (t.name.as_deref().unwrap_or("token")) " " span.count { code { (t.id) } } }
+            p.muted.small { "Seed 001 update: the token keeps its string, and every proxy applies the change as fast as a revocation. Blank flags: no flag limit; blank items: all items. A token never gets more than the token it was issued from." }
+            dl.facts { dt { "Scopes" } dd { (scopes(t.scopes.as_deref())) } dt { "Expires" } dd { (when(t.expires_at)) } }
+            form.stack method="post" action="/console/tokens/update" #update-token {
+                (csrf(&c))
+                input type="hidden" name="id" value=(t.id);
+                label { span { "Flags " span.muted { "(0x100 online, 0x200 view, 0x400 edit, 0x800 sensitive, 0x1000 critical, 0x2000 commands; -1 unlimited)" } }
+                    input type="text" name="fl" value=(fl) placeholder="no flag limit"; }
+                label { span { "Items " span.muted { "(object ids, comma-separated)" } } input type="text" name="items" value=(items) placeholder="all items"; }
+                label { "App" input type="text" name="app" value=(t.app.as_deref().unwrap_or("")); }
+                div { button.btn.btn-primary type="submit" { "Save" } }
+            }
+        }
+    };
+    layout(&c, Page::Tokens, "Update a token", &list, body)
 }
 
 async fn token_update(Post { console: c, form }: Post) -> Response {
@@ -583,23 +615,7 @@ async fn users_page(c: &Console, mut list: Vec<Flash>) -> Response {
                                 td { (when(u.ct.saturating_mul(1000))) }
                                 td { (when_opt(u.ld.map(|s| s.saturating_mul(1000)))) }
                                 td.actions {
-                                    details.edit {
-                                        summary.btn.btn-small.btn-ghost { "Edit" }
-                                        form.stack method="post" action="/console/users/update" {
-                                            (csrf(c))
-                                            input type="hidden" name="id" value=(u.id);
-                                            input type="hidden" name="role_was" value=(u.role);
-                                            input type="hidden" name="fl_was" value=(u.fl);
-                                            input type="hidden" name="prp_was" value=(properties_text(&u.prp));
-                                            label { "Role" select name="role" { @for r in ["user", "admin"] { option value=(r) selected[r == u.role] { (r) } } } }
-                                            label { "Flags" input type="text" name="fl" value=(u.fl); }
-                                            label { "New password" input type="password" name="password" autocomplete="new-password" placeholder="unchanged"; }
-                                            label { "New PIN" input type="password" name="pin" inputmode="numeric" autocomplete="off" placeholder="unchanged (6-12 digits)"; }
-                                            @if u.pin { label.check { input type="checkbox" name="pin_remove" value="1"; "Remove the PIN" } }
-                                            label { "Properties " span.muted { "(key=value lines)" } textarea name="prp" rows="3" { (properties_text(&u.prp)) } }
-                                            button.btn.btn-primary.btn-small type="submit" { "Save" }
-                                        }
-                                    }
+                                    a.btn.btn-small.btn-ghost href=(format!("/console/users/edit?id={}", u.id)) { "Edit" }
                                     (button_form(c, "/console/users/delete", &[("id", &u.id)], "Delete", "btn-danger", Some("Delete this user and every user under it, and revoke all their tokens?")))
                                 }
                             }
@@ -617,12 +633,12 @@ async fn users_page(c: &Console, mut list: Vec<Flash>) -> Response {
                     label { "Role" select name="role" { option value="user" selected { "user" } option value="admin" { "admin" } } }
                 }
                 div.row {
-                    label { "Password " span.muted { "(at least 8 characters)" } input type="password" name="password" autocomplete="new-password" required; }
-                    label { "PIN " span.muted { "(optional, 6-12 digits)" } input type="password" name="pin" inputmode="numeric" autocomplete="off"; }
+                    label { span { "Password " span.muted { "(at least 8 characters)" } } input type="password" name="password" autocomplete="new-password" required; }
+                    label { span { "PIN " span.muted { "(optional, 6-12 digits)" } } input type="password" name="pin" inputmode="numeric" autocomplete="off"; }
                 }
                 div.row {
                     label { "Flags" input type="text" name="fl" placeholder="0"; }
-                    label { "Properties " span.muted { "(key=value lines)" } textarea name="prp" rows="2" placeholder="language=en" {} }
+                    label { span { "Properties " span.muted { "(key=value lines)" } } textarea name="prp" rows="2" placeholder="language=en" {} }
                 }
                 div { button.btn.btn-primary type="submit" { "Create user" } }
             }
@@ -654,6 +670,43 @@ async fn user_create(Post { console: c, form }: Post) -> Response {
     .await;
     let flash = outcome(result, |u| format!("User {} created ({}).", u.nm, u.role));
     users_page(&c, vec![flash]).await
+}
+
+/// `GET /console/users/edit?id=`: role, flags, password, PIN and properties of one user.
+async fn user_edit(c: Console, query: Result<Query<IdQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+    let id = query_id(query);
+    let mut list = Vec::new();
+    let all: Vec<UserInfo> = load(&c, "/users", &mut list).await.unwrap_or_default();
+    let Some(u) = all.iter().find(|u| u.id == id) else {
+        list.push(Flash::error("No such user under yours.".into()));
+        return users_page(&c, list).await;
+    };
+    let body = html! {
+        p { a href="/console/users" { "← Users" } }
+        section.card.narrow {
+            h2 { "Change " (u.nm) " " span.count { code { (u.id) } } }
+            p.muted.small { "Blank password and PIN stay as they are. Changing another user's role or flags needs the admin role; you never change your own role." }
+            form.stack method="post" action="/console/users/update" #update-user {
+                (csrf(&c))
+                input type="hidden" name="id" value=(u.id);
+                input type="hidden" name="role_was" value=(u.role);
+                input type="hidden" name="fl_was" value=(u.fl);
+                input type="hidden" name="prp_was" value=(properties_text(&u.prp));
+                div.row {
+                    label { "Role" select name="role" { @for r in ["user", "admin"] { option value=(r) selected[r == u.role] { (r) } } } }
+                    label { "Flags" input type="text" name="fl" value=(u.fl); }
+                }
+                div.row {
+                    label { "New password" input type="password" name="password" autocomplete="new-password" placeholder="unchanged"; }
+                    label { "New PIN" input type="password" name="pin" inputmode="numeric" autocomplete="off" placeholder=(if u.pin { "unchanged (6-12 digits)" } else { "none (6-12 digits)" }); }
+                }
+                @if u.pin { label.check { input type="checkbox" name="pin_remove" value="1"; "Remove the PIN" } }
+                label { span { "Properties " span.muted { "(key=value lines)" } } textarea name="prp" rows="4" { (properties_text(&u.prp)) } }
+                div { button.btn.btn-primary type="submit" { "Save" } }
+            }
+        }
+    };
+    layout(&c, Page::Users, "Change a user", &list, body)
 }
 
 async fn user_update(Post { console: c, form }: Post) -> Response {
@@ -948,7 +1001,7 @@ async fn networks_page(c: &Console, mut list: Vec<Flash>) -> Response {
             form.stack method="post" action="/console/networks/create" #create-network {
                 (csrf(c))
                 div.row {
-                    label { "ID " span.muted { "(a-z 0-9 . _ -)" } input type="text" name="id" required pattern=(NETWORK_ID_PATTERN) placeholder="cafe-1" autocapitalize="none" spellcheck="false"; }
+                    label { span { "ID " span.muted { "(a-z 0-9 . _ -)" } } input type="text" name="id" required pattern=(NETWORK_ID_PATTERN) placeholder="cafe-1" autocapitalize="none" spellcheck="false"; }
                     label { "Name" input type="text" name="name" required placeholder="Cafe, first floor"; }
                 }
                 div { button.btn.btn-primary type="submit" { "Create network" } }
@@ -1091,12 +1144,12 @@ async fn explain_page(c: &Console, mut list: Vec<Flash>, request: &str, token: &
             p.muted.small { "Runs the gate's own decision (path checks, scopes, the route table's flags and items, amendments) for a token, without calling the API." }
             form.stack method="post" action="/console/explain" #explain {
                 (csrf(c))
-                label { "Request " span.muted { "(METHOD /path, as the gate sees it)" } input type="text" name="request" value=(request) placeholder="DELETE /api/v1/objects/42" required spellcheck="false" autocapitalize="none"; }
-                label { "Token"
-                    select name="token" {
-                        option value="" selected[token.is_empty()] { "this console's token" }
-                        @for t in &tokens { option value=(t.id) selected[t.id == token] { (t.name.as_deref().unwrap_or("(no name)")) " · " (t.id) } }
-                    }
+                label { span { "Request " span.muted { "(METHOD /path, as the gate sees it)" } } input type="text" name="request" value=(request) placeholder="DELETE /api/v1/objects/42" required spellcheck="false" autocapitalize="none"; }
+                label { span { "Token " span.muted { "(its _id; empty: this console's token)" } }
+                    input type="text" name="token" value=(token) list="live-tokens" placeholder="_id of a token" spellcheck="false" autocapitalize="none";
+                }
+                datalist #live-tokens {
+                    @for t in &tokens { option value=(t.id) { (t.name.as_deref().unwrap_or("(no name)")) } }
                 }
                 div { button.btn.btn-primary type="submit" { "Explain" } }
             }

@@ -318,6 +318,19 @@ async fn console_pages_render(app: TestApp) {
     assert!(pdf.text.starts_with("%PDF"));
     let r = b.post("/console/users/create", &[("csrf", &csrf), ("name", "kim"), ("password", "kim-password-1"), ("role", "user"), ("prp", "language=en")]).await;
     assert!(r.text.contains("User kim created"), "{}", r.text);
+    let admin = app.admin_token(None, None).await["token"].as_str().unwrap().to_owned();
+    let users = app.get("/api/v1/users", &admin).await.body;
+    let kim = users.as_array().unwrap().iter().find(|u| u["nm"] == "kim").unwrap()["id"].as_str().unwrap().to_owned();
+    let r = b.get(&format!("/console/users/edit?id={kim}")).await;
+    assert!(r.text.contains("Change kim"), "{}", r.text);
+    let r = b
+        .post("/console/users/update", &[("csrf", &csrf), ("id", &kim), ("role_was", "user"), ("role", "user"), ("fl_was", "0"), ("fl", "0"), ("pin", "482913"), ("prp_was", "language=en"), ("prp", "language=ru")])
+        .await;
+    assert!(r.text.contains("User kim updated (pin, prp)"), "{}", r.text);
+    let kim_now = app.get(&format!("/api/v1/users/{kim}"), &admin).await.body;
+    assert_eq!((kim_now["pin"].clone(), kim_now["prp"]["language"].clone()), (serde_json::json!(true), serde_json::json!("ru")));
+    let r = b.get("/console/tokens/edit?id=000000000000000000000000").await;
+    assert!(r.text.contains("No such live token."), "{}", r.text);
     let r = b.post("/console/explain", &[("csrf", &csrf), ("request", "GET /api/v1/objects/1")]).await;
     assert!(r.text.contains("data-allowed=\"true\""), "{}", r.text);
     let r = b.post("/console/keys/rotate", &[("csrf", &csrf)]).await;

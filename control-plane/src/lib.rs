@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -169,6 +170,7 @@ pub fn routes(config: &Config) -> OpenApiRouter<AppState> {
         .merge(keys::router())
         .merge(proxies::router())
         .merge(vouchers::router())
+        .merge(audit::router())
         .routes(routes!(openapi_document));
     let mut root = OpenApiRouter::new()
         .routes(routes!(health))

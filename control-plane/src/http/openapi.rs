@@ -28,6 +28,7 @@ use crate::limits::MAX_BODY_BYTES;
         (name = "sessions", description = "Sessions from API tokens (seed 003)"),
         (name = "vouchers", description = "Wi-Fi networks, vouchers and the captive portal (seed 000)"),
         (name = "keys", description = "Signing keys and the proxies that apply them"),
+        (name = "audit", description = "The audit log: who changed what, when, from where"),
         (name = "sync", description = "The proxies' sync channel (proxy secret)"),
         (name = "service", description = "Health, metrics, public keys, this document"),
     )

@@ -583,3 +583,46 @@ pub struct Redeemed {
     /// Activations of this device on other networks revoked by this one.
     pub revoked_elsewhere: usize,
 }
+
+/// `GET /audit`: one entry of the audit log.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    /// Increases with every entry; `before`/`after` page by it.
+    pub id: i64,
+    /// When (ms since the epoch).
+    pub at: i64,
+    /// `token.issue`, `token.revoke`, `token.revoke_all`, `token.update`, `key.rotate`,
+    /// `user.create`, `user.update`, `user.delete`, `user.lock`, `login.failed`,
+    /// `login.ok`, `session.end`, `voucher.generate`, `voucher.revoke`,
+    /// `voucher.delete`, `voucher.redeem`, `network.create`, `network.update`,
+    /// `network.delete`, `account.update`.
+    pub kind: String,
+    pub actor: AuditActor,
+    /// What was changed: `token:<id>`, `user:<id>`, `voucher:<id>`, `network:<id>`,
+    /// `session:<id>`, `key:<kid>`, `account:<id>`; null when nothing in particular.
+    pub target: Option<String>,
+    /// The client's address (behind trusted proxies, the forwarded one).
+    pub address: Option<String>,
+    /// Facts about the change (names, scopes, counts); never a secret.
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+/// Who made an audited change. All null: the control plane itself (an idle session's
+/// end); only `user` and `userId`: a login that holds no token yet.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditActor {
+    pub user: Option<String>,
+    pub user_id: Option<String>,
+    pub token_id: Option<String>,
+}
+
+/// `GET /audit`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    /// Without `after`: the `before` of the next older page (null: no older entry).
+    /// With `after`: the last id read, the next tail's `after`.
+    pub next: Option<i64>,
+}

@@ -9,6 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use serde::Deserialize;
 
+use crate::audit::{self, Actor, Event};
 use crate::http::error::ApiError;
 use crate::http::openapi::{BodyErrors, ErrorBody, Guarded};
 use crate::http::json::ApiJson;
@@ -76,7 +77,12 @@ async fn update(
     if !is_root || !is_admin(&state, &caller).await? || !may_manage(&caller.rights) {
         return Err(ApiError::UsersNeedAdmin("change the account's plan (the account's first admin, with a token that may manage)"));
     }
-    sqlx::query("UPDATE accounts SET plan = $2 WHERE id = $1").bind(&caller.token.account_id).bind(&req.plan).execute(&state.pool).await?;
+    let account = caller.token.account_id.as_str();
+    let mut tx = crate::db::begin_write(&state.pool, state.config.backend).await?;
+    sqlx::query("UPDATE accounts SET plan = $2 WHERE id = $1").bind(account).bind(&req.plan).execute(&mut *tx).await?;
+    let event = Event::new(account, "account.update", Some(format!("account:{account}")), serde_json::json!({ "plan": req.plan }));
+    audit::record(&mut tx, &Actor::of(&caller), &event).await?;
+    tx.commit().await?;
     tracing::info!(account = %caller.token.account_id, plan = %req.plan, "changed the account's plan");
     Ok(Json(load(&state, &caller).await?))
 }

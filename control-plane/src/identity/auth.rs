@@ -6,6 +6,7 @@ use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::audit;
 use crate::db::now_ms;
 use crate::http::error::ApiError;
 use crate::http::openapi::{BodyErrors, ErrorBody};
@@ -55,16 +56,19 @@ async fn login(
     let user = users::find_by_name(&state.pool, &req.username).await?;
     // An unknown user is checked against a dummy hash: the same work, the same answer.
     let ok = state.passwords.verify(&req.password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
-    let Some(user) = user.filter(|_| ok) else {
-        state.metrics.login_failures.inc();
-        let locked = throttle::failed(&state, reservation).await?;
-        // The name is logged (it is not a secret); the password never is.
-        tracing::info!(user = %req.username, %source, locked_secs = ?locked, "wrong credentials");
-        return Err(match locked {
-            // The attempt that starts a lock is refused as throttled too.
-            Some(retry_after_secs) => ApiError::TooManyAttempts { retry_after_secs },
-            None => ApiError::WrongCredentials,
-        });
+    let user = match user {
+        Some(user) if ok => user,
+        user => {
+            state.metrics.login_failures.inc();
+            let locked = throttle::failed(&state, reservation, Some(audit::login("login.failed", user.as_ref(), "password", source))).await?;
+            // The name is logged (it is not a secret); the password never is.
+            tracing::info!(user = %req.username, %source, locked_secs = ?locked, "wrong credentials");
+            return Err(match locked {
+                // The attempt that starts a lock is refused as throttled too.
+                Some(retry_after_secs) => ApiError::TooManyAttempts { retry_after_secs },
+                None => ApiError::WrongCredentials,
+            });
+        }
     };
     throttle::succeeded(&state, reservation).await?;
     // Seed 003 `ld`: the last login.
@@ -72,6 +76,7 @@ async fn login(
     tracing::debug!(user = %user.name, role = %user.role, "logged in");
 
     let now = now_ms();
+    let (actor, logged_in) = audit::login("login.ok", Some(&user), "password", source);
     let issued = tokens::issue(
         &state,
         NewToken {
@@ -93,6 +98,8 @@ async fn login(
             dur: None,
             expires_at_ms: now.saturating_add(lifetime.map_or(DEFAULT_LIFETIME_MS, tokens::secs_to_ms)),
         },
+        &actor,
+        &[logged_in],
     )
     .await?;
     Ok(Json(issued))

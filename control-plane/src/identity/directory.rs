@@ -16,8 +16,10 @@ use axum::http::StatusCode;
 use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use serde_json::json;
 use sqlx::FromRow;
 
+use crate::audit::{self, Actor, Event};
 use crate::config::check_username;
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
@@ -283,6 +285,8 @@ async fn create(
     .execute(&mut *tx)
     .await
     .map_err(|e| if is_unique_violation(&e) { ApiError::UserExists } else { e.into() })?;
+    let detail = json!({ "name": req.name, "role": role, "fl": fl, "pin": pin_hash.is_some() });
+    audit::record(&mut tx, &Actor::of(&caller), &Event::new(&caller.token.account_id, "user.create", Some(format!("user:{id}")), detail)).await?;
     tx.commit().await?;
     tracing::info!(user = %id, name = %req.name, role = %role, creator = %caller.claims.sub, "created a user");
     let row = reach(&state, &caller, &id).await?;
@@ -358,9 +362,30 @@ async fn update(
     .bind(&prp)
     .bind(&password_hash)
     .bind(i64::from(pin_hash.is_some()))
-    .bind(pin_hash.flatten())
+    .bind(pin_hash.clone().flatten())
     .execute(&mut *tx)
     .await?;
+    // What changed, never the new secrets: `password`/`pin` say only that they did.
+    let mut changed = serde_json::Map::new();
+    if let Some(r) = &req.role {
+        changed.insert("role".into(), json!(r));
+    }
+    if let Some(fl) = req.fl {
+        changed.insert("fl".into(), json!(fl));
+    }
+    if req.password.is_some() {
+        changed.insert("password".into(), json!("changed"));
+    }
+    match &pin_hash {
+        Some(Some(_)) => drop(changed.insert("pin".into(), json!("changed"))),
+        Some(None) => drop(changed.insert("pin".into(), json!("removed"))),
+        None => {}
+    }
+    if let Some(prp) = &prp {
+        changed.insert("prp".into(), serde_json::from_str(prp).unwrap_or(serde_json::Value::Null));
+    }
+    let event = Event::new(&caller.token.account_id, "user.update", Some(format!("user:{}", row.id)), json!({ "name": row.name, "changed": changed }));
+    audit::record(&mut tx, &Actor::of(&caller), &event).await?;
     tx.commit().await?;
     tracing::info!(user = %row.id, by = %caller.claims.sub, "changed a user");
     Ok(Json(reach(&state, &caller, &row.id).await?.info()?))
@@ -411,10 +436,13 @@ async fn remove(
             .execute(&mut *tx)
             .await?;
     }
+    // The revocations below are part of the deletion: this entry covers them.
+    let detail = json!({ "users": doomed, "revokesTheirTokens": true });
+    audit::record(&mut tx, &Actor::of(&caller), &Event::new(&caller.token.account_id, "user.delete", Some(format!("user:{id}")), detail)).await?;
     tx.commit().await?;
     let mut revoked = 0;
     for user in &doomed {
-        revoked += revoke_trees(&state, Roots::User(user)).await?.count;
+        revoked += revoke_trees(&state, Roots::User(user), None).await?.count;
     }
     // Sessions acting as them (`operateAs`) from a token of a user above them.
     crate::sessions::end_for_users(&state, &doomed).await?;

@@ -46,6 +46,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use tokengate_rules::TokenKind;
 
+use crate::audit;
 use crate::db::now_ms;
 use crate::http::error::ApiError;
 use crate::http::openapi::{LoginAnswer, LoginFailure, LoginRequest};
@@ -265,13 +266,11 @@ fn parse(body: &Value) -> Result<Request, ApiError> {
 }
 
 async fn run(state: &AppState, peer: SocketAddr, uri: &axum::http::Uri, headers: &HeaderMap, req: Request) -> Result<Map<String, Value>, ApiError> {
+    let source = crate::http::client::source(headers, peer.ip(), &state.config.trusted_proxies);
     match req.security {
-        Security::Switch => switch(state, uri, headers, &req).await,
-        Security::Unsecured => unsecured(state, &req).await,
-        Security::Secured => {
-            let source = crate::http::client::source(headers, peer.ip(), &state.config.trusted_proxies);
-            secured(state, source, req).await
-        }
+        Security::Switch => switch(state, source, uri, headers, &req).await,
+        Security::Unsecured => unsecured(state, source, &req).await,
+        Security::Secured => secured(state, source, req).await,
     }
 }
 
@@ -289,7 +288,7 @@ pub async fn mode(state: &AppState, caller: &Caller) -> Result<Role, ApiError> {
     Ok(if guard::is_admin(state, caller).await? { Role::Admin } else { Role::User })
 }
 
-async fn switch(state: &AppState, uri: &axum::http::Uri, headers: &HeaderMap, req: &Request) -> Result<Map<String, Value>, ApiError> {
+async fn switch(state: &AppState, source: std::net::IpAddr, uri: &axum::http::Uri, headers: &HeaderMap, req: &Request) -> Result<Map<String, Value>, ApiError> {
     if req.credentials.is_some() || req.username.is_some() {
         return Err(ApiError::MissingType("a login with credentials names its type: \"secured\" or \"unsecured\""));
     }
@@ -306,10 +305,10 @@ async fn switch(state: &AppState, uri: &axum::http::Uri, headers: &HeaderMap, re
         return Err(ApiError::NotAdmin);
     }
     let user = users::find_by_id(&state.pool, &caller.claims.sub).await?.ok_or(ApiError::NotAdmin)?;
-    finish(state, &user, asked, Some(&caller)).await
+    finish(state, &user, asked, Some(&caller), source, "switch").await
 }
 
-async fn unsecured(state: &AppState, req: &Request) -> Result<Map<String, Value>, ApiError> {
+async fn unsecured(state: &AppState, source: std::net::IpAddr, req: &Request) -> Result<Map<String, Value>, ApiError> {
     let Some(name) = state.config.unsecured_login.as_deref() else {
         return Err(ApiError::SecurityTypeNotAllowed(
             "unsecured logins are off; the operator turns them on with TOKENGATE_UNSECURED_LOGIN=<user name>",
@@ -324,7 +323,7 @@ async fn unsecured(state: &AppState, req: &Request) -> Result<Map<String, Value>
     };
     require_pro(&user, "unsecured logins")?;
     let role = granted(user.role(), req.role)?;
-    finish(state, &user, role, None).await
+    finish(state, &user, role, None, source, "unsecured").await
 }
 
 fn require_pro(user: &users::User, what: &'static str) -> Result<(), ApiError> {
@@ -363,21 +362,32 @@ async fn secured(state: &AppState, source: std::net::IpAddr, req: Request) -> Re
     // An unknown user (or one without a PIN) is checked against a dummy hash: the same
     // work, the same answer.
     let ok = state.passwords.verify(credentials, hash).await?;
-    let Some(user) = user.filter(|_| ok) else {
-        return Err(wrong(state, reservation, username, source).await?);
+    let method = if kind == Kind::Pin { "pin" } else { "password" };
+    let user = match user {
+        Some(user) if ok => user,
+        user => {
+            let failure = audit::login("login.failed", user.as_ref(), method, source);
+            return Err(wrong(state, reservation, username, source, failure).await?);
+        }
     };
     throttle::succeeded(state, reservation).await?;
     if kind == Kind::Pin {
         require_pro(&user, "PIN logins")?;
     }
     let role = granted(user.role(), req.role)?;
-    finish(state, &user, role, None).await
+    finish(state, &user, role, None, source, method).await
 }
 
 /// Settles a wrong secret: 401 `wrong_credentials`, or 429 when it started a lock.
-async fn wrong(state: &AppState, reservation: throttle::Reservation, name: &str, source: std::net::IpAddr) -> Result<ApiError, ApiError> {
+async fn wrong(
+    state: &AppState,
+    reservation: throttle::Reservation,
+    name: &str,
+    source: std::net::IpAddr,
+    failure: (audit::Actor, audit::Event),
+) -> Result<ApiError, ApiError> {
     state.metrics.login_failures.inc();
-    let locked = throttle::failed(state, reservation).await?;
+    let locked = throttle::failed(state, reservation, Some(failure)).await?;
     // The name is logged (it is not a secret); the credentials never are.
     tracing::info!(user = %name, %source, locked_secs = ?locked, "wrong credentials");
     Ok(match locked {
@@ -390,7 +400,7 @@ async fn token_login(state: &AppState, source: std::net::IpAddr, token: &str, re
     let caller = check_token(state, source, token, req.username.as_deref()).await?;
     let user = users::find_by_id(&state.pool, &caller.claims.sub).await?.ok_or(ApiError::WrongCredentials)?;
     let role = granted(mode(state, &caller).await?, req.role)?;
-    finish(state, &user, role, Some(&caller)).await
+    finish(state, &user, role, Some(&caller), source, "token").await
 }
 
 /// A token presented as a credential (a seed-002 token login, a seed-003 `token/login`):
@@ -403,16 +413,26 @@ pub async fn check_token(state: &AppState, source: std::net::IpAddr, token: &str
     let reservation = throttle::reserve(state, &throttle::Attempt::credential(Kind::Token.throttle_kind(), &name, source)).await?;
     let caller = match guard::caller_of(state, token).await {
         Ok(c) if username.is_none_or(|u| c.claims.unm.as_deref() == Some(u)) => c,
-        Ok(_) | Err(ApiError::Denied(_)) => return Err(wrong(state, reservation, &name, source).await?),
+        Ok(_) | Err(ApiError::Denied(_)) => {
+            let failure = audit::login("login.failed", None, "token", source);
+            return Err(wrong(state, reservation, &name, source, failure).await?);
+        }
         Err(e) => return Err(e),
     };
     throttle::succeeded(state, reservation).await?;
-    Ok(caller)
+    Ok(guard::Caller { address: Some(source), ..caller })
 }
 
 /// Issues `token` and `tokenForHttpServer` in one transaction and builds the answer.
 /// `from`: the token this login derives from (a token login, a role switch).
-async fn finish(state: &AppState, user: &users::User, role: Role, from: Option<&Caller>) -> Result<Map<String, Value>, ApiError> {
+async fn finish(
+    state: &AppState,
+    user: &users::User,
+    role: Role,
+    from: Option<&Caller>,
+    source: std::net::IpAddr,
+    method: &'static str,
+) -> Result<Map<String, Value>, ApiError> {
     let now = now_ms();
     let login = NewToken {
         id: random_id(12),
@@ -452,7 +472,12 @@ async fn finish(state: &AppState, user: &users::User, role: Role, from: Option<&
         not_before_ms: now,
         dur: None,
     };
-    let mut issued = tokens::issue_all(state, vec![login, http]).await?;
+    // A login from a token is by that token's holder; a login with a secret by the user.
+    let (mut actor, logged_in) = audit::login("login.ok", Some(user), method, source);
+    if let Some(caller) = from {
+        actor = audit::Actor { address: Some(source), ..audit::Actor::of(caller) };
+    }
+    let mut issued = tokens::issue_all(state, vec![login, http], &actor, &[logged_in]).await?;
     let (Some(http), Some(login)) = (issued.pop(), issued.pop()) else {
         tracing::error!("issuing a login's tokens returned fewer tokens than asked");
         return Err(ApiError::Internal);

@@ -27,8 +27,10 @@
 
 use std::net::IpAddr;
 
+use serde_json::json;
 use sqlx::AnyConnection;
 
+use crate::audit::{self, Actor, Event};
 use crate::config::Backend;
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
@@ -256,8 +258,10 @@ async fn give_back(state: &AppState, r: Reservation) -> Result<(), ApiError> {
 }
 
 /// The secret was wrong: the failure stays counted. Returns `Some(seconds)` when it
-/// started a lock (the caller answers 429 for it too).
-pub async fn failed(state: &AppState, r: Reservation) -> Result<Option<u64>, ApiError> {
+/// started a lock (the caller answers 429 for it too). `audited`: the failure's audit
+/// entry (a login's `login.failed`), written in the same transaction, with a `user.lock`
+/// entry by the same actor when the failure started a lock.
+pub async fn failed(state: &AppState, r: Reservation, audited: Option<(Actor, Event)>) -> Result<Option<u64>, ApiError> {
     state.metrics.attempt(&r.kind, "failure");
     let now = now_ms();
     let backend = state.config.backend;
@@ -285,6 +289,13 @@ pub async fn failed(state: &AppState, r: Reservation) -> Result<Option<u64>, Api
                 .bind(now + delay_after(row.failures))
                 .execute(&mut *tx)
                 .await?;
+        }
+    }
+    if let Some((actor, event)) = audited {
+        audit::record(&mut tx, &actor, &event).await?;
+        if let Some(secs) = lock {
+            let locked = Event { kind: "user.lock", detail: json!({ "lockedForSecs": secs, "after": event.kind }), ..event };
+            audit::record(&mut tx, &actor, &locked).await?;
         }
     }
     tx.commit().await?;

@@ -32,6 +32,7 @@ use sqlx::AnyConnection;
 use tokengate_rules::token::{self, TokenError, TokenKind};
 use tokengate_rules::{Claims, Denial, VerifyPolicy};
 
+use crate::audit::{self, Actor, Event};
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
 use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, SessionStarted};
@@ -272,6 +273,9 @@ async fn start(state: &AppState, caller: &Caller, user: &users::User, operator: 
         .bind(now)
         .execute(&mut *tx)
         .await?;
+    let detail = json!({ "method": "token", "session": id, "actingAs": operator.map(|_| user.name.clone()) });
+    let logged_in = Event::new(&caller.token.account_id, "login.ok", Some(format!("user:{}", user.id)), detail);
+    audit::record(&mut tx, &Actor::of(caller), &logged_in).await?;
     tx.commit().await?;
     state.announce(version);
     state.metrics.sessions_started.inc();
@@ -279,25 +283,40 @@ async fn start(state: &AppState, caller: &Caller, user: &users::User, operator: 
 }
 
 /// Ends the live sessions among `ids` inside `tx` (which holds [`db::lock_sync_state`]):
-/// one `end` change each. Returns how many ended and the last version.
-async fn end_in(tx: &mut AnyConnection, ids: &[String], now: i64, reason: EndReason, idle_cutoff: Option<i64>) -> Result<(usize, Option<u64>), sqlx::Error> {
+/// one `end` change each. Returns how many ended and the last version. `audited`: who
+/// ends them, for a `session.end` audit entry each (`None`: an entry of the cause, such as
+/// a token's revocation, covers them).
+async fn end_in(
+    tx: &mut AnyConnection,
+    ids: &[String],
+    now: i64,
+    reason: EndReason,
+    idle_cutoff: Option<i64>,
+    audited: Option<&Actor>,
+) -> Result<(usize, Option<u64>), sqlx::Error> {
+    let mut entries = Vec::new();
     let mut ended = 0;
     let mut version = None;
     for id in ids {
         // The idle sweep re-checks the last use, so a report that landed meanwhile wins.
-        let done = sqlx::query(
-            "UPDATE sessions SET ended_at = $2, end_reason = $3 WHERE id = $1 AND ended_at IS NULL AND ($4 IS NULL OR last_used_at < $4)",
+        let done: Option<(String, String)> = sqlx::query_as(
+            "UPDATE sessions SET ended_at = $2, end_reason = $3 WHERE id = $1 AND ended_at IS NULL AND ($4 IS NULL OR last_used_at < $4) \
+             RETURNING account_id, user_id",
         )
         .bind(id)
         .bind(now)
         .bind(reason.as_str())
         .bind(idle_cutoff)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if done.rows_affected() == 1 {
+        if let Some((account, user)) = done {
             version = Some(db::append_change(tx, "end", Some(id), now, now).await?);
             ended += 1;
+            entries.push(Event::new(&account, "session.end", Some(format!("session:{id}")), json!({ "reason": reason.as_str(), "userId": user })));
         }
+    }
+    if let Some(actor) = audited {
+        audit::record_all(tx, actor, &entries).await?;
     }
     Ok((ended, version))
 }
@@ -324,13 +343,13 @@ async fn live_where(tx: &mut AnyConnection, columns: &[&str], keys: &[String]) -
 /// Ends every live session made from one of `token_ids` (revoked tokens) inside `tx`.
 pub async fn end_for_tokens(tx: &mut AnyConnection, token_ids: &[String], now: i64) -> Result<(usize, Option<u64>), sqlx::Error> {
     let ids = live_where(tx, &["token_id"], token_ids).await?;
-    end_in(tx, &ids, now, EndReason::TokenRevoked, None).await
+    end_in(tx, &ids, now, EndReason::TokenRevoked, None, None).await
 }
 
 /// Ends every live session signed by the key `kid` (withdrawn) inside `tx`.
 pub async fn end_signed_by(tx: &mut AnyConnection, kid: &str, now: i64) -> Result<(usize, Option<u64>), sqlx::Error> {
     let ids = live_where(tx, &["kid"], &[kid.to_owned()]).await?;
-    end_in(tx, &ids, now, EndReason::KeyWithdrawn, None).await
+    end_in(tx, &ids, now, EndReason::KeyWithdrawn, None, None).await
 }
 
 /// Ends every live session acting as one of `user_ids` (deleted users).
@@ -339,7 +358,7 @@ pub async fn end_for_users(state: &AppState, user_ids: &[String]) -> Result<usiz
     let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
     db::lock_sync_state(&mut tx).await?;
     let ids = live_where(&mut tx, &["user_id", "operator_id"], user_ids).await?;
-    let (ended, version) = end_in(&mut tx, &ids, now, EndReason::UserDeleted, None).await?;
+    let (ended, version) = end_in(&mut tx, &ids, now, EndReason::UserDeleted, None, None).await?;
     tx.commit().await?;
     finish_ending(state, ended, version);
     Ok(ended)
@@ -369,7 +388,7 @@ pub async fn sweep_idle(state: &AppState, now: i64) -> Result<usize, sqlx::Error
     }
     let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
     db::lock_sync_state(&mut tx).await?;
-    let (ended, version) = end_in(&mut tx, &idle, now, EndReason::Idle, Some(cutoff)).await?;
+    let (ended, version) = end_in(&mut tx, &idle, now, EndReason::Idle, Some(cutoff), Some(&Actor::system())).await?;
     tx.commit().await?;
     finish_ending(state, ended, version);
     if ended > 0 {
@@ -499,6 +518,7 @@ async fn list(
     ))]
 async fn end(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     authorized: Result<Authorized, ApiError>,
@@ -524,6 +544,12 @@ async fn end(
     }
     let row: Option<(String, String, String)> =
         sqlx::query_as("SELECT account_id, user_id, operator_id FROM sessions WHERE id = $1").bind(&id).fetch_optional(&state.pool).await?;
+    let address = crate::http::client::source(&headers, peer.ip(), &state.config.trusted_proxies);
+    // An API token's holder, or the session's own user logging out.
+    let actor = match &caller {
+        Ok(c) => Actor::of(c),
+        Err(_) => Actor { user_id: row.as_ref().map(|(_, user, _)| user.clone()), ..Actor::anonymous(address) },
+    };
     let allowed = match caller {
         Ok(caller) => match &row {
             Some((account, user, operator)) if *account == caller.token.account_id => {
@@ -539,7 +565,7 @@ async fn end(
     let now = now_ms();
     let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
     db::lock_sync_state(&mut tx).await?;
-    let (ended, version) = end_in(&mut tx, std::slice::from_ref(&id), now, EndReason::Logout, None).await?;
+    let (ended, version) = end_in(&mut tx, std::slice::from_ref(&id), now, EndReason::Logout, None, Some(&actor)).await?;
     tx.commit().await?;
     finish_ending(&state, ended, version);
     if ended > 0 {

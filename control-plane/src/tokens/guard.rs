@@ -4,7 +4,7 @@
 //! rights and the control plane's own route table. Refusals are the filter's `Denial`
 //! answers.
 
-use axum::extract::{FromRequestParts, OriginalUri};
+use axum::extract::{ConnectInfo, FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Uri};
 use sqlx::FromRow;
@@ -67,6 +67,9 @@ pub struct Caller {
     pub token: TokenRow,
     /// Scopes (`None`: all the user's powers), flags and items of the token.
     pub rights: Rights,
+    /// The client's address (the forwarded one behind a trusted proxy), for the audit
+    /// log; `None` when the caller was not read from a request.
+    pub address: Option<std::net::IpAddr>,
 }
 
 /// A [`Caller`] whose token's scopes allow this very request.
@@ -76,7 +79,12 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        caller_of(state, credential(parts)?).await
+        let mut caller = caller_of(state, credential(parts)?).await?;
+        caller.address = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|ConnectInfo(peer)| crate::http::client::source(&parts.headers, peer.ip(), &state.config.trusted_proxies));
+        Ok(caller)
     }
 }
 
@@ -105,7 +113,7 @@ pub async fn caller_of(state: &AppState, token: &str) -> Result<Caller, ApiError
         Some(list) => Some(ScopeSet::parse(list, &state.prefix).map_err(|_| Denial::InvalidToken(TokenError::BadClaims))?),
     };
     let rights = Rights::new(scopes, claims.fl, claims.items.as_deref());
-    Ok(Caller { claims, token, rights })
+    Ok(Caller { claims, token, rights, address: None })
 }
 
 /// Does the caller act in the admin role: its user is an admin, and the token was not made

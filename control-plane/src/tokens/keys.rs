@@ -300,6 +300,9 @@ async fn rotate(
     sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL").bind(activate).execute(&mut *tx).await?;
     let kid = insert_key(&mut tx, activate).await?;
     let version = db::append_change(&mut tx, "keys", None, now, now).await?;
+    let detail = serde_json::json!({ "retired": retired, "withdrawn": withdrawn, "revokedTokens": revoked.count, "activatesAt": activate });
+    let event = crate::audit::Event::new(&caller.token.account_id, "key.rotate", Some(format!("key:{kid}")), detail);
+    crate::audit::record(&mut tx, &crate::audit::Actor::of(&caller), &event).await?;
     tx.commit().await?;
     state.keys.reload(&state.pool).await.map_err(|e| {
         tracing::error!(error = %e, "reloading the keys after a rotation failed");

@@ -36,11 +36,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use std::collections::HashMap;
 
+use serde_json::json;
 use sqlx::{AnyConnection, FromRow};
 use tokengate_rules::route::{is_attenuated, valid_flags, Rights, FLAG_UNLIMITED};
 use tokengate_rules::token::MAX_LIFETIME_SECS;
 use tokengate_rules::{ScopeSet, TokenKind};
 
+use crate::audit::{self, Actor, Event};
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
 use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, ManageAnswer};
@@ -86,12 +88,16 @@ async fn manage(
             Ok(Json(update(&state, &caller, &user, h, values).await?).into_response())
         }
         _ => {
+            let actor = Actor::of(&caller);
+            let account = caller.token.account_id.as_str();
             let revoked = if delete_all(req.delete_all.as_ref())? {
-                revoke_trees(&state, Roots::User(&user.id)).await?
+                let event = Event::new(account, "token.revoke_all", Some(format!("user:{}", user.id)), json!({ "user": user.name }));
+                revoke_trees(&state, Roots::User(&user.id), Some((&actor, event))).await?
             } else {
                 let h = token_handle(req.h.as_deref())?;
                 owned_row(&state.pool, &user, h).await?;
-                revoke_trees(&state, Roots::Token(h)).await?
+                let event = Event::new(account, "token.revoke", Some(format!("token:{h}")), json!({}));
+                revoke_trees(&state, Roots::Token(h), Some((&actor, event))).await?
             };
             Ok(Json(ManageDeleted { deleted: revoked.count, version: revoked.version }).into_response())
         }
@@ -329,6 +335,8 @@ async fn create(state: &AppState, caller: &Caller, user: &TargetUser, v: Values)
             expires_at_ms: end.saturating_mul(1000),
             dur: Some(dur),
         },
+        &Actor::of(caller),
+        &[],
     )
     .await?;
     Ok(ManagedToken {
@@ -453,6 +461,12 @@ async fn update(state: &AppState, caller: &Caller, user: &TargetUser, h: &str, v
     // Only a narrowing can leave a descendant holding more than this token.
     let cascade = if before.within(&after) { Cascade::default() } else { narrow_descendants(&mut tx, &row.id, after, now).await? };
     version = cascade.version.map_or(version, |v| v.max(version));
+    let detail = json!({
+        "app": app, "fl": fl, "items": rights.items, "notBefore": at.saturating_mul(1000), "expiresAt": end_ms,
+        "descendantsNarrowed": cascade.amended, "descendantsRevoked": cascade.revoked,
+    });
+    let event = Event::new(&caller.token.account_id, "token.update", Some(format!("token:{}", row.id)), detail);
+    audit::record(&mut tx, &Actor::of(caller), &event).await?;
     tx.commit().await?;
     state.announce(version);
     state.metrics.amendments.add(1 + cascade.amended);

@@ -17,12 +17,14 @@ use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use serde::Deserialize;
+use serde_json::json;
 use sqlx::AnyConnection;
 use tokengate_rules::duration::{self, parse_expires_in};
 use tokengate_rules::route::{is_attenuated, Rights};
 use tokengate_rules::token::{TokenError, TokenKind, MAX_LIFETIME_SECS};
 use tokengate_rules::{Claims, Denial, ScopeSet};
 
+use crate::audit::{self, Actor, Event};
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
 use crate::http::openapi::{BodyErrors, ErrorBody, Guarded};
@@ -87,15 +89,18 @@ fn kind_column(kind: TokenKind) -> Option<&'static str> {
 /// interleave: either the child is committed before the walk starts (and the walk
 /// revokes it) or the issuance sees the revoked parent. The caller's guard read the
 /// parent outside any transaction; that read only gives the early refusal.
-pub async fn issue(state: &AppState, new: NewToken) -> Result<IssuedToken, ApiError> {
-    let mut issued = issue_all(state, vec![new]).await?;
+///
+/// Each token is a `token.issue` entry of the audit log by `actor`, with `extra` entries
+/// (a login's `login.ok`), in the same transaction.
+pub async fn issue(state: &AppState, new: NewToken, actor: &Actor, extra: &[Event]) -> Result<IssuedToken, ApiError> {
+    let mut issued = issue_all(state, vec![new], actor, extra).await?;
     issued.pop().ok_or(ApiError::Internal)
 }
 
 /// Like [`issue`], for several tokens stored in one transaction (a login's `token` and its
 /// child `tokenForHttpServer`): all are committed, or none. A token's parent may be an
 /// earlier one of the batch.
-pub async fn issue_all(state: &AppState, news: Vec<NewToken>) -> Result<Vec<IssuedToken>, ApiError> {
+pub async fn issue_all(state: &AppState, news: Vec<NewToken>, actor: &Actor, extra: &[Event]) -> Result<Vec<IssuedToken>, ApiError> {
     let ring = state.keys.current();
     let kid = ring.signing().kid.clone();
     let mut signed = Vec::with_capacity(news.len());
@@ -123,22 +128,21 @@ pub async fn issue_all(state: &AppState, news: Vec<NewToken>) -> Result<Vec<Issu
             ApiError::Internal
         })?);
     }
-    match news.as_slice() {
-        [only] if only.parent_id.is_none() => insert_row(&mut *state.pool.acquire().await?, only, &kid).await?,
-        _ => {
-            let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
-            if news.iter().any(|n| n.parent_id.is_some()) {
-                db::lock_sync_state(&mut tx).await?;
-            }
-            for new in &news {
-                if let Some(parent) = new.parent_id.as_deref() {
-                    check_parent_now(state, &mut tx, parent, new).await?;
-                }
-                insert_row(&mut tx, new, &kid).await?;
-            }
-            tx.commit().await?;
-        }
+    let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
+    if news.iter().any(|n| n.parent_id.is_some()) {
+        db::lock_sync_state(&mut tx).await?;
     }
+    for new in &news {
+        if let Some(parent) = new.parent_id.as_deref() {
+            check_parent_now(state, &mut tx, parent, new).await?;
+        }
+        insert_row(&mut tx, new, &kid).await?;
+    }
+    audit::record_all(&mut tx, actor, extra).await?;
+    for new in &news {
+        audit::record(&mut tx, actor, &issue_event(new)).await?;
+    }
+    tx.commit().await?;
     let mut out = Vec::with_capacity(news.len());
     for (new, token) in news.into_iter().zip(signed) {
         state.metrics.tokens_issued.inc();
@@ -154,6 +158,23 @@ pub async fn issue_all(state: &AppState, news: Vec<NewToken>) -> Result<Vec<Issu
         });
     }
     Ok(out)
+}
+
+/// The audit entry of an issuance: what the token holds, never its value.
+fn issue_event(new: &NewToken) -> Event {
+    let detail = json!({
+        "name": new.name,
+        "kind": kind_column(new.kind),
+        "scopes": new.scopes.as_ref().map(ScopeSet::to_strings),
+        "fl": new.fl,
+        "items": new.items,
+        "app": new.app,
+        "user": new.user_name,
+        "userId": new.user_id,
+        "parent": new.parent_id,
+        "expiresAt": new.expires_at_ms,
+    });
+    Event::new(&new.account_id, "token.issue", Some(format!("token:{}", new.id)), detail)
 }
 
 async fn insert_row(conn: &mut AnyConnection, new: &NewToken, kid: &str) -> Result<(), ApiError> {
@@ -354,6 +375,8 @@ async fn create(
             expires_at_ms,
             dur: None,
         },
+        &Actor::of(&caller),
+        &[],
     )
     .await?;
     Ok(Json(issued))
@@ -524,7 +547,8 @@ async fn revoke(
         return Err(ApiError::TokenNotFound);
     }
 
-    let revoked = revoke_trees(&state, Roots::Token(&id)).await?;
+    let event = Event::new(&caller.token.account_id, "token.revoke", Some(format!("token:{id}")), json!({}));
+    let revoked = revoke_trees(&state, Roots::Token(&id), Some((&Actor::of(&caller), event))).await?;
     let Some(wait) = wait else { return Ok(StatusCode::NO_CONTENT.into_response()) };
     // Already revoked: the current version carries it (it is at least as new).
     let version = match revoked.version {
@@ -559,8 +583,10 @@ pub struct Revoked {
 }
 
 /// Revokes the `roots` and all their descendants, one change-log entry each, in one
-/// transaction committed before it returns; wakes held sync calls.
-pub async fn revoke_trees(state: &AppState, roots: Roots<'_>) -> Result<Revoked, ApiError> {
+/// transaction committed before it returns; wakes held sync calls. `audited`: the audit
+/// entry of the revocation, written in that transaction with `revoked` (the count) added
+/// to its detail (`None`: the caller's own entry covers it, as a user's deletion).
+pub async fn revoke_trees(state: &AppState, roots: Roots<'_>, audited: Option<(&Actor, Event)>) -> Result<Revoked, ApiError> {
     let (base, key) = match roots {
         Roots::Token(id) => ("SELECT id FROM tokens WHERE id = $1", id),
         Roots::User(user) => ("SELECT id FROM tokens WHERE user_id = $1 AND revoked_at IS NULL", user),
@@ -570,6 +596,12 @@ pub async fn revoke_trees(state: &AppState, roots: Roots<'_>) -> Result<Revoked,
     db::lock_sync_state(&mut tx).await?;
     let root_ids: Vec<String> = sqlx::query_scalar(base).bind(key).fetch_all(&mut *tx).await?;
     let revoked = revoke_in(&mut tx, root_ids, now).await?;
+    if let Some((actor, mut event)) = audited {
+        if let Some(detail) = event.detail.as_object_mut() {
+            detail.insert("revoked".into(), revoked.count.into());
+        }
+        audit::record(&mut tx, actor, &event).await?;
+    }
     tx.commit().await?;
     if let Some(version) = revoked.version {
         state.announce(version);

@@ -20,7 +20,7 @@ use crate::AppState;
 /// limits.
 /// `POST /explain` needs no flags for the caller's own token; explaining another token
 /// is token management, checked by the handler.
-pub const OWN_ROUTES: [(&str, i64); 27] = [
+pub const OWN_ROUTES: [(&str, i64); 28] = [
     ("GET /tokens", FLAG_UNLIMITED),
     ("POST /tokens", FLAG_UNLIMITED),
     ("DELETE /tokens/:id", FLAG_UNLIMITED),
@@ -49,6 +49,8 @@ pub const OWN_ROUTES: [(&str, i64); 27] = [
     ("GET /vouchers/pdf", FLAG_UNLIMITED),
     ("POST /vouchers/:id/revoke", FLAG_UNLIMITED),
     ("DELETE /vouchers/:id", FLAG_UNLIMITED),
+    // The audit log: admins only (checked by the handler), with a token that may manage.
+    ("GET /audit", FLAG_UNLIMITED),
 ];
 
 /// The route table of [`OWN_ROUTES`], for `rules::route::authorize`.

@@ -38,11 +38,13 @@ use axum::{Form, Json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use serde::Deserialize;
+use serde_json::json;
 
 use sqlx::AnyConnection;
 use tokengate_rules::token::TokenKind;
 use tokengate_rules::Claims;
 
+use crate::audit::{self, Actor, Event};
 use crate::config::Backend;
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
@@ -54,7 +56,7 @@ use crate::http::wire::{
 };
 use crate::identity::throttle;
 use crate::sync::proxies;
-use crate::tokens::guard::Authorized;
+use crate::tokens::guard::{Authorized, Caller};
 use crate::tokens::keys::{is_id, random_id};
 use crate::tokens::ListQuery;
 use crate::AppState;
@@ -157,16 +159,21 @@ async fn create_network(State(state): State<AppState>, Authorized(caller): Autho
     check_network_id(&req.id, &state)?;
     let name = network_name(&req.name)?;
     let now = now_ms();
+    let account = caller.token.account_id.as_str();
+    let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
     let done = sqlx::query("INSERT INTO networks (id, account_id, name, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING")
         .bind(&req.id)
-        .bind(&caller.token.account_id)
+        .bind(account)
         .bind(name)
         .bind(now)
-        .execute(&state.pool)
+        .execute(&mut *tx)
         .await?;
     if done.rows_affected() == 0 {
         return Err(ApiError::NetworkExists);
     }
+    let event = Event::new(account, "network.create", Some(format!("network:{}", req.id)), json!({ "name": name }));
+    audit::record(&mut tx, &Actor::of(&caller), &event).await?;
+    tx.commit().await?;
     tracing::info!(network = %req.id, account = %caller.token.account_id, "network created");
     Ok((StatusCode::CREATED, Json(network_info(&NetworkRow { id: req.id, name: name.to_owned(), created_at: now }))))
 }
@@ -200,13 +207,18 @@ async fn rename_network(
     let Ok(Path(id)) = id else { return Err(ApiError::NetworkNotFound) };
     let ApiJson(req) = body;
     let name = network_name(&req.name)?;
+    let account = caller.token.account_id.as_str();
+    let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
     let row: Option<NetworkRow> = sqlx::query_as("UPDATE networks SET name = $1 WHERE id = $2 AND account_id = $3 RETURNING id, name, created_at")
         .bind(name)
         .bind(&id)
-        .bind(&caller.token.account_id)
-        .fetch_optional(&state.pool)
+        .bind(account)
+        .fetch_optional(&mut *tx)
         .await?;
     let row = row.ok_or(ApiError::NetworkNotFound)?;
+    let event = Event::new(account, "network.update", Some(format!("network:{id}")), json!({ "name": name }));
+    audit::record(&mut tx, &Actor::of(&caller), &event).await?;
+    tx.commit().await?;
     tracing::info!(network = %id, account = %caller.token.account_id, "network renamed");
     Ok(Json(network_info(&row)))
 }
@@ -246,6 +258,8 @@ async fn delete_network(
     }
     let live = live_activations(&mut tx, "network_id = $1", &id, now).await?;
     let (revoked, version) = revoke_activations(&mut tx, &live, "network_deleted", now).await?;
+    let event = Event::new(&caller.token.account_id, "network.delete", Some(format!("network:{id}")), json!({ "revokedActivations": revoked }));
+    audit::record(&mut tx, &Actor::of(&caller), &event).await?;
     tx.commit().await?;
     let proxies = announce_and_wait(&state, version).await?;
     Ok(Json(VoucherRevoked { id, state: None, deleted: None, revoked_activations: revoked, version, proxies }))
@@ -317,6 +331,9 @@ async fn generate(State(state): State<AppState>, Authorized(caller): Authorized,
             made.push(NewVoucher { id, code, kind: kind.to_owned(), days: req.days, created_at: now });
         }
     }
+    // The ids, never the codes.
+    let detail = json!({ "count": made.len(), "kind": kind, "days": req.days, "ids": made.iter().map(|v| v.id.as_str()).collect::<Vec<_>>() });
+    audit::record(&mut tx, &Actor::of(&caller), &Event::new(account, "voucher.generate", None, detail)).await?;
     tx.commit().await?;
     state.metrics.vouchers_generated.add(made.len());
     tracing::info!(account = %account, count = made.len(), kind, days = ?req.days, "vouchers generated");
@@ -476,7 +493,7 @@ async fn activations_of(tx: &mut AnyConnection, voucher_ids: &[String]) -> Resul
     ))]
 async fn revoke(State(state): State<AppState>, Authorized(caller): Authorized, id: Result<Path<String>, PathRejection>) -> Result<Json<VoucherRevoked>, ApiError> {
     let id = voucher_id(id)?;
-    let (revoked, version) = revoke_voucher(&state, &caller.token.account_id, &id, false).await?;
+    let (revoked, version) = revoke_voucher(&state, &caller, &id, false).await?;
     let proxies = announce_and_wait(&state, version).await?;
     Ok(Json(VoucherRevoked { id, state: Some("revoked".into()), deleted: None, revoked_activations: revoked, version, proxies }))
 }
@@ -492,7 +509,7 @@ async fn revoke(State(state): State<AppState>, Authorized(caller): Authorized, i
     ))]
 async fn remove(State(state): State<AppState>, Authorized(caller): Authorized, id: Result<Path<String>, PathRejection>) -> Result<Json<VoucherRevoked>, ApiError> {
     let id = voucher_id(id)?;
-    let (revoked, version) = revoke_voucher(&state, &caller.token.account_id, &id, true).await?;
+    let (revoked, version) = revoke_voucher(&state, &caller, &id, true).await?;
     let proxies = announce_and_wait(&state, version).await?;
     Ok(Json(VoucherRevoked { id, state: None, deleted: Some(true), revoked_activations: revoked, version, proxies }))
 }
@@ -506,7 +523,8 @@ fn voucher_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiErro
 
 /// Revokes (and with `delete`, deletes) a voucher of `account` and every live activation
 /// of it, in one transaction. Revoking twice is harmless; a deleted voucher is 404.
-async fn revoke_voucher(state: &AppState, account: &str, id: &str, delete: bool) -> Result<(usize, Option<u64>), ApiError> {
+async fn revoke_voucher(state: &AppState, caller: &Caller, id: &str, delete: bool) -> Result<(usize, Option<u64>), ApiError> {
+    let account = caller.token.account_id.as_str();
     let now = now_ms();
     let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
     db::lock_sync_state(&mut tx).await?;
@@ -526,6 +544,9 @@ async fn revoke_voucher(state: &AppState, account: &str, id: &str, delete: bool)
         .await?;
     let live = live_activations(&mut tx, "voucher_id = $1", id, now).await?;
     let (revoked, version) = revoke_activations(&mut tx, &live, if delete { "deleted" } else { "revoked" }, now).await?;
+    let kind = if delete { "voucher.delete" } else { "voucher.revoke" };
+    let event = Event::new(account, kind, Some(format!("voucher:{id}")), json!({ "revokedActivations": revoked }));
+    audit::record(&mut tx, &Actor::of(caller), &event).await?;
     tx.commit().await?;
     tracing::info!(voucher = %id, account = %account, revoked, delete, "voucher revoked");
     Ok((revoked, version))
@@ -693,7 +714,7 @@ pub async fn redeem_code(state: &AppState, source: IpAddr, code: &str, device: &
     .await?;
     let attempt = throttle::Attempt { kind: "voucher", name: &account, source, device: Some(&device), daily_cap: daily_budget(live) };
     let reservation = throttle::reserve(state, &attempt).await?;
-    match activate(state, &code, &device, network, &account).await {
+    match activate(state, source, &code, &device, network, &account).await {
         Ok(redeemed) => {
             throttle::succeeded(state, reservation).await?;
             state.metrics.vouchers_redeemed.inc();
@@ -701,7 +722,7 @@ pub async fn redeem_code(state: &AppState, source: IpAddr, code: &str, device: &
         }
         Err(e) if matches!(e, ApiError::VoucherNotFound | ApiError::VoucherUsed | ApiError::VoucherExpired | ApiError::VoucherRevoked) => {
             state.metrics.voucher_failures.inc();
-            match throttle::failed(state, reservation).await? {
+            match throttle::failed(state, reservation, None).await? {
                 Some(retry_after_secs) => Err(ApiError::TooManyAttempts { retry_after_secs }),
                 None => Err(e),
             }
@@ -715,7 +736,7 @@ pub async fn redeem_code(state: &AppState, source: IpAddr, code: &str, device: &
 }
 
 /// The activation itself, in one transaction under the revocation lock.
-async fn activate(state: &AppState, code: &str, device: &str, network: &str, account: &str) -> Result<Redeemed, ApiError> {
+async fn activate(state: &AppState, source: IpAddr, code: &str, device: &str, network: &str, account: &str) -> Result<Redeemed, ApiError> {
     let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
     db::lock_sync_state(&mut tx).await?;
     let now = now_ms();
@@ -837,6 +858,12 @@ async fn activate(state: &AppState, code: &str, device: &str, network: &str, acc
         .bind(&signer.kid)
         .execute(&mut *tx)
         .await?;
+    // A new activation is audited; a renewal (the same device again, every few minutes
+    // while it stays online) is not, or it would bury every other entry.
+    if !renewed {
+        let detail = json!({ "activation": activation.id, "device": device, "network": network, "revokedElsewhere": revoked_elsewhere });
+        audit::record(&mut tx, &Actor::anonymous(source), &Event::new(account, "voucher.redeem", Some(format!("voucher:{}", v.id)), detail)).await?;
+    }
     tx.commit().await?;
     if let Some(changed) = version {
         state.announce(changed);

@@ -17,6 +17,7 @@ each_db!(
     cli_login_stores_the_token_in_a_private_config_and_manages_tokens,
     cli_vouchers_and_users,
     cli_exit_codes_name_the_api_code_and_never_print_the_token,
+    cli_audit_filters_pages_and_follows,
 );
 
 struct Run {
@@ -198,12 +199,6 @@ async fn cli_exit_codes_name_the_api_code_and_never_print_the_token(app: TestApp
     let r = cli(c, &["token", "list", "--frobnicate"], "").await;
     assert_eq!(r.code, 2, "{}", r.stderr);
 
-    // audit: the route is not in this branch yet -> a clear refusal, exit 3.
-    let r = cli(c, &["--endpoint", &app.base, "--token", &token, "audit"], "").await;
-    if r.code != 0 {
-        assert_eq!(r.code, 3, "{}", r.stderr);
-        assert!(r.stderr.contains("404") && r.stderr.contains("no audit log"), "{}", r.stderr);
-    }
 }
 
 async fn cli_credentials_flag_over_env_over_file_and_pin_login(app: TestApp) {
@@ -296,4 +291,70 @@ async fn cli_networks_sessions_proxies_keys_explain_and_token_update(app: TestAp
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
     let r = cli(c, &["--endpoint", &app.base, "token", "list"], "").await;
     assert_eq!(r.code, 4, "{}", r.stderr);
+}
+
+async fn cli_audit_filters_pages_and_follows(app: TestApp) {
+    let config = tempfile::tempdir().unwrap();
+    let c = config.path();
+    login(&app, c).await;
+    let admin = app.admin_token(None, None).await;
+    let t = admin["token"].as_str().unwrap();
+    let doomed = app.child(t, &serde_json::json!({"name": "doomed"})).await.body;
+    let doomed_id = doomed["_id"].as_str().unwrap();
+    assert_eq!(app.delete(&format!("/api/v1/tokens/{doomed_id}"), t).await.status, StatusCode::NO_CONTENT);
+
+    // A table, newest first, with the actor's user.
+    let table = ok(&app, c, &["audit", "--limit", "50"]).await;
+    assert!(table.contains("token.revoke") && table.contains("login.ok") && table.contains(ADMIN), "{table}");
+    assert!(!table.contains("eyJ"), "a token value in the audit table: {table}");
+    // JSON: the API's page; filters by kind and time.
+    let page = json(&app, c, &["audit", "--kind", "token.revoke", "--since", "1h"]).await;
+    let entries = page["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{page}");
+    assert_eq!(entries[0]["target"], format!("token:{doomed_id}"));
+    // Paging back with --before.
+    let first = json(&app, c, &["audit", "--limit", "2"]).await;
+    let next = first["next"].as_i64().expect("older entries exist");
+    let older = json(&app, c, &["audit", "--limit", "2", "--before", &next.to_string()]).await;
+    assert!(older["entries"].as_array().unwrap().iter().all(|e| e["id"].as_i64().unwrap() < next), "{older}");
+    // A bad filter: the API's code, exit 3.
+    let r = cli(c, &["--endpoint", &app.base, "audit", "--kind", "nonsense"], "").await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("bad_query"), "{}", r.stderr);
+
+    // --follow prints what happens after it started.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokengate"))
+        .args(["--endpoint", app.base.as_str(), "audit", "--follow", "--limit", "1"])
+        .env_remove("TOKENGATE_TOKEN")
+        .env_remove("TOKENGATE_ENDPOINT")
+        .env("XDG_CONFIG_HOME", c)
+        .env("HOME", c)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let r = app.child(t, &serde_json::json!({"name": "followed-token"})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut seen = String::new();
+    while std::time::Instant::now() < deadline && !seen.contains("followed-token") {
+        if let Ok(line) = lines_rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.contains("followed-token"), "audit --follow did not show the new entry: {seen}");
 }

@@ -346,6 +346,8 @@ pub async fn issue_limited(
             expires_at_ms: now + expires_in_ms,
             dur: None,
         },
+        &tokengate_control_plane::audit::Actor::system(),
+        &[],
     )
     .await
     .unwrap()

@@ -213,6 +213,8 @@ async fn revoke_bad_unknown_and_foreign_ids(app: TestApp) {
             expires_at_ms: now + 3_600_000,
             dur: None,
         },
+        &tokengate_control_plane::audit::Actor::system(),
+        &[],
     )
     .await
     .unwrap();

@@ -1,0 +1,17 @@
+-- The audit log (issue 13 §5): one row per change an operator may be asked about, written
+-- in the transaction that makes the change. Never a secret: no token value, password,
+-- PIN or voucher code. `account_id` is NULL for a failed login under a name no account
+-- has. `id` orders the entries (writers insert it last before committing).
+CREATE TABLE audit_log (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    at             BIGINT NOT NULL,
+    account_id     TEXT,
+    kind           TEXT NOT NULL,
+    actor_user     TEXT,
+    actor_user_id  TEXT,
+    actor_token_id TEXT,
+    target         TEXT,
+    address        TEXT,
+    detail         TEXT NOT NULL
+);
+CREATE INDEX audit_log_account ON audit_log (account_id, id);

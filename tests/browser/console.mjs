@@ -19,7 +19,7 @@ import { chromium } from 'playwright-core';
 const TIMEOUT = 20_000;
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
-const PAGES = ['tokens', 'users', 'sessions', 'vouchers', 'networks', 'proxies', 'keys', 'explain'];
+const PAGES = ['tokens', 'users', 'sessions', 'vouchers', 'networks', 'proxies', 'keys', 'explain', 'audit'];
 
 class Failure extends Error {}
 
@@ -194,6 +194,15 @@ async function main() {
         if (!/Refused: token_revoked/.test(verdict)) fail(`explain for the revoked token: "${verdict}"`);
         await shot(page, 'explain-verdict-1280.png');
         say(`explain for the revoked token: "${verdict}"`);
+
+        // The audit log shows the revocation made above, by this console's user.
+        await page.click('nav a[href="/console/audit"]');
+        await page.selectOption('#audit-filter select[name="kind"]', 'token.revoke');
+        await Promise.all([page.waitForNavigation(), page.click('#audit-filter button[type="submit"]')]);
+        const audited = page.locator(`table[data-table="audit"] tr[data-kind="token.revoke"]`, { hasText: tokenId });
+        if ((await audited.count()) !== 1) fail(`the audit log does not show the revocation of ${tokenId}`);
+        await shot(page, 'audit-filtered-1280.png');
+        say('the audit log shows the revocation');
 
         // Every page at both widths.
         const phone = await open(browser, PHONE, problems);

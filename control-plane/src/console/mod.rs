@@ -365,7 +365,7 @@ impl Console {
         let answer = self.api(Method::DELETE, &format!("/tokens/{}", self.token_id), None).await;
         if !answer.status.is_success() {
             // The API refused (say its user was deleted meanwhile): revoke it here anyway.
-            let _ = crate::tokens::revoke_trees(&self.state, crate::tokens::Roots::Token(&self.token_id)).await;
+            let _ = revoke(&self.state, &self.token_id, "console_logout").await;
         }
         let _ = sqlx::query("DELETE FROM console_sessions WHERE token_id = $1").bind(&self.token_id).execute(&self.state.pool).await;
     }
@@ -508,7 +508,7 @@ async fn login_submit(State(state): State<AppState>, request: Request) -> Respon
     .execute(&state.pool)
     .await;
     if let Err(e) = stored {
-        let _ = crate::tokens::revoke_trees(&state, crate::tokens::Roots::Token(&issued.id)).await;
+        let _ = revoke(&state, &issued.id, "console_login_failed").await;
         return database_page(&e);
     }
     tracing::info!(user = %issued.user.name, token = %issued.id, "console login");
@@ -526,6 +526,17 @@ async fn logout(Post { console, .. }: Post) -> Response {
     to_login(Some("out"), console.origin.https)
 }
 
+/// Revokes a console token (and what was issued from it) on the control plane's own
+/// authority, audited as such with `reason`: the sweeper's idle ends, and the fallbacks
+/// when the API could not be asked.
+async fn revoke(state: &AppState, token_id: &str, reason: &str) -> Result<(), crate::http::error::ApiError> {
+    let account: Option<String> = sqlx::query_scalar("SELECT account_id FROM tokens WHERE id = $1").bind(token_id).fetch_optional(&state.pool).await?;
+    let Some(account) = account else { return Ok(()) };
+    let event = crate::audit::Event::new(&account, "token.revoke", Some(format!("token:{token_id}")), serde_json::json!({"reason": reason}));
+    crate::tokens::revoke_trees(state, crate::tokens::Roots::Token(token_id), Some((&crate::audit::Actor::system(), event))).await?;
+    Ok(())
+}
+
 /// Revokes console tokens idle past the limit that nobody came back to (the sweeper calls
 /// it); returns how many.
 pub async fn sweep_idle(state: &AppState, now: i64) -> Result<usize, crate::http::error::ApiError> {
@@ -536,7 +547,7 @@ pub async fn sweep_idle(state: &AppState, now: i64) -> Result<usize, crate::http
         .fetch_all(&state.pool)
         .await?;
     for id in &idle {
-        crate::tokens::revoke_trees(state, crate::tokens::Roots::Token(id)).await?;
+        revoke(state, id, "console_idle").await?;
         sqlx::query("DELETE FROM console_sessions WHERE token_id = $1").bind(id).execute(&state.pool).await?;
     }
     Ok(idle.len())

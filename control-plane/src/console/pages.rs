@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use super::{Console, Post, Problem, REVOKE_WAIT_MS};
 use crate::http::wire::{
-    Explanation, GeneratedVouchers, IssuedToken, KeyInfo, ManagedToken, NetworkInfo, NetworkList, Propagation, ProxyInfo, Rotated, SessionInfo,
+    AuditPage, Explanation, GeneratedVouchers, IssuedToken, KeyInfo, ManagedToken, NetworkInfo, NetworkList, Propagation, ProxyInfo, Rotated, SessionInfo,
     TokenInfo, UserInfo, VoucherList, VoucherRevoked,
 };
 use crate::AppState;
@@ -50,6 +50,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/keys", get(keys))
         .route("/console/keys/rotate", post(keys_rotate))
         .route("/console/explain", get(explain).post(explain_run))
+        .route("/console/audit", get(audit))
 }
 
 // ---------------------------------------------------------------- flashes and layout
@@ -111,9 +112,10 @@ enum Page {
     Proxies,
     Keys,
     Explain,
+    Audit,
 }
 
-const NAV: [(Page, &str, &str); 8] = [
+const NAV: [(Page, &str, &str); 9] = [
     (Page::Tokens, "/console/tokens", "Tokens"),
     (Page::Users, "/console/users", "Users"),
     (Page::Sessions, "/console/sessions", "Sessions"),
@@ -122,6 +124,7 @@ const NAV: [(Page, &str, &str); 8] = [
     (Page::Proxies, "/console/proxies", "Proxies"),
     (Page::Keys, "/console/keys", "Keys"),
     (Page::Explain, "/console/explain", "Explain"),
+    (Page::Audit, "/console/audit", "Audit"),
 ];
 
 fn head(title: &str) -> Markup {
@@ -1189,4 +1192,115 @@ async fn explain_run(Post { console: c, form }: Post) -> Response {
         Ok(v) => explain_page(&c, Vec::new(), &request, &token, Some(v)).await,
         Err(p) => explain_page(&c, vec![Flash::problem(&p)], &request, &token, None).await,
     }
+}
+
+// ---------------------------------------------------------------- audit
+
+/// The audit page's filters (`GET /console/audit?user=&kind=&since=&before=`).
+#[derive(serde::Deserialize, Default)]
+struct AuditFilters {
+    user: Option<String>,
+    kind: Option<String>,
+    /// `1h`, `24h`, `7d`, `30d` or empty (all).
+    since: Option<String>,
+    before: Option<String>,
+}
+
+const SINCE: [(&str, &str, i64); 4] = [("1h", "the last hour", 3_600_000), ("24h", "the last 24 hours", 86_400_000), ("7d", "the last 7 days", 7 * 86_400_000), ("30d", "the last 30 days", 30 * 86_400_000)];
+
+/// The kind filter's choices: every prefix, then every kind.
+fn kind_choices() -> Vec<String> {
+    let mut prefixes: Vec<String> = crate::audit::KINDS.iter().filter_map(|k| k.split_once('.').map(|(p, _)| format!("{p}."))).collect();
+    prefixes.dedup();
+    prefixes.into_iter().chain(crate::audit::KINDS.iter().map(|k| (*k).to_owned())).collect()
+}
+
+/// Percent-encodes a query value.
+fn query_value(v: &str) -> String {
+    serde_urlencoded::to_string([("v", v)]).map(|s| s.trim_start_matches("v=").to_owned()).unwrap_or_default()
+}
+
+async fn audit(c: Console, query: Result<Query<AuditFilters>, axum::extract::rejection::QueryRejection>) -> Response {
+    let f = query.map(|Query(q)| q).unwrap_or_default();
+    let text = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+    let (user, kind, since, before) = (text(&f.user), text(&f.kind), text(&f.since), text(&f.before));
+    // The filters without the page, for the "older" link.
+    let mut filters = Vec::new();
+    if let Some(u) = &user {
+        filters.push(format!("user={}", query_value(u)));
+    }
+    if let Some(k) = &kind {
+        filters.push(format!("kind={}", query_value(k)));
+    }
+    let mut api = vec!["limit=50".to_owned()];
+    api.extend(filters.iter().cloned());
+    if let Some(s) = &since {
+        filters.push(format!("since={}", query_value(s)));
+        if let Some((_, _, ms)) = SINCE.iter().find(|(k, _, _)| k == s) {
+            api.push(format!("from={}", crate::db::now_ms().saturating_sub(*ms)));
+        }
+    }
+    if let Some(b) = &before {
+        api.push(format!("before={}", query_value(b)));
+    }
+    let mut list = Vec::new();
+    let page: Option<AuditPage> = load(&c, &format!("/audit?{}", api.join("&")), &mut list).await;
+    let body = html! {
+        section.card {
+            form.filters method="get" action="/console/audit" #audit-filter {
+                div.row {
+                    label { "User" input type="text" name="user" value=(user.as_deref().unwrap_or("")) placeholder="any user" autocapitalize="none" spellcheck="false"; }
+                    label { "Kind"
+                        select name="kind" {
+                            option value="" { "any" }
+                            @for k in kind_choices() { option value=(k) selected[kind.as_deref() == Some(k.as_str())] { (k) @if k.ends_with('.') { "*" } } }
+                        }
+                    }
+                    label { "Since"
+                        select name="since" {
+                            option value="" { "the beginning" }
+                            @for (k, label, _) in SINCE { option value=(k) selected[since.as_deref() == Some(k)] { (label) } }
+                        }
+                    }
+                    div.confirm-button.filter-button { button.btn.btn-primary type="submit" { "Filter" } }
+                }
+            }
+        }
+        @if let Some(p) = &page {
+            section.card {
+                h2 { "Entries " span.count { @if before.is_some() { "older page" } @else { "newest first" } } }
+                div.table-wrap {
+                    table data-table="audit" {
+                        thead { tr { th { "When" } th { "What" } th { "Who" } th { "Target" } th { "From" } th { "Detail" } } }
+                        tbody {
+                            @if p.entries.is_empty() { (empty_row(6, "No entries.")) }
+                            @for e in &p.entries {
+                                tr data-id=(e.id) data-kind=(e.kind) {
+                                    td { (when(e.at)) }
+                                    td { span class=(format!("badge kind-{}", e.kind.split('.').next().unwrap_or(""))) { (e.kind) } }
+                                    td {
+                                        @match (&e.actor.user, &e.actor.token_id) {
+                                            (None, None) => span.muted { "control plane" },
+                                            (user, token) => {
+                                                (user.as_deref().unwrap_or("?"))
+                                                @if let Some(t) = token { br; span.small.muted { "token " (short(t)) } }
+                                            }
+                                        }
+                                    }
+                                    td { @if let Some(t) = &e.target { code.small { (t) } } @else { span.muted { "—" } } }
+                                    td { (e.address.as_deref().unwrap_or("—")) }
+                                    td.detail { @if !e.detail.is_null() && e.detail.as_object().is_none_or(|m| !m.is_empty()) { code.small { (e.detail.to_string()) } } }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if let Some(next) = p.next {
+                    @let mut link = filters.clone();
+                    p { a.btn #older href=({ link.push(format!("before={next}")); format!("/console/audit?{}", link.join("&")) }) { "Older entries →" } }
+                }
+            }
+        }
+    };
+    layout(&c, Page::Audit, "Audit log", &list, body)
 }

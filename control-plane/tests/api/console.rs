@@ -335,6 +335,15 @@ async fn console_pages_render(app: TestApp) {
     assert!(r.text.contains("data-allowed=\"true\""), "{}", r.text);
     let r = b.post("/console/keys/rotate", &[("csrf", &csrf)]).await;
     assert!(r.text.contains("New signing key"), "{}", r.text);
+    // The audit log: what the console did, filtered by kind, paged.
+    let r = b.get("/console/audit?kind=user.").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text.contains("data-kind=\"user.create\"") && r.text.contains("data-kind=\"user.update\""), "{}", r.text);
+    assert!(!r.text.contains("data-kind=\"token.issue\""), "{}", r.text);
+    let r = b.get("/console/audit?since=1h&user=admin").await;
+    assert!(r.text.contains("data-kind=\"key.rotate\"") && r.text.contains("data-kind=\"network.create\""), "{}", r.text);
+    let r = b.get("/console/audit?kind=nonsense").await;
+    assert!(r.text.contains("bad_query"), "{}", r.text);
 }
 
 /// The idle limit: a console request after `TOKENGATE_SESSION_IDLE_SECS` of silence

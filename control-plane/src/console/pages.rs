@@ -282,7 +282,7 @@ fn items(list: Option<&[i64]>) -> Markup {
 fn scopes(list: Option<&[String]>) -> Markup {
     match list {
         None => html! { span.badge.badge-strong { "all rights" } },
-        Some(v) if v.is_empty() => html! { span.muted { "none" } },
+        Some([]) => html! { span.muted { "none" } },
         Some(v) => html! { ul.scopes { @for s in v { li { code { (s) } } } } },
     }
 }
@@ -1220,6 +1220,20 @@ fn query_value(v: &str) -> String {
     serde_urlencoded::to_string([("v", v)]).map(|s| s.trim_start_matches("v=").to_owned()).unwrap_or_default()
 }
 
+/// An entry's detail as `key=value` chips (nulls left out).
+fn detail(v: &Value) -> Markup {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned)).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    };
+    match v.as_object() {
+        Some(m) => html! { @for (k, v) in m { @if !v.is_null() { span.kv { (k) "=" (text(v)) } " " } } },
+        None if v.is_null() => html! {},
+        None => html! { span.kv { (text(v)) } },
+    }
+}
+
 async fn audit(c: Console, query: Result<Query<AuditFilters>, axum::extract::rejection::QueryRejection>) -> Response {
     let f = query.map(|Query(q)| q).unwrap_or_default();
     let text = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
@@ -1289,7 +1303,7 @@ async fn audit(c: Console, query: Result<Query<AuditFilters>, axum::extract::rej
                                     }
                                     td { @if let Some(t) = &e.target { code.small { (t) } } @else { span.muted { "—" } } }
                                     td { (e.address.as_deref().unwrap_or("—")) }
-                                    td.detail { @if !e.detail.is_null() && e.detail.as_object().is_none_or(|m| !m.is_empty()) { code.small { (e.detail.to_string()) } } }
+                                    td.detail { (detail(&e.detail)) }
                                 }
                             }
                         }

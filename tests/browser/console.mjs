@@ -8,30 +8,18 @@
 //   FRONT=http://127.0.0.1:10000 ADMIN_USER=admin ADMIN_PASSWORD=... SCREENSHOT_DIR=/tmp/shots \
 //     node tests/browser/console.mjs
 //
-// CHROMIUM overrides /usr/bin/chromium. Prints one line per step; exits 1 with the reason
+// CHROMIUM overrides /usr/bin/chromium (lib.mjs). Prints one line per step; exits 1 with the reason
 // on the first failure.
 
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
-import { chromium } from 'playwright-core';
+import { env, fail, launch, run } from './lib.mjs';
 
 const TIMEOUT = 20_000;
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
 const PAGES = ['tokens', 'users', 'sessions', 'vouchers', 'networks', 'proxies', 'keys', 'explain', 'audit'];
-
-class Failure extends Error {}
-
-function fail(message) {
-    throw new Failure(message);
-}
-
-function env(name) {
-    const value = process.env[name];
-    if (!value) fail(`${name} is not set`);
-    return value;
-}
 
 function say(message) {
     console.log(`console: ${message}`);
@@ -97,13 +85,7 @@ async function gate(token) {
 }
 
 async function main() {
-    // playwright's launch gives Chromium a fresh temporary profile (--user-data-dir) of its
-    // own and removes it at close.
-    const browser = await chromium.launch({
-        executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-        args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-        timeout: 60_000,
-    });
+    const browser = await launch();
     const problems = [];
     try {
         const { page } = await open(browser, DESKTOP, problems);
@@ -260,10 +242,7 @@ async function main() {
     }
 }
 
-main().then(
-    () => say('ok'),
-    (e) => {
-        console.error(`console: FAILED: ${e instanceof Failure ? e.message : e.stack}`);
-        process.exit(1);
-    },
-);
+await run('console', async () => {
+    await main();
+    say('ok');
+});

@@ -13,23 +13,11 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 
-import { chromium } from 'playwright-core';
+import { env, fail, launch, run } from './lib.mjs';
 
 const TIMEOUT = 15_000;
 const PHONE = { width: 390, height: 844 };
 const DESKTOP = { width: 1280, height: 800 };
-
-class Failure extends Error {}
-
-function fail(message) {
-    throw new Failure(message);
-}
-
-function env(name) {
-    const value = process.env[name];
-    if (!value) fail(`${name} is not set`);
-    return value;
-}
 
 function say(message) {
     console.log(`portal: ${message}`);
@@ -111,11 +99,7 @@ async function main() {
     mkdirSync(dir, { recursive: true });
     const shot = (page, name) => page.screenshot({ path: path.join(dir, name), timeout: TIMEOUT });
 
-    const browser = await chromium.launch({
-        executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-        args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-        timeout: 60_000,
-    });
+    const browser = await launch();
     let current = null;
     const foreign = [];
     try {
@@ -182,10 +166,4 @@ async function main() {
     }
 }
 
-try {
-    await main();
-} catch (error) {
-    const message = error instanceof Failure ? error.message : (error && error.stack) || String(error);
-    console.error(`portal: FAILED: ${message}`);
-    process.exitCode = 1;
-}
+await run('portal', main);

@@ -7,7 +7,7 @@
 
 use serde_json::json;
 
-use crate::harness::{request, workspace, Stack, ADMIN_PASSWORD, ADMIN_USER};
+use crate::harness::{request, run_browser, Stack, ADMIN_PASSWORD, ADMIN_USER};
 
 #[test]
 fn console_in_a_real_browser_through_the_front_door() {
@@ -22,23 +22,15 @@ fn console_in_a_real_browser_through_the_front_door() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.header("content-security-policy").is_some_and(|c| c.contains("default-src 'none'")));
 
-    let browser_dir = workspace().join("tests/browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "playwright-core is not installed: run `npm ci --prefix tests/browser` (and `apt-get install chromium`)"
+    let text = run_browser(
+        "console.mjs",
+        "console-screenshots",
+        &[
+            ("FRONT", format!("http://127.0.0.1:{}", stack.front())),
+            ("ADMIN_USER", ADMIN_USER.to_owned()),
+            ("ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
+        ],
     );
-    let shots = workspace().join("target/console-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let out = std::process::Command::new("node")
-        .arg(browser_dir.join("console.mjs"))
-        .env("FRONT", format!("http://127.0.0.1:{}", stack.front()))
-        .env("ADMIN_USER", ADMIN_USER)
-        .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("SCREENSHOT_DIR", &shots)
-        .output()
-        .expect("node (the machine's Node.js) runs the browser test");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the browser test failed:\n{text}");
     eprintln!("{text}");
     // What the browser did is in the database: the token it issued is revoked, its
     // vouchers and user exist, and both console logins left a session row (one logged out).

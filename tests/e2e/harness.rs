@@ -55,6 +55,28 @@ pub fn envoy_bin() -> PathBuf {
     PathBuf::from(path)
 }
 
+/// Runs `tests/browser/<script>` with the machine's Node.js (playwright-core driving
+/// Chromium), screenshots into `target/<shots>/` (passed as `SCREENSHOT_DIR`); fails the
+/// test with the script's output unless it succeeds, else returns that output.
+pub fn run_browser(script: &str, shots: &str, vars: &[(&str, String)]) -> String {
+    let browser_dir = workspace().join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci --prefix tests/browser` (and `apt-get install chromium`)"
+    );
+    let shots = workspace().join("target").join(shots);
+    std::fs::create_dir_all(&shots).expect("screenshot directory");
+    let out = Command::new("node")
+        .arg(browser_dir.join(script))
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("SCREENSHOT_DIR", &shots)
+        .output()
+        .expect("node (the machine's Node.js) runs the browser test");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the browser test {script} failed:\n{text}");
+    text
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::harness::{get, request, request_from, wait_until, workspace, Stack};
+use crate::harness::{get, request, request_from, run_browser, wait_until, Stack};
 
 /// The template's demo network, which the default Envoy config serves.
 const NET_A: &str = "demo-wifi";
@@ -162,22 +162,11 @@ fn voucher_portal_in_a_real_browser() {
     let admin = bearer(&stack.login(None, None));
     stack.wait_synced(&admin);
     let codes = setup(&stack, &admin, 1, "single");
-    let browser_dir = workspace().join("tests/browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "playwright-core is not installed: run `npm ci --prefix tests/browser` (and `apt-get install chromium`)"
+    let text = run_browser(
+        "portal.mjs",
+        "browser",
+        &[("PORTAL_URL", format!("http://127.0.0.1:{}/portal", stack.front())), ("GOOD_CODE", codes[0].clone())],
     );
-    let shots = workspace().join("target/browser");
-    std::fs::create_dir_all(&shots).unwrap();
-    let out = std::process::Command::new("node")
-        .arg(browser_dir.join("portal.mjs"))
-        .env("PORTAL_URL", format!("http://127.0.0.1:{}/portal", stack.front()))
-        .env("GOOD_CODE", &codes[0])
-        .env("SCREENSHOT_DIR", &shots)
-        .output()
-        .expect("node (the machine's Node.js) runs the browser test");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the browser test failed:\n{text}");
     eprintln!("{text}");
     // What the browser did is in the database too: one activation, from the first device.
     assert_eq!(stack.db_count("SELECT COUNT(*) FROM voucher_activations WHERE device = 'aa:aa:aa:aa:aa:01'"), 1);

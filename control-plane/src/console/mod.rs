@@ -231,6 +231,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/assets/console.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS) }))
         .route("/console/assets/console.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], JS) }))
         .merge(pages::router())
+        .route("/console/{*rest}", get(|| async { pages::error_page("not_found", "There is no such console page.", StatusCode::NOT_FOUND) }))
         .layer(middleware::map_response(secure_headers))
 }
 
@@ -429,14 +430,24 @@ fn csrf_refused() -> Response {
 #[derive(serde::Deserialize)]
 struct LoginQuery {
     m: Option<String>,
+    /// `pin`: the PIN form.
+    with: Option<String>,
+}
+
+/// What the login form asks for: a password (`POST /auth`), or a PIN (seed 002
+/// `POST /login`, where the account's plan allows PIN logins).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Secret {
+    Password,
+    Pin,
 }
 
 /// `GET /console/login`: the form, with a fresh nonce for its CSRF token.
 async fn login_page(State(state): State<AppState>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
     let origin = Origin::of(&parts, &state);
-    let query = axum::extract::Query::<LoginQuery>::try_from_uri(&parts.uri).map(|q| q.0.m).unwrap_or(None);
-    let flash = match query.as_deref() {
+    let query = axum::extract::Query::<LoginQuery>::try_from_uri(&parts.uri).map(|q| q.0).ok();
+    let flash = match query.as_ref().and_then(|q| q.m.as_deref()) {
         Some("expired") => Some(Flash::info(format!(
             "Your session expired (no activity for {} minutes, or the token ended). Please log in again.",
             state.config.session_idle_secs.div_ceil(60)
@@ -444,19 +455,31 @@ async fn login_page(State(state): State<AppState>, request: Request) -> Response
         Some("out") => Some(Flash::ok("You are logged out. The console's token is revoked.".to_owned())),
         _ => None,
     };
-    login_form(&state, &origin, "", flash, StatusCode::OK)
+    let secret = if query.and_then(|q| q.with).as_deref() == Some("pin") { Secret::Pin } else { Secret::Password };
+    login_form(&state, &origin, "", secret, flash, StatusCode::OK)
 }
 
 /// The login form with a new nonce cookie.
-fn login_form(state: &AppState, origin: &Origin, user: &str, flash: Option<Flash>, status: StatusCode) -> Response {
+fn login_form(state: &AppState, origin: &Origin, user: &str, secret: Secret, flash: Option<Flash>, status: StatusCode) -> Response {
     let nonce = crate::tokens::keys::random_id(16);
     let csrf = mac(state, LOGIN_LABEL, &nonce);
-    let mut response = (status, pages::login(user, &csrf, flash)).into_response();
+    let mut response = (status, pages::login(user, &csrf, secret, flash)).into_response();
     response.headers_mut().append(header::SET_COOKIE, cookie(LOGIN_COOKIE, &nonce, Some(3600), origin.https));
     response
 }
 
-/// `POST /console/login`: `POST {prefix}/auth` in-process, then the cookie.
+/// A login's token, from `POST /auth` or seed 002's `POST /login`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoggedIn {
+    #[serde(rename = "_id")]
+    id: String,
+    token: String,
+    expires_at: i64,
+}
+
+/// `POST /console/login`: `POST {prefix}/auth` (or, for a PIN, `POST {prefix}/login`)
+/// in-process, then the cookie.
 async fn login_submit(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let origin = Origin::of(&parts, &state);
@@ -470,17 +493,28 @@ async fn login_submit(State(state): State<AppState>, request: Request) -> Respon
     if !nonce_ok {
         return csrf_refused();
     }
+    let secret = if form.get("kind") == Some("pin") { Secret::Pin } else { Secret::Password };
     let user = form.get("username").unwrap_or_default().trim().to_owned();
-    let password = form.get("password").unwrap_or_default();
-    if user.is_empty() || password.is_empty() {
-        return login_form(&state, &origin, &user, Some(Flash::error("Enter your user name and password.".into())), StatusCode::BAD_REQUEST);
+    let given = form.get(if secret == Secret::Pin { "pin" } else { "password" }).unwrap_or_default();
+    if user.is_empty() || given.is_empty() {
+        let what = if secret == Secret::Pin { "PIN" } else { "password" };
+        return login_form(&state, &origin, &user, secret, Some(Flash::error(format!("Enter your user name and {what}."))), StatusCode::BAD_REQUEST);
     }
-    let body = serde_json::json!({"username": user, "password": password, "expiresIn": TOKEN_LIFETIME, "name": TOKEN_NAME});
-    let answer = Shared::dispatch(&state, &origin, None, Method::POST, "/auth", Some(&body)).await;
-    let issued: crate::http::wire::IssuedToken = match answer.json() {
+    let answer = match secret {
+        Secret::Password => {
+            let body = serde_json::json!({"username": user, "password": given, "expiresIn": TOKEN_LIFETIME, "name": TOKEN_NAME});
+            Shared::dispatch(&state, &origin, None, Method::POST, "/auth", Some(&body)).await
+        }
+        Secret::Pin => {
+            let body = serde_json::json!({"method": "auth", "type": "secured", "username": user, "credentials": given, "credentialsKind": "pin"});
+            Shared::dispatch(&state, &origin, None, Method::POST, "/login", Some(&body)).await
+        }
+    };
+    let issued: LoggedIn = match answer.json() {
         Ok(t) => t,
         Err(p) => {
             let text = match p.code.as_str() {
+                "wrong_credentials" if secret == Secret::Pin => "Wrong user name or PIN.".to_owned(),
                 "wrong_credentials" => "Wrong user name or password.".to_owned(),
                 "too_many_attempts" => match answer.retry_after() {
                     Some(secs) => format!("Too many wrong attempts. Try again in {secs} s."),
@@ -491,7 +525,7 @@ async fn login_submit(State(state): State<AppState>, request: Request) -> Respon
             let mut flash = Flash::error(text);
             flash.code = Some(p.code.clone());
             let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
-            let mut response = login_form(&state, &origin, &user, Some(flash), status);
+            let mut response = login_form(&state, &origin, &user, secret, Some(flash), status);
             if let Some(v) = answer.headers.get(header::RETRY_AFTER) {
                 response.headers_mut().insert(header::RETRY_AFTER, v.clone());
             }
@@ -511,7 +545,7 @@ async fn login_submit(State(state): State<AppState>, request: Request) -> Respon
         let _ = revoke(&state, &issued.id, "console_login_failed").await;
         return database_page(&e);
     }
-    tracing::info!(user = %issued.user.name, token = %issued.id, "console login");
+    tracing::info!(user = %user, token = %issued.id, "console login");
     let max_age = issued.expires_at.saturating_sub(now) / 1000;
     let mut response = Redirect::to("/console/tokens").into_response();
     let h = response.headers_mut();

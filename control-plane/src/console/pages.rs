@@ -181,7 +181,8 @@ fn html_response(status: StatusCode, markup: Markup) -> Response {
 }
 
 /// A page without a session: the login form.
-pub fn login(user: &str, csrf_token: &str, flash: Option<super::Flash>) -> Response {
+pub fn login(user: &str, csrf_token: &str, secret: super::Secret, flash: Option<super::Flash>) -> Response {
+    let pin = secret == super::Secret::Pin;
     let list: Vec<Flash> = flash.into_iter().collect();
     let markup = html! {
         (DOCTYPE)
@@ -194,10 +195,20 @@ pub fn login(user: &str, csrf_token: &str, flash: Option<super::Flash>) -> Respo
                     form.card.stack method="post" action="/console/login" #login {
                         input type="hidden" name="csrf" value=(csrf_token);
                         label { "User name" input type="text" name="username" value=(user) autocomplete="username" autocapitalize="none" spellcheck="false" required autofocus[user.is_empty()]; }
-                        label { "Password" input type="password" name="password" autocomplete="current-password" required autofocus[!user.is_empty()]; }
+                        @if pin {
+                            input type="hidden" name="kind" value="pin";
+                            label { "PIN" input type="password" name="pin" inputmode="numeric" autocomplete="off" required autofocus[!user.is_empty()]; }
+                        } @else {
+                            label { "Password" input type="password" name="password" autocomplete="current-password" required autofocus[!user.is_empty()]; }
+                        }
                         button.btn.btn-primary.btn-wide type="submit" { "Log in" }
+                        @if pin {
+                            a.alt-login href="/console/login" { "Log in with a password" }
+                        } @else {
+                            a.alt-login href="/console/login?with=pin" { "Log in with a PIN instead" }
+                        }
                     }
-                    p.muted.small { "Repeated wrong passwords lock the account for a while, as every login does. The session ends after inactivity." }
+                    p.muted.small { "Repeated wrong passwords or PINs lock the account for a while, as every login does. The session ends after inactivity." }
                 }
             }
         }

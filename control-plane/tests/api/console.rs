@@ -17,6 +17,7 @@ each_db!(
     console_pages_without_a_session_redirect_to_the_login,
     console_issues_and_revokes_through_the_api,
     console_pages_render,
+    console_login_with_a_pin,
 );
 
 /// What a console answer gave: status, headers, body text.
@@ -374,4 +375,28 @@ async fn security_console_session_obeys_the_idle_limit() {
         app.get("/api/v1/tokens", &left).await.assert_error(401, "token_revoked");
     })
     .await;
+}
+
+/// A PIN login (seed 002 `POST /login`, Pro accounts; the first account is Pro) gives a
+/// console session too; a wrong PIN is shown as such.
+async fn console_login_with_a_pin(app: TestApp) {
+    let admin = app.admin_token(None, None).await["token"].as_str().unwrap().to_owned();
+    let r = app.post("/api/v1/users", Some(&admin), &serde_json::json!({"name": "pat", "password": "pat-password-1", "pin": "482913"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let mut b = Browser::new(&app);
+    let form = b.get("/console/login?with=pin").await;
+    assert!(form.text.contains("name=\"pin\""), "{}", form.text);
+    let csrf = form.csrf();
+    let r = b.post("/console/login", &[("csrf", &csrf), ("kind", "pin"), ("username", "pat"), ("pin", "000000")]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.text.contains("Wrong user name or PIN."), "{}", r.text);
+    let csrf = r.csrf();
+    let r = b.post("/console/login", &[("csrf", &csrf), ("kind", "pin"), ("username", "pat"), ("pin", "482913")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let page = b.get("/console/sessions").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains(">pat<"), "{}", page.text);
+    let r = b.get("/console/no-such-page").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.headers.get("content-security-policy").is_some());
 }

@@ -227,8 +227,17 @@ async fn cli_credentials_flag_over_env_over_file_and_pin_login(app: TestApp) {
     assert_eq!(r.code, 0, "{}", r.stderr);
 
     // A user with a PIN logs in with it.
-    let r = cli(c, &["--output", "json", "user", "create", "pat", "--pin", "482913", "--password-stdin"], "pat's long password\n").await;
+    // The PIN is never an argument (it would stay in the shell history): asked like the
+    // password, or the second line of stdin.
+    let r = cli(c, &["user", "create", "pat", "--pin", "482913", "--password-stdin"], "pat's long password\n").await;
+    assert_eq!(r.code, 2, "a PIN as an argument must be refused: {}", r.stderr);
+    let r = cli(c, &["user", "create", "pat", "--pin", "--password-stdin"], "pat's long password\n").await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("empty PIN for the new user"), "{}", r.stderr);
+    let r = cli(c, &["--output", "json", "user", "create", "pat", "--pin", "--password-stdin"], "pat's long password\n482913\n").await;
     assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains("482913"), "{}", r.stdout);
+    let pat_id = serde_json::from_str::<Value>(&r.stdout).unwrap()["id"].as_str().unwrap().to_owned();
     let other = tempfile::tempdir().unwrap();
     let r = cli(other.path(), &["--endpoint", &app.base, "login", "--user", "pat", "--pin", "--password-stdin"], "482913\n").await;
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -238,6 +247,15 @@ async fn cli_credentials_flag_over_env_over_file_and_pin_login(app: TestApp) {
     let r = cli(other.path(), &["--endpoint", &app.base, "login", "--user", "pat", "--pin", "--password-stdin"], "000000\n").await;
     assert_eq!(r.code, 4, "{}", r.stderr);
     assert!(r.stderr.contains("wrong_credentials"), "{}", r.stderr);
+    // A new PIN, then none.
+    let r = cli(c, &["user", "update", &pat_id, "--pin", "--password-stdin"], "135790\n").await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = cli(other.path(), &["--endpoint", &app.base, "login", "--user", "pat", "--pin", "--password-stdin"], "135790\n").await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = cli(c, &["user", "update", &pat_id, "--remove-pin"], "").await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = cli(other.path(), &["--endpoint", &app.base, "login", "--user", "pat", "--pin", "--password-stdin"], "135790\n").await;
+    assert_eq!(r.code, 4, "{}", r.stderr);
 }
 
 async fn cli_networks_sessions_proxies_keys_explain_and_token_update(app: TestApp) {

@@ -39,6 +39,10 @@ pub struct Global {
     /// A bearer token (visible in shell history and `ps`: prefer `tokengate login` or TOKENGATE_TOKEN)
     #[arg(long, global = true)]
     pub token: Option<String>,
+    /// The CA certificate (PEM) that signed an https endpoint's certificate, when it is not
+    /// in the system's roots [env TOKENGATE_CA_CERT; config file ca_cert]
+    #[arg(long, global = true)]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// The API prefix of the control plane (its TOKENGATE_API_PREFIX)
     #[arg(long, global = true, default_value = "/api/v1")]
     pub prefix: String,
@@ -101,7 +105,7 @@ pub struct Login {
     /// The token's lifetime, e.g. "12 hours"
     #[arg(long)]
     pub expires_in: Option<String>,
-    /// Store this endpoint in the config file as well
+    /// Store this endpoint (and --ca-cert) in the config file as well
     #[arg(long)]
     pub save_endpoint: bool,
 }
@@ -268,11 +272,21 @@ pub async fn run(global: Global, command: Command) -> Result<(), CliError> {
     let file = ConfigFile::load()?;
     let endpoint = global.endpoint.clone().or_else(|| env("TOKENGATE_ENDPOINT")).or(file.endpoint.clone()).unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
     let token = global.token.clone().or_else(|| env("TOKENGATE_TOKEN")).or(file.token.clone());
-    let client = Client::new(&endpoint, &global.prefix, token)?;
+    let ca_cert = global.ca_cert.clone().or_else(|| env("TOKENGATE_CA_CERT").map(Into::into)).or(file.ca_cert.clone());
+    let client = Client::new(&endpoint, &global.prefix, token, ca_cert.as_deref())?;
     let out = global.output;
     match command {
         Command::Serve => Err(CliError::usage("serve runs the server")),
-        Command::Login(l) => login(&client, out, file, &endpoint, l).await,
+        Command::Login(l) => {
+            let mut file = file;
+            if l.save_endpoint {
+                if let Some(ca) = ca_cert {
+                    // Stored absolute: later commands run from anywhere.
+                    file.ca_cert = Some(std::path::absolute(&ca).unwrap_or(ca));
+                }
+            }
+            login(&client, out, file, &endpoint, l).await
+        }
         Command::Logout => {
             let mut file = file;
             file.token = None;

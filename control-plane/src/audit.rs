@@ -164,6 +164,19 @@ pub async fn record_all(tx: &mut AnyConnection, actor: &Actor, events: &[Event])
     Ok(())
 }
 
+/// Removes the entries older than `keep_days` (0: none), inside the sweeper's transaction.
+pub async fn prune(tx: &mut AnyConnection, keep_days: u64, now: i64) -> Result<u64, sqlx::Error> {
+    if keep_days == 0 {
+        return Ok(0);
+    }
+    let cutoff = now.saturating_sub(crate::db::to_i64(keep_days.saturating_mul(86_400_000)));
+    let removed = sqlx::query("DELETE FROM audit_log WHERE at < $1").bind(cutoff).execute(&mut *tx).await?.rows_affected();
+    if removed > 0 {
+        tracing::info!(removed, keep_days, "removed audit entries past TOKENGATE_AUDIT_KEEP_DAYS");
+    }
+    Ok(removed)
+}
+
 /// The default and largest page.
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;

@@ -35,6 +35,9 @@ pub const DEMO_HTTP_ROUTES: [&str; 1] = ["GET /files/:name"];
 pub const DEFAULT_IDLE_SECS: u64 = 100 * 24 * 3600;
 /// Seed 003: a session with no request for 5 minutes dies.
 pub const DEFAULT_SESSION_IDLE_SECS: u64 = 300;
+/// Audit entries are kept this many days by default (a year and a month: a yearly
+/// review still finds the whole year).
+pub const DEFAULT_AUDIT_KEEP_DAYS: u64 = 400;
 /// How late a session's last use may reach the control plane: a worker notes a session's
 /// use at most every `session_report_ms` (5 s by default), and the sync service sends
 /// what it holds every `session_report_ms` on its 200 ms tick, then the HTTP call: at
@@ -105,6 +108,9 @@ pub struct Config {
     pub unsecured_login: Option<String>,
     /// `TOKENGATE_SESSION_IDLE_SECS`: a session unused through every proxy this long ends.
     pub session_idle_secs: u64,
+    /// `TOKENGATE_AUDIT_KEEP_DAYS`: audit entries older than this are removed by the
+    /// sweeper; 0 keeps them forever.
+    pub audit_keep_days: u64,
     /// `TOKENGATE_SESSION_GRACE_MS`: how long after the idle limit a session is ended, so
     /// that a use the proxies have not reported yet still counts (at least twice the
     /// proxies' `session_report_ms` plus a second).
@@ -168,6 +174,7 @@ impl fmt::Debug for Config {
             .field("metrics", &self.metrics)
             .field("unsecured_login", &self.unsecured_login)
             .field("session_idle_secs", &self.session_idle_secs)
+            .field("audit_keep_days", &self.audit_keep_days)
             .field("session_grace_ms", &self.session_grace_ms)
             .field("session_sweep_ms", &self.session_sweep_ms)
             .finish()
@@ -289,6 +296,7 @@ impl Config {
             number(&get, "TOKENGATE_SNAPSHOT_PAGE", tokengate_rules::sync::DEFAULT_SNAPSHOT_PAGE as u64, 1)?;
         let max_keys = number(&get, "TOKENGATE_MAX_KEYS", DEFAULT_MAX_KEYS, 2)?;
         let session_idle_secs = number(&get, "TOKENGATE_SESSION_IDLE_SECS", DEFAULT_SESSION_IDLE_SECS, 1)?;
+        let audit_keep_days = number(&get, "TOKENGATE_AUDIT_KEEP_DAYS", DEFAULT_AUDIT_KEEP_DAYS, 0)?;
         let session_grace_ms = number(&get, "TOKENGATE_SESSION_GRACE_MS", DEFAULT_SESSION_GRACE_MS, 0)?;
         let session_sweep_ms = number(&get, "TOKENGATE_SESSION_SWEEP_MS", DEFAULT_SESSION_SWEEP_MS, 50)?;
         let data_dir = get("TOKENGATE_DATA_DIR").map_or_else(|| default_data_dir(&database_url), std::path::PathBuf::from);
@@ -314,6 +322,7 @@ impl Config {
             portal_url,
             unsecured_login,
             session_idle_secs,
+            audit_keep_days,
             session_grace_ms,
             session_sweep_ms,
             listen,

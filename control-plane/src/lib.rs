@@ -333,6 +333,7 @@ pub async fn sweep_once(state: &AppState, now: i64) -> Result<u64, sqlx::Error> 
     }
     throttle::sweep(&mut tx, now).await?;
     sessions::prune(&mut tx, now).await?;
+    audit::prune(&mut tx, state.config.audit_keep_days, now).await?;
     tx.commit().await?;
     if removed > 0 {
         tracing::info!(removed, "swept expired change-log entries");

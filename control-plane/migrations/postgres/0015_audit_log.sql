@@ -16,3 +16,5 @@ CREATE TABLE audit_log (
     detail         TEXT NOT NULL
 );
 CREATE INDEX audit_log_account ON audit_log (account_id, id);
+-- The time filters and the retention sweep (TOKENGATE_AUDIT_KEEP_DAYS).
+CREATE INDEX audit_log_at ON audit_log (at);

@@ -45,6 +45,10 @@ pub struct ConfigFile {
     pub endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// A PEM file of the CA that signed the control plane's certificate (for https
+    /// endpoints with a private CA, such as the one scripts/gen-tls.sh makes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl ConfigFile {
@@ -116,11 +120,22 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(endpoint: &str, prefix: &str, token: Option<String>) -> Result<Self, CliError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("tokengate-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| CliError::new(1, e.to_string()))?;
+    pub fn new(endpoint: &str, prefix: &str, token: Option<String>, ca_cert: Option<&std::path::Path>) -> Result<Self, CliError> {
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(CliError::usage(format!("the endpoint {endpoint:?} must start with http:// or https://")));
+        }
+        let mut builder = reqwest::Client::builder().user_agent(concat!("tokengate-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read(path).map_err(|e| CliError::usage(format!("cannot read the CA certificate {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| CliError::usage(format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display())))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| CliError::new(1, e.to_string()))?;
         let base = format!("{}/{}", endpoint.trim_end_matches('/'), prefix.trim_matches('/'));
         Ok(Client { http, base: base.trim_end_matches('/').to_owned(), token })
     }
@@ -148,7 +163,7 @@ impl Client {
         let response = request
             .send()
             .await
-            .map_err(|e| CliError::new(EXIT_UNREACHABLE, format!("cannot reach {}: {}; check --endpoint / TOKENGATE_ENDPOINT", self.base, root_cause(&e))))?;
+            .map_err(|e| CliError::new(EXIT_UNREACHABLE, unreachable(&self.base, &e)))?;
         let status = response.status();
         let body = response
             .bytes()
@@ -159,6 +174,19 @@ impl Client {
             return Ok(Reply { status, body });
         }
         Err(refusal(status, &body))
+    }
+}
+
+/// Why a request got no answer, and what to do about it.
+fn unreachable(base: &str, e: &reqwest::Error) -> String {
+    let cause = root_cause(e);
+    let lower = cause.to_ascii_lowercase();
+    if lower.contains("certificate") || lower.contains("unknownissuer") || lower.contains("invalid peer") {
+        format!(
+            "cannot reach {base}: its TLS certificate is not trusted ({cause}); give the CA that signed it with --ca-cert <ca.pem> (or TOKENGATE_CA_CERT, or ca_cert in the config file)"
+        )
+    } else {
+        format!("cannot reach {base}: {cause}; check --endpoint / TOKENGATE_ENDPOINT")
     }
 }
 

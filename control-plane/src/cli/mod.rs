@@ -39,6 +39,10 @@ pub struct Global {
     /// A bearer token (visible in shell history and `ps`: prefer `tokengate login` or TOKENGATE_TOKEN)
     #[arg(long, global = true)]
     pub token: Option<String>,
+    /// The CA certificate (PEM) that signed an https endpoint's certificate, when it is not
+    /// in the system's roots [env TOKENGATE_CA_CERT; config file ca_cert]
+    #[arg(long, global = true)]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// The API prefix of the control plane (its TOKENGATE_API_PREFIX)
     #[arg(long, global = true, default_value = "/api/v1")]
     pub prefix: String,
@@ -101,7 +105,7 @@ pub struct Login {
     /// The token's lifetime, e.g. "12 hours"
     #[arg(long)]
     pub expires_in: Option<String>,
-    /// Store this endpoint in the config file as well
+    /// Store this endpoint (and --ca-cert) in the config file as well
     #[arg(long)]
     pub save_endpoint: bool,
 }
@@ -146,7 +150,8 @@ pub enum TokenCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum UserCmd {
-    /// Create a user (the password is read from the terminal or --password-stdin)
+    /// Create a user (the password, and with --pin the PIN, are read from the terminal
+    /// without echo, or from stdin one per line with --password-stdin)
     Create {
         name: String,
         #[arg(long)]
@@ -154,8 +159,10 @@ pub enum UserCmd {
         /// user or admin
         #[arg(long)]
         role: Option<String>,
+        /// Also give the user a PIN (asked like the password; never an argument, which
+        /// would stay in the shell history)
         #[arg(long)]
-        pin: Option<String>,
+        pin: bool,
         #[arg(long)]
         fl: Option<i64>,
     },
@@ -170,6 +177,13 @@ pub enum UserCmd {
         /// Set a new password, read from the terminal or stdin
         #[arg(long)]
         password: bool,
+        /// Set a new PIN, read from the terminal or stdin (after the password when both)
+        #[arg(long, conflicts_with = "remove_pin")]
+        pin: bool,
+        /// Remove the user's PIN
+        #[arg(long)]
+        remove_pin: bool,
+        /// Read the new password and/or PIN from stdin, one per line
         #[arg(long)]
         password_stdin: bool,
     },
@@ -258,11 +272,21 @@ pub async fn run(global: Global, command: Command) -> Result<(), CliError> {
     let file = ConfigFile::load()?;
     let endpoint = global.endpoint.clone().or_else(|| env("TOKENGATE_ENDPOINT")).or(file.endpoint.clone()).unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
     let token = global.token.clone().or_else(|| env("TOKENGATE_TOKEN")).or(file.token.clone());
-    let client = Client::new(&endpoint, &global.prefix, token)?;
+    let ca_cert = global.ca_cert.clone().or_else(|| env("TOKENGATE_CA_CERT").map(Into::into)).or(file.ca_cert.clone());
+    let client = Client::new(&endpoint, &global.prefix, token, ca_cert.as_deref())?;
     let out = global.output;
     match command {
         Command::Serve => Err(CliError::usage("serve runs the server")),
-        Command::Login(l) => login(&client, out, file, &endpoint, l).await,
+        Command::Login(l) => {
+            let mut file = file;
+            if l.save_endpoint {
+                if let Some(ca) = ca_cert {
+                    // Stored absolute: later commands run from anywhere.
+                    file.ca_cert = Some(std::path::absolute(&ca).unwrap_or(ca));
+                }
+            }
+            login(&client, out, file, &endpoint, l).await
+        }
         Command::Logout => {
             let mut file = file;
             file.token = None;
@@ -344,17 +368,30 @@ async fn shown<T: serde::de::DeserializeOwned>(client: &Client, out: Output, met
 
 /// A secret from the terminal without echo, or the first line of stdin.
 fn secret(prompt: &str, from_stdin: bool) -> Result<String, CliError> {
-    let value = if from_stdin || !std::io::stdin().is_terminal() {
+    let mut values = secrets(&[prompt], from_stdin)?;
+    values.pop().ok_or_else(|| CliError::usage("empty password"))
+}
+
+/// Secrets asked at the terminal without echo, one prompt each, or read from stdin one
+/// per line in the same order (with `from_stdin`, or when stdin is not a terminal).
+fn secrets(prompts: &[&str], from_stdin: bool) -> Result<Vec<String>, CliError> {
+    let values: Vec<String> = if from_stdin || !std::io::stdin().is_terminal() {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text).map_err(|e| CliError::usage(format!("cannot read stdin: {e}")))?;
-        text.lines().next().unwrap_or_default().to_owned()
+        text.lines().take(prompts.len()).map(str::to_owned).collect()
     } else {
-        rpassword::prompt_password(prompt).map_err(|e| CliError::usage(format!("cannot read the terminal: {e}")))?
+        prompts
+            .iter()
+            .map(|p| rpassword::prompt_password(p).map_err(|e| CliError::usage(format!("cannot read the terminal: {e}"))))
+            .collect::<Result<_, _>>()?
     };
-    if value.is_empty() {
-        return Err(CliError::usage("empty password"));
+    for (i, prompt) in prompts.iter().enumerate() {
+        if values.get(i).is_none_or(String::is_empty) {
+            let what = prompt.trim().trim_end_matches(':');
+            return Err(CliError::usage(format!("empty {what}: give one per line on stdin, in this order: {}", prompts.join(" ").replace(": ", ", "))));
+        }
     }
-    Ok(value)
+    Ok(values)
 }
 
 async fn login(client: &Client, out: Output, mut file: ConfigFile, endpoint: &str, l: Login) -> Result<(), CliError> {
@@ -413,22 +450,37 @@ async fn token_cmd(client: &Client, out: Output, c: TokenCmd) -> Result<(), CliE
 async fn user_cmd(client: &Client, out: Output, c: UserCmd) -> Result<(), CliError> {
     match c {
         UserCmd::Create { name, password_stdin, role, pin, fl } => {
-            let password = secret("password for the new user: ", password_stdin)?;
-            let mut body = json!({"name": name, "password": password});
+            let prompts: &[&str] = if pin { &["password for the new user: ", "PIN for the new user: "] } else { &["password for the new user: "] };
+            let mut given = secrets(prompts, password_stdin)?.into_iter();
+            let mut body = json!({"name": name, "password": given.next()});
             put(&mut body, "role", role);
-            put(&mut body, "pin", pin);
+            put(&mut body, "pin", given.next());
             put(&mut body, "fl", fl);
             let r = client.call(Method::POST, "/users", &[], Some(&body)).await?;
             r.typed::<UserInfo>()?;
             output::show(out, &r)
         }
         UserCmd::List => shown::<Vec<UserInfo>>(client, out, Method::GET, "/users", &[], None).await,
-        UserCmd::Update { id, role, fl, password, password_stdin } => {
+        UserCmd::Update { id, role, fl, password, pin, remove_pin, password_stdin } => {
             let mut body = json!({});
             put(&mut body, "role", role);
             put(&mut body, "fl", fl);
-            if password || password_stdin {
-                body["password"] = json!(secret("new password: ", password_stdin)?);
+            let mut prompts = Vec::new();
+            if password || (password_stdin && !pin) {
+                prompts.push("new password: ");
+            }
+            if pin {
+                prompts.push("new PIN: ");
+            }
+            let mut given = secrets(&prompts, password_stdin)?.into_iter();
+            if prompts.first() == Some(&"new password: ") {
+                body["password"] = json!(given.next());
+            }
+            if pin {
+                body["pin"] = json!(given.next());
+            }
+            if remove_pin {
+                body["pin"] = Value::Null;
             }
             send(client, out, Method::PATCH, &format!("/users/{}", seg(&id)), Some(body), "user updated").await
         }

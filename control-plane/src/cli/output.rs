@@ -39,6 +39,15 @@ pub fn done(output: Output, what: &str) {
     }
 }
 
+/// A field's cell: times (`at` and every `...At` field, ms since the epoch) as UTC dates
+/// for people; JSON output keeps the numbers.
+fn field_cell(key: &str, v: &Value) -> String {
+    match v.as_i64() {
+        Some(ms) if (key == "at" || key.ends_with("At")) && ms >= 1_000_000_000_000 => crate::tokens::keys::iso_utc(ms),
+        _ => cell(v),
+    }
+}
+
 fn cell(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
@@ -68,7 +77,7 @@ fn rows(items: &[Value]) -> Table {
     } else {
         table.set_header(columns.clone());
         for item in items {
-            table.add_row(columns.iter().map(|c| item.get(c).map(cell).unwrap_or_default()).collect::<Vec<_>>());
+            table.add_row(columns.iter().map(|c| item.get(c).map(|v| field_cell(c, v)).unwrap_or_default()).collect::<Vec<_>>());
         }
     }
     table
@@ -86,7 +95,7 @@ pub fn render(value: &Value) -> String {
             if let [(name, Value::Array(items))] = arrays.as_slice() {
                 let mut text = if items.is_empty() { "(none)".to_owned() } else { rows(items).to_string() };
                 for (k, v) in map.iter().filter(|(k, _)| k != name) {
-                    text.push_str(&format!("\n{k}: {}", cell(v)));
+                    text.push_str(&format!("\n{k}: {}", field_cell(k, v)));
                 }
                 return text;
             }
@@ -94,10 +103,23 @@ pub fn render(value: &Value) -> String {
             table.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
             table.set_header(vec!["field", "value"]);
             for (k, v) in map {
-                table.add_row(vec![k.clone(), cell(v)]);
+                table.add_row(vec![k.clone(), field_cell(k, v)]);
             }
             table.to_string()
         }
         other => cell(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_show_as_utc_dates_and_other_numbers_stay() {
+        let text = render(&serde_json::json!([{"at": 1_796_395_818_411_i64, "expiresAt": 1_796_395_818_000_i64, "count": 1_796_395_818_411_i64, "fl": -1}]));
+        assert!(text.contains("2026-12-04T") && text.contains("Z"), "{text}");
+        assert!(text.contains("1796395818411"), "a non-time field keeps its number: {text}");
+        assert!(!text.contains("1796395818000"), "{text}");
     }
 }

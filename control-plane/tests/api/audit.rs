@@ -14,6 +14,7 @@ each_db!(
     audit_pages_filters_and_tails,
     security_audit_is_for_admins_and_refuses_bad_queries,
     audit_entry_exists_exactly_when_its_change_does,
+    audit_entries_are_kept_for_the_retention_period,
 );
 
 fn tok(v: &Value) -> &str {
@@ -312,4 +313,26 @@ async fn audit_entry_exists_exactly_when_its_change_does(app: TestApp) {
     let after = log(&app, t).await;
     assert_eq!(after.len(), before + 1);
     assert_eq!(after.last().unwrap()["detail"]["name"], "durable");
+}
+
+async fn audit_entries_are_kept_for_the_retention_period(app: TestApp) {
+    let admin = app.admin_token(None, None).await;
+    let t = tok(&admin);
+    for name in ["old", "recent"] {
+        assert_eq!(app.child(t, &json!({"name": name})).await.status, StatusCode::OK);
+    }
+    let keep_days = tokengate_control_plane::config::DEFAULT_AUDIT_KEEP_DAYS;
+    let day = 86_400_000_i64;
+    let now = now_ms();
+    // Everything but "recent" is moved past the retention period; "recent" to just inside it.
+    sqlx::query("UPDATE audit_log SET at = $1 WHERE detail NOT LIKE '%\"recent\"%'")
+        .bind(now - (keep_days as i64 + 1) * day)
+        .execute(&app.state.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_log SET at = $1 WHERE detail LIKE '%\"recent\"%'").bind(now - (keep_days as i64 - 1) * day).execute(&app.state.pool).await.unwrap();
+    tokengate_control_plane::sweep_once(&app.state, now).await.unwrap();
+    let left = log(&app, t).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["detail"]["name"], "recent");
 }

@@ -18,6 +18,7 @@ each_db!(
     cli_vouchers_and_users,
     cli_exit_codes_name_the_api_code_and_never_print_the_token,
     cli_audit_filters_pages_and_follows,
+    security_cli_speaks_https_and_trusts_only_the_given_ca,
 );
 
 struct Run {
@@ -227,8 +228,17 @@ async fn cli_credentials_flag_over_env_over_file_and_pin_login(app: TestApp) {
     assert_eq!(r.code, 0, "{}", r.stderr);
 
     // A user with a PIN logs in with it.
-    let r = cli(c, &["--output", "json", "user", "create", "pat", "--pin", "482913", "--password-stdin"], "pat's long password\n").await;
+    // The PIN is never an argument (it would stay in the shell history): asked like the
+    // password, or the second line of stdin.
+    let r = cli(c, &["user", "create", "pat", "--pin", "482913", "--password-stdin"], "pat's long password\n").await;
+    assert_eq!(r.code, 2, "a PIN as an argument must be refused: {}", r.stderr);
+    let r = cli(c, &["user", "create", "pat", "--pin", "--password-stdin"], "pat's long password\n").await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("empty PIN for the new user"), "{}", r.stderr);
+    let r = cli(c, &["--output", "json", "user", "create", "pat", "--pin", "--password-stdin"], "pat's long password\n482913\n").await;
     assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains("482913"), "{}", r.stdout);
+    let pat_id = serde_json::from_str::<Value>(&r.stdout).unwrap()["id"].as_str().unwrap().to_owned();
     let other = tempfile::tempdir().unwrap();
     let r = cli(other.path(), &["--endpoint", &app.base, "login", "--user", "pat", "--pin", "--password-stdin"], "482913\n").await;
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -238,6 +248,15 @@ async fn cli_credentials_flag_over_env_over_file_and_pin_login(app: TestApp) {
     let r = cli(other.path(), &["--endpoint", &app.base, "login", "--user", "pat", "--pin", "--password-stdin"], "000000\n").await;
     assert_eq!(r.code, 4, "{}", r.stderr);
     assert!(r.stderr.contains("wrong_credentials"), "{}", r.stderr);
+    // A new PIN, then none.
+    let r = cli(c, &["user", "update", &pat_id, "--pin", "--password-stdin"], "135790\n").await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = cli(other.path(), &["--endpoint", &app.base, "login", "--user", "pat", "--pin", "--password-stdin"], "135790\n").await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = cli(c, &["user", "update", &pat_id, "--remove-pin"], "").await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = cli(other.path(), &["--endpoint", &app.base, "login", "--user", "pat", "--pin", "--password-stdin"], "135790\n").await;
+    assert_eq!(r.code, 4, "{}", r.stderr);
 }
 
 async fn cli_networks_sessions_proxies_keys_explain_and_token_update(app: TestApp) {
@@ -357,4 +376,56 @@ async fn cli_audit_filters_pages_and_follows(app: TestApp) {
     let _ = child.kill();
     let _ = child.wait();
     assert!(seen.contains("followed-token"), "audit --follow did not show the new entry: {seen}");
+}
+
+/// The control plane served over TLS (its own listener, certificates from
+/// scripts/gen-tls.sh): the CLI trusts it with --ca-cert, and refuses it without, saying
+/// what to do.
+async fn security_cli_speaks_https_and_trusts_only_the_given_ca(app: TestApp) {
+    let certs = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/gen-tls.sh");
+    for dir in ["tls", "other"] {
+        let out = Command::new("sh").arg(&script).arg(certs.path().join(dir)).output().unwrap();
+        assert!(out.status.success(), "gen-tls.sh: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let tls = certs.path().join("tls");
+    let config = tokengate_control_plane::http::tls::server_config(&tls.join("cp.pem"), &tls.join("cp.key")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // As main.rs does: through `tap_io`, for which axum provides the peer as `ConnectInfo`.
+    let listener = axum::serve::ListenerExt::tap_io(tokengate_control_plane::http::tls::TlsListener::new(listener, config).unwrap(), |_| {});
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(tokengate_control_plane::serve(app.state.clone(), listener, async move {
+        let _ = stopped.await;
+    }));
+    let endpoint = format!("https://127.0.0.1:{port}");
+    let ca = tls.join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let config_dir = tempfile::tempdir().unwrap();
+    let c = config_dir.path();
+
+    // Without the CA (not in the system's roots): exit 5 and the way out.
+    let r = cli(c, &["--endpoint", &endpoint, "login", "--user", ADMIN, "--password-stdin"], &format!("{ADMIN_PASSWORD}\n")).await;
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("--ca-cert"), "{}", r.stderr);
+    // Another CA is refused the same way.
+    let other = certs.path().join("other/ca.pem");
+    let r = cli(c, &["--endpoint", &endpoint, "--ca-cert", other.to_str().unwrap(), "login", "--user", ADMIN, "--password-stdin"], &format!("{ADMIN_PASSWORD}\n")).await;
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    // A file that is no certificate is a usage error.
+    let r = cli(c, &["--endpoint", &endpoint, "--ca-cert", script.to_str().unwrap(), "token", "list"], "").await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    // With it: login saves the endpoint and the CA; later commands need neither flag.
+    let r = cli(c, &["--endpoint", &endpoint, "--ca-cert", ca, "login", "--user", ADMIN, "--password-stdin", "--save-endpoint"], &format!("{ADMIN_PASSWORD}\n")).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = cli(c, &["--output", "json", "token", "list"], "").await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(serde_json::from_str::<Value>(&r.stdout).unwrap().is_array(), "{}", r.stdout);
+    let saved = std::fs::read_to_string(c.join("tokengate/config.toml")).unwrap();
+    assert!(saved.contains("ca_cert") && saved.contains("https://127.0.0.1"), "{saved}");
+    // TOKENGATE_CA_CERT works too.
+    let r = cli_env(c, &["--endpoint", &endpoint, "token", "list"], "", &[("TOKENGATE_CA_CERT", ca)]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
 }

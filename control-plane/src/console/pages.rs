@@ -624,7 +624,7 @@ async fn users_page(c: &Console, mut list: Vec<Flash>) -> Response {
                                 td { span class=(format!("tree depth-{}", depth.min(&6))) { @if *depth > 0 { span.branch { "└ " } } strong { (u.nm) } } br; span.muted.small { (short(&u.id)) @if let Some(p) = name_of(&u.crt) { " · under " (p) } } }
                                 td { span.badge.badge-strong[u.role == "admin"] { (u.role) } }
                                 td { (flags(Some(u.fl))) }
-                                td { (yes_no(u.pin, "set", "none")) }
+                                td { @if u.pin { span.badge.badge-ok { "set" } } @else { span.muted { "—" } } }
                                 td { @if let Some(m) = u.prp.as_object() { @for (k, v) in m { span.kv { (k) "=" (v.as_str().map_or_else(|| v.to_string(), str::to_owned)) } " " } } }
                                 td { (when(u.ct.saturating_mul(1000))) }
                                 td { (when_opt(u.ld.map(|s| s.saturating_mul(1000)))) }

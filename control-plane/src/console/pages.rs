@@ -386,6 +386,13 @@ fn properties_text(prp: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// The API call `method` on `path` with the form's `id` field in place of `{id}`: the
+/// row actions (revoke, delete, end, rename).
+async fn on_id(c: &Console, form: &super::Form, method: Method, path: &str, body: Option<&Value>) -> Result<super::Answer, Problem> {
+    let id = id_field(form, "id")?;
+    Ok(c.api(method, &path.replace("{id}", id), body).await)
+}
+
 fn id_field<'f>(form: &'f super::Form, name: &str) -> Result<&'f str, Problem> {
     form.text(name)
         .filter(|id| id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')))
@@ -570,11 +577,8 @@ async fn token_update(Post { console: c, form }: Post) -> Response {
 }
 
 async fn token_revoke(Post { console: c, form }: Post) -> Response {
-    let result = async {
-        let id = id_field(&form, "id")?;
-        c.api(Method::DELETE, &format!("/tokens/{id}?wait={REVOKE_WAIT_MS}"), None).await.json::<Propagation>()
-    }
-    .await;
+    let path = format!("/tokens/{{id}}?wait={REVOKE_WAIT_MS}");
+    let result = on_id(&c, &form, Method::DELETE, &path, None).await.and_then(|a| a.json::<Propagation>());
     let own = form.get("id") == Some(c.token_id.as_str());
     let flash = outcome(result, |p| format!("Token revoked with its descendants: {} (version {}).", enforced(&p.proxies), p.version));
     if own && flash.kind == Kind::Ok {
@@ -759,11 +763,7 @@ async fn user_update(Post { console: c, form }: Post) -> Response {
 }
 
 async fn user_delete(Post { console: c, form }: Post) -> Response {
-    let result = async {
-        let id = id_field(&form, "id")?;
-        c.api(Method::DELETE, &format!("/users/{id}"), None).await.done()
-    }
-    .await;
+    let result = on_id(&c, &form, Method::DELETE, "/users/{id}", None).await.and_then(|a| a.done());
     let flash = outcome(result, |()| "User deleted, with the users under it; their tokens are revoked.".to_owned());
     users_page(&c, vec![flash]).await
 }
@@ -807,11 +807,7 @@ async fn sessions_page(c: &Console, mut list: Vec<Flash>) -> Response {
 }
 
 async fn session_end(Post { console: c, form }: Post) -> Response {
-    let result = async {
-        let id = id_field(&form, "id")?;
-        c.api(Method::DELETE, &format!("/sessions/{id}"), None).await.done()
-    }
-    .await;
+    let result = on_id(&c, &form, Method::DELETE, "/sessions/{id}", None).await.and_then(|a| a.done());
     let flash = outcome(result, |()| "Session ended; every proxy refuses it.".to_owned());
     sessions_page(&c, vec![flash]).await
 }
@@ -934,16 +930,8 @@ async fn voucher_delete(Post { console: c, form }: Post) -> Response {
 }
 
 async fn voucher_end(c: Console, form: super::Form, delete: bool) -> Response {
-    let result = async {
-        let id = id_field(&form, "id")?;
-        let answer = if delete {
-            c.api(Method::DELETE, &format!("/vouchers/{id}"), None).await
-        } else {
-            c.api(Method::POST, &format!("/vouchers/{id}/revoke"), None).await
-        };
-        answer.json::<VoucherRevoked>()
-    }
-    .await;
+    let (method, path) = if delete { (Method::DELETE, "/vouchers/{id}") } else { (Method::POST, "/vouchers/{id}/revoke") };
+    let result = on_id(&c, &form, method, path, None).await.and_then(|a| a.json::<VoucherRevoked>());
     let flash = outcome(result, |r| {
         let what = if delete { "deleted" } else { "revoked" };
         match &r.proxies {
@@ -1033,22 +1021,14 @@ async fn network_create(Post { console: c, form }: Post) -> Response {
 }
 
 async fn network_rename(Post { console: c, form }: Post) -> Response {
-    let result = async {
-        let id = id_field(&form, "id")?;
-        let body = json!({"name": form.text("name").unwrap_or_default()});
-        c.api(Method::PATCH, &format!("/networks/{id}"), Some(&body)).await.json::<NetworkInfo>()
-    }
-    .await;
+    let body = json!({"name": form.text("name").unwrap_or_default()});
+    let result = on_id(&c, &form, Method::PATCH, "/networks/{id}", Some(&body)).await.and_then(|a| a.json::<NetworkInfo>());
     let flash = outcome(result, |n| format!("Network {} renamed to “{}”.", n.id, n.name));
     networks_page(&c, vec![flash]).await
 }
 
 async fn network_delete(Post { console: c, form }: Post) -> Response {
-    let result = async {
-        let id = id_field(&form, "id")?;
-        c.api(Method::DELETE, &format!("/networks/{id}"), None).await.json::<VoucherRevoked>()
-    }
-    .await;
+    let result = on_id(&c, &form, Method::DELETE, "/networks/{id}", None).await.and_then(|a| a.json::<VoucherRevoked>());
     let flash = outcome(result, |r| match &r.proxies {
         Some(p) if r.revoked_activations > 0 => format!("Network deleted; {} activations revoked, {}.", r.revoked_activations, enforced(p)),
         _ => "Network deleted.".to_owned(),

@@ -332,6 +332,26 @@ async fn console_pages_render(app: TestApp) {
     assert_eq!((kim_now["pin"].clone(), kim_now["prp"]["language"].clone()), (serde_json::json!(true), serde_json::json!("ru")));
     let r = b.get("/console/tokens/edit?id=000000000000000000000000").await;
     assert!(r.text.contains("No such live token."), "{}", r.text);
+    // The row actions: rename and delete a network, revoke and delete a voucher, end a
+    // session, delete a user.
+    let r = b.post("/console/networks/rename", &[("csrf", &csrf), ("id", "cafe-1"), ("name", "Cafe, terrace")]).await;
+    assert!(r.text.contains("renamed to “Cafe, terrace”"), "{}", r.text);
+    let vouchers = app.get("/api/v1/vouchers", &admin).await.body;
+    let ids: Vec<String> = vouchers["vouchers"].as_array().unwrap().iter().map(|v| v["id"].as_str().unwrap().to_owned()).collect();
+    let r = b.post("/console/vouchers/revoke", &[("csrf", &csrf), ("id", &ids[0])]).await;
+    assert!(r.text.contains("Voucher revoked."), "{}", r.text);
+    let r = b.post("/console/vouchers/delete", &[("csrf", &csrf), ("id", &ids[1])]).await;
+    assert!(r.text.contains("Voucher deleted."), "{}", r.text);
+    let r = b.post("/console/networks/delete", &[("csrf", &csrf), ("id", "cafe-1")]).await;
+    assert!(r.text.contains("Network deleted."), "{}", r.text);
+    let session = app.post("/api/v1/token/login", None, &serde_json::json!({"token": admin})).await.body["_id"].as_str().unwrap().to_owned();
+    let r = b.get("/console/sessions").await;
+    assert!(r.text.contains(&format!("data-id=\"{session}\"")), "{}", r.text);
+    let r = b.post("/console/sessions/end", &[("csrf", &csrf), ("id", &session)]).await;
+    assert!(r.text.contains("Session ended"), "{}", r.text);
+    assert!(!r.text.contains(&format!("data-id=\"{session}\"")), "{}", r.text);
+    let r = b.post("/console/users/delete", &[("csrf", &csrf), ("id", &kim)]).await;
+    assert!(r.text.contains("User deleted"), "{}", r.text);
     let r = b.post("/console/explain", &[("csrf", &csrf), ("request", "GET /api/v1/objects/1")]).await;
     assert!(r.text.contains("data-allowed=\"true\""), "{}", r.text);
     let r = b.post("/console/keys/rotate", &[("csrf", &csrf)]).await;

@@ -125,6 +125,12 @@ impl Staged {
         if self.count > MAX_STAGED {
             return Err(SyncError::Failed(format!("a snapshot of more than {MAX_STAGED} revocations is refused")));
         }
+        // Grown by what this part brings (ids spread evenly), not doubled: the VM's peak
+        // memory is what it keeps.
+        let per_bucket = (revoked.len() + records.len() / revocation::RECORD_BYTES) / shared::REV_BUCKETS;
+        for b in &mut self.buckets {
+            b.reserve_exact(per_bucket + per_bucket / 8 + 16);
+        }
         for r in revoked.iter().map(|r| revocation::record(&revocation::id_key(&r.jti), r.exp)).chain(bin) {
             self.buckets[revocation::bucket_of(&revocation::record_key(&r))].push(r);
         }
@@ -407,7 +413,7 @@ impl Syncer {
         for r in &resp.revoked {
             let key = revocation::id_key(&r.jti);
             let i = revocation::bucket_of(&key);
-            self.buckets[i].push(revocation::record(&key, r.exp));
+            revocation::push(&mut self.buckets[i], revocation::record(&key, r.exp));
             (self.dirty_rev[i], self.unsorted[i]) = (true, true);
             if !resp.snapshot && self.synced {
                 self.journal.push_back(JournalEntry { v: resp.version, jti: r.jti.clone(), exp: r.exp, amend: None, session: None });

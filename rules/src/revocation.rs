@@ -7,8 +7,8 @@
 //! 96 bits (FNV-1a 128, truncated), where a collision could only refuse a token, never
 //! admit one. An expiry past 2106 is kept as `u32::MAX` (longer, never shorter).
 //!
-//! Records are spread over [`BUCKETS`] buckets by the key's first byte (ids are random)
-//! and each bucket is kept sorted by key, so a lookup is a binary search and a bucket's
+//! Records are spread over [`BUCKETS`] buckets by a hash of the key and each bucket is
+//! kept sorted by key, so a lookup is a binary search and a bucket's
 //! bytes go to shared data and back without a parse.
 //!
 //! Live sessions (seed 003) still use the hashed [`IdSet`]: they are added *and* removed
@@ -74,10 +74,11 @@ pub fn key_hex(key: &IdKey) -> String {
     out
 }
 
-/// The bucket of a key: its first byte's top 6 bits, so the buckets in order hold the
-/// keys in order.
+/// The bucket of a key: the top 6 bits of its last 8 bytes times a large odd constant
+/// (Fibonacci hashing), so ids that share a prefix still spread evenly.
 pub fn bucket_of(key: &IdKey) -> usize {
-    usize::from(key[0] >> 2)
+    let low = u64::from_be_bytes([key[4], key[5], key[6], key[7], key[8], key[9], key[10], key[11]]);
+    (low.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize
 }
 
 pub fn record(key: &IdKey, exp: u64) -> Record {
@@ -99,7 +100,7 @@ pub fn record_exp(r: &Record) -> u64 {
 
 /// Whole records of `bytes`, or `None` when its length is not a multiple of 16.
 pub fn records(bytes: &[u8]) -> Option<impl Iterator<Item = Record> + '_> {
-    if bytes.len() % RECORD_BYTES != 0 {
+    if !bytes.len().is_multiple_of(RECORD_BYTES) {
         return None;
     }
     Some(bytes.chunks_exact(RECORD_BYTES).map(|c| {
@@ -125,6 +126,15 @@ pub fn normalize(bucket: &mut Vec<Record>) {
             }
         });
     }
+}
+
+/// Appends a record, growing the bucket by an eighth when full rather than doubling it:
+/// buckets are long-lived and Wasm memory never shrinks.
+pub fn push(bucket: &mut Vec<Record>, r: Record) {
+    if bucket.len() == bucket.capacity() {
+        bucket.reserve_exact(bucket.len() / 8 + 16);
+    }
+    bucket.push(r);
 }
 
 /// The expiry recorded for `key` in a sorted bucket.
@@ -198,7 +208,7 @@ impl RevocationSet {
         let mut touched = [false; BUCKETS];
         for (key, exp) in self.recent.drain() {
             let i = bucket_of(&key);
-            self.buckets[i].push(record(&key, exp));
+            push(&mut self.buckets[i], record(&key, exp));
             touched[i] = true;
         }
         for (b, t) in self.buckets.iter_mut().zip(touched) {
@@ -311,6 +321,15 @@ mod tests {
         // The key of a hashed id, spelt as hex, is the same key (journal entries).
         let k = id_key("not-hex");
         assert_eq!(id_key(&key_hex(&k)), k);
+    }
+
+    #[test]
+    fn buckets_spread_sequential_and_random_ids() {
+        let mut counts = [0usize; BUCKETS];
+        for i in 0..64_000u64 {
+            counts[bucket_of(&id_key(&format!("{i:024x}")))] += 1;
+        }
+        assert!(counts.iter().all(|c| (700..1300).contains(c)), "{counts:?}");
     }
 
     #[test]

@@ -19,6 +19,10 @@
 //! older than the change log keeps, yields a snapshot. Every answer carries the whole
 //! public key set (a handful of keys), so key rotation needs no delta of its own.
 //! Fields are only ever added; a proxy ignores fields it does not know.
+//!
+//! With `format=bin` (issue 14) snapshot parts come as a [`BinaryAnswer`]: the same answer
+//! as JSON without `revoked`, then every revocation as a 16-byte record
+//! ([`crate::revocation::Record`]); [`decode_answer`] reads either form.
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};

@@ -137,9 +137,47 @@ pub fn push(bucket: &mut Vec<Record>, r: Record) {
     bucket.push(r);
 }
 
+/// The key's 96 bits as a number (keys sort as these numbers).
+fn key_value(k: &[u8]) -> u128 {
+    let mut b = [0u8; 16];
+    b[4..].copy_from_slice(&k[..KEY_BYTES]);
+    u128::from_be_bytes(b)
+}
+
 /// The expiry recorded for `key` in a sorted bucket.
+///
+/// Ids are random, so a bucket's keys are spread evenly between its first and last: a
+/// few interpolation steps land next to the key (about 3 probes in a bucket of 16k, where
+/// a binary search makes 14, each a cache miss in a 16 MB set), then a binary search
+/// finishes in what is left. Skewed keys only cost the steps back.
 pub fn find(bucket: &[Record], key: &IdKey) -> Option<u64> {
-    bucket.binary_search_by(|r| r[..KEY_BYTES].cmp(&key[..])).ok().map(|i| record_exp(&bucket[i]))
+    let k = key_value(key);
+    let (mut lo, mut hi) = (0usize, bucket.len());
+    for _ in 0..4 {
+        if hi - lo < 16 {
+            break;
+        }
+        let (first, last) = (key_value(&bucket[lo]), key_value(&bucket[hi - 1]));
+        if k < first || k > last {
+            return None;
+        }
+        if first == last {
+            break;
+        }
+        // (k - first) < 2^96 and the span < 2^32: the product fits.
+        let pos = lo + ((k - first) * (hi - 1 - lo) as u128 / (last - first)) as usize;
+        let v = key_value(&bucket[pos]);
+        if v == k {
+            return Some(record_exp(&bucket[pos]));
+        }
+        if v < k {
+            lo = pos + 1;
+        } else {
+            hi = pos;
+        }
+    }
+    let rest = &bucket[lo..hi];
+    rest.binary_search_by(|r| r[..KEY_BYTES].cmp(&key[..])).ok().map(|i| record_exp(&rest[i]))
 }
 
 /// A worker's revoked ids: the sorted buckets as the sync service published them, plus
@@ -352,6 +390,41 @@ mod tests {
         assert_eq!(v, vec![record(&b, 1), record(&a, 9)]);
         assert_eq!(find(&v, &a), Some(9));
         assert_eq!(find(&v, &id_key("c")), None);
+    }
+
+    #[test]
+    fn find_agrees_with_a_plain_search_on_even_and_skewed_keys() {
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for skew in [0u32, 40, 90] {
+            let mut keys: Vec<IdKey> = (0..5000)
+                .map(|_| {
+                    let v = (u128::from(next()) << 32 | u128::from(next() >> 32)) >> skew;
+                    let mut k = [0u8; KEY_BYTES];
+                    k.copy_from_slice(&v.to_be_bytes()[4..]);
+                    k
+                })
+                .collect();
+            keys.push([0; KEY_BYTES]);
+            keys.push([0xff; KEY_BYTES]);
+            let mut bucket: Vec<Record> = keys.iter().map(|k| record(k, 9)).collect();
+            normalize(&mut bucket);
+            for (i, k) in keys.iter().enumerate() {
+                assert_eq!(find(&bucket, k), Some(9), "skew {skew}");
+                let mut other = *k;
+                other[KEY_BYTES - 1] ^= 1 + (i as u8 & 3);
+                let plain = bucket.binary_search_by(|r| r[..KEY_BYTES].cmp(&other[..])).ok().map(|_| 9);
+                assert_eq!(find(&bucket, &other), plain, "skew {skew}");
+            }
+            for n in 0..20 {
+                assert_eq!(find(&bucket[..n], &keys[0]), bucket[..n].iter().position(|r| record_key(r) == keys[0]).map(|_| 9));
+            }
+        }
     }
 
     #[test]

@@ -435,22 +435,7 @@ mem_point() { # label cp_port expected: RSS of the tokengate Envoy synced with t
 # `tokens` and `changes`, version bumped), as the API would leave them: the 1M point
 # would take about 15 minutes through the API.
 seed_revocations() { # db n
-    python3 - "$1" "$2" <<'EOF'
-import sqlite3, sys, time, os
-db, n = sys.argv[1], int(sys.argv[2])
-c = sqlite3.connect(db)
-acc, user = c.execute("SELECT account_id, id FROM users LIMIT 1").fetchone()
-now = int(time.time() * 1000)
-exp = now + 7 * 86400 * 1000
-v = c.execute("SELECT version FROM sync_state WHERE id = 1").fetchone()[0]
-rows = [(os.urandom(12).hex(),) for _ in range(n)]
-c.executemany(f"INSERT INTO tokens (id, account_id, user_id, issued_at, not_before, expires_at, revoked_at) "
-              f"VALUES (?, '{acc}', '{user}', {now}, {now}, {exp}, {now})", rows)
-c.executemany("INSERT INTO changes (version, kind, token_id, expires_at, created_at) VALUES (?, 'revoke', ?, ?, ?)",
-              [(v + i + 1, rows[i][0], exp, now) for i in range(n)])
-c.execute("UPDATE sync_state SET version = ? WHERE id = 1", (v + n,))
-c.commit()
-EOF
+    python3 "$BENCH/seed.py" revocations "$1" "$2"
 }
 
 # Seeds `n` live seed-003 sessions straight into a control-plane SQLite database (rows

@@ -99,7 +99,8 @@ pub struct Config {
     pub sync_recheck_ms: u64,
     /// Serve `GET /metrics` (Prometheus text, no authentication).
     pub metrics: bool,
-    /// Revocations per snapshot part (`TOKENGATE_SNAPSHOT_PAGE`).
+    /// Revocations per JSON snapshot part (`TOKENGATE_SNAPSHOT_PAGE`); a binary part
+    /// (`format=bin`) holds `rules::sync::BINARY_PAGE_FACTOR` times as many.
     pub snapshot_page: u64,
     /// The most keys a rotation may leave published (`TOKENGATE_MAX_KEYS`, at least 2).
     pub max_keys: u64,

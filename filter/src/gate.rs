@@ -12,7 +12,7 @@ use hashbrown::HashMap;
 use sha2::{Digest, Sha256};
 use tokengate_rules::denial::{bearer_unchecked, valid_token68};
 use tokengate_rules::path::{query_has_access_token, split};
-use tokengate_rules::revocation::RevocationSet;
+use tokengate_rules::revocation::{IdSet, RevocationSet};
 use tokengate_rules::device::{normalize as normalize_device, peer_ip};
 use tokengate_rules::route::{admits_kind, authorize, Refusal, Rights};
 use tokengate_rules::sync::{Amendment, PublicKey};
@@ -94,7 +94,7 @@ pub struct Worker {
     keys: KeySet,
     revoked: RevocationSet,
     /// Live sessions (seed 003): a session token passes only while its id is here.
-    sessions: RevocationSet,
+    sessions: IdSet,
     amendments: HashMap<Box<str>, Amendment>,
     cache: HashMap<Box<[u8]>, Rc<Verified>>,
     last_prune_ms: u64,
@@ -135,7 +135,7 @@ impl Worker {
             meta: None,
             keys: KeySet::new(),
             revoked: RevocationSet::new(),
-            sessions: RevocationSet::new(),
+            sessions: IdSet::new(),
             amendments: HashMap::new(),
             cache: HashMap::new(),
             last_prune_ms: 0,
@@ -453,7 +453,14 @@ impl Worker {
     }
 
     fn reload_revocations(&mut self, host: &dyn Host) {
-        load_id_buckets(host, &mut self.revoked, shared::REV_BUCKETS, shared::bucket_key);
+        self.revoked.clear();
+        for i in 0..shared::REV_BUCKETS {
+            // The bucket's bytes are the set's records: copied, never parsed.
+            let bytes = host.get_shared(&shared::bucket_key(i)).unwrap_or_default();
+            if !self.revoked.load_bucket(i, &bytes) {
+                host.log(Level::Warn, &format!("tokengate: {} is not whole sorted records; the whole ones are enforced", shared::bucket_key(i)));
+            }
+        }
         load_id_buckets(host, &mut self.sessions, shared::SESS_BUCKETS, shared::sess_key);
         self.amendments.clear();
         for i in 0..shared::AMEND_BUCKETS {
@@ -490,9 +497,9 @@ impl Worker {
     }
 }
 
-/// Replaces `set` with the `jti exp` lines of the `n` shared buckets `key(0..n)`
-/// (revocations, live sessions).
-fn load_id_buckets(host: &dyn Host, set: &mut RevocationSet, n: usize, key: fn(usize) -> String) {
+/// Replaces `set` with the `jti exp` lines of the `n` shared buckets `key(0..n)` (live
+/// sessions).
+fn load_id_buckets(host: &dyn Host, set: &mut IdSet, n: usize, key: fn(usize) -> String) {
     set.clear();
     for i in 0..n {
         if let Some(bytes) = host.get_shared(&key(i)) {

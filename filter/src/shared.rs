@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `tokengate/meta` | sync | [`Meta`], 32 bytes |
 //! | `tokengate/keys` | sync | JSON list of public keys |
-//! | `tokengate/rev/<0..63>` | sync | revocation bucket: lines `jti exp` |
+//! | `tokengate/rev/<0..63>` | sync | revocation bucket: 16-byte records sorted by key (`rules::revocation`) |
 //! | `tokengate/amend/<0..15>` | sync | amendment bucket: JSON list of [`Amendment`]s |
 //! | `tokengate/sess/<0..63>` | sync | live-session bucket: lines `jti exp` |
 //! | `tokengate/journal` | sync | JSON [`Journal`]: the latest revocations, amendments and session changes |
@@ -21,7 +21,8 @@ use tokengate_rules::{Claims, TokenKind};
 pub const META_KEY: &str = "tokengate/meta";
 pub const KEYS_KEY: &str = "tokengate/keys";
 pub const JOURNAL_KEY: &str = "tokengate/journal";
-pub const REV_BUCKETS: usize = 64;
+/// Revocation buckets, by `rules::revocation::bucket_of` of the id's key.
+pub const REV_BUCKETS: usize = tokengate_rules::revocation::BUCKETS;
 /// The shared queue workers put token use on (`<jti> <ms>`); the sync service drains it.
 pub const USAGE_QUEUE: &str = "tokengate/usage";
 /// The `vm_id` the gate and the sync service share (see envoy/envoy.yaml).
@@ -53,7 +54,8 @@ pub fn claims_key(slot: u32) -> String {
     format!("tokengate/claims/{slot}")
 }
 
-/// FNV-1a, to spread `jti`s over the buckets (ids are random; no adversary picks them).
+/// FNV-1a, to spread `jti`s over the session and amendment buckets (ids are random; no
+/// adversary picks them). Revocations are bucketed by their key instead.
 pub fn bucket_of(jti: &str) -> usize {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in jti.bytes() {

@@ -4,7 +4,8 @@
 use std::collections::VecDeque;
 
 use hashbrown::HashMap;
-use tokengate_rules::sync::{Amendment, ProxyKeys, PublicKey, SyncResponse, Usage, UsageReport, PROTOCOL, USAGE_PATH};
+use tokengate_rules::revocation::{self, Record};
+use tokengate_rules::sync::{Amendment, ProxyKeys, PublicKey, Revocation, SyncResponse, Usage, UsageReport, FORMAT_BINARY, PROTOCOL, USAGE_PATH};
 use tokengate_rules::token::{VerifyingKey, DEFAULT_LEEWAY_SECS};
 
 use crate::config::ControlPlaneConfig;
@@ -84,7 +85,10 @@ pub struct Syncer {
     meta: Meta,
     synced: bool,
     keys: Vec<PublicKey>,
-    buckets: Vec<HashMap<Box<str>, u64>>,
+    /// Revocations: per bucket, records sorted by key once `unsorted` is clear (16 bytes
+    /// an entry; the bucket's bytes are what shared data gets).
+    buckets: Vec<Vec<Record>>,
+    unsorted: [bool; shared::REV_BUCKETS],
     amendments: Vec<HashMap<Box<str>, Amendment>>,
     /// Live sessions: id -> end (s).
     sessions: Vec<HashMap<Box<str>, u64>>,
@@ -98,7 +102,40 @@ pub struct Syncer {
     /// `session_report_ms` when shorter (session use must arrive within it).
     pub usage_every_ms: u64,
     /// A snapshot arriving in parts: applied only once the last part is here.
-    staging: Option<SyncResponse>,
+    staging: Option<Staged>,
+}
+
+/// The parts of a snapshot received so far: the first part's answer (without its
+/// revocations) and every part's revocations, already bucketed as records.
+struct Staged {
+    first: SyncResponse,
+    buckets: Vec<Vec<Record>>,
+    count: usize,
+}
+
+impl Staged {
+    fn new(first: SyncResponse) -> Staged {
+        Staged { first, buckets: vec![Vec::new(); shared::REV_BUCKETS], count: 0 }
+    }
+
+    /// Adds a part's revocations: its JSON list and its binary records.
+    fn add(&mut self, revoked: &[Revocation], records: &[u8]) -> Result<(), SyncError> {
+        let bin = revocation::records(records).ok_or_else(|| SyncError::Failed("a snapshot part holds a partial record".into()))?;
+        self.count += revoked.len() + records.len() / revocation::RECORD_BYTES;
+        if self.count > MAX_STAGED {
+            return Err(SyncError::Failed(format!("a snapshot of more than {MAX_STAGED} revocations is refused")));
+        }
+        // Grown by what this part brings (ids spread evenly), not doubled: the VM's peak
+        // memory is what it keeps.
+        let per_bucket = (revoked.len() + records.len() / revocation::RECORD_BYTES) / shared::REV_BUCKETS;
+        for b in &mut self.buckets {
+            b.reserve_exact(per_bucket + per_bucket / 8 + 16);
+        }
+        for r in revoked.iter().map(|r| revocation::record(&revocation::id_key(&r.jti), r.exp)).chain(bin) {
+            self.buckets[revocation::bucket_of(&revocation::record_key(&r))].push(r);
+        }
+        Ok(())
+    }
 }
 
 /// Id buckets (`jti -> exp`: revocations, live sessions): drops the entries past their
@@ -147,7 +184,8 @@ impl Syncer {
             meta: Meta::default(),
             synced: false,
             keys: Vec::new(),
-            buckets: (0..shared::REV_BUCKETS).map(|_| HashMap::new()).collect(),
+            buckets: vec![Vec::new(); shared::REV_BUCKETS],
+            unsorted: [false; shared::REV_BUCKETS],
             amendments: (0..shared::AMEND_BUCKETS).map(|_| HashMap::new()).collect(),
             sessions: (0..shared::SESS_BUCKETS).map(|_| HashMap::new()).collect(),
             journal: VecDeque::new(),
@@ -211,7 +249,7 @@ impl Syncer {
     }
 
     pub fn revocations(&self) -> usize {
-        self.buckets.iter().map(HashMap::len).sum()
+        self.buckets.iter().map(Vec::len).sum()
     }
 
     pub fn amendments(&self) -> usize {
@@ -241,15 +279,22 @@ impl Syncer {
         // Before the first sync: ask for a snapshot and do not wait, so the gate opens as
         // soon as the control plane answers.
         let (since, wait) = if self.synced { (self.meta.version, self.cfg.wait_ms) } else { (0, 0) };
-        let path = match self.staging.as_ref().and_then(|s| s.next.as_deref()) {
+        // `format=bin`: snapshot parts come as 16-byte records (a control plane that
+        // predates it ignores the parameter and answers JSON, which is read as well).
+        let path = match self.staging.as_ref().and_then(|s| s.first.next.as_deref()) {
             // The next part of a snapshot: at once, from where the last part ended.
             Some(after) => format!(
-                "{}?since=0&wait_ms=0&after={after}&proxy={}&nonce={}",
+                "{}?since=0&wait_ms=0&after={after}&proxy={}&nonce={}&format={FORMAT_BINARY}",
                 tokengate_rules::sync::PATH,
                 self.cfg.proxy_id,
                 self.nonce
             ),
-            None => format!("{}?since={since}&wait_ms={wait}&proxy={}&nonce={}", tokengate_rules::sync::PATH, self.cfg.proxy_id, self.nonce),
+            None => format!(
+                "{}?since={since}&wait_ms={wait}&proxy={}&nonce={}&format={FORMAT_BINARY}",
+                tokengate_rules::sync::PATH,
+                self.cfg.proxy_id,
+                self.nonce
+            ),
         };
         let headers = vec![
             (":method", "GET".to_owned()),
@@ -276,8 +321,8 @@ impl Syncer {
             let why = if mac.is_none() { "it carries no MAC" } else { "its MAC does not match (forged, replayed or for another call)" };
             return Err(SyncError::Rejected(why.into()));
         }
-        let resp = serde_json::from_slice(body).map_err(|e| SyncError::Failed(format!("sync answer is not valid JSON: {e}")))?;
-        self.apply(host, resp)
+        let answer = tokengate_rules::sync::decode_answer(body).map_err(SyncError::Failed)?;
+        self.apply_with(host, answer.header, answer.records)
     }
 
     /// Takes one answer. A snapshot part with a `next` is kept aside (false: nothing
@@ -285,37 +330,52 @@ impl Syncer {
     /// the first part's version, so the following delta covers whatever was revoked while
     /// the parts arrived. On error nothing is published and the parts are dropped.
     pub fn apply(&mut self, host: &dyn Host, resp: SyncResponse) -> Result<bool, SyncError> {
+        self.apply_with(host, resp, &[])
+    }
+
+    /// As [`Syncer::apply`], with the answer's binary revocation records (`format=bin`).
+    fn apply_with(&mut self, host: &dyn Host, mut resp: SyncResponse, records: &[u8]) -> Result<bool, SyncError> {
         if resp.protocol != PROTOCOL {
             self.staging = None;
             return Err(SyncError::Failed(format!("sync protocol {} is not supported (want {PROTOCOL})", resp.protocol)));
         }
-        let resp = match self.staging.take() {
-            Some(mut first) => {
-                if !resp.snapshot {
-                    return Err(SyncError::Failed("a snapshot part was expected; starting the snapshot again".into()));
-                }
-                first.revoked.extend(resp.revoked);
-                first.keys = resp.keys;
-                first.next = resp.next;
-                first
+        if !resp.snapshot {
+            if self.staging.take().is_some() {
+                return Err(SyncError::Failed("a snapshot part was expected; starting the snapshot again".into()));
             }
-            None => resp,
+            // A delta's records (the control plane sends deltas as JSON) join its list,
+            // spelt as their key: the journal carries ids.
+            let rs = revocation::records(records).ok_or_else(|| SyncError::Failed("an answer holds a partial record".into()))?;
+            resp.revoked.extend(rs.map(|r| Revocation { jti: revocation::key_hex(&revocation::record_key(&r)), exp: revocation::record_exp(&r) }));
+            return self.publish(host, resp, None).map(|()| true);
+        }
+        let revoked = std::mem::take(&mut resp.revoked);
+        let mut staged = match self.staging.take() {
+            Some(mut staged) => {
+                staged.first.keys = std::mem::take(&mut resp.keys);
+                staged.first.next = resp.next.take();
+                staged
+            }
+            None => Staged::new(resp),
         };
-        if resp.snapshot && resp.next.is_some() {
-            if resp.revoked.len() > MAX_STAGED {
-                return Err(SyncError::Failed(format!("a snapshot of more than {MAX_STAGED} revocations is refused")));
-            }
-            self.staging = Some(resp);
+        staged.add(&revoked, records)?;
+        drop(revoked);
+        if staged.first.next.is_some() {
+            self.staging = Some(staged);
             return Ok(false);
         }
-        self.publish(host, resp).map(|()| true)
+        let Staged { first, buckets, .. } = staged;
+        self.publish(host, first, Some(buckets)).map(|()| true)
     }
 
     /// Applies one complete answer and publishes it. On error `meta` is not published:
     /// a rolled-back answer changes nothing; after a failed shared-data write the keys
     /// still owed are retried with the next answer (the call is repeated from the last
     /// published version), and workers keep the last complete version meanwhile.
-    fn publish(&mut self, host: &dyn Host, resp: SyncResponse) -> Result<(), SyncError> {
+    ///
+    /// A snapshot's revocations come in `snapshot` (bucketed records), a delta's in
+    /// `resp.revoked`.
+    fn publish(&mut self, host: &dyn Host, resp: SyncResponse, snapshot: Option<Vec<Vec<Record>>>) -> Result<(), SyncError> {
         if self.synced && resp.version < self.meta.version {
             // A rolled-back or replayed answer: never let a revocation be undone.
             self.rejected += 1;
@@ -331,9 +391,12 @@ impl Syncer {
             self.bump_keys_gen = true;
         }
         if resp.snapshot || !self.synced {
-            for b in &mut self.buckets {
-                b.clear();
-            }
+            // The old buckets go before the new ones are sorted: the VM's memory never
+            // shrinks, so its peak is what it keeps.
+            self.buckets = Vec::new();
+            self.buckets = snapshot.unwrap_or_else(|| vec![Vec::new(); shared::REV_BUCKETS]);
+            self.buckets.resize_with(shared::REV_BUCKETS, Vec::new);
+            self.unsorted = [true; shared::REV_BUCKETS];
             for b in &mut self.amendments {
                 b.clear();
             }
@@ -348,9 +411,10 @@ impl Syncer {
             self.bump_rev_gen = true;
         }
         for r in &resp.revoked {
-            let i = shared::bucket_of(&r.jti);
-            self.buckets[i].insert(r.jti.as_str().into(), r.exp);
-            self.dirty_rev[i] = true;
+            let key = revocation::id_key(&r.jti);
+            let i = revocation::bucket_of(&key);
+            revocation::push(&mut self.buckets[i], revocation::record(&key, r.exp));
+            (self.dirty_rev[i], self.unsorted[i]) = (true, true);
             if !resp.snapshot && self.synced {
                 self.journal.push_back(JournalEntry { v: resp.version, jti: r.jti.clone(), exp: r.exp, amend: None, session: None });
             }
@@ -391,7 +455,11 @@ impl Syncer {
         if now_ms.saturating_sub(self.last_prune_ms) > PRUNE_EVERY_MS {
             self.last_prune_ms = now_ms;
             let now = now_ms / 1000;
-            prune_id_buckets(&mut self.buckets, &mut self.dirty_rev, now);
+            for (i, b) in self.buckets.iter_mut().enumerate() {
+                let before = b.len();
+                b.retain(|r| revocation::record_exp(r).saturating_add(DEFAULT_LEEWAY_SECS) > now);
+                self.dirty_rev[i] |= b.len() != before;
+            }
             for (i, b) in self.amendments.iter_mut().enumerate() {
                 let before = b.len();
                 // Until the signed expiry: past its own `exp` the amendment is what
@@ -440,7 +508,16 @@ impl Syncer {
                 failed += u64::from(!ok);
             }
         }
-        failed += write_id_buckets(host, &self.buckets, &mut self.dirty_rev, shared::bucket_key);
+        for (i, b) in self.buckets.iter_mut().enumerate() {
+            if std::mem::take(&mut self.unsorted[i]) {
+                revocation::normalize(b);
+            }
+            if self.dirty_rev[i] {
+                let ok = host.set_shared(&shared::bucket_key(i), b.as_flattened());
+                self.dirty_rev[i] = !ok;
+                failed += u64::from(!ok);
+            }
+        }
         failed += write_id_buckets(host, &self.sessions, &mut self.dirty_sess, shared::sess_key);
         if self.dirty_keys {
             let ok = host.set_shared(shared::KEYS_KEY, &json(&self.keys)?);
@@ -490,7 +567,7 @@ mod tests {
     /// The nonce of the request the syncer would send now.
     fn nonce_of(s: &mut Syncer) -> String {
         let (path, _) = s.request(1_000);
-        path.split("nonce=").nth(1).unwrap().to_owned()
+        path.split("nonce=").nth(1).unwrap().split('&').next().unwrap().to_owned()
     }
 
     /// An answer as the control plane sends it: JSON and its MAC over `nonce`.
@@ -597,6 +674,52 @@ mod tests {
         assert_eq!(meta.version, 7);
     }
 
+    /// Issue 14: snapshot parts in binary (asked with `format=bin`), under the same MAC
+    /// as JSON, mixed with JSON parts (an older control plane), are published whole as
+    /// sorted 16-byte records that a worker loads without a parse.
+    #[test]
+    fn binary_snapshot_parts_are_published_as_sorted_records() {
+        use tokengate_rules::sync::encode_binary;
+        let host = FakeHost::at(1_000);
+        let mut s = Syncer::new(cfg());
+        let ids: Vec<String> = (0..1000u128).map(|i| format!("{:024x}", (i * 0x9e37_79b9_7f4a_7c15) & ((1 << 96) - 1))).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        assert!(s.request(1_000).0.ends_with("&format=bin"));
+        let mut first = resp(7, true, &refs[..600]);
+        first.next = Some("x".into());
+        let body = encode_binary(first).unwrap();
+        // The MAC covers the binary body exactly: one flipped bit of a record is refused.
+        let n1 = nonce_of(&mut s);
+        let mac1 = ProxyKeys::derive(SECRET.as_bytes()).answer_mac(&n1, &body);
+        let mut tampered = body.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert!(matches!(s.accept(&host, &tampered, Some(&mac1)), Err(SyncError::Rejected(_))));
+        let n3 = nonce_of(&mut s);
+        let mac3 = ProxyKeys::derive(SECRET.as_bytes()).answer_mac(&n3, &body);
+        assert_eq!(s.accept(&host, &body, Some(&mac3)), Ok(false));
+        assert!(s.request(1_000).0.contains("after=x&"));
+        let n4 = nonce_of(&mut s);
+        let (json, mac4) = signed(&resp(8, true, &refs[550..]), &n4);
+        assert_eq!(s.accept(&host, &json, Some(&mac4)), Ok(true));
+        assert_eq!((s.version(), s.revocations()), (7, 1000), "the overlap is kept once");
+        let mut worker = tokengate_rules::revocation::RevocationSet::new();
+        for i in 0..shared::REV_BUCKETS {
+            let bytes = host.shared.borrow().get(&shared::bucket_key(i)).cloned().unwrap_or_default();
+            let records: Vec<Record> = revocation::records(&bytes).unwrap().collect();
+            assert!(records.windows(2).all(|w| w[0] < w[1]), "bucket {i} is sorted");
+            assert!(worker.load_bucket(i, &bytes));
+        }
+        assert!(ids.iter().all(|id| worker.contains(id)));
+        assert!(!worker.contains("ffffffffffffffffffffffff"));
+        // A partial record is refused and publishes nothing.
+        let n5 = nonce_of(&mut s);
+        let mut bad = encode_binary(resp(9, true, &refs[..1])).unwrap();
+        bad.pop();
+        let mac5 = ProxyKeys::derive(SECRET.as_bytes()).answer_mac(&n5, &bad);
+        assert!(matches!(s.accept(&host, &bad, Some(&mac5)), Err(SyncError::Failed(_))));
+        assert_eq!((s.version(), s.revocations()), (7, 1000));
+    }
+
     /// Issue 10 defect 4: an answer with a bad MAC, no MAC, or a MAC over an earlier
     /// call's nonce (a replay) is refused and counted, and changes nothing.
     #[test]
@@ -674,8 +797,9 @@ mod tests {
         s.apply(&host, resp(2, false, &[])).unwrap();
         let meta = Meta::decode(&host.shared.borrow()[shared::META_KEY]).unwrap();
         assert_eq!(meta.version, 2);
-        let bucket = host.shared.borrow()[&shared::bucket_key(shared::bucket_of("a"))].clone();
-        assert!(String::from_utf8(bucket).unwrap().contains("a "));
+        let key = revocation::id_key("a");
+        let bucket = host.shared.borrow()[&shared::bucket_key(revocation::bucket_of(&key))].clone();
+        assert_eq!(bucket, revocation::record(&key, 4_000_000_000).to_vec());
         // A failed keys write: the key generation is bumped only when it is written.
         *host.fail_writes.borrow_mut() = Some(shared::KEYS_KEY.into());
         let mut r = resp(3, false, &[]);

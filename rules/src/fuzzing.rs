@@ -134,8 +134,27 @@ pub fn path(data: &[u8]) {
 
 /// Input: JSON. Invariants: decoding a [`SyncResponse`] never panics, and what decodes
 /// re-encodes to JSON that decodes to the same answer (and encodes the same again).
+///
+/// The same input read as a binary answer (`sync::decode_answer`, JSON or the `format=bin`
+/// frame) never panics either, holds whole records only, and what decodes re-encodes to
+/// an answer that decodes to the same header and records.
 pub fn sync_answer(data: &[u8]) {
     round_trip::<SyncResponse>(data);
+    let Ok(answer) = crate::sync::decode_answer(data) else { return };
+    assert_eq!(answer.records.len() % crate::revocation::RECORD_BYTES, 0, "a partial record");
+    let mut header = answer.header.clone();
+    let carried: Vec<crate::revocation::Record> = crate::revocation::records(answer.records).expect("whole records").collect();
+    let mut all: Vec<crate::revocation::Record> =
+        header.revoked.iter().map(|r| crate::revocation::record(&crate::revocation::id_key(&r.jti), r.exp)).collect();
+    all.extend(carried);
+    header.revoked = all
+        .iter()
+        .map(|r| crate::sync::Revocation { jti: crate::revocation::key_hex(&crate::revocation::record_key(r)), exp: crate::revocation::record_exp(r) })
+        .collect();
+    let body = crate::sync::encode_binary(header.clone()).expect("a decoded answer encodes");
+    let again = crate::sync::decode_answer(&body).expect("the encoding decodes");
+    assert_eq!(again.header, crate::sync::SyncResponse { revoked: Vec::new(), ..header }, "the header changed");
+    assert_eq!(again.records, all.concat().as_slice(), "the records changed");
 }
 
 /// Input: JSON. Invariants: as [`sync_answer`], for a proxy's [`UsageReport`].

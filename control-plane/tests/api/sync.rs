@@ -291,6 +291,79 @@ async fn sync_snapshot_in_parts() {
     .await;
 }
 
+/// Issue 14: `format=bin` answers snapshot parts as 16-byte records (4 times the JSON
+/// page a part), carrying the same entries as the JSON parts; the MAC covers the binary
+/// body exactly; `after` pages it; deltas stay JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_snapshot_in_binary_parts() {
+    use tokengate_rules::revocation::{id_key, record, records};
+    use tokengate_rules::sync::{decode_answer, ProxyKeys, BINARY_CONTENT_TYPE, BINARY_MAGIC};
+    run_with(&[("TOKENGATE_SNAPSHOT_PAGE", "1")], |app| async move {
+        let admin = app.admin_token(None, None).await;
+        let admin = admin["token"].as_str().unwrap().to_owned();
+        let mut expected = Vec::new();
+        for _ in 0..9 {
+            let (id, exp_ms) = revoke_one(&app, &admin).await;
+            expected.push(record(&id_key(&id), u64::try_from(exp_ms).unwrap() / 1000));
+        }
+        expected.sort();
+        let keys = ProxyKeys::derive(crate::helpers::PROXY_SECRET.as_bytes());
+        // The same snapshot in JSON (one revocation a part) and in binary (four a part).
+        let collect = |binary: bool| {
+            let app = &app;
+            let keys = keys.clone();
+            async move {
+                let (mut got, mut after, mut parts, mut first_version) = (Vec::new(), None::<String>, 0, None);
+                loop {
+                    let nonce = format!("n{parts}{binary}");
+                    let mut url = format!("/sync/v1/changes?since=0&wait_ms=0&proxy=pager&nonce={nonce}");
+                    if binary {
+                        url.push_str("&format=bin");
+                    }
+                    if let Some(a) = &after {
+                        url.push_str(&format!("&after={a}"));
+                    }
+                    let r = app.client.get(app.url(&url)).bearer_auth(&*crate::helpers::PROXY_BEARER).send().await.unwrap();
+                    assert_eq!(r.status(), StatusCode::OK);
+                    let ctype = r.headers()["content-type"].to_str().unwrap().to_owned();
+                    let mac = r.headers()[tokengate_rules::sync::MAC_HEADER].to_str().unwrap().to_owned();
+                    let body = r.bytes().await.unwrap();
+                    assert!(keys.check_answer_mac(&nonce, &body, &mac), "the MAC covers the exact body");
+                    assert_eq!(body.starts_with(&BINARY_MAGIC), binary);
+                    assert_eq!(ctype, if binary { BINARY_CONTENT_TYPE } else { "application/json" });
+                    let a = decode_answer(&body).unwrap();
+                    assert!(a.header.snapshot);
+                    assert_eq!(*first_version.get_or_insert(a.header.version), a.header.version);
+                    if binary {
+                        assert!(a.header.revoked.is_empty(), "every revocation is a record");
+                    }
+                    got.extend(records(a.records).unwrap());
+                    got.extend(a.header.revoked.iter().map(|r| record(&id_key(&r.jti), r.exp)));
+                    parts += 1;
+                    match a.header.next {
+                        Some(n) => after = Some(n),
+                        None => break,
+                    }
+                }
+                got.sort();
+                (got, parts)
+            }
+        };
+        let (json_entries, json_parts) = collect(false).await;
+        let (bin_entries, bin_parts) = collect(true).await;
+        assert_eq!(json_entries, expected);
+        assert_eq!(bin_entries, expected);
+        assert_eq!((json_parts, bin_parts), (9, 3), "1 a JSON part, 4 a binary part");
+        // A delta stays JSON even when binary is asked for.
+        let v = version(&app.sync(0, 0).await.body);
+        let r = app.client.get(app.url(&format!("/sync/v1/changes?since={}&wait_ms=0&proxy=pager&format=bin", v - 1))).bearer_auth(&*crate::helpers::PROXY_BEARER).send().await.unwrap();
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let delta: Value = r.json().await.unwrap();
+        assert_eq!((delta["snapshot"].as_bool(), revoked_ids(&delta).len()), (Some(false), 1));
+    })
+    .await;
+}
+
 /// Issue 10 defect 4: every answer carries a MAC over the call's nonce and the body
 /// (checked by `sync_as` on every 200), the proxy secret itself is not a credential (only
 /// the bearer derived from it is), and a malformed nonce is refused.

@@ -9,12 +9,14 @@
 //! tg-bench redeem --cp ADDR --codes FILE --network N --count N --concurrency C --mode new|renew --run K  (seed-000 vouchers, see vouchers.rs)
 //! tg-bench load   --addr ADDR --rate R --secs S --connections C --tokens FILE [--offset K] --path P
 //! tg-bench propagate --cp ADDR --token T --proxies A,B,C --admins A,B,C --ids IDS --tokens FILE --warm FILE --path P --out FILE  (see propagate.rs)
+//! tg-bench fanout --cp A1[,A2] --write-cp ADDR --token T --secret S --proxies N --ids IDS --rate R --secs S --cp-pids P1[,P2]  (see fanout.rs)
 //! tg-bench soak   --cp ADDR --token T --proxy ADDR --admin ADDR --envoy-pid PID --secs S --csv FILE --revocations FILE --path P  (see soak.rs)
 //! tg-bench render --variant A..G --template envoy/envoy.yaml --out FILE ...
 //! tg-bench report --results FILE
 //! ```
 //! Every measuring subcommand prints one JSON object on stdout.
 
+mod fanout;
 mod http;
 mod load;
 mod propagate;
@@ -58,7 +60,7 @@ impl Args {
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
     let Some(cmd) = argv.get(1).cloned() else {
-        eprintln!("usage: tg-bench login|issue|revoke|list|logins|redeem|load|propagate|soak|render|report --option value ...");
+        eprintln!("usage: tg-bench login|issue|revoke|list|logins|redeem|load|propagate|fanout|soak|render|report --option value ...");
         std::process::exit(2);
     };
     let result = Args::parse(&argv[2..]).and_then(|args| run(&cmd, &args));
@@ -90,6 +92,7 @@ fn run(cmd: &str, args: &Args) -> Result<Option<Value>, String> {
                     "load" => load::load(args).await.map(Some),
                     "propagate" => propagate::propagate(args).await.map(Some),
                     "soak" => soak::soak(args).await.map(Some),
+                    "fanout" => fanout::fanout(args).await.map(Some),
                     _ => Err(format!("unknown subcommand {cmd}")),
                 }
             })

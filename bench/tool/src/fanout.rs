@@ -18,8 +18,9 @@
 //! 2. Once every proxy holds a poll, `idle-secs` of idle: the control plane's CPU with N
 //!    held polls and no change.
 //! 3. The writer: `DELETE /api/v1/tokens/:id` for the ids of `IDS`, open loop at `rate`/s
-//!    for `secs` over `writers` keep-alive connections to `--write-cp`; t0 of a revocation
-//!    is the arrival of its 204.
+//!    for `secs` over `writers` keep-alive connections to `--write-cp` (no DELETE starts
+//!    after `secs`: a control plane that falls behind reaches a lower rate, reported as
+//!    `achieved_rate`); t0 of a revocation is the arrival of its 204.
 //! 4. Drain: until every proxy holds every revocation (or `drain-secs`).
 //!
 //! A revocation's propagation to a proxy is the arrival of the proxy's answer that carries
@@ -362,7 +363,9 @@ pub async fn fanout(args: &Args) -> Result<Value, String> {
             let mut c = crate::http::Conn::new(&addr);
             loop {
                 let k = next.get();
-                if k >= ids.len() {
+                // Time-bounded too: a control plane that cannot keep the rate is not given
+                // longer, it reaches what it reaches in `secs`.
+                if k >= ids.len() || w0.elapsed().as_secs_f64() >= secs {
                     return;
                 }
                 next.set(k + 1);
@@ -456,7 +459,7 @@ pub async fn fanout(args: &Args) -> Result<Value, String> {
             worst = worst.max(ms);
             pairs.push(ms);
         }
-        if all {
+        if all && n > 0 {
             last.push(worst);
         }
     }

@@ -13,7 +13,8 @@
 #
 # Knobs (environment): PROXIES ("0 10 100 1000"; 0 is the writer alone, the baseline
 # the fan-out cost is measured against), RATE revocations/s (500), SECS of writing
-# (20), WRITERS keep-alive DELETE connections (16), IDLE_SECS (3), DRAIN_SECS (15),
+# (20), WRITERS keep-alive DELETE connections (16; WRITERS_PG=48 on PostgreSQL, where a
+# commit waits for the server's WAL flush, so 16 connections alone cap the rate), IDLE_SECS (3), DRAIN_SECS (15),
 # DATABASE_URL (unset: SQLite only; set: a server to create fresh databases on),
 # SQLITE=0 (skip SQLite). The table is printed, not written into BENCHMARKS.md.
 #
@@ -26,6 +27,7 @@ PROXIES=${PROXIES:-"0 10 100 1000"}
 RATE=${RATE:-500}
 SECS=${SECS:-20}
 WRITERS=${WRITERS:-16}
+WRITERS_PG=${WRITERS_PG:-48}
 IDLE_SECS=${IDLE_SECS:-3}
 DRAIN_SECS=${DRAIN_SECS:-15}
 SQLITE=${SQLITE:-1}
@@ -120,7 +122,7 @@ start_cp() { # url port log -> pid in CP_PID
 
 run_case() { # backend n
     local backend=$1 n=$2 url addrs pids write port name
-    local tag=$backend-$n
+    local tag=$backend-$n dbuid=
     if [ "$backend" = sqlite ]; then
         local dir
         dir=$(mktemp -d /tmp/tgfan-db.XXXXXX)
@@ -143,8 +145,12 @@ run_case() { # backend n
         start_cp "$url" "$port" "$WORK/cp-$tag-b.log"
         addrs=$addrs,127.0.0.1:$port
         pids=$pids,$CP_PID
+        # The server's CPU too, when it runs here under its own user (all its processes).
+        dbuid=$(ps -o uid= -C postgres 2>/dev/null | head -1 | tr -d ' ' || true)
     fi
     write=${addrs%%,*}
+    local writers=$WRITERS
+    [ "$backend" = postgres ] && writers=$WRITERS_PG
     log "[$tag] control plane(s) $addrs (pids $pids)"
     local admin
     read -r _ admin <<<"$("$TG" login --cp "$write" --user "$ADMIN_USER" --password "$ADMIN_PASSWORD" --expires "2 days")"
@@ -157,8 +163,8 @@ run_case() { # backend n
     log "[$tag] $n proxies, $RATE revocations/s for $SECS s"
     local out
     out=$("$TG" fanout --cp "$addrs" --write-cp "$write" --token "$admin" --secret "$SECRET" --proxies "$n" \
-        --ids "$WORK/ids-$tag.txt" --rate "$RATE" --secs "$SECS" --writers "$WRITERS" --cp-pids "$pids" \
-        --idle-secs "$IDLE_SECS" --drain-secs "$DRAIN_SECS" 2> >(tee -a "$WORK/fanout-$tag.log" >&2)) ||
+        --ids "$WORK/ids-$tag.txt" --rate "$RATE" --secs "$SECS" --writers "$writers" --cp-pids "$pids" \
+        --idle-secs "$IDLE_SECS" --drain-secs "$DRAIN_SECS" ${dbuid:+--db-uid "$dbuid"} 2> >(tee -a "$WORK/fanout-$tag.log" >&2)) ||
         die "tg-bench fanout failed for $tag"
     local cps=1
     [ "$backend" = postgres ] && cps=2
@@ -179,18 +185,19 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 target = float(sys.argv[2])
 f = lambda x, d=1: "–" if x is None else ("%%.%df" % d) % x
-print("| backend | proxies | revocations/s reached | propagation p50 / p99 / max ms | last proxy p99 ms | missing pairs | CP CPU % of a core (idle with N polls) | CP µs / revocation | CP µs / revocation / proxy | fan-out µs / revocation / proxy (over 0 proxies) | CP RSS MiB (peak) | sync answers / revocation / proxy | revocations / answer | tool CPU % |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| backend | proxies | revocations/s reached | propagation p50 / p99 / max ms | last proxy p99 ms | missing pairs | CP CPU % of a core (idle with N polls) | CP µs / revocation | CP µs / revocation / proxy | fan-out µs / revocation / proxy (over 0 proxies) | CP RSS MiB (peak) | sync answers / revocation / proxy | revocations / answer | tool CPU % | PostgreSQL server CPU % (µs / revocation) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 base = {d["backend"]: d["cp_cpu_us_per_revocation"] for d in rows if d["proxies"] == 0}
 for d in rows:
     b = base.get(d["backend"])
     extra = "–" if b is None or d["proxies"] == 0 else "%.2f" % ((d["cp_cpu_us_per_revocation"] - b) / d["proxies"])
     p = d["propagation_ms"]
-    print("| %s%s | %d | %.0f | %s / %s / %s | %s | %d | %.0f (%.1f) | %.0f | %.2f | %s | %.0f (%.0f) | %.3f | %.1f | %.0f |" % (
+    print("| %s%s | %d | %.0f | %s / %s / %s | %s | %d | %.0f (%.1f) | %.0f | %.2f | %s | %.0f (%.0f) | %.3f | %.1f | %.0f | %s |" % (
         d["backend"], " ×2" if d["control_planes"] > 1 else "", d["proxies"], d["achieved_rate"],
         f(p["p50"]), f(p["p99"]), f(p["max"]), f(d["last_proxy_ms"]["p99"]), d["missing_pairs"],
         d["cp_cpu_pct"], d["cp_idle_cpu_pct"], d["cp_cpu_us_per_revocation"], d["cp_cpu_us_per_revocation_per_proxy"], extra,
-        d["cp_rss_mib"], d["cp_peak_rss_mib"], d["sync_calls_per_revocation_per_proxy"], d["revocations_per_answer"], d["tool_cpu_pct"]))
+        d["cp_rss_mib"], d["cp_peak_rss_mib"], d["sync_calls_per_revocation_per_proxy"], d["revocations_per_answer"], d["tool_cpu_pct"],
+        "–" if d.get("db_cpu_pct") is None else "%.0f (%.0f)" % (d["db_cpu_pct"], d["db_cpu_us_per_revocation"] or 0)))
 print()
 for d in rows:
     if d["proxies"] >= 1000:

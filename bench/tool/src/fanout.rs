@@ -27,6 +27,8 @@
 //! it minus t0 (0 when the answer came first: the proxy had it before the writer).
 //! The control plane's CPU (utime+stime of `/proc/<pid>/stat`, every pid of `--cp-pids`
 //! summed) is taken over the writer's window plus the drain, and its RSS at the end.
+//! `--db-uid U` also sums the CPU of every process of that uid (a PostgreSQL server's,
+//! shared with whatever else uses the server) over the same window.
 //! Prints progress on stderr and one JSON object on stdout.
 
 use std::cell::{Cell, RefCell};
@@ -283,6 +285,22 @@ struct Cpu {
     pids: Vec<String>,
 }
 
+/// utime + stime of every process of `uid` (the PostgreSQL server's, all its backends):
+/// a process that ends within the window takes its ticks with it, so this is a floor.
+fn uid_ticks(uid: &str) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())).map(str::to_owned))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|t| t.lines().find_map(|l| l.strip_prefix("Uid:")).map(|r| r.split_whitespace().next() == Some(uid)))
+                .unwrap_or(false)
+        })
+        .filter_map(|pid| cpu_ticks(&pid).ok())
+        .sum()
+}
+
 impl Cpu {
     fn ticks(&self) -> Result<u64, String> {
         self.pids.iter().map(|p| cpu_ticks(p)).sum()
@@ -301,6 +319,7 @@ pub async fn fanout(args: &Args) -> Result<Value, String> {
     let idle_secs: f64 = args.opt("idle-secs").and_then(|s| s.parse().ok()).unwrap_or(3.0);
     let drain_secs: f64 = args.opt("drain-secs").and_then(|s| s.parse().ok()).unwrap_or(15.0);
     let wait_ms: u64 = args.opt("wait-ms").and_then(|s| s.parse().ok()).unwrap_or(25_000);
+    let db_uid = args.opt("db-uid").map(str::to_owned);
     let cpu = Cpu { pids: args.get("cp-pids")?.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect() };
     let text = std::fs::read_to_string(args.get("ids")?).map_err(|e| e.to_string())?;
     let want = (rate * secs).ceil() as usize;
@@ -350,6 +369,7 @@ pub async fn fanout(args: &Args) -> Result<Value, String> {
     let calls_before = shared.stats.borrow().calls;
 
     // 3. The writer, open loop.
+    let db0 = db_uid.as_deref().map(uid_ticks);
     let (c0, self0, w0) = (cpu.ticks()?, cpu_ticks("self")?, Instant::now());
     let next = Rc::new(Cell::new(0usize));
     let ids = Rc::new(ids);
@@ -426,6 +446,7 @@ pub async fn fanout(args: &Args) -> Result<Value, String> {
     let window = w0.elapsed().as_secs_f64();
     let cp_ticks = cpu.ticks()? - c0;
     let self_ticks = cpu_ticks("self")? - self0;
+    let db_ticks = db_uid.as_deref().map(uid_ticks).zip(db0).map(|(b, a)| b.saturating_sub(a));
     let (mut rss, mut hwm) = (0, 0);
     for p in &cpu.pids {
         let (r, h) = rss_kib(p);
@@ -482,6 +503,8 @@ pub async fn fanout(args: &Args) -> Result<Value, String> {
         "cp_cpu_us_per_revocation_per_proxy": cpu_us_per_rev / n.max(1) as f64,
         "cp_rss_mib": rss as f64 / 1024.0, "cp_peak_rss_mib": hwm as f64 / 1024.0,
         "tool_cpu_pct": self_ticks as f64 / window,
+        "db_cpu_pct": db_ticks.map(|t| t as f64 / window),
+        "db_cpu_us_per_revocation": db_ticks.filter(|_| revoked > 0).map(|t| t as f64 * 10_000.0 / revoked as f64),
         "sync_calls_in_window": calls_window,
         "sync_calls_per_revocation_per_proxy": if revoked > 0 { calls_window as f64 / revoked as f64 / n.max(1) as f64 } else { 0.0 },
         "revocations_per_answer": if st.answers_with_revocations > 0 { st.revocations_received as f64 / st.answers_with_revocations as f64 } else { 0.0 },

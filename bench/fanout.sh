@@ -185,18 +185,18 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 target = float(sys.argv[2])
 f = lambda x, d=1: "–" if x is None else ("%%.%df" % d) % x
-print("| backend | proxies | revocations/s reached | propagation p50 / p99 / max ms | last proxy p99 ms | missing pairs | CP CPU % of a core (idle with N polls) | CP µs / revocation | CP µs / revocation / proxy | fan-out µs / revocation / proxy (over 0 proxies) | CP RSS MiB (peak) | sync answers / revocation / proxy | revocations / answer | tool CPU % | PostgreSQL server CPU % (µs / revocation) |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| backend | proxies | revocations/s reached | propagation p50 / p99 / max ms | last proxy p99 ms | missing pairs | CP CPU % of a core (idle with N polls) | CP µs / revocation | CP µs / revocation / proxy | fan-out µs / revocation / proxy (over 0 proxies) | CP RSS MiB (peak) | sync answers / revocation / proxy | revocations / answer | DELETE p50 / p99 ms | tool CPU % | PostgreSQL server CPU % (µs / revocation) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 base = {d["backend"]: d["cp_cpu_us_per_revocation"] for d in rows if d["proxies"] == 0}
 for d in rows:
     b = base.get(d["backend"])
     extra = "–" if b is None or d["proxies"] == 0 else "%.2f" % ((d["cp_cpu_us_per_revocation"] - b) / d["proxies"])
     p = d["propagation_ms"]
-    print("| %s%s | %d | %.0f | %s / %s / %s | %s | %d | %.0f (%.1f) | %.0f | %.2f | %s | %.0f (%.0f) | %.3f | %.1f | %.0f | %s |" % (
+    print("| %s%s | %d | %.0f | %s / %s / %s | %s | %d | %.0f (%.1f) | %.0f | %.2f | %s | %.0f (%.0f) | %.3f | %.1f | %s / %s | %.0f | %s |" % (
         d["backend"], " ×2" if d["control_planes"] > 1 else "", d["proxies"], d["achieved_rate"],
         f(p["p50"]), f(p["p99"]), f(p["max"]), f(d["last_proxy_ms"]["p99"]), d["missing_pairs"],
         d["cp_cpu_pct"], d["cp_idle_cpu_pct"], d["cp_cpu_us_per_revocation"], d["cp_cpu_us_per_revocation_per_proxy"], extra,
-        d["cp_rss_mib"], d["cp_peak_rss_mib"], d["sync_calls_per_revocation_per_proxy"], d["revocations_per_answer"], d["tool_cpu_pct"],
+        d["cp_rss_mib"], d["cp_peak_rss_mib"], d["sync_calls_per_revocation_per_proxy"], d["revocations_per_answer"], f(d["delete_ms"]["p50"]), f(d["delete_ms"]["p99"]), d["tool_cpu_pct"],
         "–" if d.get("db_cpu_pct") is None else "%.0f (%.0f)" % (d["db_cpu_pct"], d["db_cpu_us_per_revocation"] or 0)))
 print()
 for d in rows:
@@ -204,6 +204,12 @@ for d in rows:
         p99 = d["propagation_ms"]["p99"]
         met = p99 is not None and p99 <= target and d["missing_pairs"] == 0
         print("%s%s, %d proxies: propagation p99 %s ms against ≤ %.0f ms: **%s**." % (d["backend"], " ×2" if d["control_planes"] > 1 else "", d["proxies"], f(p99), target, "met" if met else "missed"))
+for backend in sorted(base):
+    per = sorted((d["proxies"], (d["cp_cpu_us_per_revocation"] - base[backend]) / d["proxies"]) for d in rows if d["backend"] == backend and d["proxies"] > 0)
+    if len(per) >= 2:
+        grows = per[-1][1] > 1.1 * per[0][1]
+        print("%s: fan-out CPU per revocation per proxy %s: cost per proxy **%s**." % (backend, " → ".join("%.1f µs (%d)" % (c, n) for n, c in per),
+            "grows with the count (missed)" if grows else "does not grow with the count (met)"))
 print()
 print("Checks: " + "; ".join("%s-%d: %d DELETE failures, %d bad MACs, %d versions backwards, %d errors, %d snapshots" % (
     d["backend"], d["proxies"], d["delete_failures"], d["bad_mac"], d["backwards"], d["errors"], d["snapshots"]) for d in rows) + ".")

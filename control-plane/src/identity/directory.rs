@@ -366,24 +366,15 @@ async fn update(
     .execute(&mut *tx)
     .await?;
     // What changed, never the new secrets: `password`/`pin` say only that they did.
-    let mut changed = serde_json::Map::new();
-    if let Some(r) = &req.role {
-        changed.insert("role".into(), json!(r));
-    }
-    if let Some(fl) = req.fl {
-        changed.insert("fl".into(), json!(fl));
-    }
-    if req.password.is_some() {
-        changed.insert("password".into(), json!("changed"));
-    }
-    match &pin_hash {
-        Some(Some(_)) => drop(changed.insert("pin".into(), json!("changed"))),
-        Some(None) => drop(changed.insert("pin".into(), json!("removed"))),
-        None => {}
-    }
-    if let Some(prp) = &prp {
-        changed.insert("prp".into(), serde_json::from_str(prp).unwrap_or(serde_json::Value::Null));
-    }
+    let pin = pin_hash.as_ref().map(|h| if h.is_some() { "changed" } else { "removed" });
+    let fields = [
+        ("role", req.role.as_ref().map(|r| json!(r))),
+        ("fl", req.fl.map(|fl| json!(fl))),
+        ("password", req.password.as_ref().map(|_| json!("changed"))),
+        ("pin", pin.map(|p| json!(p))),
+        ("prp", prp.as_deref().map(|p| serde_json::from_str(p).unwrap_or(serde_json::Value::Null))),
+    ];
+    let changed: serde_json::Map<String, serde_json::Value> = fields.into_iter().filter_map(|(k, v)| Some((k.to_owned(), v?))).collect();
     let event = Event::new(&caller.token.account_id, "user.update", Some(format!("user:{}", row.id)), json!({ "name": row.name, "changed": changed }));
     audit::record(&mut tx, &Actor::of(&caller), &event).await?;
     tx.commit().await?;

@@ -73,6 +73,10 @@ pub struct Inner {
     pub held_polls: proxies::HeldPolls,
     /// Bumped on every sync call, so revocations waiting for propagation look again.
     pub contacts: watch::Sender<u64>,
+    /// The proxies' contacts with this replica, written to `proxies` in batches.
+    pub proxy_contacts: proxies::Contacts,
+    /// Sync answers shared by the held calls a change wakes.
+    pub sync_feed: sync::Feed,
     /// The proxies' bearer and the answers' MAC key, derived from the proxy secret.
     pub proxy_keys: Option<tokengate_rules::sync::ProxyKeys>,
     /// The voucher keys (seed 000), from files in the data directory.
@@ -145,6 +149,8 @@ pub async fn start(config: Config) -> Result<(AppState, Option<GeneratedAdmin>),
         metrics: metrics::Metrics::default(),
         held_polls: proxies::HeldPolls::default(),
         contacts: watch::Sender::new(0),
+        proxy_contacts: proxies::Contacts::default(),
+        sync_feed: sync::Feed::default(),
         proxy_keys: config.proxy_secret.as_deref().map(|s| tokengate_rules::sync::ProxyKeys::derive(s.as_bytes())),
         voucher_keys,
         console: console::Shared::default(),
@@ -220,12 +226,16 @@ where
     let session_sweeper = tokio::spawn(sessions::sweeper(state.clone()));
     let listener_task = (state.config.backend == config::Backend::Postgres).then(|| tokio::spawn(listen(state.clone())));
     let on_shutdown = state.clone();
+    let state_for_flush = state.clone();
     let result = axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async move {
             shutdown.await;
             on_shutdown.begin_shutdown();
         })
         .await;
+    if let Err(e) = proxies::flush_contacts(&state_for_flush).await {
+        tracing::warn!(error = %e, "writing the proxies' contacts at shutdown failed");
+    }
     sweeper.abort();
     key_reloader.abort();
     session_sweeper.abort();
@@ -274,6 +284,11 @@ async fn listen(state: AppState) {
                     loop {
                         match listener.recv().await {
                             Ok(n) => {
+                                if n.payload() == proxies::CONTACTS_NOTICE {
+                                    // Another replica wrote contacts: waiting revocations look again.
+                                    state.contacts.send_modify(|c| *c = c.wrapping_add(1));
+                                    continue;
+                                }
                                 let mut parts = n.payload().split(' ');
                                 let kind = parts.next().unwrap_or_default();
                                 if let Some(version) = parts.next().and_then(|v| v.parse::<u64>().ok()) {
@@ -367,7 +382,7 @@ async fn jwks(State(state): State<AppState>) -> Response {
 
 /// Prometheus metrics (OpenMetrics text, prometheus-client), no authentication
 /// (`TOKENGATE_METRICS=off` removes the route). Counters are this process's; the version
-/// and the live proxies come from the database. README "Metrics" lists the families.
+/// and the live proxies are GET /proxies's count. README "Metrics" lists the families.
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "service",
     responses(
         (status = 200, description = "Metrics.", body = String, content_type = "application/openmetrics-text"),
@@ -375,11 +390,9 @@ async fn jwks(State(state): State<AppState>) -> Response {
     ))]
 async fn metrics_text(State(state): State<AppState>) -> Result<Response, ApiError> {
     let (version, _) = db::sync_state(&state.pool).await?;
-    let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM proxies WHERE last_seen_at > $1")
-        .bind(db::now_ms().saturating_sub(proxies::LIVE_MS))
-        .fetch_one(&state.pool)
-        .await?;
-    let body = state.metrics.render(version, db::to_u64(live));
+    // Live as GET /proxies says: this replica's contacts merged over every replica's.
+    let live = proxies::proxies(&state).await?.iter().filter(|p| p.live).count();
+    let body = state.metrics.render(version, u64::try_from(live).unwrap_or(u64::MAX));
     let mut response = body.into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(metrics::CONTENT_TYPE));
     Ok(response)

@@ -69,6 +69,8 @@ pub struct Metrics {
     pub sync_unchanged: Counter,
     pub sync_refused: Counter,
     pub sync_failed: Counter,
+    /// Change-log reads made for delta answers (one serves every proxy at the same version).
+    pub sync_reads: Counter,
     /// Long polls held right now.
     pub sync_held: Gauge,
     version: Gauge,
@@ -113,6 +115,11 @@ impl Metrics {
         let by_result = |result: &str| Counter(sync_calls.get_or_create_owned(&vec![("result", result.to_owned())]));
         let (sync_delta, sync_snapshot, sync_unchanged, sync_refused, sync_failed) =
             (by_result("delta"), by_result("snapshot"), by_result("unchanged"), by_result("refused"), by_result("failed"));
+        let sync_reads = counter(
+            &mut registry,
+            "sync_change_reads",
+            "Change-log reads for sync deltas; one is shared by every held proxy at the same version, so this grows with changes, not proxies.",
+        );
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let g = Gauge::default();
             registry.register(name, help, g.clone());
@@ -151,6 +158,7 @@ impl Metrics {
             sync_unchanged,
             sync_refused,
             sync_failed,
+            sync_reads,
             sync_held,
             version,
             proxies_live,

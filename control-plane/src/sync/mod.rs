@@ -14,7 +14,11 @@
 pub mod proxies;
 pub mod usage;
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use axum::body::Bytes;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -85,23 +89,58 @@ async fn changes(
     let answer = serve_changes(&state, &headers, query, binary).await;
     let m = &state.metrics;
     match &answer {
-        Ok(r) if r.snapshot => m.sync_snapshot.inc(),
-        Ok(r) if r.revoked.is_empty() && r.amended.is_empty() && r.sessions.is_empty() && r.ended.is_empty() => m.sync_unchanged.inc(),
-        Ok(_) => m.sync_delta.inc(),
+        Ok(a) => match a.kind {
+            Kind::Snapshot => m.sync_snapshot.inc(),
+            Kind::Unchanged => m.sync_unchanged.inc(),
+            Kind::Delta => m.sync_delta.inc(),
+        },
         Err(ApiError::BadProxyCredential | ApiError::BadQuery(_)) => m.sync_refused.inc(),
         Err(_) => m.sync_failed.inc(),
     }
     let answer = answer?;
     let Some(keys) = state.proxy_keys.as_ref() else { return Err(ApiError::BadProxyCredential) };
-    // Snapshot parts in binary when asked: deltas are small, and JSON reads better.
-    let (body, content_type) = if binary && answer.snapshot {
-        (tokengate_rules::sync::encode_binary(answer).map_err(|e| encoding_failed(&e))?, BINARY_CONTENT_TYPE)
-    } else {
-        (serde_json::to_vec(&answer).map_err(|e| encoding_failed(&e))?, "application/json")
-    };
-    let mac = HeaderValue::from_str(&keys.answer_mac(&nonce, &body)).map_err(|_| ApiError::Internal)?;
-    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static(content_type)), (header::HeaderName::from_static(MAC_HEADER), mac)], body)
+    // The body may be shared by every proxy woken by the same change; the MAC over this
+    // call's nonce is the only per-call work.
+    let mac = HeaderValue::from_str(&keys.answer_mac(&nonce, &answer.body)).map_err(|_| ApiError::Internal)?;
+    Ok((
+        [(header::CONTENT_TYPE, HeaderValue::from_static(answer.content_type)), (header::HeaderName::from_static(MAC_HEADER), mac)],
+        answer.body.clone(),
+    )
         .into_response())
+}
+
+/// What an answer is, for the metrics.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Snapshot,
+    Delta,
+    Unchanged,
+}
+
+/// An answer's body, encoded once.
+struct Encoded {
+    body: Bytes,
+    content_type: &'static str,
+    kind: Kind,
+}
+
+impl Encoded {
+    fn new(answer: SyncResponse, binary: bool) -> Result<Encoded, ApiError> {
+        let kind = if answer.snapshot {
+            Kind::Snapshot
+        } else if answer.revoked.is_empty() && answer.amended.is_empty() && answer.sessions.is_empty() && answer.ended.is_empty() {
+            Kind::Unchanged
+        } else {
+            Kind::Delta
+        };
+        // Snapshot parts in binary when asked: deltas are small, and JSON reads better.
+        let (body, content_type) = if binary && answer.snapshot {
+            (tokengate_rules::sync::encode_binary(answer).map_err(|e| encoding_failed(&e))?, BINARY_CONTENT_TYPE)
+        } else {
+            (serde_json::to_vec(&answer).map_err(|e| encoding_failed(&e))?, "application/json")
+        };
+        Ok(Encoded { body: Bytes::from(body), content_type, kind })
+    }
 }
 
 fn encoding_failed(e: &dyn std::fmt::Display) -> ApiError {
@@ -132,7 +171,7 @@ async fn serve_changes(
     headers: &HeaderMap,
     query: Result<Query<SyncQuery>, QueryRejection>,
     binary: bool,
-) -> Result<SyncResponse, ApiError> {
+) -> Result<Arc<Encoded>, ApiError> {
     let proxy_hint = query.as_ref().ok().and_then(|q| q.proxy.clone()).unwrap_or_default();
     if !authentic(state, headers) {
         // The proxy id helps the operator find the misconfigured proxy; the presented
@@ -158,8 +197,13 @@ async fn serve_changes(
             return Err(ApiError::BadQuery("after must be the `next` of a snapshot part, with since=0".into()));
         }
     }
-    record_contact(state, &proxy, since).await?;
+    proxies::record_contact(state, &proxy, since);
 
+    // The log starts at version 1 (migration 0006), so `since=0` is always a proxy with
+    // nothing yet, answered with a snapshot at once.
+    if since == 0 || after.is_some() {
+        return Ok(Arc::new(snapshot_part(state, after.as_deref(), binary).await?));
+    }
     // Subscribe before reading, so a change committed in between is not missed.
     let mut committed = state.changes.subscribe();
     let mut shutdown = state.shutdown.subscribe();
@@ -167,8 +211,16 @@ async fn serve_changes(
     let recheck_every = Duration::from_millis(state.config.sync_recheck_ms);
     let mut held = None;
     loop {
-        if let Some(answer) = answer(state, since, after.as_deref(), binary).await? {
-            return Ok(answer);
+        // The highest version this replica knows committed (its own commits, other
+        // replicas' notifications, the shared recheck): a proxy at it is held without
+        // reading the database.
+        let known = *committed.borrow_and_update();
+        if since != known {
+            match state.sync_feed.step(state, since, known).await? {
+                Step::Answer(answer) => return Ok(answer),
+                Step::Snapshot => return Ok(Arc::new(snapshot_part(state, None, binary).await?)),
+                Step::Current => {}
+            }
         }
         let now = tokio::time::Instant::now();
         if now >= deadline || *shutdown.borrow() {
@@ -182,77 +234,116 @@ async fn serve_changes(
                     tokio::time::sleep_until(recheck).await;
                 }
             }
-            _ = tokio::time::sleep_until(recheck) => {}
+            _ = tokio::time::sleep_until(recheck) => state.sync_feed.recheck(state, recheck_every).await?,
             _ = shutdown.changed() => {}
         }
     }
     // Nothing new: the same version, which still tells the proxy it is in sync.
     let keys = keys::published(&state.pool, now_ms()).await?;
-    Ok(response(since, false, keys, Vec::new(), Vec::new()))
+    Ok(Arc::new(Encoded::new(response(since, false, keys, Vec::new(), Vec::new()), false)?))
 }
 
-/// The answer for `since`, or `None` when the proxy is already current.
-async fn answer(state: &AppState, since: u64, after: Option<&str>, binary: bool) -> Result<Option<SyncResponse>, ApiError> {
+/// What a proxy at `since` gets next.
+#[derive(Clone)]
+enum Step {
+    /// The changes after `since`, encoded once for every proxy at `since`.
+    Answer(Arc<Encoded>),
+    /// `since` is older than the change log keeps, or ahead of the current version.
+    Snapshot,
+    /// `since` is the current version: hold the call.
+    Current,
+}
+
+/// How long a shared answer is handed out: the key set in it is read with it, and a key
+/// may be published by time alone.
+const SHARE_FOR: Duration = Duration::from_secs(1);
+
+/// One read of the change log per version, whatever the number of proxies.
+///
+/// A commit wakes every held call at once; they all ask for the changes after the same
+/// `since`, so the first reads them in one transaction and encodes the answer, and the
+/// rest wait for it and send the same bytes (each with its own MAC). Held calls re-read
+/// the version through one shared, rate-limited read ([`Feed::recheck`]) rather than one
+/// each. Snapshot parts are not shared: they are rare and large.
+#[derive(Default)]
+pub struct Feed {
+    shared: std::sync::Mutex<Shared>,
+    rechecked: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+/// The steps read for the known version `known`, by `since`.
+#[derive(Default)]
+struct Shared {
+    known: u64,
+    by_since: HashMap<u64, Slot>,
+}
+
+type Slot = Arc<tokio::sync::OnceCell<(tokio::time::Instant, Step)>>;
+
+impl Feed {
+    async fn step(&self, state: &AppState, since: u64, known: u64) -> Result<Step, ApiError> {
+        for _ in 0..2 {
+            let slot = {
+                let mut shared = self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if known > shared.known {
+                    shared.known = known;
+                    shared.by_since.clear();
+                }
+                if known < shared.known {
+                    // Woken by an older version than another call already saw: read alone.
+                    None
+                } else {
+                    Some(shared.by_since.entry(since).or_default().clone())
+                }
+            };
+            let Some(slot) = slot else { break };
+            let (at, step) = slot
+                .get_or_try_init(|| async { Ok::<_, ApiError>((tokio::time::Instant::now(), read_step(state, since).await?)) })
+                .await?;
+            if at.elapsed() <= SHARE_FOR {
+                return Ok(step.clone());
+            }
+            // Too old to hand out: drop it (unless another call already replaced it).
+            let mut shared = self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if shared.by_since.get(&since).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                shared.by_since.remove(&since);
+            }
+        }
+        read_step(state, since).await
+    }
+
+    /// Re-reads the version from the database at most once per `every` for all held calls
+    /// (a change committed by another replica whose notification was lost, or by a
+    /// process that does not notify).
+    async fn recheck(&self, state: &AppState, every: Duration) -> Result<(), ApiError> {
+        let mut last = self.rechecked.lock().await;
+        if last.is_some_and(|at| at.elapsed() < every) {
+            return Ok(());
+        }
+        let (version, _) = db::sync_state(&state.pool).await?;
+        *last = Some(tokio::time::Instant::now());
+        state.announce(version);
+        Ok(())
+    }
+}
+
+/// The changes after `since` (not 0), read in one transaction.
+async fn read_step(state: &AppState, since: u64) -> Result<Step, ApiError> {
     // Read the version first: every change up to it has committed (versions commit in
     // order), so the rows read next include them all.
+    state.metrics.sync_reads.inc();
     let mut tx = state.pool.begin().await?;
     let (version, pruned_through) = db::sync_state(&mut *tx).await?;
+    state.announce(version);
+    if since < pruned_through || since > version {
+        tx.commit().await?;
+        return Ok(Step::Snapshot);
+    }
+    if since == version {
+        tx.commit().await?;
+        return Ok(Step::Current);
+    }
     let live_after = now_ms().saturating_sub(GRACE_MS);
-    // The log starts at version 1 (migration 0006), so `since=0` is always a proxy with
-    // nothing yet, answered with a snapshot at once; a current proxy is held.
-    if since == version && since != 0 && after.is_none() {
-        tx.commit().await?;
-        return Ok(None);
-    }
-    if since == 0 || since < pruned_through || since > version || after.is_some() {
-        // A snapshot, in parts of `snapshot_page` revocations ordered by id.
-        // A binary part holds more: 16 bytes a revocation against about 50 in JSON.
-        let page = if binary { state.config.snapshot_page.saturating_mul(BINARY_PAGE_FACTOR) } else { state.config.snapshot_page };
-        let mut rows = revoked_page(&mut tx, state.config.backend, live_after, after.unwrap_or(""), page.saturating_add(1)).await?;
-        let next = if rows.len() as u64 > page {
-            rows.truncate(usize::try_from(page).unwrap_or(usize::MAX));
-            rows.last().map(|(id, _)| id.clone())
-        } else {
-            None
-        };
-        let amended: Vec<AmendedRow> = if after.is_none() {
-            sqlx::query_as(&format!(
-                "SELECT {AMENDED_COLUMNS} FROM tokens WHERE amended_at IS NOT NULL AND revoked_at IS NULL \
-                 AND COALESCE(signed_expires_at, expires_at) > $1 ORDER BY id"
-            ))
-            .bind(live_after)
-            .fetch_all(&mut *tx)
-            .await?
-        } else {
-            Vec::new()
-        };
-        // The live sessions, whole, in the first part.
-        let sessions: Vec<(String, i64)> = if after.is_none() {
-            sqlx::query_as("SELECT id, expires_at FROM sessions WHERE ended_at IS NULL AND expires_at > $1 ORDER BY id")
-                .bind(live_after)
-                .fetch_all(&mut *tx)
-                .await?
-        } else {
-            Vec::new()
-        };
-        // Revoked voucher activations (seed 000), whole, in the first part: their tokens
-        // live a day at most, so these are few.
-        if after.is_none() {
-            let revoked_activations: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT id, token_expires_at FROM voucher_activations WHERE revoked_at IS NOT NULL AND token_expires_at > $1 ORDER BY id",
-            )
-            .bind(live_after)
-            .fetch_all(&mut *tx)
-            .await?;
-            rows.extend(revoked_activations);
-        }
-        let keys = keys::published(&mut *tx, now_ms()).await?;
-        tx.commit().await?;
-        let mut answer = response(version, true, keys, revocations(rows), amendments(amended)?);
-        answer.next = next;
-        answer.sessions = live_sessions(sessions);
-        return Ok(Some(answer));
-    }
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT token_id, expires_at FROM changes \
          WHERE version > $1 AND version <= $2 AND kind = 'revoke' AND token_id IS NOT NULL AND expires_at > $3 \
@@ -300,7 +391,61 @@ async fn answer(state: &AppState, since: u64, after: Option<&str>, binary: bool)
     let mut answer = response(version, false, keys, revocations(rows), amendments(amended)?);
     answer.sessions = live_sessions(sessions);
     answer.ended = ended;
-    Ok(Some(answer))
+    Ok(Step::Answer(Arc::new(Encoded::new(answer, false)?)))
+}
+
+/// A snapshot part: every live revocation (in parts of `snapshot_page`, ordered by id),
+/// and in the first part the amendments, live sessions and revoked voucher activations.
+async fn snapshot_part(state: &AppState, after: Option<&str>, binary: bool) -> Result<Encoded, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let (version, _) = db::sync_state(&mut *tx).await?;
+    let live_after = now_ms().saturating_sub(GRACE_MS);
+    // A binary part holds more: 16 bytes a revocation against about 50 in JSON.
+    let page = if binary { state.config.snapshot_page.saturating_mul(BINARY_PAGE_FACTOR) } else { state.config.snapshot_page };
+    let mut rows = revoked_page(&mut tx, state.config.backend, live_after, after.unwrap_or(""), page.saturating_add(1)).await?;
+    let next = if rows.len() as u64 > page {
+        rows.truncate(usize::try_from(page).unwrap_or(usize::MAX));
+        rows.last().map(|(id, _)| id.clone())
+    } else {
+        None
+    };
+    let amended: Vec<AmendedRow> = if after.is_none() {
+        sqlx::query_as(&format!(
+            "SELECT {AMENDED_COLUMNS} FROM tokens WHERE amended_at IS NOT NULL AND revoked_at IS NULL \
+             AND COALESCE(signed_expires_at, expires_at) > $1 ORDER BY id"
+        ))
+        .bind(live_after)
+        .fetch_all(&mut *tx)
+        .await?
+    } else {
+        Vec::new()
+    };
+    // The live sessions, whole, in the first part.
+    let sessions: Vec<(String, i64)> = if after.is_none() {
+        sqlx::query_as("SELECT id, expires_at FROM sessions WHERE ended_at IS NULL AND expires_at > $1 ORDER BY id")
+            .bind(live_after)
+            .fetch_all(&mut *tx)
+            .await?
+    } else {
+        Vec::new()
+    };
+    // Revoked voucher activations (seed 000), whole, in the first part: their tokens
+    // live a day at most, so these are few.
+    if after.is_none() {
+        let revoked_activations: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT id, token_expires_at FROM voucher_activations WHERE revoked_at IS NOT NULL AND token_expires_at > $1 ORDER BY id",
+        )
+        .bind(live_after)
+        .fetch_all(&mut *tx)
+        .await?;
+        rows.extend(revoked_activations);
+    }
+    let keys = keys::published(&mut *tx, now_ms()).await?;
+    tx.commit().await?;
+    let mut answer = response(version, true, keys, revocations(rows), amendments(amended)?);
+    answer.next = next;
+    answer.sessions = live_sessions(sessions);
+    Encoded::new(answer, binary)
 }
 
 /// Up to `limit` live revoked tokens with an id above `after`, in id order: (id, expiry ms).
@@ -417,20 +562,4 @@ pub(crate) fn valid_proxy_id(id: &str) -> bool {
 
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).filter(|c| !c.is_control()).collect()
-}
-
-/// Notes which proxies call and from which version (a later view lists them).
-async fn record_contact(state: &AppState, proxy: &str, since: u64) -> Result<(), ApiError> {
-    let now = now_ms();
-    sqlx::query(
-        "INSERT INTO proxies (id, first_seen_at, last_seen_at, since_version) VALUES ($1, $2, $2, $3) \
-         ON CONFLICT (id) DO UPDATE SET last_seen_at = $2, since_version = $3",
-    )
-    .bind(proxy)
-    .bind(now)
-    .bind(db::to_i64(since))
-    .execute(&state.pool)
-    .await?;
-    state.contacts.send_modify(|n| *n = n.wrapping_add(1));
-    Ok(())
 }

@@ -61,6 +61,7 @@ async fn revocation_waits_until_live_proxies_applied_it(app: TestApp) {
 
     // Once the others are no longer live, the answer comes as soon as "fast" applied it.
     sqlx::query("UPDATE proxies SET last_seen_at = last_seen_at - 120000 WHERE id <> 'fast'").execute(&app.state.pool).await.unwrap();
+    tokengate_control_plane::sync::proxies::backdate_contacts(&app.state, "fast", 120_000);
     let b = app.child(tok(&admin), &json!({})).await.body;
     let started = Instant::now();
     let r = app.delete(&format!("/api/v1/tokens/{}?wait=8000", b["_id"].as_str().unwrap()), tok(&admin)).await;

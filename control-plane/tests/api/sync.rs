@@ -17,6 +17,7 @@ each_db!(
     sync_swept_log_answers_a_snapshot,
     sync_held_call_ends_at_shutdown,
     security_sync_answers_carry_a_mac_over_nonce_and_body,
+    sync_one_change_log_read_serves_every_held_proxy,
 );
 
 fn revoked_ids(r: &Value) -> Vec<String> {
@@ -45,7 +46,15 @@ async fn security_sync_wrong_credential_is_refused(app: TestApp) {
     r.assert_error(401, "bad_proxy_credential");
     assert!(r.header("www-authenticate").is_some());
     assert_eq!(app.sync(0, 0).await.status, StatusCode::OK);
-    let proxies: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM proxies WHERE id = 'test-proxy'").fetch_one(&app.state.pool).await.unwrap();
+    // Contacts are written in batches (sync::proxies::FLUSH_EVERY): the row comes within one.
+    let mut proxies = 0;
+    for _ in 0..50 {
+        proxies = sqlx::query_scalar("SELECT COUNT(*) FROM proxies WHERE id = 'test-proxy'").fetch_one(&app.state.pool).await.unwrap();
+        if proxies == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(proxies, 1);
     drop(app);
     // Without a configured secret every call is refused.
@@ -379,4 +388,52 @@ async fn security_sync_answers_carry_a_mac_over_nonce_and_body(app: TestApp) {
     let url = app.url("/sync/v1/changes?since=0&proxy=p&nonce=a%20b");
     let r = crate::helpers::Reply::from(app.client.get(url).bearer_auth(&*crate::helpers::PROXY_BEARER).send().await.unwrap()).await;
     r.assert_error(400, "bad_query");
+}
+
+/// The value of an unlabelled metric in the exposition.
+async fn metric(app: &TestApp, name: &str) -> u64 {
+    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name} in:\n{text}"))
+}
+
+/// Fan-out (issue 14 §8): a revocation wakes every held call, and the changes after their
+/// common version are read from the database once and sent to all, each answer with a MAC
+/// over its own nonce.
+async fn sync_one_change_log_read_serves_every_held_proxy(app: TestApp) {
+    const PROXIES: usize = 20;
+    let admin = app.admin_token(None, None).await;
+    let admin = admin["token"].as_str().unwrap().to_owned();
+    let target = app.child(&admin, &json!({})).await.body;
+    let current = version(&app.sync(0, 0).await.body);
+    let keys = app.state.proxy_keys.clone().unwrap();
+    let polls: Vec<_> = (0..PROXIES)
+        .map(|i| {
+            let nonce = format!("n{i}.{:x}", rand::random::<u64>());
+            let url = app.url(&format!("/sync/v1/changes?since={current}&wait_ms=20000&proxy=p{i}&nonce={nonce}"));
+            let client = app.client.clone();
+            tokio::spawn(async move {
+                let r = client.get(url).bearer_auth(&*crate::helpers::PROXY_BEARER).send().await.unwrap();
+                let mac = r.headers().get(tokengate_rules::sync::MAC_HEADER).unwrap().to_str().unwrap().to_owned();
+                (r.status(), nonce, mac, r.bytes().await.unwrap())
+            })
+        })
+        .collect();
+    // Wait until every call is held here.
+    let started = Instant::now();
+    while metric(&app, "tokengate_sync_held").await < PROXIES as u64 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the calls were not held");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reads = metric(&app, "tokengate_sync_change_reads_total").await;
+    let id = target["_id"].as_str().unwrap();
+    assert_eq!(app.delete(&format!("/api/v1/tokens/{id}"), &admin).await.status, StatusCode::NO_CONTENT);
+    for poll in polls {
+        let (status, nonce, mac, body) = tokio::time::timeout(Duration::from_secs(15), poll).await.unwrap().unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(mac, keys.answer_mac(&nonce, &body), "each answer's MAC covers its own nonce");
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(revoked_ids(&body), vec![id.to_owned()]);
+        assert!(version(&body) > current);
+    }
+    assert_eq!(metric(&app, "tokengate_sync_change_reads_total").await - reads, 1, "one read for {PROXIES} held proxies");
 }

@@ -567,7 +567,7 @@ REPORT=$WORK/report.md
     echo "## $(date -u +%Y-%m-%d) — \`bench/run.sh\` (ROUNDS=$ROUNDS SECS=$SECS)"
     echo
     echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/^Mem:/ { print $2 }') GiB;" \
-        "Envoy $("$ENVOY_BIN" --version | sed -n 's/.*version: [0-9a-f]*\///p' | head -1), --concurrency 1, pinned to CPU 0$(printf ' %s ' $VARIANTS | grep -q '2C ' && echo ' (the *2C variants: --concurrency 2, pinned to CPUs 0 and 1, sharing CPU 1 with the generators)')};" \
+        "Envoy $("$ENVOY_BIN" --version | sed -n 's/.*version: [0-9a-f]*\///p' | head -1), --concurrency 1, pinned to CPU 0$(printf ' %s ' $VARIANTS | grep -q '2C ' && echo ' (the *2C variants: --concurrency 2, pinned to CPUs 0 and 1, sharing CPU 1 with the generators)');" \
         "generators, control plane and authorizer on CPU 1 (other work on the machine was not stopped)." \
         "Command: \`ROUNDS=$ROUNDS SECS=$SECS WARMUP_SECS=$WARMUP_SECS COLD_TOKENS=$COLD_TOKENS REVOKED=$REVOKED VARIANTS=\"$VARIANTS\"${BASELINE_REF:+ BASELINE_REF=$BASELINE_REF}${OPEN_LOOP:+ OPEN_LOOP=$OPEN_LOOP}${SKIP_CP:+ SKIP_CP=$SKIP_CP}$([ "$OL_FROM" = E ] || echo " OL_FROM=$OL_FROM") bench/run.sh\`." \
         "Commit $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- filter rules || echo ' (with uncommitted changes in filter/ or rules/)')."

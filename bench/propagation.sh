@@ -324,7 +324,7 @@ EOF
     echo
     echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/^Mem:/ { print $2 }') GiB (shared: other work was not stopped; nothing is pinned)." \
         "Envoy $("$ENVOY_BIN" --version | sed -n 's/.*version: [0-9a-f]*\///p' | head -1), $PROXIES instances, \`--concurrency 2\` each, config rendered from \`envoy/envoy.yaml\` by \`scripts/render-envoy.sh\` (upstream: \`demo-upstream\`);" \
-        "one control plane (release, SQLite, $((COUNT + WAIT_COUNT + WARM + 1 + PRELOAD_N)) tokens)." \
+        "one control plane (release, SQLite, $((COUNT + WAIT_COUNT + WARM + 1 + PRELOAD_N + (PRELOAD_N > 0))) tokens)." \
         "$(if [ "$PRELOAD_N" -gt 0 ]; then echo "**$PRELOAD_N live revocations loaded** in every proxy before the measurement (PRELOAD=$PRELOAD: one revoked through the API, $((PRELOAD_N - 1)) seeded into SQLite by \`bench/seed.py\` before the proxies started; every proxy refused the API-revoked one; each proxy's \`tokengate.revocations\` gauge: $(awk '{ printf "%s%s", (NR > 1 ? ", " : ""), $2 }' "$PRELOADED"))."; else echo "No preloaded revocations (PRELOAD=0): the proxies hold only the ones this run makes."; fi)" \
         "Command: \`$COMMAND\` (GAP_MS=$GAP_MS PROBE_PAUSE_US=$PROBE_PAUSE_US LOAD_CONNECTIONS=$LOAD_CONNECTIONS)." \
         "Commit $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- filter rules control-plane envoy || echo ' (with uncommitted changes in filter/, rules/, control-plane/ or envoy/ of other work in the tree)')."

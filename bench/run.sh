@@ -391,21 +391,25 @@ run_variant() { # variant round
             --connections "$OL_CONNECTIONS" --tokens "$mix" --offset 40000 --path "$path")
     fi
     e1=$(ticks "$ENVOY_PID")
-    local rss
+    local rss split=
     rss=$(rss_kb "$ENVOY_PID")
+    # With 2 workers: the connections each accepted (the kernel spreads them), so that a
+    # run where one worker got (nearly) all the load shows.
+    [ "$(workers_of "$v")" = 1 ] || split=$(curl -s "http://127.0.0.1:$ADMIN_PORT/stats?filter=downstream_cx_total$" |
+        grep '\.worker_[0-9]*\.downstream_cx_total:' | sort | awk -F': ' '{ printf "%s%s", (NR > 1 ? "/" : ""), $2 }')
     stop "$ENVOY_PID"
-    python3 - "$v" "$r" "$rps" "$reqs" "${non2xx:-0}" "$cpu" "$acpu" "$rss" "$OL_RATE" "$e0" "$e1" "$CLK_TCK" "$ol" "$(workers_of "$v")" "$OL_SOURCE" >>"$RESULTS" <<'EOF'
+    python3 - "$v" "$r" "$rps" "$reqs" "${non2xx:-0}" "$cpu" "$acpu" "$rss" "$OL_RATE" "$e0" "$e1" "$CLK_TCK" "$ol" "$(workers_of "$v")" "$OL_SOURCE" "$split" >>"$RESULTS" <<'EOF'
 import json, sys
-v, r, rps, reqs, non2xx, cpu, acpu, rss, olr, e0, e1, tck, ol, workers, olsrc = sys.argv[1:]
+v, r, rps, reqs, non2xx, cpu, acpu, rss, olr, e0, e1, tck, ol, workers, olsrc, split = sys.argv[1:]
 ol = json.loads(ol)
-rec = {"variant": v, "round": int(r), "workers": int(workers), "ol_from": olsrc, "rps": float(rps), "requests": int(reqs), "non_2xx": int(non2xx),
+rec = {"variant": v, "round": int(r), "workers": int(workers), "ol_from": olsrc, "worker_connections": split or None, "rps": float(rps), "requests": int(reqs), "non_2xx": int(non2xx),
        "cpu_us_per_req": float(cpu), "authz_cpu_us_per_req": float(acpu), "rss_kb": int(rss),
        "ol_rate": float(olr), "p50_us": ol["p50_us"], "p99_us": ol["p99_us"], "p999_us": ol["p999_us"],
        "ol_achieved_rps": ol["achieved_rps"], "ol_bad": ol["non_2xx"] + ol["errors"] + ol["unsent"],
        "ol_cpu_us_per_req": (int(e1) - int(e0)) * 1e6 / int(tck) / max(ol["sent"], 1)}
 print(json.dumps(rec))
 EOF
-    log "  $v round $r: $rps req/s, $cpu µs CPU/req (authorizer $acpu), non-2xx ${non2xx:-0} ${errs}, open loop p50/p99/p99.9 $(echo "$ol" | python3 -c 'import json,sys; o=json.load(sys.stdin); print("skipped" if o["p50_us"] is None else "%.2f/%.2f/%.2f ms, %d bad" % (o["p50_us"]/1e3, o["p99_us"]/1e3, o["p999_us"]/1e3, o["non_2xx"]+o["errors"]+o["unsent"]))'), RSS $((rss / 1024)) MiB"
+    log "  $v round $r: $rps req/s, $cpu µs CPU/req (authorizer $acpu), non-2xx ${non2xx:-0} ${errs}, ${split:+connections per worker $split, }open loop p50/p99/p99.9 $(echo "$ol" | python3 -c 'import json,sys; o=json.load(sys.stdin); print("skipped" if o["p50_us"] is None else "%.2f/%.2f/%.2f ms, %d bad" % (o["p50_us"]/1e3, o["p99_us"]/1e3, o["p999_us"]/1e3, o["non_2xx"]+o["errors"]+o["unsent"]))'), RSS $((rss / 1024)) MiB"
 }
 
 # Each round: OL_FROM (E) first, the others in the order given; the open-loop rate is

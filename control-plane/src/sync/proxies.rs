@@ -188,30 +188,38 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// replica's contacts, as of their last flush) with this replica's newer ones over it.
 pub async fn proxies(state: &AppState) -> Result<Vec<ProxyInfo>, ApiError> {
     let (version, _) = db::sync_state(&state.pool).await?;
+    Ok(merged(state, &table(state).await?, version))
+}
+
+/// Every replica's contacts as of their last flush: (id, last seen ms, version applied).
+async fn table(state: &AppState) -> Result<Vec<(String, i64, u64)>, ApiError> {
     let rows: Vec<(String, i64, i64)> =
         sqlx::query_as("SELECT id, last_seen_at, since_version FROM proxies ORDER BY id").fetch_all(&state.pool).await?;
-    let mut merged: std::collections::BTreeMap<String, (i64, u64)> =
-        rows.into_iter().map(|(id, last_seen_at, since)| (id, (last_seen_at, db::to_u64(since)))).collect();
-    {
-        let seen = state.proxy_contacts.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (id, c) in seen.iter() {
-            let entry = merged.entry(id.clone()).or_insert((c.last_seen_at, c.since));
-            if c.last_seen_at >= entry.0 {
-                *entry = (c.last_seen_at, c.since);
-            }
+    Ok(rows.into_iter().map(|(id, last_seen_at, since)| (id, last_seen_at, db::to_u64(since))).collect())
+}
+
+/// The table's rows with this replica's newer contacts over them, lag against `version`.
+fn merged(state: &AppState, table: &[(String, i64, u64)], version: u64) -> Vec<ProxyInfo> {
+    let mut merged: std::collections::BTreeMap<&str, (i64, u64)> =
+        table.iter().map(|(id, last_seen_at, since)| (id.as_str(), (*last_seen_at, *since))).collect();
+    let seen = state.proxy_contacts.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for (id, c) in seen.iter() {
+        let entry = merged.entry(id.as_str()).or_insert((c.last_seen_at, c.since));
+        if c.last_seen_at >= entry.0 {
+            *entry = (c.last_seen_at, c.since);
         }
     }
     let now = now_ms();
-    Ok(merged
+    merged
         .into_iter()
         .map(|(id, (last_seen_at, applied))| ProxyInfo {
-            live: now - last_seen_at < LIVE_MS || state.held_polls.holds(&id),
-            id,
+            live: now - last_seen_at < LIVE_MS || state.held_polls.holds(id),
+            id: id.to_owned(),
             version: applied,
             lag_versions: version.saturating_sub(applied),
             last_seen_at,
         })
-        .collect())
+        .collect()
 }
 
 #[utoipa::path(get, path = "/proxies", operation_id = "listProxies", tag = "keys", security(("bearer" = [])),
@@ -226,13 +234,22 @@ async fn list(State(state): State<AppState>, Authorized(caller): Authorized) -> 
 }
 
 /// Waits up to `wait` until every live proxy has applied `version`; returns the counts
-/// as they are then.
+/// as they are then. A contact with this replica is looked at in memory as it comes; the
+/// table (other replicas' contacts) is re-read on their flush notification and every
+/// [`RECHECK`], so a thousand proxies calling do not make a thousand reads.
 pub async fn await_applied(state: &AppState, version: u64, wait: Duration) -> Result<ProxyCounts, ApiError> {
     let mut contacts = state.contacts.subscribe();
+    let mut flushed = state.contacts_flushed.subscribe();
     let started = tokio::time::Instant::now();
     let deadline = started + wait;
+    let mut rows = table(state).await?;
+    let mut reread_at = started + RECHECK;
     loop {
-        let list = proxies(state).await?;
+        if tokio::time::Instant::now() >= reread_at {
+            rows = table(state).await?;
+            reread_at = tokio::time::Instant::now() + RECHECK;
+        }
+        let list = merged(state, &rows, version);
         let live: Vec<&ProxyInfo> = list.iter().filter(|p| p.live).collect();
         let counts = ProxyCounts { live: live.len(), applied: live.iter().filter(|p| p.version >= version).count() };
         let now = tokio::time::Instant::now();
@@ -250,7 +267,8 @@ pub async fn await_applied(state: &AppState, version: u64, wait: Duration) -> Re
         }
         tokio::select! {
             _ = contacts.changed() => {}
-            _ = tokio::time::sleep_until(deadline.min(now + RECHECK)) => {}
+            _ = flushed.changed() => reread_at = tokio::time::Instant::now(),
+            _ = tokio::time::sleep_until(deadline.min(reread_at)) => {}
         }
     }
 }

@@ -94,3 +94,42 @@ async fn security_propagation_bad_wait_and_rights(app: TestApp) {
     let narrow = app.admin_token(Some(&["GET /tokens"]), None).await;
     app.get("/api/v1/proxies", tok(&narrow)).await.assert_error(403, "insufficient_scope");
 }
+
+/// Two replicas on one PostgreSQL database: a proxy polling replica B confirms a
+/// revocation made on replica A with `?wait=`. B keeps its contacts in memory and writes
+/// them in batches; its flush notifies A, which looks again at once (its own re-read of
+/// the table is every 200 ms, the confirmation comes well within the wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_confirm_a_revocation_applied_through_the_other() {
+    if !crate::helpers::backends().contains(&crate::helpers::Backend::Postgres) {
+        return;
+    }
+    let db = std::sync::Arc::new(crate::helpers::TestDb::create(crate::helpers::Backend::Postgres).await);
+    let a = TestApp::spawn(db.clone(), &[]).await;
+    let b = TestApp::spawn(db.clone(), &[]).await;
+    let admin = a.admin_token(None, None).await;
+    let on_b = poller(&b, "on-b");
+    // B's first contacts reach the table within a flush; A lists the proxy then.
+    let started = Instant::now();
+    loop {
+        let list = a.get("/api/v1/proxies", tok(&admin)).await.body;
+        if list.as_array().unwrap().iter().any(|p| p["id"] == "on-b" && p["live"] == true) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "replica A never saw B's proxy: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t = a.child(tok(&admin), &json!({})).await.body;
+    let r = a.delete(&format!("/api/v1/tokens/{}?wait=5000", t["_id"].as_str().unwrap()), tok(&admin)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["proxies"], json!({"live": 1, "applied": 1}), "{}", r.body);
+    // B's answer to the proxy carried the revocation: B's own list says it applied it.
+    let version = r.body["version"].as_u64().unwrap();
+    let list = b.get("/api/v1/proxies", tok(&admin)).await.body;
+    let p = list.as_array().unwrap().iter().find(|p| p["id"] == "on-b").unwrap().clone();
+    assert!(p["version"].as_u64().unwrap() >= version, "{p}");
+    on_b.abort();
+    drop(a);
+    drop(b);
+    db.cleanup().await;
+}

@@ -6,6 +6,7 @@
 //! time check, a revocation lookup and a scope match.
 
 use std::cell::Cell;
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use hashbrown::HashMap;
@@ -35,6 +36,10 @@ pub struct Verified {
     /// The optional identity headers (user, app, params, flags, ...) the configuration
     /// asks for, decided once per token.
     extra_headers: Vec<(&'static str, String)>,
+    /// A voucher token's device (`dev`) when it is an IP address in its canonical text, the
+    /// only spelling a peer's address can equal: parsed once, so the device check compares
+    /// addresses and formats none per request.
+    device_ip: Option<IpAddr>,
     /// When this worker last reported the token's use (ms).
     reported_ms: Cell<u64>,
 }
@@ -231,11 +236,8 @@ impl Worker {
         admits_kind(&self.cfg.routes, &self.cfg.prefix, req.method, &segments, verified.kind).map_err(Denial::Refused)?;
         // A voucher's token (seed 000) only from its device; its network was checked with
         // the audience (`wrong_network`).
-        if verified.kind == TokenKind::VoucherAccess {
-            let device = self.device(host, req);
-            if device.is_none() || device.as_deref() != verified.claims.dev.as_deref() {
-                return Err(Denial::Refused(Refusal::DeviceMismatch));
-            }
+        if verified.kind == TokenKind::VoucherAccess && !self.same_device(host, req, &verified) {
+            return Err(Denial::Refused(Refusal::DeviceMismatch));
         }
         let decision = authorize(&verified.rights, &self.cfg.routes, &self.cfg.prefix, req.method, &segments);
         decision.result.map_err(Denial::Refused)?;
@@ -254,6 +256,16 @@ impl Worker {
         match &self.cfg.device_header {
             Some(_) => req.device_header.and_then(normalize_device),
             None => host.peer_address().and_then(|a| peer_ip(&a)).map(|ip| ip.to_string()),
+        }
+    }
+
+    /// Is the request from the voucher token's device? The same answer as comparing
+    /// [`Worker::device`] with `dev`, without building the peer's text: this runs on every
+    /// request of a voucher token.
+    fn same_device(&self, host: &dyn Host, req: &Request, v: &Verified) -> bool {
+        match &self.cfg.device_header {
+            Some(_) => req.device_header.and_then(normalize_device).is_some_and(|d| v.claims.dev.as_deref() == Some(d.as_str())),
+            None => v.device_ip.is_some_and(|ip| host.peer_address().and_then(|a| peer_ip(&a)) == Some(ip)),
         }
     }
 
@@ -352,7 +364,8 @@ impl Worker {
         let scope_names = scopes.as_ref().map(ScopeSet::to_strings).unwrap_or_default();
         let rights = Rights::new(scopes, claims.fl, claims.items.as_deref());
         let extra_headers = extra_headers(kind, &claims, self.cfg.identity_headers);
-        let verified = Rc::new(Verified { kind, claims, rights, scope_names, extra_headers, reported_ms: Cell::new(0) });
+        let device_ip = claims.dev.as_deref().and_then(|d| d.parse::<IpAddr>().ok().filter(|ip| ip.to_string() == d));
+        let verified = Rc::new(Verified { kind, claims, rights, scope_names, extra_headers, device_ip, reported_ms: Cell::new(0) });
         if self.cache.len() >= self.cfg.local_cache_entries {
             // Bounded: linear memory never shrinks, so never let the map grow past its cap.
             self.cache.retain(|_, v| v.claims.exp.saturating_add(leeway) > now);
@@ -1164,6 +1177,37 @@ mod tests {
         let portal = ask(&mut f, "GET", "/portal?lang=ru", &[]).unwrap();
         assert_eq!(portal, vec![("portal", String::new()), ("x-tokengate-network", "cafe-1".into()), ("x-tokengate-device", "127.0.0.9".into())]);
         assert_eq!(ask(&mut f, "GET", "/portal/x", &[]), Err(Denial::MissingToken));
+    }
+
+    /// Issue 14 target 5: the device check compares the peer's address with `dev` parsed
+    /// once per token; only `dev`'s canonical spelling matches, as when it compared text.
+    #[test]
+    fn security_voucher_device_check_compares_addresses_as_text_did() {
+        let cfg = r#"{"audiences":["tokengate","cafe-1"],"control_plane":{"cluster":"cp","credential":"0123456789abcdef0123456789abcdef","proxy_id":"p1"},
+            "routes":[{"pattern":"GET /wifi/:page","voucher":true}]}"#;
+        let mut f = fixture(cfg);
+        let mut n = 0;
+        let mut from = |f: &mut Fixture, dev: &str, peer: &str| {
+            n += 1;
+            let mut c = claims(&format!("{n:024x}"), None);
+            (c.aud, c.dev) = ("cafe-1".into(), Some(dev.into()));
+            let auth = format!("Bearer {}", f.signer.sign(TokenKind::VoucherAccess, &c).unwrap());
+            *f.host.peer.borrow_mut() = Some(peer.into());
+            // Twice: a miss, then from the worker's cache.
+            let first = ask(f, "GET", "/api/v1/wifi/status", &[&auth]).map(|_| ());
+            assert_eq!(first, ask(f, "GET", "/api/v1/wifi/status", &[&auth]).map(|_| ()));
+            first
+        };
+        let mismatch = Err(Denial::Refused(Refusal::DeviceMismatch));
+        assert_eq!(from(&mut f, "10.0.0.7", "10.0.0.7:4000"), Ok(()));
+        assert_eq!(from(&mut f, "10.0.0.7", "[::ffff:10.0.0.7]:4000"), Ok(()), "a mapped peer is its IPv4 address");
+        assert_eq!(from(&mut f, "2001:db8::1", "[2001:db8::1]:4000"), Ok(()));
+        assert_eq!(from(&mut f, "10.0.0.7", "10.0.0.8:4000"), mismatch);
+        for dev in ["::ffff:10.0.0.7", "2001:DB8::1", "aa:bb:cc:dd:ee:ff", "kiosk-7", ""] {
+            let peer = if dev.contains(':') && !dev.contains('.') { "[2001:db8::1]:4000" } else { "10.0.0.7:4000" };
+            assert_eq!(from(&mut f, dev, peer), mismatch, "{dev}");
+        }
+        assert_eq!(from(&mut f, "10.0.0.7", "not an address"), mismatch);
     }
 
     #[test]

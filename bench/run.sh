@@ -10,7 +10,9 @@
 # session tokens, one made from each warm token; V is E's Envoy with 300 seed-000 voucher
 # tokens bound to 127.0.0.1 (the device check reads the peer address) on
 # GET /api/v1/wifi/status, a route marked "voucher"; H is E with one hot
-# token; B1..B12 are the empty filter plus some host calls or a native filter, for
+# token; E2 is E with the plugin config's identity_headers cut to x-tokengate-subject
+# (issue 14 target 6: one identity header written instead of all the token has);
+# B1..B12 are the empty filter plus some host calls or a native filter, for
 # attribution: see NOOP_VARIANTS in bench/tool/src/render.rs), SKIP_CP=1 (skip the
 # control-plane and memory sections), SKIP_PG=1, MEM_SESSIONS=0 (skip the 100k-session
 # memory point), MEM_1M=0 (skip the 1M-revocation

@@ -60,6 +60,70 @@ pub struct PluginConfig {
     /// `audiences`), which the control plane's portal page redeems the guest's code for.
     #[serde(default)]
     pub portal: Option<PortalConfig>,
+    /// The identity headers the gate writes for the upstream (names from
+    /// [`IdentityHeaders::NAMES`]); absent: all of them, `[]`: none. Headers left out are
+    /// still stripped from what the client sent.
+    #[serde(default)]
+    pub identity_headers: Option<Vec<String>>,
+}
+
+/// Which identity headers the gate writes, as one bit per name in [`IdentityHeaders::NAMES`]:
+/// decided once in `on_configure`, so a request tests a bit, never a name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdentityHeaders(u16);
+
+/// One identity header; its discriminant is its bit and its index in [`IdentityHeaders::NAMES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Identity {
+    Subject,
+    TokenId,
+    Scope,
+    User,
+    Operator,
+    App,
+    Params,
+    Flags,
+    Session,
+    Network,
+    Device,
+}
+
+impl Identity {
+    pub fn name(self) -> &'static str {
+        IdentityHeaders::NAMES[self as usize]
+    }
+}
+
+impl IdentityHeaders {
+    pub const NAMES: [&'static str; 11] = [
+        "x-tokengate-subject",
+        "x-tokengate-token-id",
+        "x-tokengate-scope",
+        "x-tokengate-user",
+        "x-tokengate-operator",
+        "x-tokengate-app",
+        "x-tokengate-params",
+        "x-tokengate-flags",
+        "x-tokengate-session",
+        "x-tokengate-network",
+        "x-tokengate-device",
+    ];
+    pub const ALL: IdentityHeaders = IdentityHeaders((1 << Self::NAMES.len()) - 1);
+    pub const NONE: IdentityHeaders = IdentityHeaders(0);
+
+    /// The set named by `names` (any letter case); an unknown name is an error.
+    pub fn parse(names: &[String]) -> Result<IdentityHeaders, String> {
+        names.iter().try_fold(Self::NONE, |set, name| {
+            let i = Self::NAMES.iter().position(|n| n.eq_ignore_ascii_case(name)).ok_or_else(|| {
+                format!("plugin configuration: `identity_headers`: {name:?} is not an identity header; the names are {}", Self::NAMES.join(", "))
+            })?;
+            Ok(IdentityHeaders(set.0 | 1 << i))
+        })
+    }
+
+    pub fn has(self, h: Identity) -> bool {
+        self.0 & 1 << h as u16 != 0
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -137,6 +201,7 @@ pub struct GateConfig {
     pub device_header: Option<String>,
     pub device_header_trusted_from: Vec<ipnet::IpNet>,
     pub portal: Option<PortalConfig>,
+    pub identity_headers: IdentityHeaders,
 }
 
 impl GateConfig {
@@ -194,7 +259,13 @@ impl PluginConfig {
         for net in &cfg.device_header_trusted_from {
             parse_net(net)?;
         }
+        let identity = cfg.identity()?;
         if let Some(portal) = &cfg.portal {
+            // The portal page redeems the guest's code for the device on this network: it
+            // cannot work without both headers.
+            if !identity.has(Identity::Network) || !identity.has(Identity::Device) {
+                return Err("plugin configuration: `portal` needs x-tokengate-network and x-tokengate-device in `identity_headers`".into());
+            }
             if !portal.path.starts_with('/') || portal.path.len() < 2 || portal.path.contains(['?', '#']) {
                 return Err("plugin configuration: `portal.path` must be a path like /portal".into());
             }
@@ -234,6 +305,11 @@ impl PluginConfig {
         Ok(cfg)
     }
 
+    /// The identity headers to write: all of them unless `identity_headers` names some.
+    fn identity(&self) -> Result<IdentityHeaders, String> {
+        self.identity_headers.as_deref().map_or(Ok(IdentityHeaders::ALL), IdentityHeaders::parse)
+    }
+
     pub fn gate(&self) -> Result<GateConfig, String> {
         let audiences: Vec<&str> = self.audiences.iter().map(String::as_str).collect();
         let prefix = Prefix::parse(&self.api_prefix).map_err(|e| e.to_string())?;
@@ -253,6 +329,7 @@ impl PluginConfig {
             device_header: self.device_header.as_ref().map(|h| h.to_ascii_lowercase()),
             device_header_trusted_from: self.device_header_trusted_from.iter().map(|n| parse_net(n)).collect::<Result<_, _>>()?,
             portal: self.portal.clone(),
+            identity_headers: self.identity()?,
         })
     }
 }
@@ -288,6 +365,12 @@ mod tests {
             br#"{"audiences":["a"],"device_header_trusted_from":["10.0.0.1"]}"#,
             br#"{"audiences":["a"],"portal":{"path":"/portal","network":"cafe-1"}}"#,
             br#"{"audiences":["a","cafe-1"],"portal":{"path":"portal","network":"cafe-1"}}"#,
+            br#"{"audiences":["a"],"identity_headers":"x-tokengate-subject"}"#,
+            br#"{"audiences":["a"],"identity_headers":["x-tokengate-subject","x-tokengate-nobody"]}"#,
+            br#"{"audiences":["a"],"identity_headers":["x-forwarded-user"]}"#,
+            br#"{"audiences":["a"],"identity_headers":["subject"]}"#,
+            br#"{"audiences":["a"],"identity_headers":[""]}"#,
+            br#"{"audiences":["a","cafe-1"],"portal":{"path":"/portal","network":"cafe-1"},"identity_headers":["x-tokengate-network"]}"#,
         ] {
             assert!(PluginConfig::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
@@ -310,5 +393,28 @@ mod tests {
         assert!(!cfg.trusts_device_header_from(None));
         assert!(cfg.is_portal("/portal") && cfg.is_portal("/portal?lang=ru"));
         assert!(!cfg.is_portal("/portals") && !cfg.is_portal("/portal/x") && !cfg.is_portal("/api/v1/portal"));
+    }
+
+    #[test]
+    fn identity_headers_default_subset_empty_and_unknown() {
+        let set = |json: &str| PluginConfig::parse(json.as_bytes()).and_then(|c| c.gate()).map(|g| g.identity_headers);
+        // Absent: every header, as before the option existed.
+        let all = set(r#"{"audiences":["a"]}"#).unwrap();
+        assert_eq!(all, IdentityHeaders::ALL);
+        assert!(IdentityHeaders::NAMES.iter().enumerate().all(|(i, _)| all.0 & 1 << i != 0));
+        let some = set(r#"{"audiences":["a"],"identity_headers":["x-tokengate-subject","X-Tokengate-Flags"]}"#).unwrap();
+        assert!(some.has(Identity::Subject) && some.has(Identity::Flags));
+        assert!(!some.has(Identity::TokenId) && !some.has(Identity::Scope) && !some.has(Identity::Device));
+        assert_eq!(set(r#"{"audiences":["a"],"identity_headers":[]}"#).unwrap(), IdentityHeaders::NONE);
+        let err = set(r#"{"audiences":["a"],"identity_headers":["x-tokengate-subjet"]}"#).unwrap_err();
+        assert!(err.contains("\"x-tokengate-subjet\" is not an identity header") && err.contains("x-tokengate-subject, x-tokengate-token-id"), "{err}");
+        // The portal keeps working with the two headers it needs.
+        let portal = set(r#"{"audiences":["a","c"],"portal":{"path":"/portal","network":"c"},"identity_headers":["x-tokengate-network","x-tokengate-device"]}"#);
+        assert!(portal.is_ok_and(|s| s.has(Identity::Network) && !s.has(Identity::Subject)));
+        assert_eq!((Identity::Subject.name(), Identity::Device.name()), ("x-tokengate-subject", "x-tokengate-device"));
+        for (i, name) in IdentityHeaders::NAMES.iter().enumerate() {
+            assert!(name.starts_with("x-tokengate-"));
+            assert_eq!(set(&format!(r#"{{"audiences":["a"],"identity_headers":["{name}"]}}"#)).unwrap().0, 1 << i);
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! time check, a revocation lookup and a scope match.
 
 use std::cell::Cell;
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use hashbrown::HashMap;
@@ -19,7 +20,7 @@ use tokengate_rules::sync::{Amendment, PublicKey};
 use tokengate_rules::token::{inspect, verify, MAX_TOKEN_LEN};
 use tokengate_rules::{Claims, Denial, KeySet, ScopeSet, TokenError, TokenKind};
 
-use crate::config::{FailMode, GateConfig};
+use crate::config::{FailMode, GateConfig, Identity, IdentityHeaders};
 use crate::host::{Host, Level};
 use crate::shared::{self, Journal, Meta};
 
@@ -32,8 +33,13 @@ pub struct Verified {
     pub rights: Rights,
     /// Canonical text of each scope, for `x-tokengate-scope`.
     scope_names: Vec<String>,
-    /// The optional identity headers (user, app, params, flags), decided once per token.
+    /// The optional identity headers (user, app, params, flags, ...) the configuration
+    /// asks for, decided once per token.
     extra_headers: Vec<(&'static str, String)>,
+    /// A voucher token's device (`dev`) when it is an IP address in its canonical text, the
+    /// only spelling a peer's address can equal: parsed once, so the device check compares
+    /// addresses and formats none per request.
+    device_ip: Option<IpAddr>,
     /// When this worker last reported the token's use (ms).
     reported_ms: Cell<u64>,
 }
@@ -43,15 +49,24 @@ pub struct Verified {
 pub struct Allowed {
     pub verified: Rc<Verified>,
     pub scope: Option<usize>,
+    /// The configured `identity_headers`.
+    identity: IdentityHeaders,
 }
 
 impl Allowed {
-    /// Calls `f` with each identity header for the upstream; no allocation.
+    /// Calls `f` with each configured identity header for the upstream; no allocation.
     pub fn headers(&self, mut f: impl FnMut(&'static str, &str)) {
         let v = &*self.verified;
-        f("x-tokengate-subject", &v.claims.sub);
-        f("x-tokengate-token-id", &v.claims.jti);
-        f("x-tokengate-scope", self.scope.and_then(|i| v.scope_names.get(i)).map_or("*", String::as_str));
+        if self.identity.has(Identity::Subject) {
+            f(Identity::Subject.name(), &v.claims.sub);
+        }
+        if self.identity.has(Identity::TokenId) {
+            f(Identity::TokenId.name(), &v.claims.jti);
+        }
+        if self.identity.has(Identity::Scope) {
+            f(Identity::Scope.name(), self.scope.and_then(|i| v.scope_names.get(i)).map_or("*", String::as_str));
+        }
+        // Already only the configured ones.
         for (name, value) in &v.extra_headers {
             f(name, value);
         }
@@ -175,9 +190,10 @@ impl Worker {
 
     pub fn decide(&mut self, host: &dyn Host, req: &Request) -> Outcome {
         if let Some(portal) = self.cfg.portal.as_ref().filter(|_| self.cfg.is_portal(req.path)) {
-            let mut headers = vec![("x-tokengate-network", portal.network.clone())];
+            // `identity_headers` has both whenever a portal is configured (checked then).
+            let mut headers = vec![(Identity::Network.name(), portal.network.clone())];
             if let Some(device) = self.device(host, req) {
-                headers.push(("x-tokengate-device", device));
+                headers.push((Identity::Device.name(), device));
             }
             return Outcome::Portal(headers);
         }
@@ -220,11 +236,8 @@ impl Worker {
         admits_kind(&self.cfg.routes, &self.cfg.prefix, req.method, &segments, verified.kind).map_err(Denial::Refused)?;
         // A voucher's token (seed 000) only from its device; its network was checked with
         // the audience (`wrong_network`).
-        if verified.kind == TokenKind::VoucherAccess {
-            let device = self.device(host, req);
-            if device.is_none() || device.as_deref() != verified.claims.dev.as_deref() {
-                return Err(Denial::Refused(Refusal::DeviceMismatch));
-            }
+        if verified.kind == TokenKind::VoucherAccess && !self.same_device(host, req, &verified) {
+            return Err(Denial::Refused(Refusal::DeviceMismatch));
         }
         let decision = authorize(&verified.rights, &self.cfg.routes, &self.cfg.prefix, req.method, &segments);
         decision.result.map_err(Denial::Refused)?;
@@ -234,7 +247,7 @@ impl Worker {
         };
         drop(decision);
         self.report_use(host, &verified, now_ms);
-        Ok(Allowed { verified, scope })
+        Ok(Allowed { verified, scope, identity: self.cfg.identity_headers })
     }
 
     /// The request's device (seed 000): the trusted device header, normalized, when one is
@@ -243,6 +256,16 @@ impl Worker {
         match &self.cfg.device_header {
             Some(_) => req.device_header.and_then(normalize_device),
             None => host.peer_address().and_then(|a| peer_ip(&a)).map(|ip| ip.to_string()),
+        }
+    }
+
+    /// Is the request from the voucher token's device? The same answer as comparing
+    /// [`Worker::device`] with `dev`, without building the peer's text: this runs on every
+    /// request of a voucher token.
+    fn same_device(&self, host: &dyn Host, req: &Request, v: &Verified) -> bool {
+        match &self.cfg.device_header {
+            Some(_) => req.device_header.and_then(normalize_device).is_some_and(|d| v.claims.dev.as_deref() == Some(d.as_str())),
+            None => v.device_ip.is_some_and(|ip| host.peer_address().and_then(|a| peer_ip(&a)) == Some(ip)),
         }
     }
 
@@ -340,8 +363,9 @@ impl Worker {
         };
         let scope_names = scopes.as_ref().map(ScopeSet::to_strings).unwrap_or_default();
         let rights = Rights::new(scopes, claims.fl, claims.items.as_deref());
-        let extra_headers = extra_headers(kind, &claims);
-        let verified = Rc::new(Verified { kind, claims, rights, scope_names, extra_headers, reported_ms: Cell::new(0) });
+        let extra_headers = extra_headers(kind, &claims, self.cfg.identity_headers);
+        let device_ip = claims.dev.as_deref().and_then(|d| d.parse::<IpAddr>().ok().filter(|ip| ip.to_string() == d));
+        let verified = Rc::new(Verified { kind, claims, rights, scope_names, extra_headers, device_ip, reported_ms: Cell::new(0) });
         if self.cache.len() >= self.cfg.local_cache_entries {
             // Bounded: linear memory never shrinks, so never let the map grow past its cap.
             self.cache.retain(|_, v| v.claims.exp.saturating_add(leeway) > now);
@@ -508,8 +532,6 @@ fn load_id_buckets(host: &dyn Host, set: &mut IdSet, n: usize, key: fn(usize) ->
     }
 }
 
-/// The optional identity headers of a token; a value that is not printable ASCII is left
-/// out rather than sent as a broken header.
 /// A policy refusal: a voucher's token for a network this proxy does not serve is 403
 /// `wrong_network`; everything else is the token's own error.
 fn refusal(e: TokenError, kind: TokenKind) -> Denial {
@@ -519,25 +541,28 @@ fn refusal(e: TokenError, kind: TokenKind) -> Denial {
     }
 }
 
-fn extra_headers(kind: TokenKind, c: &Claims) -> Vec<(&'static str, String)> {
+/// The optional identity headers of a token that `identity` asks for; a value that is not
+/// printable ASCII is left out rather than sent as a broken header.
+fn extra_headers(kind: TokenKind, c: &Claims, identity: IdentityHeaders) -> Vec<(&'static str, String)> {
     let printable = |s: &&str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
     let mut out = Vec::new();
+    let mut push = |h: Identity, value: Option<&str>| {
+        if let Some(value) = value.filter(|v| identity.has(h) && printable(v)) {
+            out.push((h.name(), value.to_owned()));
+        }
+    };
     if kind == TokenKind::Session {
-        out.push(("x-tokengate-session", c.jti.clone()));
+        push(Identity::Session, Some(&c.jti));
     }
     if kind == TokenKind::VoucherAccess {
-        out.push(("x-tokengate-network", c.aud.clone()));
-        if let Some(dev) = c.dev.as_deref().filter(printable) {
-            out.push(("x-tokengate-device", dev.to_owned()));
-        }
+        push(Identity::Network, Some(&c.aud));
+        push(Identity::Device, c.dev.as_deref());
     }
-    for (name, value) in [("x-tokengate-user", &c.unm), ("x-tokengate-operator", &c.opr), ("x-tokengate-app", &c.app), ("x-tokengate-params", &c.p)] {
-        if let Some(value) = value.as_deref().filter(printable) {
-            out.push((name, value.to_owned()));
-        }
+    for (h, value) in [(Identity::User, &c.unm), (Identity::Operator, &c.opr), (Identity::App, &c.app), (Identity::Params, &c.p)] {
+        push(h, value.as_deref());
     }
-    if let Some(fl) = c.fl {
-        out.push(("x-tokengate-flags", fl.to_string()));
+    if let Some(fl) = c.fl.filter(|_| identity.has(Identity::Flags)) {
+        out.push((Identity::Flags.name(), fl.to_string()));
     }
     out
 }
@@ -659,6 +684,57 @@ mod tests {
         assert_eq!(f.worker.last_cache, CacheResult::Local);
         assert_eq!(ask(&mut f, "GET", "/objects/42", &[&auth]), Err(Denial::Refused(Refusal::OutsidePrefix)));
         assert_eq!(ask(&mut f, "GET", "/api/v1/objects/42/x", &[&auth]), Err(Denial::Refused(Refusal::NoScope)));
+    }
+
+    /// Issue 14 target 6: the gate writes only the configured identity headers (all of
+    /// them by default), for every kind of token, from the cache too.
+    #[test]
+    fn writes_only_the_configured_identity_headers() {
+        let with = |list: &str| {
+            let cfg = format!(
+                r#"{{"audiences":["tokengate","cafe-1"],"control_plane":{{"cluster":"cp","credential":"0123456789abcdef0123456789abcdef","proxy_id":"p1"}},
+                "routes":[{{"pattern":"GET /wifi/:page","voucher":true}}]{list}}}"#
+            );
+            fixture(&cfg)
+        };
+        let names = |h: Vec<(&'static str, String)>| h.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        let api = |f: &Fixture| {
+            let mut c = claims("aaaaaaaaaaaaaaaaaaaaaaaa", Some(&["GET /objects/:id"]));
+            c.fl = Some(512);
+            c.p = Some("x=1".into());
+            format!("Bearer {}", f.signer.sign(TokenKind::Api, &c).unwrap())
+        };
+        let voucher = |f: &Fixture| {
+            let mut c = claims("bbbbbbbbbbbbbbbbbbbbbbbb", None);
+            (c.aud, c.dev) = ("cafe-1".into(), Some("127.0.0.9".into()));
+            format!("Bearer {}", f.signer.sign(TokenKind::VoucherAccess, &c).unwrap())
+        };
+
+        let mut f = with("");
+        let auth = api(&f);
+        let all = ["x-tokengate-subject", "x-tokengate-token-id", "x-tokengate-scope", "x-tokengate-user", "x-tokengate-app", "x-tokengate-params", "x-tokengate-flags"];
+        assert_eq!(names(ask(&mut f, "GET", "/api/v1/objects/1", &[&auth]).unwrap()), all);
+        *f.host.peer.borrow_mut() = Some("127.0.0.9:1".into());
+        let v = voucher(&f);
+        let every = ["x-tokengate-subject", "x-tokengate-token-id", "x-tokengate-scope", "x-tokengate-network", "x-tokengate-device", "x-tokengate-user", "x-tokengate-app"];
+        assert_eq!(names(ask(&mut f, "GET", "/api/v1/wifi/status", &[&v]).unwrap()), every);
+
+        let mut f = with(r#","identity_headers":["x-tokengate-subject","x-tokengate-flags","x-tokengate-device"]"#);
+        let auth = api(&f);
+        for _ in 0..2 {
+            let h = ask(&mut f, "GET", "/api/v1/objects/1", &[&auth]).unwrap();
+            assert_eq!(h, vec![("x-tokengate-subject", "u1".into()), ("x-tokengate-flags", "512".into())]);
+        }
+        assert_eq!(f.worker.last_cache, CacheResult::Local);
+        *f.host.peer.borrow_mut() = Some("127.0.0.9:1".into());
+        let v = voucher(&f);
+        assert_eq!(names(ask(&mut f, "GET", "/api/v1/wifi/status", &[&v]).unwrap()), ["x-tokengate-subject", "x-tokengate-device"]);
+
+        // None: still allowed, with nothing written.
+        let mut f = with(r#","identity_headers":[]"#);
+        let auth = api(&f);
+        assert_eq!(ask(&mut f, "GET", "/api/v1/objects/1", &[&auth]), Ok(vec![]));
+        assert_eq!(ask(&mut f, "DELETE", "/api/v1/objects/1", &[&auth]), Err(Denial::Refused(Refusal::NoScope)));
     }
 
     #[test]
@@ -1101,6 +1177,37 @@ mod tests {
         let portal = ask(&mut f, "GET", "/portal?lang=ru", &[]).unwrap();
         assert_eq!(portal, vec![("portal", String::new()), ("x-tokengate-network", "cafe-1".into()), ("x-tokengate-device", "127.0.0.9".into())]);
         assert_eq!(ask(&mut f, "GET", "/portal/x", &[]), Err(Denial::MissingToken));
+    }
+
+    /// Issue 14 target 5: the device check compares the peer's address with `dev` parsed
+    /// once per token; only `dev`'s canonical spelling matches, as when it compared text.
+    #[test]
+    fn security_voucher_device_check_compares_addresses_as_text_did() {
+        let cfg = r#"{"audiences":["tokengate","cafe-1"],"control_plane":{"cluster":"cp","credential":"0123456789abcdef0123456789abcdef","proxy_id":"p1"},
+            "routes":[{"pattern":"GET /wifi/:page","voucher":true}]}"#;
+        let mut f = fixture(cfg);
+        let mut n = 0;
+        let mut from = |f: &mut Fixture, dev: &str, peer: &str| {
+            n += 1;
+            let mut c = claims(&format!("{n:024x}"), None);
+            (c.aud, c.dev) = ("cafe-1".into(), Some(dev.into()));
+            let auth = format!("Bearer {}", f.signer.sign(TokenKind::VoucherAccess, &c).unwrap());
+            *f.host.peer.borrow_mut() = Some(peer.into());
+            // Twice: a miss, then from the worker's cache.
+            let first = ask(f, "GET", "/api/v1/wifi/status", &[&auth]).map(|_| ());
+            assert_eq!(first, ask(f, "GET", "/api/v1/wifi/status", &[&auth]).map(|_| ()));
+            first
+        };
+        let mismatch = Err(Denial::Refused(Refusal::DeviceMismatch));
+        assert_eq!(from(&mut f, "10.0.0.7", "10.0.0.7:4000"), Ok(()));
+        assert_eq!(from(&mut f, "10.0.0.7", "[::ffff:10.0.0.7]:4000"), Ok(()), "a mapped peer is its IPv4 address");
+        assert_eq!(from(&mut f, "2001:db8::1", "[2001:db8::1]:4000"), Ok(()));
+        assert_eq!(from(&mut f, "10.0.0.7", "10.0.0.8:4000"), mismatch);
+        for dev in ["::ffff:10.0.0.7", "2001:DB8::1", "aa:bb:cc:dd:ee:ff", "kiosk-7", ""] {
+            let peer = if dev.contains(':') && !dev.contains('.') { "[2001:db8::1]:4000" } else { "10.0.0.7:4000" };
+            assert_eq!(from(&mut f, dev, peer), mismatch, "{dev}");
+        }
+        assert_eq!(from(&mut f, "10.0.0.7", "not an address"), mismatch);
     }
 
     #[test]

@@ -528,3 +528,42 @@ fn two_authorization_headers_are_refused(port: u16, token: &str) {
     );
     assert_eq!((r.status, r.code().as_str()), (400, "multiple_credentials"), "{}", r.body);
 }
+
+/// Issue 14 target 6: with `identity_headers` naming a subset, the upstream sees only
+/// those, and a forged header outside the subset is still stripped, never passed on.
+#[test]
+fn security_identity_headers_subset_and_forged_ones_still_stripped() {
+    let stack = Stack::start_configured(1, |s| {
+        s.envoy_edits.push((
+            "\"portal\": {".into(),
+            "\"identity_headers\": [\"x-tokengate-subject\", \"x-tokengate-scope\", \"x-tokengate-network\", \"x-tokengate-device\"], \"portal\": {"
+                .into(),
+        ));
+    });
+    let port = stack.front();
+    let login = stack.login(Some(&["GET /objects/:id"]), Some("1 hour"));
+    let token = login["token"].as_str().expect("token").to_owned();
+    stack.wait_synced(&token);
+    let r = request(
+        port,
+        "GET",
+        "/api/v1/objects/42",
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("X-Tokengate-Subject", "root"),
+            ("X-Tokengate-Token-Id", "forged"),
+            ("X-Tokengate-User", "forged"),
+            ("x-tokengate-flags", "-1"),
+            ("X-Tokengate-Whatever", "forged"),
+        ],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let h = r.json()["headers"].clone();
+    let mut identity: Vec<&str> = h.as_object().expect("headers").keys().map(String::as_str).filter(|k| k.starts_with("x-tokengate-")).collect();
+    identity.sort_unstable();
+    assert_eq!(identity, ["x-tokengate-scope", "x-tokengate-subject"], "{h}");
+    assert_ne!(h["x-tokengate-subject"], "root", "{h}");
+    assert!(!h["x-tokengate-subject"].as_str().unwrap_or("").contains(','), "a forged value beside ours: {h}");
+    assert_eq!(h["x-tokengate-scope"], "GET /objects/:id", "{h}");
+}

@@ -37,13 +37,34 @@ struct Shipped {
 }
 
 impl Shipped {
-    fn wasm_filter(&self) -> Result<&Value, String> {
+    /// The gate's plugin configuration: the JSON text in the wasm filter's `configuration`.
+    fn plugin_config(&mut self) -> Result<&mut Value, String> {
         self.filters
-            .iter()
+            .iter_mut()
             .find(|f| f.get("name").and_then(Value::as_str) == Some("envoy.filters.http.wasm"))
-            .ok_or_else(|| "envoy template: no envoy.filters.http.wasm filter".to_owned())
+            .and_then(|f| f.get_mut("typed_config"))
+            .and_then(|t| t.get_mut("config"))
+            .and_then(|c| c.get_mut("configuration"))
+            .and_then(|c| c.get_mut("value"))
+            .filter(|v| v.is_string())
+            .ok_or_else(|| "envoy template: no plugin configuration value in the envoy.filters.http.wasm filter".to_owned())
+    }
+
+    /// Sets `identity_headers` in the gate's plugin configuration.
+    fn set_identity_headers(&mut self, names: &[&str]) -> Result<(), String> {
+        let value = self.plugin_config()?;
+        let mut json: serde_json::Value =
+            serde_json::from_str(value.as_str().unwrap_or_default()).map_err(|e| format!("envoy template: plugin configuration: {e}"))?;
+        json["identity_headers"] = serde_json::json!(names);
+        *value = Value::String(json.to_string());
+        Ok(())
     }
 }
+
+/// E2 (issue 14 target 6): E with the identity headers cut to the subject. The shipped
+/// config's portal needs -network and -device, which only a voucher's token or the portal
+/// page gets, so E's requests carry `x-tokengate-subject` alone.
+const E2_IDENTITY_HEADERS: [&str; 3] = ["x-tokengate-subject", "x-tokengate-network", "x-tokengate-device"];
 
 fn shipped(args: &Args) -> Result<Shipped, String> {
     let path = args.get("template")?;
@@ -223,24 +244,19 @@ typed_config:
         }
         "C" => filters.push(jwt_authn(args, None)?),
         "D" => filters.push(jwt_authn(args, Some(args.get("cache-size")?))?),
-        "E" | "F" => {
-            let s = shipped(args)?;
+        "E" | "F" | "E2" => {
+            let mut s = shipped(args)?;
+            if variant == "E2" {
+                s.set_identity_headers(&E2_IDENTITY_HEADERS)?;
+            }
             filters.extend(s.filters);
             clusters.push(s.cp_cluster);
             bootstrap = Some(s.bootstrap_extensions);
         }
         "plugin-json" => {
             // The tokengate plugin configuration alone, for bench-authz.
-            let s = shipped(args)?;
-            let json = s
-                .wasm_filter()?
-                .get("typed_config")
-                .and_then(|t| t.get("config"))
-                .and_then(|c| c.get("configuration"))
-                .and_then(|c| c.get("value"))
-                .and_then(Value::as_str)
-                .ok_or("envoy template: no plugin configuration value")?
-                .to_owned();
+            let mut s = shipped(args)?;
+            let json = s.plugin_config()?.as_str().unwrap_or_default().to_owned();
             let out = args.get("out")?;
             return std::fs::write(out, json).map_err(|e| format!("{out}: {e}"));
         }

@@ -38,13 +38,14 @@ fn fmt(s: &Option<Stat>, scale: f64, digits: usize) -> String {
     }
 }
 
-const LABELS: [(&str, &str); 12] = [
+const LABELS: [(&str, &str); 13] = [
     ("A", "A no auth (ceiling)"),
     ("B", "B empty Wasm filter"),
     ("C", "C jwt_authn, no cache"),
     ("D", "D jwt_authn + jwt_cache"),
     ("E", "E tokengate warm (300 tokens, all revocations loaded)"),
     ("E0", "E0 as E, the baseline filter (BASELINE_REF)"),
+    ("E2", "E2 as E, identity_headers cut to x-tokengate-subject (one identity header written)"),
     ("H", "E1 tokengate, one hot token"),
     ("S", "E-session: as E, 300 seed-003 session tokens"),
     ("V", "E-voucher: 300 seed-000 voucher tokens, device check (peer address), GET /wifi/status"),
@@ -154,10 +155,11 @@ pub fn report(args: &Args) -> Result<(), String> {
     let cpu_at = |v: &str, r: i64| Some(at(v, r, "cpu_us_per_req")? + at(v, r, "authz_cpu_us_per_req").unwrap_or(0.0));
     let per_round = |f: &dyn Fn(i64) -> Option<f64>| fmt(&stat((1..=rounds as i64).filter_map(f).collect()), 1.0, 2);
     println!("\n| target | measured (ratio of medians) | the ratio per round: median (min–max) | verdict |\n|---|---|---|---|");
-    if has(&["A", "B", "E"]) {
-        let r1 = (cpu("E") - cpu("A")) / (cpu("B") - cpu("A"));
-        let pr = per_round(&|r| Some((cpu_at("E", r)? - cpu_at("A", r)?) / (cpu_at("B", r)? - cpu_at("A", r)?)));
-        println!("| E added CPU over A ≤ 1.25 × B's | {r1:.2} × ({:.1} vs {:.1} µs) | {pr} | {} |", cpu("E") - cpu("A"), cpu("B") - cpu("A"), verdict(r1 <= 1.25));
+    // E2 is E writing one identity header instead of five (issue 14 target 6).
+    for e in ["E", "E2"].into_iter().filter(|e| has(&["A", "B", e])) {
+        let r1 = (cpu(e) - cpu("A")) / (cpu("B") - cpu("A"));
+        let pr = per_round(&|r| Some((cpu_at(e, r)? - cpu_at("A", r)?) / (cpu_at("B", r)? - cpu_at("A", r)?)));
+        println!("| {e} added CPU over A ≤ 1.25 × B's | {r1:.2} × ({:.1} vs {:.1} µs) | {pr} | {} |", cpu(e) - cpu("A"), cpu("B") - cpu("A"), verdict(r1 <= 1.25));
     }
     if has(&["D", "E"]) {
         let r2 = rps("E") / rps("D");

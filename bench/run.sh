@@ -9,7 +9,9 @@
 # OL_CONNECTIONS (64, open loop), VARIANTS ("A B C D E H F G"; S is E with 300 seed-003
 # session tokens, one made from each warm token; V is E's Envoy with 300 seed-000 voucher
 # tokens bound to 127.0.0.1 (the device check reads the peer address) on
-# GET /api/v1/wifi/status, a route marked "voucher"; H is E with one hot
+# GET /api/v1/wifi/status, a route marked "voucher"; W is E with 300 seed-002 logins'
+# tokenForHttpServer (made again before every W run: they live 5 minutes) on
+# GET /api/v1/files/report.pdf, a route marked "http_token"; H is E with one hot
 # token; E2 is E with the plugin config's identity_headers cut to x-tokengate-subject
 # (issue 14 target 6: one identity header written instead of all the token has);
 # B1..B12 are the empty filter plus some host calls or a native filter, for
@@ -76,6 +78,7 @@ OL_FROM=${OL_FROM:-E}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 REQ_PATH=/api/v1/objects/42
 SCOPES="GET /objects,POST /objects,GET /objects/:id"
+HTTP_SCOPES="GET /objects,POST /objects,GET /files/:name"
 SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")
 ADMIN_USER=admin
 ADMIN_PASSWORD=bench-admin-password
@@ -244,6 +247,29 @@ if printf ' %s ' $VARIANTS | grep -q ' V '; then
         done <"$WORK/codes.txt"
     done
 fi
+if printf ' %s ' $VARIANTS | grep -q ' W '; then
+    # Same shape as the warm set (three patterns, the request matches the third).
+    log "issuing $WARM_TOKENS tokens for GET /files/:name (variant W logs in with them)"
+    "$TG" issue --cp "$CP" --token "$ADMIN" --count "$WARM_TOKENS" --concurrency 8 --scopes "$HTTP_SCOPES" \
+        --out "$WORK/http-parents.txt" --ids "$WORK/http-parents.ids" >/dev/null
+fi
+# A seed-002 token login with each of those: its tokenForHttpServer (5 minutes) into
+# $WORK/http.txt. Run before every W measurement.
+http_tokens() {
+    python3 - "$CP" "$WORK/http-parents.txt" "$WORK/http.txt" <<'EOF'
+import json, sys, urllib.request
+cp, src, dst = sys.argv[1:]
+out = []
+for t in open(src).read().split():
+    body = json.dumps({"method": "auth", "requestId": "bench", "type": "secured", "credentials": t, "credentialsKind": "token"}).encode()
+    req = urllib.request.Request(f"http://{cp}/api/v1/login", data=body, headers={"content-type": "application/json"})
+    answer = json.load(urllib.request.urlopen(req, timeout=10))
+    if answer.get("resultCode") != 0:
+        sys.exit(f"POST /login refused a token login: {answer}")
+    out.append(answer["tokenForHttpServer"])
+open(dst, "w").write("\n".join(out) + "\n")
+EOF
+}
 log "issuing $COLD_TOKENS cold-pool tokens"
 record_cp sqlite "$("$TG" issue --cp "$CP" --token "$ADMIN" --count "$COLD_TOKENS" --concurrency 8 --scopes "$SCOPES" \
     --out "$WORK/cold.txt" --ids "$WORK/cold.ids")"
@@ -289,7 +315,7 @@ render() { # variant out [wasm] [template]
 }
 base_of() { echo "${1%2C}"; }       # E2C -> E: the variant a *2C one runs at --concurrency 2
 workers_of() { case $1 in *2C) echo 2 ;; *) echo 1 ;; esac; }
-for v in $(printf "%s\n" A B C D E F G $(for x in $VARIANTS; do base_of "$x"; done) | grep -v "^[HSV]$" | sort -u); do
+for v in $(printf "%s\n" A B C D E F G $(for x in $VARIANTS; do base_of "$x"; done) | grep -v "^[HSVW]$" | sort -u); do
     case $v in
         E0 | F0)
             [ -n "${BASELINE_REF:-}" ] || die "variant $v needs BASELINE_REF=<git ref>"
@@ -305,6 +331,7 @@ done
 cp "$WORK/envoy-E.yaml" "$WORK/envoy-H.yaml"
 cp "$WORK/envoy-E.yaml" "$WORK/envoy-S.yaml"
 cp "$WORK/envoy-E.yaml" "$WORK/envoy-V.yaml"
+cp "$WORK/envoy-E.yaml" "$WORK/envoy-W.yaml"
 for v in $VARIANTS; do
     case $v in *2C) cp "$WORK/envoy-$(base_of "$v").yaml" "$WORK/envoy-$v.yaml" ;; esac
 done
@@ -315,6 +342,7 @@ mix_of() { # variant -> token file
         H) echo "$WORK/hot.txt" ;;
         S) echo "$WORK/sessions.txt" ;;
         V) echo "$WORK/vouchers.txt" ;;
+        W) echo "$WORK/http.txt" ;;
         *) echo "$WORK/warm.txt" ;;
     esac
 }
@@ -322,6 +350,7 @@ mix_of() { # variant -> token file
 path_of() { # variant -> request path
     case $(base_of "$1") in
         V) echo /api/v1/wifi/status ;;
+        W) echo /api/v1/files/report.pdf ;;
         *) echo "$REQ_PATH" ;;
     esac
 }
@@ -354,6 +383,7 @@ run_variant() { # variant round
     local v=$1 r=$2 mix cfg elog out e0 e1 a0 a1 reqs rps non2xx errs path
     mix=$(mix_of "$v")
     path=$(path_of "$v")
+    [ "$(base_of "$v")" != W ] || http_tokens || die "token logins for variant W failed (see $WORK/cp-sqlite.log)"
     cfg=$WORK/envoy-$v.yaml
     elog=$WORK/envoy-$v-$r.log
     start_envoy "$cfg" "$elog" "$(workers_of "$v")"

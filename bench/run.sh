@@ -12,7 +12,8 @@
 # GET /api/v1/wifi/status, a route marked "voucher"; W is E with 300 seed-002 logins'
 # tokenForHttpServer (made again before every W run: they live 5 minutes) on
 # GET /api/v1/files/report.pdf, a route marked "http_token"; H is E with one hot
-# token; E2 is E with the plugin config's identity_headers cut to x-tokengate-subject
+# token; S0, V0, W0 (and H0) are S, V, W (H) on E0's Envoy, the baseline filter (with
+# BASELINE_REF); E2 is E with the plugin config's identity_headers cut to x-tokengate-subject
 # (issue 14 target 6: one identity header written instead of all the token has);
 # B1..B12 are the empty filter plus some host calls or a native filter, for
 # attribution: see NOOP_VARIANTS in bench/tool/src/render.rs), SKIP_CP=1 (skip the
@@ -218,7 +219,7 @@ log "issuing $WARM_TOKENS warm tokens (scopes: $SCOPES)"
 "$TG" issue --cp "$CP" --token "$ADMIN" --count "$WARM_TOKENS" --concurrency 8 --scopes "$SCOPES" \
     --out "$WORK/warm.txt" --ids "$WORK/warm.ids" >/dev/null
 head -1 "$WORK/warm.txt" >"$WORK/hot.txt"
-if printf ' %s ' $VARIANTS | grep -q ' S '; then
+if printf ' %s ' $VARIANTS | grep -Eq ' S0? '; then
     log "making one seed-003 session from each warm token (variant S)"
     : >"$WORK/sessions.txt"
     while read -r t; do
@@ -227,7 +228,7 @@ if printf ' %s ' $VARIANTS | grep -q ' S '; then
             die "POST /token/login failed (see $WORK/cp-sqlite.log)"
     done <"$WORK/warm.txt"
 fi
-if printf ' %s ' $VARIANTS | grep -q ' V '; then
+if printf ' %s ' $VARIANTS | grep -Eq ' V0? '; then
     log "redeeming 300 seed-000 vouchers for this machine on demo-wifi (variant V)"
     curl -sf -X POST -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' \
         -d '{"id":"demo-wifi","name":"Bench Wi-Fi"}' "http://$CP/api/v1/networks" >/dev/null ||
@@ -247,7 +248,7 @@ if printf ' %s ' $VARIANTS | grep -q ' V '; then
         done <"$WORK/codes.txt"
     done
 fi
-if printf ' %s ' $VARIANTS | grep -q ' W '; then
+if printf ' %s ' $VARIANTS | grep -Eq ' W0? '; then
     # Same shape as the warm set (three patterns, the request matches the third).
     log "issuing $WARM_TOKENS tokens for GET /files/:name (variant W logs in with them)"
     "$TG" issue --cp "$CP" --token "$ADMIN" --count "$WARM_TOKENS" --concurrency 8 --scopes "$HTTP_SCOPES" \
@@ -314,8 +315,18 @@ render() { # variant out [wasm] [template]
         --noop-wasm "$NOOP_WASM" --jwks "$WORK/jwks.json" --secret "$SECRET" --cache-size 1000
 }
 base_of() { echo "${1%2C}"; }       # E2C -> E: the variant a *2C one runs at --concurrency 2
+# S0 -> S: the token mix and path of H, S, V, W; their 0 forms run on E0's Envoy (the
+# baseline filter), as E0 is E on it.
+kind_of() {
+    local b
+    b=$(base_of "$1")
+    case $b in [HSVW]0) echo "${b%0}" ;; *) echo "$b" ;; esac
+}
+config_of() { # variant -> the variant whose rendered Envoy config it runs
+    case $(base_of "$1") in [HSVW]) echo E ;; [HSVW]0) echo E0 ;; *) base_of "$1" ;; esac
+}
 workers_of() { case $1 in *2C) echo 2 ;; *) echo 1 ;; esac; }
-for v in $(printf "%s\n" A B C D E F G $(for x in $VARIANTS; do base_of "$x"; done) | grep -v "^[HSVW]$" | sort -u); do
+for v in $(printf "%s\n" A B C D E F G $(for x in $VARIANTS; do config_of "$x"; done) | sort -u); do
     case $v in
         E0 | F0)
             [ -n "${BASELINE_REF:-}" ] || die "variant $v needs BASELINE_REF=<git ref>"
@@ -328,16 +339,12 @@ for v in $(printf "%s\n" A B C D E F G $(for x in $VARIANTS; do base_of "$x"; do
     esac
     "$ENVOY_BIN" --mode validate -c "$WORK/envoy-$v.yaml" >/dev/null 2>&1 || die "envoy-$v.yaml does not validate"
 done
-cp "$WORK/envoy-E.yaml" "$WORK/envoy-H.yaml"
-cp "$WORK/envoy-E.yaml" "$WORK/envoy-S.yaml"
-cp "$WORK/envoy-E.yaml" "$WORK/envoy-V.yaml"
-cp "$WORK/envoy-E.yaml" "$WORK/envoy-W.yaml"
 for v in $VARIANTS; do
-    case $v in *2C) cp "$WORK/envoy-$(base_of "$v").yaml" "$WORK/envoy-$v.yaml" ;; esac
+    [ "$(config_of "$v")" = "$v" ] || cp "$WORK/envoy-$(config_of "$v").yaml" "$WORK/envoy-$v.yaml"
 done
 
 mix_of() { # variant -> token file
-    case $(base_of "$1") in
+    case $(kind_of "$1") in
         F | F0) echo "$WORK/cold.txt" ;;
         H) echo "$WORK/hot.txt" ;;
         S) echo "$WORK/sessions.txt" ;;
@@ -348,7 +355,7 @@ mix_of() { # variant -> token file
 }
 
 path_of() { # variant -> request path
-    case $(base_of "$1") in
+    case $(kind_of "$1") in
         V) echo /api/v1/wifi/status ;;
         W) echo /api/v1/files/report.pdf ;;
         *) echo "$REQ_PATH" ;;
@@ -383,7 +390,7 @@ run_variant() { # variant round
     local v=$1 r=$2 mix cfg elog out e0 e1 a0 a1 reqs rps non2xx errs path
     mix=$(mix_of "$v")
     path=$(path_of "$v")
-    [ "$(base_of "$v")" != W ] || http_tokens || die "token logins for variant W failed (see $WORK/cp-sqlite.log)"
+    [ "$(kind_of "$v")" != W ] || http_tokens || die "token logins for variant W failed (see $WORK/cp-sqlite.log)"
     cfg=$WORK/envoy-$v.yaml
     elog=$WORK/envoy-$v-$r.log
     start_envoy "$cfg" "$elog" "$(workers_of "$v")"

@@ -38,7 +38,7 @@ fn fmt(s: &Option<Stat>, scale: f64, digits: usize) -> String {
     }
 }
 
-const LABELS: [(&str, &str); 14] = [
+const LABELS: [(&str, &str); 17] = [
     ("A", "A no auth (ceiling)"),
     ("B", "B empty Wasm filter"),
     ("C", "C jwt_authn, no cache"),
@@ -50,6 +50,9 @@ const LABELS: [(&str, &str); 14] = [
     ("S", "E-session: as E, 300 seed-003 session tokens"),
     ("V", "E-voucher: 300 seed-000 voucher tokens, device check (peer address), GET /wifi/status"),
     ("W", "E-http: 300 logins' tokenForHttpServer (made each round), GET /files/:name"),
+    ("S0", "S0 as E-session, the baseline filter (BASELINE_REF)"),
+    ("V0", "V0 as E-voucher, the baseline filter (BASELINE_REF)"),
+    ("W0", "W0 as E-http, the baseline filter (BASELINE_REF)"),
     ("F", "F tokengate cold (never-seen tokens)"),
     ("F0", "F0 as F, the baseline filter (BASELINE_REF)"),
     ("G", "G ext_authz → Rust authorizer"),
@@ -202,6 +205,15 @@ pub fn report(args: &Args) -> Result<(), String> {
             (cpu(v) - cpu("A")) / (cpu("E") - cpu("A")),
             verdict(r <= 1.05)
         );
+    }
+    // A change against its baseline (BASELINE_REF), per kind of token.
+    for (v, base) in [("E", "E0"), ("S", "S0"), ("V", "V0"), ("W", "W0"), ("F", "F0")] {
+        if !has(&[v, base]) {
+            continue;
+        }
+        let r = cpu(v) / cpu(base);
+        let pr = per_round(&|x| Some(cpu_at(v, x)? / cpu_at(base, x)?));
+        println!("| (the change) {v} CPU per request vs {base}, the baseline filter | {r:.3} × ({:.1} vs {:.1} µs/req) | {pr} | – |", cpu(v), cpu(base));
     }
     // Issue 14 §3: a second worker must not cost the gate CPU per request (no contention
     // on shared data): Envoy's CPU per request at --concurrency 2 against 1, warm and cold.

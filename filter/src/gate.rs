@@ -55,7 +55,7 @@ pub struct Allowed {
 
 impl Allowed {
     /// Calls `f` with each configured identity header for the upstream; no allocation.
-    pub fn headers<'a>(&'a self, mut f: impl FnMut(&'static str, &'a str)) {
+    pub fn headers(&self, mut f: impl FnMut(&'static str, &str)) {
         let v = &*self.verified;
         if self.identity.has(Identity::Subject) {
             f(Identity::Subject.name(), &v.claims.sub);

@@ -101,59 +101,23 @@ pub fn request_headers() -> Option<Vec<u8>> {
     None
 }
 
-/// `pairs` in the Proxy-Wasm serialization that [`Pairs`] reads.
-pub fn serialize(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-    let size = 4 + pairs.iter().map(|(k, v)| 10 + k.len() + v.len()).sum::<usize>();
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
-    for (k, v) in pairs {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in pairs {
-        out.extend_from_slice(k);
-        out.push(0);
-        out.extend_from_slice(v);
-        out.push(0);
-    }
-    out
-}
-
-/// Replaces every request header with the serialized `map` in one host call
-/// (`proxy_set_header_map_pairs`: Envoy removes each header, adds the given ones, and
-/// clears the route cache once). False when the host refused it.
-#[cfg(target_arch = "wasm32")]
-pub fn set_request_headers(map: &[u8]) -> bool {
-    #[link(wasm_import_module = "env")]
-    extern "C" {
-        fn proxy_set_header_map_pairs(map_type: u32, map_data: *const u8, map_size: usize) -> u32;
-    }
-    const HTTP_REQUEST_HEADERS: u32 = 0;
-    const OK: u32 = 0;
-    // SAFETY: the host only reads `map.len()` bytes from `map`'s pointer during the call.
-    unsafe { proxy_set_header_map_pairs(HTTP_REQUEST_HEADERS, map.as_ptr(), map.len()) == OK }
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-pub fn set_request_headers(_map: &[u8]) -> bool {
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn serialize(pairs: &[(&str, &str)]) -> Vec<u8> {
-        let bytes: Vec<(&[u8], &[u8])> = pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect();
-        super::serialize(&bytes)
-    }
-
-    #[test]
-    fn serializes_in_the_abi_layout() {
-        // Count, then the two lengths of each pair, then each name and value NUL-ended.
-        let want = [1, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, b'a', 0, b'b', b'c', 0];
-        assert_eq!(serialize(&[("a", "bc")]), want);
-        assert_eq!(serialize(&[]), [0, 0, 0, 0]);
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (k, v) in pairs {
+            out.extend((k.len() as u32).to_le_bytes());
+            out.extend((v.len() as u32).to_le_bytes());
+        }
+        for (k, v) in pairs {
+            out.extend(k.as_bytes());
+            out.push(0);
+            out.extend(v.as_bytes());
+            out.push(0);
+        }
+        out
     }
 
     #[test]

@@ -281,8 +281,7 @@ impl HttpContext for Gate {
         let mut bad_bytes = false;
         let mut forged = false;
         // The access controller's device header (seed 000 vouchers), when configured.
-        let cfg = self.cfg.clone();
-        let device_name = cfg.device_header.as_deref().map(str::as_bytes);
+        let device_name = self.cfg.device_header.as_deref().map(str::as_bytes);
         let mut device: Option<&str> = None;
         let mut devices = 0;
         for pair in pairs {
@@ -311,23 +310,23 @@ impl HttpContext for Gate {
                 _ => bad_bytes = true,
             }
         }
+        // Strip forged identity first, whatever the outcome (rare: a name-by-name pass).
+        if forged {
+            strip_forged(&buf);
+        }
         // The device header is believed only from the configured access controllers and
         // only once; from anyone else it is removed, so the upstream cannot be fooled either.
-        let mut drop_device = false;
-        if device_name.is_some() && devices > 0 {
+        if let Some(name) = self.cfg.device_header.as_deref().filter(|_| devices > 0) {
             let peer = ProxyHost.peer_address().and_then(|a| tokengate_rules::device::peer_ip(&a));
-            if devices > 1 || !cfg.trusts_device_header_from(peer) {
-                drop_device = true;
+            if devices > 1 || !self.cfg.trusts_device_header_from(peer) {
+                let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
                 device = None;
             }
         }
         let (Some(method), Some(path), false) = (method, path, bad_bytes) else {
             return self.deny_with(tokengate_rules::Denial::InvalidRequest("malformed_request"));
         };
-        // What the upstream must not see: forged identity and an untrusted device header
-        // (on every outcome that lets the request through).
-        let strip = |name: &[u8]| (forged && is_forged(name)) || (drop_device && device_name == Some(name));
-        self.decide(method, path, &auth[..auth_count.min(2)], device, &buf, &strip)
+        self.decide(method, path, &auth[..auth_count.min(2)], device)
     }
 }
 
@@ -336,47 +335,16 @@ fn is_forged(name: &[u8]) -> bool {
     name.starts_with(IDENTITY_PREFIX.as_bytes()) || STRIPPED_HEADERS.iter().any(|h| h.as_bytes() == name)
 }
 
-/// Sends the request on without the headers `strip` names and with `add`. Two or more
-/// changes are made in one host call that writes the whole header map back
-/// (`proxy_set_header_map_pairs`); a single one with its own call. Each host call costs
-/// more than Envoy re-adding a request's headers (BENCHMARKS.md, 2026-12-07), and the
-/// number of identity headers differs by kind of token: this way every kind costs one.
-fn rewrite_headers(buf: &[u8], strip: &dyn Fn(&[u8]) -> bool, add: &[(&'static str, &str)]) {
-    let kept: Vec<(&[u8], &[u8])> = headers::Pairs::new(buf).into_iter().flatten().flatten().filter(|(name, _)| !strip(name)).collect();
-    let stripped = headers::Pairs::new(buf).map_or(0, |p| p.count()) - kept.len();
-    match (stripped, add) {
-        (0, []) => {}
-        (0, [(name, value)]) => {
-            let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value);
-        }
-        _ => {
-            let mut map = kept;
-            map.extend(add.iter().map(|(name, value)| (name.as_bytes(), value.as_bytes())));
-            if !headers::set_request_headers(&headers::serialize(&map)) {
-                // Refused (not seen from Envoy): the same changes one call each.
-                for (name, _) in headers::Pairs::new(buf).into_iter().flatten().flatten().filter(|(name, _)| strip(name)) {
-                    if let Ok(name) = std::str::from_utf8(name) {
-                        let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
-                    }
-                }
-                for (name, value) in add {
-                    let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value);
-                }
-            }
+fn strip_forged(buf: &[u8]) {
+    for (name, _) in headers::Pairs::new(buf).into_iter().flatten().flatten() {
+        if let (true, Ok(name)) = (is_forged(name), std::str::from_utf8(name)) {
+            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
         }
     }
 }
 
 impl Gate {
-    fn decide(
-        &mut self,
-        method: &str,
-        path: &str,
-        authorization: &[&str],
-        device_header: Option<&str>,
-        buf: &[u8],
-        strip: &dyn Fn(&[u8]) -> bool,
-    ) -> Action {
+    fn decide(&mut self, method: &str, path: &str, authorization: &[&str], device_header: Option<&str>) -> Action {
         #[cfg(feature = "panic-probe")]
         #[allow(clippy::panic)]
         if path == "/__tokengate/panic" {
@@ -394,15 +362,18 @@ impl Gate {
         };
         match outcome {
             Outcome::Allow(allowed) => {
-                let mut add: Vec<(&'static str, &str)> = Vec::with_capacity(8);
-                allowed.headers(|name, value| add.push((name, value)));
-                rewrite_headers(buf, strip, &add);
+                // Forged identity headers were removed before the decision, so adding is
+                // enough: no replace.
+                allowed.headers(|name, value| {
+                    let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value);
+                });
                 self.metrics.inc(ALLOWED);
                 Action::Continue
             }
             Outcome::Portal(headers) => {
-                let add: Vec<(&'static str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
-                rewrite_headers(buf, strip, &add);
+                for (name, value) in &headers {
+                    let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value);
+                }
                 self.metrics.inc(PORTAL);
                 Action::Continue
             }

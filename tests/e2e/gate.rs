@@ -499,8 +499,7 @@ fn forged_headers_never_reach_the_upstream(port: u16, token: &str, login: &Value
     let echo = r.json();
     assert_eq!(echo["method"], "GET");
     assert_eq!(echo["path"], "/api/v1/objects/42");
-    // The gate writes the header map back in one call (BENCHMARKS.md 2026-12-07): the
-    // client's other headers, repeats in order, and the query arrive as sent.
+    // The client's other headers, repeats in order, and the query arrive as sent.
     assert_eq!(echo["query"], "full=1", "{echo}");
     let h = &echo["headers"];
     assert_eq!(h["x-client-note"], "first, second", "{echo}");

@@ -18,7 +18,9 @@
 # B1..B12 are the empty filter plus some host calls or a native filter, for
 # attribution: see NOOP_VARIANTS in bench/tool/src/render.rs), SKIP_CP=1 (skip the
 # control-plane and memory sections), SKIP_PG=1, MEM_SESSIONS=0 (skip the 100k-session
-# memory point), MEM_1M=0 (skip the 1M-revocation
+# memory point), PERF=1 (perf samples Envoy during each closed-loop run: its CPU by
+# binary into $WORK/perf-<variant>-<round>.txt, "percent binary" per line; needs perf),
+# MEM_1M=0 (skip the 1M-revocation
 # memory point), OPEN_LOOP=0 (skip the open-loop latency runs), NO_WRITE=1 (do not touch
 # BENCHMARKS.md), PG_URL, BASELINE_REF=<git ref> (also build the filter of that commit and
 # run it as variants E0/F0, E/F's baseline in the same run: e.g. BASELINE_REF=HEAD~1
@@ -402,8 +404,21 @@ run_variant() { # variant round
     # Closed loop: max throughput and CPU per request.
     e0=$(ticks "$ENVOY_PID")
     a0=$(ticks "$AUTHZ_PID")
+    local perf_pid=
+    if [ "${PERF:-0}" = 1 ]; then
+        # Where Envoy's CPU goes, by binary: Envoy itself (with V8's runtime and the host
+        # side of every host call), the JIT (the filter's Wasm and V8's call wrappers), the
+        # kernel, libc. Shares within one run do not depend on the machine's speed.
+        perf record -q -e cpu-clock -F 999 -p "$ENVOY_PID" -o "$WORK/perf-$v-$r.data" -- sleep "$((SECS - 1))" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
     out=$(nice -n -10 taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${SECS}s" -s "$WRK_LUA" "http://127.0.0.1:$LISTEN_PORT$path" \
         -- "$mix" 20000)
+    if [ -n "$perf_pid" ]; then
+        wait "$perf_pid" || true
+        perf report -i "$WORK/perf-$v-$r.data" --no-children --sort dso --stdio 2>/dev/null |
+            awk '/%/ { sub(/%/, "", $1); printf "%s %s\n", $1, $2 }' >"$WORK/perf-$v-$r.txt" || true
+    fi
     e1=$(ticks "$ENVOY_PID")
     a1=$(ticks "$AUTHZ_PID")
     echo "$out" >"$WORK/wrk-$v-$r.txt"

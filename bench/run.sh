@@ -259,19 +259,8 @@ fi
 # A seed-002 token login with each of those: its tokenForHttpServer (5 minutes) into
 # $WORK/http.txt. Run before every W measurement.
 http_tokens() {
-    python3 - "$CP" "$WORK/http-parents.txt" "$WORK/http.txt" <<'EOF'
-import json, sys, urllib.request
-cp, src, dst = sys.argv[1:]
-out = []
-for t in open(src).read().split():
-    body = json.dumps({"method": "auth", "requestId": "bench", "type": "secured", "credentials": t, "credentialsKind": "token"}).encode()
-    req = urllib.request.Request(f"http://{cp}/api/v1/login", data=body, headers={"content-type": "application/json"})
-    answer = json.load(urllib.request.urlopen(req, timeout=10))
-    if answer.get("resultCode") != 0:
-        sys.exit(f"POST /login refused a token login: {answer}")
-    out.append(answer["tokenForHttpServer"])
-open(dst, "w").write("\n".join(out) + "\n")
-EOF
+    "$TG" logins --cp "$CP" --kind token --credentials-file "$WORK/http-parents.txt" --concurrency 8 \
+        --out "$WORK/http.txt" >/dev/null
 }
 log "issuing $COLD_TOKENS cold-pool tokens"
 record_cp sqlite "$("$TG" issue --cp "$CP" --token "$ADMIN" --count "$COLD_TOKENS" --concurrency 8 --scopes "$SCOPES" \

@@ -6,6 +6,7 @@
 //! tg-bench revoke --cp ADDR --token T --ids IDS --count N --concurrency C
 //! tg-bench list   --cp ADDR --token T
 //! tg-bench logins --cp ADDR --user U --credentials C --kind password|pin|token --count N --concurrency C  (seed-002 POST /login)
+//!   [--credentials-file F (one login per line instead of --credentials/--count)] [--out F (each tokenForHttpServer)]
 //! tg-bench redeem --cp ADDR --codes FILE --network N --count N --concurrency C --mode new|renew --run K  (seed-000 vouchers, see vouchers.rs)
 //! tg-bench load   --addr ADDR --rate R --secs S --connections C --tokens FILE [--offset K] --path P
 //! tg-bench propagate --cp ADDR --token T --proxies A,B,C --admins A,B,C --ids IDS --tokens FILE --warm FILE --path P --out FILE  (see propagate.rs)
@@ -166,32 +167,47 @@ where
 // across the call's await is never contended.
 #[allow(clippy::await_holding_refcell_ref)]
 async fn logins(args: &Args) -> Result<Value, String> {
-    let count: usize = args.num("count")?;
     let concurrency: usize = args.num("concurrency")?;
     let kind = args.get("kind")?.to_owned();
-    let mut body = json!({"method": "auth", "type": "secured", "credentials": args.get("credentials")?, "credentialsKind": kind});
+    // `--credentials-file`: login i presents line i (one login per line); else every
+    // login presents `--credentials`, `--count` times.
+    let credentials: Rc<Vec<String>> = Rc::new(match args.opt("credentials-file") {
+        Some(f) => std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect(),
+        None => vec![args.get("credentials")?.to_owned()],
+    });
+    let count: usize = if args.opt("credentials-file").is_some() { credentials.len() } else { args.num("count")? };
+    let mut body = json!({"method": "auth", "type": "secured", "credentialsKind": kind});
     if kind != "token" {
         body["username"] = json!(args.get("user")?);
     }
-    let body = body.to_string();
+    // `--out`: each login's tokenForHttpServer, one a line, in the order of the credentials.
+    let http_tokens: Rc<RefCell<Vec<String>>> = Rc::new(RefCell::new(vec![String::new(); count]));
+    let http_sink = http_tokens.clone();
     let times: Rc<RefCell<Vec<f64>>> = Rc::new(RefCell::new(Vec::with_capacity(count)));
     let sink = times.clone();
     // Each client its own source address (the control plane trusts loopback's
     // x-forwarded-for): the throttle counts attempts in flight per source and user, so 16
     // concurrent logins from one address would be throttled as a burst.
     let secs = fan_out(args.get("cp")?, count, concurrency, move |conn, i| {
-        let body = body.clone();
-        let sink = sink.clone();
+        let mut body = body.clone();
+        body["credentials"] = json!(credentials[i % credentials.len()]);
+        let body = body.to_string();
+        let (sink, http_sink) = (sink.clone(), http_sink.clone());
         let source = format!("198.51.100.{}", i % concurrency.max(1) + 1);
         async move {
             let t = Instant::now();
             let a = conn.borrow_mut().call("POST", "/api/v1/login", &[("x-forwarded-for", &source)], Some(body)).await?;
-            ok_json(&a, "POST /api/v1/login")?;
+            let v = ok_json(&a, "POST /api/v1/login")?;
             sink.borrow_mut().push(t.elapsed().as_secs_f64() * 1000.0);
+            http_sink.borrow_mut()[i] = v["tokenForHttpServer"].as_str().unwrap_or_default().to_owned();
             Ok(())
         }
     })
     .await?;
+    if let Some(out) = args.opt("out") {
+        let lines: String = http_tokens.borrow().iter().map(|t| format!("{t}\n")).collect();
+        std::fs::write(out, lines).map_err(|e| format!("{out}: {e}"))?;
+    }
     let mut t = times.borrow().clone();
     t.sort_by(f64::total_cmp);
     let pct = |q: f64| t.get(((t.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0);

@@ -16,7 +16,8 @@
 # (20), WRITERS keep-alive DELETE connections (16; WRITERS_PG=48 on PostgreSQL, where a
 # commit waits for the server's WAL flush, so 16 connections alone cap the rate), IDLE_SECS (3), DRAIN_SECS (15),
 # DATABASE_URL (unset: SQLite only; set: a server to create fresh databases on),
-# SQLITE=0 (skip SQLite). The table is printed, not written into BENCHMARKS.md.
+# SQLITE=0 (skip SQLite), CP_BIN (a control-plane binary to run instead of building this
+# tree's, e.g. a baseline's copied aside). The table is printed, not written into BENCHMARKS.md.
 #
 # Every control plane is a fresh release build copied under its own name (tgfan-cp) and
 # started on a fresh database per case; every process this script starts is stopped on
@@ -102,10 +103,15 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$NEED" ]; then
 fi
 log "open files limit: $(ulimit -n) (each side holds one connection per proxy)"
 
-log "building the control plane (root workspace) and tg-bench (bench/ workspace), -j1"
-(cd "$ROOT" && cargo build -q --release -j1 -p tokengate-control-plane)
+if [ -n "${CP_BIN:-}" ]; then
+    [ -x "$CP_BIN" ] || die "CP_BIN=$CP_BIN is not an executable control plane"
+    log "control plane: $CP_BIN (CP_BIN, not built); building tg-bench (bench/ workspace), -j1"
+else
+    log "building the control plane (root workspace) and tg-bench (bench/ workspace), -j1"
+    (cd "$ROOT" && cargo build -q --release -j1 -p tokengate-control-plane)
+    CP_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/tokengate
+fi
 (cd "$BENCH" && env -u CARGO_TARGET_DIR cargo build -q --release -j1 -p tg-bench)
-CP_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/tokengate
 TG=$BENCH/target/release/tg-bench
 # Its own process name: other tooling on a shared machine may stop `tokengate` by name.
 cp "$CP_BIN" "$WORK/tgfan-cp"

@@ -76,8 +76,15 @@ pub async fn begin_write(pool: &AnyPool, backend: Backend) -> Result<Transaction
 /// Takes the `sync_state` row lock. Writers that append to the change log take it
 /// first, so two of them never lock token rows in opposite orders (PostgreSQL), and
 /// their versions commit in order.
+///
+/// On SQLite this is no statement: every such writer began with [`begin_write`]'s
+/// `BEGIN IMMEDIATE`, which already holds the database's single write lock until the
+/// commit, so writers are serialized before they read anything. (One statement less per
+/// revocation, each a hand-off to sqlx's SQLite thread: BENCHMARKS.md, fan-out.)
 pub async fn lock_sync_state(tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE sync_state SET version = version WHERE id = 1").execute(&mut *tx).await?;
+    if tx.backend_name() == "PostgreSQL" {
+        sqlx::query("UPDATE sync_state SET version = version WHERE id = 1").execute(&mut *tx).await?;
+    }
     Ok(())
 }
 
@@ -90,24 +97,54 @@ pub async fn append_change(
     expires_at_ms: i64,
     now_ms: i64,
 ) -> Result<u64, sqlx::Error> {
-    let version: i64 = sqlx::query_scalar("UPDATE sync_state SET version = version + 1 WHERE id = 1 RETURNING version")
+    let version = append_changes(tx, kind, &[(token_id, expires_at_ms)], now_ms).await?;
+    Ok(version.unwrap_or_default())
+}
+
+/// Appends one entry per `(token_id, expires_at_ms)` to the change log, in order, and
+/// returns the last version (`None` for no entries): one version bump and one insert per
+/// [`CHUNK`] entries, and on PostgreSQL one notification for the lot, however large the
+/// revoked tree. Call inside the transaction that makes the change, after
+/// [`lock_sync_state`].
+pub async fn append_changes(
+    tx: &mut AnyConnection,
+    kind: &str,
+    entries: &[(Option<&str>, i64)],
+    now_ms: i64,
+) -> Result<Option<u64>, sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let n = i64::try_from(entries.len()).unwrap_or(i64::MAX);
+    let last: i64 = sqlx::query_scalar("UPDATE sync_state SET version = version + $1 WHERE id = 1 RETURNING version")
+        .bind(n)
         .fetch_one(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO changes (version, kind, token_id, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(version)
-        .bind(kind)
-        .bind(token_id)
-        .bind(expires_at_ms)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
+    let mut version = last - n;
+    for chunk in entries.chunks(CHUNK) {
+        let rows = (0..chunk.len())
+            .map(|i| format!("(${}, $1, ${}, ${}, $2)", 3 * i + 3, 3 * i + 4, 3 * i + 5))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("INSERT INTO changes (version, kind, token_id, expires_at, created_at) VALUES {rows}");
+        let mut insert = sqlx::query(&sql).bind(kind).bind(now_ms);
+        for (token_id, expires_at_ms) in chunk {
+            version += 1;
+            insert = insert.bind(version).bind(*token_id).bind(*expires_at_ms);
+        }
+        insert.execute(&mut *tx).await?;
+    }
     // Other replicas LISTEN: the notification is delivered when this transaction
     // commits, and wakes the sync calls they hold.
     if tx.backend_name() == "PostgreSQL" {
-        sqlx::query("SELECT pg_notify($1, $2)").bind(NOTIFY_CHANNEL).bind(format!("{kind} {version}")).execute(&mut *tx).await?;
+        sqlx::query("SELECT pg_notify($1, $2)").bind(NOTIFY_CHANNEL).bind(format!("{kind} {last}")).execute(&mut *tx).await?;
     }
-    Ok(to_u64(version))
+    Ok(Some(to_u64(last)))
 }
+
+/// Rows per multi-row statement: 3 parameters each plus 2 stay under SQLite's and
+/// PostgreSQL's parameter limits.
+const CHUNK: usize = 300;
 
 /// The PostgreSQL channel on which every change-log insert is announced.
 pub const NOTIFY_CHANNEL: &str = "tokengate_changes";
@@ -175,26 +212,32 @@ pub fn now_ms() -> i64 {
 /// one: a revocation must outlive every moment the token's signature is valid.
 ///
 /// Walks `parent_id` level by level with batched `IN` lists, each answered from the
-/// `tokens_parent` index. A recursive CTE did the same in one statement, but both
-/// SQLite (bundled) and PostgreSQL planned it as a scan of `tokens`: about 1 s a
-/// revocation at 160k tokens on SQLite.
+/// `tokens_parent` index; the roots and their children come in the first read
+/// (`id IN (...) OR parent_id IN (...)`), so a token without children is one statement.
+/// A recursive CTE did the same in one statement, but both SQLite (bundled) and
+/// PostgreSQL planned it as a scan of `tokens`: about 1 s a revocation at 160k tokens on
+/// SQLite.
 pub async fn live_tree(tx: &mut AnyConnection, roots: Vec<String>) -> Result<Vec<(String, i64)>, sqlx::Error> {
     const BATCH: usize = 500;
-    let mut seen: std::collections::HashSet<String> = roots.iter().cloned().collect();
+    let root_set: std::collections::HashSet<String> = roots.iter().cloned().collect();
+    let mut seen = root_set.clone();
     let mut live = Vec::new();
     let mut frontier = roots;
-    let mut column = "id";
+    let mut first = true;
     while !frontier.is_empty() {
         let mut next = Vec::new();
         for chunk in frontier.chunks(BATCH) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!("SELECT id, COALESCE(signed_expires_at, expires_at), revoked_at FROM tokens WHERE {column} IN ({})", marks.join(", "));
+            let marks = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let filter = if first { format!("id IN ({marks}) OR parent_id IN ({marks})") } else { format!("parent_id IN ({marks})") };
+            let sql = format!("SELECT id, COALESCE(signed_expires_at, expires_at), revoked_at FROM tokens WHERE {filter}");
             let mut query = sqlx::query_as::<_, (String, i64, Option<i64>)>(&sql);
             for id in chunk {
                 query = query.bind(id);
             }
             for (id, expires_at, revoked_at) in query.fetch_all(&mut *tx).await? {
-                let root_row = column == "id";
+                // A root's own children come in the same first read (every root is in
+                // one chunk), so only children are walked further.
+                let root_row = first && root_set.contains(&id);
                 if root_row || seen.insert(id.clone()) {
                     if revoked_at.is_none() {
                         live.push((id.clone(), expires_at));
@@ -205,11 +248,7 @@ pub async fn live_tree(tx: &mut AnyConnection, roots: Vec<String>) -> Result<Vec
                 }
             }
         }
-        if column == "id" {
-            // The roots themselves are read; now walk down from them.
-            column = "parent_id";
-            continue;
-        }
+        first = false;
         frontier = next;
     }
     live.sort();

@@ -587,14 +587,16 @@ pub struct Revoked {
 /// entry of the revocation, written in that transaction with `revoked` (the count) added
 /// to its detail (`None`: the caller's own entry covers it, as a user's deletion).
 pub async fn revoke_trees(state: &AppState, roots: Roots<'_>, audited: Option<(&Actor, Event)>) -> Result<Revoked, ApiError> {
-    let (base, key) = match roots {
-        Roots::Token(id) => ("SELECT id FROM tokens WHERE id = $1", id),
-        Roots::User(user) => ("SELECT id FROM tokens WHERE user_id = $1 AND revoked_at IS NULL", user),
-    };
     let now = now_ms();
     let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
     db::lock_sync_state(&mut tx).await?;
-    let root_ids: Vec<String> = sqlx::query_scalar(base).bind(key).fetch_all(&mut *tx).await?;
+    let root_ids: Vec<String> = match roots {
+        // The tree's first read finds the token itself (and nothing, for an unknown id).
+        Roots::Token(id) => vec![id.to_owned()],
+        Roots::User(user) => {
+            sqlx::query_scalar("SELECT id FROM tokens WHERE user_id = $1 AND revoked_at IS NULL").bind(user).fetch_all(&mut *tx).await?
+        }
+    };
     let revoked = revoke_in(&mut tx, root_ids, now).await?;
     if let Some((actor, mut event)) = audited {
         if let Some(detail) = event.detail.as_object_mut() {
@@ -611,23 +613,29 @@ pub async fn revoke_trees(state: &AppState, roots: Roots<'_>, audited: Option<(&
     Ok(revoked)
 }
 
+/// Tokens per `UPDATE ... IN (...)` of [`revoke_in`].
+const TREE_CHUNK: usize = 500;
+
 /// Revokes `roots` and all their descendants inside `tx`, which holds
 /// [`db::lock_sync_state`]: one change-log entry each, carrying the signed expiry. The
 /// caller commits, then announces the version and counts the revocations.
 pub async fn revoke_in(tx: &mut AnyConnection, roots: Vec<String>, now: i64) -> Result<Revoked, sqlx::Error> {
     let tree = db::live_tree(tx, roots).await?;
-    let mut revoked = Revoked::default();
-    for (token_id, expires_at) in &tree {
-        let done = sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-            .bind(token_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 1 {
-            revoked.version = Some(db::append_change(tx, "revoke", Some(token_id), *expires_at, now).await?);
-            revoked.count += 1;
+    // The tree was read under the lock every revoker takes, so all of it is still live;
+    // RETURNING says so rather than assuming it.
+    let mut done = std::collections::HashSet::new();
+    for chunk in tree.chunks(TREE_CHUNK) {
+        let marks = (2..chunk.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql = format!("UPDATE tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND id IN ({marks}) RETURNING id");
+        let mut update = sqlx::query_scalar::<_, String>(&sql).bind(now);
+        for (id, _) in chunk {
+            update = update.bind(id);
         }
+        done.extend(update.fetch_all(&mut *tx).await?);
     }
+    let entries: Vec<(Option<&str>, i64)> =
+        tree.iter().filter(|(id, _)| done.contains(id)).map(|(id, expires_at)| (Some(id.as_str()), *expires_at)).collect();
+    let mut revoked = Revoked { count: entries.len(), version: db::append_changes(tx, "revoke", &entries, now).await? };
     // Their sessions end with them (the proxies refuse them already by `par`; this takes
     // them out of the live set too).
     let ids: Vec<String> = tree.into_iter().map(|(id, _)| id).collect();

@@ -21,6 +21,7 @@ each_db!(
     manage_update_clears_a_field_with_null_and_keeps_an_absent_one,
     security_clearing_a_field_stays_within_the_caller,
     manage_null_and_wrong_types_are_told_apart,
+    security_revoking_a_tree_logs_every_token_once_in_consecutive_versions,
 );
 
 fn tok(v: &Value) -> &str {
@@ -401,4 +402,60 @@ async fn manage_null_and_wrong_types_are_told_apart(app: TestApp) {
     }
     assert_eq!((app.token_rows().await, version(&app).await), (rows, v0));
     assert_eq!(row(&app, h.as_str().unwrap()).await.0, Some(0x200));
+}
+
+/// Revoking a tree writes it in batches (one `UPDATE`, one version bump and one insert per
+/// 300 tokens, not three statements a token): every live token of the tree gets exactly
+/// one `revoke` entry carrying its signed expiry, in consecutive versions that end at the
+/// version the answer gives; a token revoked before keeps its one entry, a token outside
+/// the tree none, and revoking again writes nothing. 305 children cross the batch size.
+async fn security_revoking_a_tree_logs_every_token_once_in_consecutive_versions(app: TestApp) {
+    const CHILDREN: usize = 305;
+    let admin = app.admin_token(None, None).await;
+    let root = app.child(tok(&admin), &json!({"name": "root"})).await.body;
+    let outside = app.child(tok(&admin), &json!({"name": "outside"})).await.body;
+    let root_id = root["_id"].as_str().unwrap().to_owned();
+    let mut tree = vec![root_id.clone()];
+    let mut first_child = None;
+    for n in 0..CHILDREN {
+        let child = app.child(tok(&root), &json!({"name": format!("child {n}")})).await.body;
+        tree.push(child["_id"].as_str().unwrap().to_owned());
+        if n == 0 {
+            let grandchild = app.child(tok(&child), &json!({"name": "grandchild"})).await.body;
+            tree.push(grandchild["_id"].as_str().unwrap().to_owned());
+            first_child = Some(child);
+        }
+    }
+    // One child revoked on its own first: it keeps that one entry.
+    let early = first_child.unwrap()["_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.delete(&format!("/api/v1/tokens/{early}"), tok(&admin)).await.status, StatusCode::NO_CONTENT);
+    let v0 = version(&app).await;
+
+    let r = app.delete(&format!("/api/v1/tokens/{root_id}?wait=0"), tok(&admin)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v1 = r.body["version"].as_i64().unwrap();
+    let logged: Vec<(i64, String, String, i64)> =
+        sqlx::query_as("SELECT version, kind, token_id, expires_at FROM changes WHERE version > $1 ORDER BY version")
+            .bind(v0)
+            .fetch_all(&app.state.pool)
+            .await
+            .unwrap();
+    // The early child's grandchild went with it; everything else now.
+    let expected: std::collections::BTreeSet<String> = tree.iter().filter(|id| **id != early && **id != tree[2]).cloned().collect();
+    assert_eq!(logged.len(), expected.len(), "one entry per token revoked now");
+    assert_eq!(logged.iter().map(|e| e.0).collect::<Vec<_>>(), (v0 + 1..=v1).collect::<Vec<_>>(), "consecutive versions ending at the answer's");
+    assert_eq!(logged.iter().map(|e| e.2.clone()).collect::<std::collections::BTreeSet<_>>(), expected);
+    for (_, kind, id, expires_at) in &logged {
+        assert_eq!(kind, "revoke");
+        assert_eq!(*expires_at, signed_exp_ms(&app, id).await, "{id}: the entry carries the signed expiry");
+    }
+    for id in &tree {
+        assert!(row(&app, id).await.3, "{id} is revoked");
+    }
+    assert_eq!(entries(&app, &early, 0).await.len(), 1, "revoked once, logged once");
+    assert!(!row(&app, outside["_id"].as_str().unwrap()).await.3, "a token outside the tree stays live");
+    assert!(entries(&app, outside["_id"].as_str().unwrap(), 0).await.is_empty());
+
+    assert_eq!(app.delete(&format!("/api/v1/tokens/{root_id}"), tok(&admin)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(version(&app).await, v1, "revoking again writes nothing");
 }

@@ -49,7 +49,7 @@ fn setup() -> Bench {
     let cfg = |local: usize, slots: u32| {
         let json = format!(
             r#"{{"audiences":["tokengate"],"local_cache_entries":{local},"shared_cache_slots":{slots},
-                "control_plane":{{"cluster":"cp","credential":"s","proxy_id":"p"}}}}"#
+                "control_plane":{{"cluster":"cp","credential":"0123456789abcdef0123456789abcdef","proxy_id":"p"}}}}"#
         );
         PluginConfig::parse(json.as_bytes()).unwrap_or_else(|_| std::process::abort())
     };

@@ -26,7 +26,9 @@ pub struct AuthRequest {
     pub expires_in: Option<String>,
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
+    /// At most 200 characters, no control characters.
     #[serde(default)]
+    #[schema(max_length = 200, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub name: Option<String>,
 }
 
@@ -36,7 +38,9 @@ pub struct AuthRequest {
 pub struct CreateTokenRequest {
     #[serde(default)]
     pub expires_in: Option<String>,
+    /// At most 200 characters, no control characters.
     #[serde(default)]
+    #[schema(max_length = 200, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub name: Option<String>,
     /// Absent or `null`: the parent's scopes.
     #[serde(default)]
@@ -95,6 +99,7 @@ pub struct TokenInfo {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ManageRequest {
     /// `create`, `update` or `delete`.
+    #[schema(value_type = CallMode)]
     pub call_mode: String,
     /// The id of the user whose tokens are managed: the caller's own user (the default)
     /// or a child user of it.
@@ -316,21 +321,56 @@ mod tests {
     }
 }
 
+// Closed sets of strings, for the OpenAPI document only: the handlers read these fields
+// as strings, so a value outside the set is a 400 with the field's own code
+// (bad_call_mode, bad_user, bad_voucher_kind) rather than a generic body error.
+
+/// Seed 001's `callMode`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CallMode {
+    Create,
+    Update,
+    Delete,
+}
+
+/// A user's role.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Admin,
+}
+
+/// A voucher's kind (seed 000): one device, or any number.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VoucherKind {
+    Single,
+    Multi,
+}
+
 /// `POST /users`: a child user of the caller's user.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
-    /// The login name (seed 003 `nm`).
+    /// The login name (seed 003 `nm`): 1 to 128 characters, no control characters.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub name: String,
+    /// 8 characters to 1024 bytes.
+    #[schema(min_length = 8, max_length = 1024, format = Password)]
     pub password: String,
-    /// At least 6 digits.
+    /// 6 to 12 digits.
     #[serde(default)]
+    #[schema(pattern = "^[0-9]{6,12}$", format = Password)]
     pub pin: Option<String>,
     /// `user` (the default) or `admin`.
     #[serde(default)]
+    #[schema(value_type = Option<Role>)]
     pub role: Option<String>,
-    /// User flags (seed 003 `fl`).
+    /// User flags (seed 003 `fl`), not negative.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub fl: Option<i64>,
     /// Custom properties: a JSON object of strings (`language`, `tz`, ...).
     #[serde(default)]
@@ -342,14 +382,20 @@ pub struct CreateUserRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
+    /// 8 characters to 1024 bytes.
     #[serde(default)]
+    #[schema(min_length = 8, max_length = 1024, format = Password)]
     pub password: Option<String>,
+    /// 6 to 12 digits; `null` removes the PIN.
     #[serde(default, deserialize_with = "patch")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^[0-9]{6,12}$", format = Password)]
     pub pin: Patch<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Role>)]
     pub role: Option<String>,
+    /// Not negative.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub fl: Option<i64>,
     /// Replaces the properties whole.
     #[serde(default)]
@@ -363,6 +409,7 @@ pub struct UpdateUserRequest {
 pub struct UserInfo {
     pub id: String,
     pub nm: String,
+    #[schema(value_type = Role)]
     pub role: String,
     /// The creator's id (`null` for an account's first admin).
     pub crt: Option<String>,
@@ -427,7 +474,10 @@ pub struct SessionInfo {
 pub struct NetworkRequest {
     /// The id proxies list in `audiences` (`cafe-1`): 1 to 63 of `[a-z0-9._-]`, starting
     /// with a letter or digit.
+    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")]
     pub id: String,
+    /// 1 to 100 characters, no control characters.
+    #[schema(min_length = 1, max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub name: String,
 }
 
@@ -435,6 +485,8 @@ pub struct NetworkRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameNetwork {
+    /// 1 to 100 characters, no control characters.
+    #[schema(min_length = 1, max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub name: String,
 }
 
@@ -443,11 +495,14 @@ pub struct RenameNetwork {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GenerateVouchers {
     /// 1 to 200.
+    #[schema(minimum = 1, maximum = 200)]
     pub count: i64,
     /// `single` (one device) or `multi` (any number of devices).
+    #[schema(value_type = VoucherKind)]
     pub kind: String,
     /// 1 to 30 days from each activation; `null` or absent: unlimited.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 30)]
     pub days: Option<i64>,
 }
 
@@ -459,6 +514,7 @@ pub struct RedeemVoucher {
     /// The device (its MAC address, as the access controller names it, or another id).
     pub device: String,
     /// The network id.
+    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")]
     pub network: String,
 }
 
@@ -501,6 +557,7 @@ pub struct ActivationInfo {
 pub struct VoucherInfo {
     pub id: String,
     /// `single` or `multi`.
+    #[schema(value_type = VoucherKind)]
     pub kind: String,
     pub days: Option<i64>,
     /// `unused`, `active`, `expired` or `revoked`.
@@ -531,6 +588,7 @@ pub struct NewVoucher {
     /// 12 digits, the last a Damm check digit.
     #[schema(pattern = "^[1-9][0-9]{11}$")]
     pub code: String,
+    #[schema(value_type = VoucherKind)]
     pub kind: String,
     pub days: Option<i64>,
     pub created_at: i64,
@@ -574,6 +632,7 @@ pub struct Redeemed {
     pub activated_at: i64,
     pub activation_id: String,
     pub voucher_id: String,
+    #[schema(value_type = VoucherKind)]
     pub kind: String,
     pub days: Option<i64>,
     pub network: String,

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::audit::{self, Actor, Event};
 use crate::http::error::ApiError;
@@ -25,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct AccountInfo {
     pub id: String,
     pub name: String,
+    #[schema(value_type = Plan)]
     pub plan: String,
     pub created_at: i64,
 }
@@ -32,7 +33,17 @@ pub struct AccountInfo {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAccountRequest {
+    #[schema(value_type = Plan)]
     pub plan: String,
+}
+
+/// An account's plan, for the OpenAPI document (the handler reads a string, so another
+/// value is 400 `bad_plan`): PIN and unsecured logins need `pro`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Plan {
+    Basic,
+    Pro,
 }
 
 async fn load(state: &AppState, caller: &Caller) -> Result<AccountInfo, ApiError> {

@@ -163,7 +163,7 @@ fn user_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> 
 
 #[utoipa::path(get, path = "/users/{id}", operation_id = "getUser", tag = "identity", security(("bearer" = [])),
     summary = "Read a user",
-    params(("id" = String, Path, description = "The user's id.")),
+    params(("id" = String, Path, pattern = "^[0-9a-f]{24}$", description = "The user's id (24 hexadecimal digits).")),
     responses((status = 200, description = "The user.", body = UserInfo), Guarded,
         (status = 404, description = "user_not_found: not your user nor one under it.", body = ErrorBody),
     ))]
@@ -301,7 +301,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 #[utoipa::path(patch, path = "/users/{id}", operation_id = "updateUser", tag = "identity", security(("bearer" = [])),
     summary = "Change a user",
     description = "Your own password, PIN (null removes it) and properties; an admin also changes the role and flags of users under it. A password change revokes nothing; deleting the user does.",
-    params(("id" = String, Path, description = "The user's id.")),
+    params(("id" = String, Path, pattern = "^[0-9a-f]{24}$", description = "The user's id (24 hexadecimal digits).")),
     request_body = UpdateUserRequest,
     responses(
         (status = 200, description = "The user as it is now.", body = UserInfo),
@@ -385,7 +385,7 @@ async fn update(
 #[utoipa::path(delete, path = "/users/{id}", operation_id = "deleteUser", tag = "identity", security(("bearer" = [])),
     summary = "Delete a user under yours and every user under it",
     description = "Revokes all their tokens and ends their sessions at every proxy.",
-    params(("id" = String, Path, description = "The user's id.")),
+    params(("id" = String, Path, pattern = "^[0-9a-f]{24}$", description = "The user's id (24 hexadecimal digits).")),
     responses(
         (status = 204, description = "Deleted."),
         Guarded,

@@ -509,7 +509,7 @@ async fn list(
 #[utoipa::path(delete, path = "/sessions/{id}", operation_id = "endSession", tag = "sessions", security(("bearer" = [])),
     summary = "End a session (logout)",
     description = "With the session itself as the Bearer, or an API token of a user at or above the session's user or operator. Ending an ended session is a 204 again; every proxy refuses it once it has synced (milliseconds).",
-    params(("id" = String, Path, description = "The session's `_id` (24 hex digits).")),
+    params(("id" = String, Path, pattern = "^[0-9a-f]{24}$", description = "The session's `_id` (24 hex digits).")),
     responses(
         (status = 204, description = "Ended."),
         Guarded,

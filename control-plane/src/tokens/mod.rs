@@ -511,7 +511,7 @@ pub fn is_token_id(s: &str) -> bool {
 /// revocation's version or the time is up, and answers 200 with the propagation.
 #[utoipa::path(delete, path = "/tokens/{id}", operation_id = "revokeToken", tag = "tokens", security(("bearer" = [])),
     params(
-        ("id" = String, Path, description = "The token's `_id`."),
+        ("id" = String, Path, pattern = "^[0-9a-f]{24}$", description = "The token's `_id` (24 hexadecimal digits)."),
         ("wait" = Option<u64>, Query, minimum = 0, maximum = 10000, description = "Wait up to this many ms for the live proxies to apply the revocation."),
     ),
     responses(

@@ -190,7 +190,7 @@ fn network_name(name: &str) -> Result<&str, ApiError> {
 /// Renaming changes only what people see (the PDF, lists): tokens carry the id.
 #[utoipa::path(patch, path = "/networks/{id}", operation_id = "renameNetwork", tag = "vouchers", security(("bearer" = [])),
     summary = "Rename a Wi-Fi network (its id stays)",
-    params(("id" = String, Path, description = "The network's id.")),
+    params(("id" = String, Path, pattern = "^[a-z0-9][a-z0-9._-]{0,62}$", description = "The network's id.")),
     request_body = RenameNetwork,
     responses(
         (status = 200, description = "Renamed.", body = NetworkInfo),
@@ -237,7 +237,7 @@ async fn list_networks(State(state): State<AppState>, Authorized(caller): Author
 /// Deleting a network revokes every live activation on it.
 #[utoipa::path(delete, path = "/networks/{id}", operation_id = "deleteNetwork", tag = "vouchers", security(("bearer" = [])),
     summary = "Delete a network; its live activations are revoked at every proxy",
-    params(("id" = String, Path, description = "The network's id.")),
+    params(("id" = String, Path, pattern = "^[a-z0-9][a-z0-9._-]{0,62}$", description = "The network's id.")),
     responses(
         (status = 200, description = "Deleted.", body = VoucherRevoked),
         Guarded,
@@ -484,7 +484,7 @@ async fn activations_of(tx: &mut AnyConnection, voucher_ids: &[String]) -> Resul
 #[utoipa::path(post, path = "/vouchers/{id}/revoke", operation_id = "revokeVoucher", tag = "vouchers", security(("bearer" = [])),
     summary = "Revoke a voucher and every activation of it at every proxy",
     description = "Waits up to 2 s for the live proxies; `proxies` says how many had applied it. Revoking again is harmless.",
-    params(("id" = String, Path, description = "The voucher's id.")),
+    params(("id" = String, Path, pattern = "^[0-9a-f]{24}$", description = "The voucher's id (24 hexadecimal digits).")),
     responses(
         (status = 200, description = "Revoked.", body = VoucherRevoked),
         Guarded,
@@ -500,7 +500,7 @@ async fn revoke(State(state): State<AppState>, Authorized(caller): Authorized, i
 
 #[utoipa::path(delete, path = "/vouchers/{id}", operation_id = "deleteVoucher", tag = "vouchers", security(("bearer" = [])),
     summary = "Delete a voucher (its activations are revoked first)",
-    params(("id" = String, Path, description = "The voucher's id.")),
+    params(("id" = String, Path, pattern = "^[0-9a-f]{24}$", description = "The voucher's id (24 hexadecimal digits).")),
     responses(
         (status = 200, description = "Deleted.", body = VoucherRevoked),
         Guarded,

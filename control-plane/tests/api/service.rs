@@ -4,11 +4,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::each_db;
-use crate::helpers::{run_with, TestApp, ADMIN, ADMIN_PASSWORD};
+use crate::helpers::{run_with, Reply, TestApp, ADMIN, ADMIN_PASSWORD};
 
 each_db!(
     health_answers_ok,
     openapi_documents_the_routes,
+    openapi_states_the_limits_the_handlers_enforce,
     restart_keeps_tokens_revocations_and_the_signing_key,
     database_down_answers_503,
     custom_prefix_and_catalogue,
@@ -79,6 +80,106 @@ async fn openapi_documents_the_routes(app: TestApp) {
     assert_eq!(schemas["ManageRequest"]["additionalProperties"], false, "request bodies refuse unknown fields");
     for scheme in ["bearer", "proxy"] {
         assert_eq!(r.body["components"]["securitySchemes"][scheme]["scheme"], "bearer");
+    }
+}
+
+/// The request limits the OpenAPI document states are the ones the handlers enforce (so
+/// a generated client, and schemathesis, can rely on them): the closed sets are exactly
+/// the accepted values, and for each range or pattern the value just outside is refused
+/// with the field's own code while the value at the edge is accepted.
+async fn openapi_states_the_limits_the_handlers_enforce(app: TestApp) {
+    let doc = app.call(Method::GET, "/api/v1/openapi.json", None, None).await.body;
+    let schemas = &doc["components"]["schemas"];
+    let props = |schema: &str, field: &str| schemas[schema]["properties"][field].clone();
+    let int = |schema: &str, field: &str, bound: &str| props(schema, field)[bound].as_i64().unwrap_or_else(|| panic!("{schema}.{field} has no {bound}"));
+    let len = |schema: &str, field: &str, bound: &str| usize::try_from(int(schema, field, bound)).unwrap();
+    let strings = |v: &Value| v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    assert_eq!(strings(&schemas["CallMode"]["enum"]), ["create", "update", "delete"]);
+    assert_eq!(strings(&schemas["Role"]["enum"]), ["user", "admin"]);
+    assert_eq!(strings(&schemas["VoucherKind"]["enum"]), ["single", "multi"]);
+    assert_eq!(strings(&schemas["Plan"]["enum"]), ["basic", "pro"]);
+    assert_eq!(props("CreateUserRequest", "pin")["pattern"], "^[0-9]{6,12}$");
+    assert_eq!(props("UpdateUserRequest", "pin")["pattern"], "^[0-9]{6,12}$");
+    assert_eq!(props("NetworkRequest", "id")["pattern"], "^[a-z0-9][a-z0-9._-]{0,62}$");
+    // No control characters (Unicode Cc, what the handlers refuse) in names.
+    for (schema, field) in [("CreateUserRequest", "name"), ("NetworkRequest", "name"), ("RenameNetwork", "name"), ("AuthRequest", "name"), ("CreateTokenRequest", "name")] {
+        assert_eq!(props(schema, field)["pattern"], "^[^\\x00-\\x1f\\x7f-\\x9f]*$", "{schema}.{field}");
+    }
+
+    let admin = app.admin_token(None, None).await;
+    let token = admin["token"].as_str().unwrap();
+    let refused = |r: Reply, code: &str, what: &str| {
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, code), "{what}: {}", r.body);
+    };
+    let accepted = |r: Reply, what: &str| assert!(r.status.is_success(), "{what}: {} {}", r.status, r.body);
+
+    // The account's plan.
+    refused(app.call(Method::PATCH, "/api/v1/account", Some(token), Some(&json!({"plan": "gold"}))).await, "bad_plan", "plan gold");
+    for plan in ["pro", "basic"] {
+        accepted(app.call(Method::PATCH, "/api/v1/account", Some(token), Some(&json!({"plan": plan}))).await, plan);
+    }
+
+    // Seed 001's callMode.
+    for mode in ["Create", "read", ""] {
+        refused(app.post("/api/v1/tokens/update", Some(token), &json!({"callMode": mode})).await, "bad_call_mode", mode);
+    }
+
+    // Vouchers: count, kind, days.
+    let (lo, hi) = (int("GenerateVouchers", "count", "minimum"), int("GenerateVouchers", "count", "maximum"));
+    assert_eq!((lo, hi), (1, 200), "seed 000: 1 to 200");
+    for n in [lo - 1, hi + 1] {
+        refused(app.post("/api/v1/vouchers", Some(token), &json!({"count": n, "kind": "single"})).await, "bad_count", &format!("count {n}"));
+    }
+    refused(app.post("/api/v1/vouchers", Some(token), &json!({"count": 1, "kind": "double"})).await, "bad_voucher_kind", "kind double");
+    let (dlo, dhi) = (int("GenerateVouchers", "days", "minimum"), int("GenerateVouchers", "days", "maximum"));
+    for d in [dlo - 1, dhi + 1] {
+        refused(app.post("/api/v1/vouchers", Some(token), &json!({"count": 1, "kind": "single", "days": d})).await, "bad_days", &format!("days {d}"));
+    }
+    for (kind, days) in [("single", dhi), ("multi", dlo)] {
+        accepted(app.post("/api/v1/vouchers", Some(token), &json!({"count": lo, "kind": kind, "days": days})).await, &format!("{kind}, {days} days"));
+    }
+
+    // Users: name and password lengths, PIN, role, flags.
+    let user = |name: &str, extra: Value| {
+        let mut body = json!({"name": name, "password": "a password"});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let (nmin, nmax) = (len("CreateUserRequest", "name", "minLength"), len("CreateUserRequest", "name", "maxLength"));
+    let (pmin, pmax) = (len("CreateUserRequest", "password", "minLength"), len("CreateUserRequest", "password", "maxLength"));
+    let bad_users = [
+        user(&"n".repeat(nmin - 1), json!({})),
+        user(&"n".repeat(nmax + 1), json!({})),
+        user("a\u{0}b", json!({})),
+        user("p1", json!({"password": "p".repeat(pmin - 1)})),
+        user("p2", json!({"password": "p".repeat(pmax + 1)})),
+        user("pin1", json!({"pin": "12345"})),
+        user("pin2", json!({"pin": "1234567890123"})),
+        user("pin3", json!({"pin": "12345a"})),
+        user("role", json!({"role": "root"})),
+        user("fl", json!({"fl": int("CreateUserRequest", "fl", "minimum") - 1})),
+    ];
+    for body in &bad_users {
+        refused(app.post("/api/v1/users", Some(token), body).await, "bad_user", &body.to_string());
+    }
+    for body in [
+        user(&"n".repeat(nmax), json!({"password": "p".repeat(pmin), "pin": "123456789012", "role": "admin", "fl": 0})),
+        user(&"m".repeat(nmin), json!({"password": "p".repeat(pmax), "pin": "123456", "role": "user"})),
+    ] {
+        accepted(app.post("/api/v1/users", Some(token), &body).await, "a user at the edges");
+    }
+
+    // Networks: id pattern, name length (the rename takes the same).
+    let (mmin, mmax) = (len("NetworkRequest", "name", "minLength"), len("NetworkRequest", "name", "maxLength"));
+    assert_eq!((len("RenameNetwork", "name", "minLength"), len("RenameNetwork", "name", "maxLength")), (mmin, mmax));
+    for (id, name) in [("-cafe", "x".to_owned()), ("Cafe", "x".to_owned()), (&*"c".repeat(64), "x".to_owned()), ("cafe", "x".repeat(mmin - 1)), ("cafe", "x".repeat(mmax + 1)), ("cafe", "caf\u{7}e".to_owned())] {
+        refused(app.post("/api/v1/networks", Some(token), &json!({"id": id, "name": name})).await, "bad_network", &format!("{id} {name}"));
+    }
+    let long_id = "c".repeat(63);
+    for (id, name) in [(long_id.as_str(), "x".repeat(mmax)), ("0._-", "x".repeat(mmin))] {
+        accepted(app.post("/api/v1/networks", Some(token), &json!({"id": id, "name": name})).await, id);
     }
 }
 

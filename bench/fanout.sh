@@ -172,9 +172,14 @@ run_case() { # backend n
         --ids "$WORK/ids-$tag.txt" --rate "$RATE" --secs "$SECS" --writers "$writers" --cp-pids "$pids" \
         --idle-secs "$IDLE_SECS" --drain-secs "$DRAIN_SECS" ${dbuid:+--db-uid "$dbuid"} 2> >(tee -a "$WORK/fanout-$tag.log" >&2)) ||
         die "tg-bench fanout failed for $tag"
-    local cps=1
-    [ "$backend" = postgres ] && cps=2
-    python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d["backend"]=sys.argv[2]; print(json.dumps(d))' "$out" "$backend" >>"$RESULTS"
+    # Change-log reads for sync answers, summed over the control planes (each shares one
+    # read per version and `since` among the proxies it holds).
+    local reads=0 a r
+    for a in ${addrs//,/ }; do
+        r=$(curl -sf "http://$a/metrics" | awk '$1 == "tokengate_sync_change_reads_total" {print $2}')
+        reads=$(( reads + ${r:-0} ))
+    done
+    python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d["backend"]=sys.argv[2]; d["change_reads"]=int(sys.argv[3]); print(json.dumps(d))' "$out" "$backend" "$reads" >>"$RESULTS"
     log "[$tag] $(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); p=d["propagation_ms"]; print("rate %.0f/s, propagation p50 %s p99 %s ms, last proxy p99 %s ms, CP CPU %.0f%% (%.0f us/revocation), RSS %.0f MiB" % (d["achieved_rate"], p["p50"], p["p99"], d["last_proxy_ms"]["p99"], d["cp_cpu_pct"], d["cp_cpu_us_per_revocation"], d["cp_rss_mib"]))' "$out")"
     stop_all
 }
@@ -191,19 +196,20 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 target = float(sys.argv[2])
 f = lambda x, d=1: "–" if x is None else ("%%.%df" % d) % x
-print("| backend | proxies | revocations/s reached | propagation p50 / p99 / max ms | last proxy p99 ms | missing pairs | CP CPU % of a core (idle with N polls) | CP µs / revocation | CP µs / revocation / proxy | fan-out µs / revocation / proxy (over 0 proxies) | CP RSS MiB (peak) | sync answers / revocation / proxy | revocations / answer | DELETE p50 / p99 ms | tool CPU % | PostgreSQL server CPU % (µs / revocation) |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| backend | proxies | revocations/s reached | propagation p50 / p99 / max ms | last proxy p99 ms | missing pairs | CP CPU % of a core (idle with N polls) | CP µs / revocation | CP µs / revocation / proxy | fan-out µs / revocation / proxy (over 0 proxies) | CP RSS MiB (peak) | sync answers / revocation / proxy | revocations / answer | DELETE p50 / p99 ms | tool CPU % | PostgreSQL server CPU % (µs / revocation) | change-log reads / revocation |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 base = {d["backend"]: d["cp_cpu_us_per_revocation"] for d in rows if d["proxies"] == 0}
 for d in rows:
     b = base.get(d["backend"])
     extra = "–" if b is None or d["proxies"] == 0 else "%.2f" % ((d["cp_cpu_us_per_revocation"] - b) / d["proxies"])
     p = d["propagation_ms"]
-    print("| %s%s | %d | %.0f | %s / %s / %s | %s | %d | %.0f (%.1f) | %.0f | %.2f | %s | %.0f (%.0f) | %.3f | %.1f | %s / %s | %.0f | %s |" % (
+    print("| %s%s | %d | %.0f | %s / %s / %s | %s | %d | %.0f (%.1f) | %.0f | %.2f | %s | %.0f (%.0f) | %.3f | %.1f | %s / %s | %.0f | %s | %s |" % (
         d["backend"], " ×2" if d["control_planes"] > 1 else "", d["proxies"], d["achieved_rate"],
         f(p["p50"]), f(p["p99"]), f(p["max"]), f(d["last_proxy_ms"]["p99"]), d["missing_pairs"],
         d["cp_cpu_pct"], d["cp_idle_cpu_pct"], d["cp_cpu_us_per_revocation"], d["cp_cpu_us_per_revocation_per_proxy"], extra,
         d["cp_rss_mib"], d["cp_peak_rss_mib"], d["sync_calls_per_revocation_per_proxy"], d["revocations_per_answer"], f(d["delete_ms"]["p50"]), f(d["delete_ms"]["p99"]), d["tool_cpu_pct"],
-        "–" if d.get("db_cpu_pct") is None else "%.0f (%.0f)" % (d["db_cpu_pct"], d["db_cpu_us_per_revocation"] or 0)))
+        "–" if d.get("db_cpu_pct") is None else "%.0f (%.0f)" % (d["db_cpu_pct"], d["db_cpu_us_per_revocation"] or 0),
+        "–" if not d.get("revocations") else "%.2f" % (d.get("change_reads", 0) / d["revocations"])))
 print()
 for d in rows:
     if d["proxies"] >= 1000:

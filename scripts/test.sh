@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every test: unit tests, the control plane's API tests (SQLite, and PostgreSQL too
 # when DATABASE_URL=postgres://...), the end-to-end tests with real Envoy, the Envoy
-# template renderer, schemathesis against the control plane's OpenAPI document, and clippy.
+# template renderer, schemathesis against the control plane's OpenAPI document, clippy,
+# and rustfmt.
 #
 #   scripts/test.sh
 #   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test scripts/test.sh
@@ -36,6 +37,14 @@ require_cargo
 ensure_wasm_target
 ensure_envoy
 ensure_browser_tools
+
+begin "Checking formatting (cargo fmt --check, rustfmt.toml; also bench/ and fuzz/)"
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+for dir in . bench fuzz; do
+    (cd "$dir" && cargo fmt --all -- --check >/dev/null) ||
+        die "$dir is not formatted: run (cd $dir && cargo fmt --all), look at the diff, and commit it"
+done
+info "formatted: OK"
 
 begin "Choosing database backends"
 case ${DATABASE_URL:-} in

@@ -148,7 +148,10 @@ pub async fn record(tx: &mut AnyConnection, actor: &Actor, event: &Event) -> Res
 /// name: it may be a password typed into the wrong field.
 pub fn login(kind: &'static str, user: Option<&crate::identity::users::User>, method: &'static str, address: IpAddr) -> (Actor, Event) {
     match user {
-        Some(u) => (Actor::user(&u.name, &u.id, address), Event::new(&u.account_id, kind, Some(format!("user:{}", u.id)), json!({ "method": method }))),
+        Some(u) => (
+            Actor::user(&u.name, &u.id, address),
+            Event::new(&u.account_id, kind, Some(format!("user:{}", u.id)), json!({ "method": method })),
+        ),
         None => (
             Actor::anonymous(address),
             Event { account_id: None, kind, target: None, detail: json!({ "method": method, "reason": "unknown_user" }) },
@@ -238,7 +241,9 @@ impl AuditQuery {
             }
         };
         let user = match self.user {
-            Some(u) if u.is_empty() || u.len() > 128 => return Err(ApiError::BadQuery("user must be a user name (1 to 128 characters)".into())),
+            Some(u) if u.is_empty() || u.len() > 128 => {
+                return Err(ApiError::BadQuery("user must be a user name (1 to 128 characters)".into()))
+            }
             other => other,
         };
         Ok(Filters { limit, before, after, user, kind, from, to })
@@ -293,7 +298,11 @@ impl Row {
         (status = 400, description = "bad_query: a filter is malformed (the message names it).", body = ErrorBody),
         (status = 403, description = "admin_required: only an admin reads the audit log; or insufficient_scope / insufficient_flags.", body = ErrorBody),
     ))]
-async fn list(State(state): State<AppState>, Authorized(caller): Authorized, query: Result<Query<AuditQuery>, QueryRejection>) -> Result<Json<AuditPage>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    Authorized(caller): Authorized,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Json<AuditPage>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadQuery(e.body_text()))?;
     let f = query.filters()?;
     if !is_admin(&state, &caller).await? {
@@ -351,8 +360,20 @@ mod tests {
 
     #[test]
     fn filters_accept_the_contract() {
-        let f = query(&[("limit", "5"), ("before", "9"), ("user", "alice"), ("kind", "token."), ("from", "1"), ("to", "2")]).filters().unwrap();
-        assert_eq!(f, Filters { limit: 5, before: Some(9), after: None, user: Some("alice".into()), kind: Some("token.".into()), from: Some(1), to: Some(2) });
+        let f =
+            query(&[("limit", "5"), ("before", "9"), ("user", "alice"), ("kind", "token."), ("from", "1"), ("to", "2")]).filters().unwrap();
+        assert_eq!(
+            f,
+            Filters {
+                limit: 5,
+                before: Some(9),
+                after: None,
+                user: Some("alice".into()),
+                kind: Some("token.".into()),
+                from: Some(1),
+                to: Some(2)
+            }
+        );
         assert_eq!(query(&[]).filters().unwrap().limit, DEFAULT_LIMIT);
         assert_eq!(query(&[("kind", "login.failed")]).filters().unwrap().kind.as_deref(), Some("login.failed"));
     }

@@ -133,7 +133,10 @@ pub const DEFAULT_VOUCHER_TOKEN_SECS: u64 = 24 * 3600;
 
 /// The default data directory: the SQLite file's directory, else the working directory.
 fn default_data_dir(database_url: &str) -> std::path::PathBuf {
-    let file = database_url.strip_prefix("sqlite://").or_else(|| database_url.strip_prefix("sqlite:")).map(|rest| rest.split('?').next().unwrap_or(rest));
+    let file = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .map(|rest| rest.split('?').next().unwrap_or(rest));
     match file.filter(|f| !f.is_empty() && !f.starts_with(':')).and_then(|f| Path::new(f).parent()) {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -236,9 +239,9 @@ impl Config {
         let get = |name: &str| var(name).filter(|v| !v.is_empty());
 
         let listen_raw = get("TOKENGATE_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-        let listen = listen_raw.parse().map_err(|_| {
-            ConfigError(format!("TOKENGATE_LISTEN={listen_raw:?} is not an address; use host:port such as 127.0.0.1:8080"))
-        })?;
+        let listen = listen_raw
+            .parse()
+            .map_err(|_| ConfigError(format!("TOKENGATE_LISTEN={listen_raw:?} is not an address; use host:port such as 127.0.0.1:8080")))?;
 
         let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://tokengate.db".to_owned());
         let backend = backend_of(&database_url)?;
@@ -257,12 +260,17 @@ impl Config {
         };
 
         let proxy_secret = proxy_secret(&get)?;
-        let trusted_proxies = crate::http::client::parse_trusted(&get("TOKENGATE_TRUSTED_PROXIES").unwrap_or_else(|| "127.0.0.1,::1".to_owned()))
-            .map_err(|e| ConfigError(format!("TOKENGATE_TRUSTED_PROXIES: {e}")))?;
+        let trusted_proxies =
+            crate::http::client::parse_trusted(&get("TOKENGATE_TRUSTED_PROXIES").unwrap_or_else(|| "127.0.0.1,::1".to_owned()))
+                .map_err(|e| ConfigError(format!("TOKENGATE_TRUSTED_PROXIES: {e}")))?;
         let tls = match (get("TOKENGATE_TLS_CERT"), get("TOKENGATE_TLS_KEY")) {
             (None, None) => None,
             (Some(cert), Some(key)) => Some((cert.into(), key.into())),
-            _ => return Err(ConfigError("set both TOKENGATE_TLS_CERT and TOKENGATE_TLS_KEY (PEM files), or neither to serve plain HTTP".into())),
+            _ => {
+                return Err(ConfigError(
+                    "set both TOKENGATE_TLS_CERT and TOKENGATE_TLS_KEY (PEM files), or neither to serve plain HTTP".into(),
+                ))
+            }
         };
         let issuer = get("TOKENGATE_ISSUER").unwrap_or_else(|| "tokengate".to_owned());
         let audience = get("TOKENGATE_AUDIENCE").unwrap_or_else(|| "tokengate".to_owned());
@@ -282,7 +290,13 @@ impl Config {
                         http_token: false,
                         voucher: false,
                     })
-                    .chain(DEMO_HTTP_ROUTES.iter().map(|p| RouteSpec { pattern: (*p).to_owned(), flags: 0, items: Vec::new(), http_token: true, voucher: false })),
+                    .chain(DEMO_HTTP_ROUTES.iter().map(|p| RouteSpec {
+                        pattern: (*p).to_owned(),
+                        flags: 0,
+                        items: Vec::new(),
+                        http_token: true,
+                        voucher: false,
+                    })),
                 &prefix,
                 "the built-in catalogue",
             )?,
@@ -293,8 +307,7 @@ impl Config {
         let idle_secs = number(&get, "TOKENGATE_IDLE_SECS", DEFAULT_IDLE_SECS, 1)?;
         let sweep_secs = number(&get, "TOKENGATE_SWEEP_SECS", DEFAULT_SWEEP_SECS, 1)?;
         let sync_recheck_ms = number(&get, "TOKENGATE_SYNC_RECHECK_MS", DEFAULT_SYNC_RECHECK_MS, 10)?;
-        let snapshot_page =
-            number(&get, "TOKENGATE_SNAPSHOT_PAGE", tokengate_rules::sync::DEFAULT_SNAPSHOT_PAGE as u64, 1)?;
+        let snapshot_page = number(&get, "TOKENGATE_SNAPSHOT_PAGE", tokengate_rules::sync::DEFAULT_SNAPSHOT_PAGE as u64, 1)?;
         let max_keys = number(&get, "TOKENGATE_MAX_KEYS", DEFAULT_MAX_KEYS, 2)?;
         let session_idle_secs = number(&get, "TOKENGATE_SESSION_IDLE_SECS", DEFAULT_SESSION_IDLE_SECS, 1)?;
         let audit_keep_days = number(&get, "TOKENGATE_AUDIT_KEEP_DAYS", DEFAULT_AUDIT_KEEP_DAYS, 0)?;
@@ -303,7 +316,9 @@ impl Config {
         let data_dir = get("TOKENGATE_DATA_DIR").map_or_else(|| default_data_dir(&database_url), std::path::PathBuf::from);
         let voucher_token_secs = number(&get, "TOKENGATE_VOUCHER_TOKEN_SECS", DEFAULT_VOUCHER_TOKEN_SECS, 60)?;
         if voucher_token_secs > 30 * 24 * 3600 {
-            return Err(ConfigError("TOKENGATE_VOUCHER_TOKEN_SECS must be at most 2592000 (30 days): a voucher's revocation lives as long as its token".into()));
+            return Err(ConfigError(
+                "TOKENGATE_VOUCHER_TOKEN_SECS must be at most 2592000 (30 days): a voucher's revocation lives as long as its token".into(),
+            ));
         }
         let portal_url = get("TOKENGATE_PORTAL_URL");
         let metrics = match get("TOKENGATE_METRICS").as_deref() {
@@ -371,10 +386,7 @@ fn backend_of(url: &str) -> Result<Backend, ConfigError> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Backend::Postgres)
     } else {
-        Err(ConfigError(format!(
-            "DATABASE_URL={:?} is not supported; use sqlite://<file> or postgres://user@host/db",
-            redact_url(url)
-        )))
+        Err(ConfigError(format!("DATABASE_URL={:?} is not supported; use sqlite://<file> or postgres://user@host/db", redact_url(url))))
     }
 }
 
@@ -506,7 +518,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tg-catalogue-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.json");
-        std::fs::write(&file, r#"["GET /api/v1/rooms", {"pattern": "DELETE /rooms/:id", "flags": 4096, "items": ["id"]}, "GET /rooms"]"#).unwrap();
+        std::fs::write(&file, r#"["GET /api/v1/rooms", {"pattern": "DELETE /rooms/:id", "flags": 4096, "items": ["id"]}, "GET /rooms"]"#)
+            .unwrap();
         let c = config(&[("TOKENGATE_CATALOGUE", file.to_str().unwrap())]).unwrap();
         assert_eq!(c.catalogue, vec!["GET /rooms", "DELETE /rooms/:id"]);
         assert_eq!(c.routes[1].flags, 4096);

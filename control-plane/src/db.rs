@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::AnyConnection;
 use sqlx::migrate::Migrator;
+use sqlx::AnyConnection;
 use sqlx::{AnyPool, Connection, Executor, Transaction};
 
 use crate::config::{redact_url, Backend};
@@ -35,10 +35,7 @@ pub async fn connect(url: &str, backend: Backend) -> Result<AnyPool, StartError>
         })
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .after_connect(move |conn, _meta| Box::pin(async move { prepare(conn, backend).await }));
-    options
-        .connect(&url)
-        .await
-        .map_err(|e| StartError(format!("cannot open the database {}: {e}", redact_url(&url))))
+    options.connect(&url).await.map_err(|e| StartError(format!("cannot open the database {}: {e}", redact_url(&url))))
 }
 
 /// Per-connection settings. SQLite: WAL so readers never block the writer,
@@ -122,10 +119,8 @@ pub async fn append_changes(
         .await?;
     let mut version = last - n;
     for chunk in entries.chunks(CHUNK) {
-        let rows = (0..chunk.len())
-            .map(|i| format!("(${}, $1, ${}, ${}, $2)", 3 * i + 3, 3 * i + 4, 3 * i + 5))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let rows =
+            (0..chunk.len()).map(|i| format!("(${}, $1, ${}, ${}, $2)", 3 * i + 3, 3 * i + 4, 3 * i + 5)).collect::<Vec<_>>().join(", ");
         let sql = format!("INSERT INTO changes (version, kind, token_id, expires_at, created_at) VALUES {rows}");
         let mut insert = sqlx::query(&sql).bind(kind).bind(now_ms);
         for (token_id, expires_at_ms) in chunk {
@@ -151,8 +146,7 @@ pub const NOTIFY_CHANNEL: &str = "tokengate_changes";
 
 /// The current change-log version and the highest version the sweeper removed.
 pub async fn sync_state<'e, E: Executor<'e, Database = sqlx::Any>>(db: E) -> Result<(u64, u64), sqlx::Error> {
-    let (version, pruned): (i64, i64) =
-        sqlx::query_as("SELECT version, pruned_through FROM sync_state WHERE id = 1").fetch_one(db).await?;
+    let (version, pruned): (i64, i64) = sqlx::query_as("SELECT version, pruned_through FROM sync_state WHERE id = 1").fetch_one(db).await?;
     Ok((to_u64(version), to_u64(pruned)))
 }
 
@@ -200,10 +194,7 @@ pub fn to_i64(v: u64) -> i64 {
 
 /// Milliseconds since the epoch.
 pub fn now_ms() -> i64 {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default();
     i64::try_from(ms).unwrap_or(i64::MAX)
 }
 

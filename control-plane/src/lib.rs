@@ -39,8 +39,8 @@ use http::error::ApiError;
 pub use http::error::StartError;
 use http::{metrics, openapi, wire};
 use identity::passwords::Passwords;
-use identity::{auth, throttle, users};
 pub use identity::users::GeneratedAdmin;
+use identity::{auth, throttle, users};
 use sync::{proxies, usage};
 use tokens::keys::{self, KeyRing, Keys};
 use tokens::scopes::{self, Catalogue};
@@ -200,10 +200,7 @@ pub fn routes(config: &Config) -> OpenApiRouter<AppState> {
 
 /// The whole HTTP app: the documented routes and the admin console.
 pub fn app(state: AppState) -> Router {
-    api_router(&state.config)
-        .merge(console::router())
-        .layer(middleware::from_fn_with_state(state.clone(), log_request))
-        .with_state(state)
+    api_router(&state.config).merge(console::router()).layer(middleware::from_fn_with_state(state.clone(), log_request)).with_state(state)
 }
 
 /// The documented routes ([`routes`]) with the API's fallbacks and body limit, without
@@ -211,10 +208,7 @@ pub fn app(state: AppState) -> Router {
 /// API calls to in-process.
 pub(crate) fn api_router(config: &Config) -> Router<AppState> {
     let (router, _) = routes(config).split_for_parts();
-    router
-        .method_not_allowed_fallback(method_not_allowed)
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(limits::MAX_BODY_BYTES))
+    router.method_not_allowed_fallback(method_not_allowed).fallback(not_found).layer(DefaultBodyLimit::max(limits::MAX_BODY_BYTES))
 }
 
 /// Serves until `shutdown` resolves, then drains: held sync calls answer at once and

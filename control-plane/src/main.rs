@@ -82,7 +82,8 @@ async fn run(config: Config) -> Result<(), String> {
     match tls {
         Some(tls) => {
             use axum::serve::ListenerExt as _;
-            let listener = tokengate_control_plane::http::tls::TlsListener::new(listener, tls).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let listener = tokengate_control_plane::http::tls::TlsListener::new(listener, tls)
+                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             // Through `tap_io`, for which axum provides the peer address as `ConnectInfo`.
             let listener = listener.tap_io(|_| {});
             tracing::info!(address = %listen, "listening (HTTPS)");

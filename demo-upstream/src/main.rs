@@ -33,49 +33,33 @@ async fn main() {
 }
 
 async fn run() -> Result<(), BoxError> {
-    let listen = listen_addr(
-        std::env::args().skip(1),
-        std::env::var("DEMO_UPSTREAM_LISTEN").ok(),
-    )?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|err| format!("cannot listen on {listen}: {err}"))?;
+    let listen = listen_addr(std::env::args().skip(1), std::env::var("DEMO_UPSTREAM_LISTEN").ok())?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|err| format!("cannot listen on {listen}: {err}"))?;
     // The bound address, so `--listen 127.0.0.1:0` reports the port it got.
     let local = listener.local_addr()?;
     println!("demo-upstream listening on {local}");
-    axum::serve(listener, app())
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    axum::serve(listener, app()).with_graceful_shutdown(shutdown()).await?;
     Ok(())
 }
 
 /// `--listen ADDR` (or `--listen=ADDR`) wins over `DEMO_UPSTREAM_LISTEN`, which wins over
 /// the default.
-fn listen_addr(
-    mut args: impl Iterator<Item = String>,
-    env: Option<String>,
-) -> Result<SocketAddr, BoxError> {
+fn listen_addr(mut args: impl Iterator<Item = String>, env: Option<String>) -> Result<SocketAddr, BoxError> {
     let mut chosen = env.filter(|value| !value.is_empty());
     while let Some(arg) = args.next() {
         if arg == "--listen" {
-            chosen = Some(
-                args.next()
-                    .ok_or("--listen needs an address, e.g. 127.0.0.1:8081")?,
-            );
+            chosen = Some(args.next().ok_or("--listen needs an address, e.g. 127.0.0.1:8081")?);
         } else if let Some(value) = arg.strip_prefix("--listen=") {
             chosen = Some(value.to_owned());
         } else if arg == "--help" || arg == "-h" {
             println!("usage: demo-upstream [--listen ADDR]   (or DEMO_UPSTREAM_LISTEN=ADDR; default {DEFAULT_LISTEN})");
             std::process::exit(0);
         } else {
-            return Err(
-                format!("unknown argument {arg:?} (usage: demo-upstream [--listen ADDR])").into(),
-            );
+            return Err(format!("unknown argument {arg:?} (usage: demo-upstream [--listen ADDR])").into());
         }
     }
     let addr = chosen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-    addr.parse()
-        .map_err(|err| format!("bad listen address {addr:?}: {err}").into())
+    addr.parse().map_err(|err| format!("bad listen address {addr:?}: {err}").into())
 }
 
 fn app() -> Router {
@@ -108,11 +92,8 @@ fn echo(method: &Method, uri: &Uri, headers: &HeaderMap, body_bytes: usize) -> V
         if HIDDEN_HEADERS.contains(&name) {
             continue;
         }
-        let values: Vec<String> = headers
-            .get_all(name)
-            .iter()
-            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
-            .collect();
+        let values: Vec<String> =
+            headers.get_all(name).iter().map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned()).collect();
         echoed.insert(name.to_owned(), Value::String(values.join(", ")));
     }
     json!({
@@ -161,18 +142,12 @@ mod tests {
         let uri: Uri = "/api/v1/objects/%2e%2E/42?b=2&a=%41".parse().unwrap();
         let mut headers = HeaderMap::new();
         headers.insert("x-tokengate-subject", HeaderValue::from_static("u1"));
-        headers.append(
-            "x-tokengate-scope",
-            HeaderValue::from_static("GET /objects/:id"),
-        );
+        headers.append("x-tokengate-scope", HeaderValue::from_static("GET /objects/:id"));
         headers.append("x-forwarded-proto", HeaderValue::from_static("http"));
         headers.append("x-forged", HeaderValue::from_static("a"));
         headers.append("x-forged", HeaderValue::from_static("b"));
         headers.insert("authorization", HeaderValue::from_static("Bearer secret"));
-        headers.insert(
-            "proxy-authorization",
-            HeaderValue::from_static("Basic secret"),
-        );
+        headers.insert("proxy-authorization", HeaderValue::from_static("Basic secret"));
         headers.insert("cookie", HeaderValue::from_static("session=secret"));
 
         let body = echo(&Method::DELETE, &uri, &headers, 3);
@@ -206,34 +181,11 @@ mod tests {
 
     #[test]
     fn listen_address_precedence() {
-        let args = |list: &[&str]| {
-            list.iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()
-                .into_iter()
-        };
-        assert_eq!(
-            listen_addr(args(&[]), None).unwrap().to_string(),
-            DEFAULT_LISTEN
-        );
-        assert_eq!(
-            listen_addr(args(&[]), Some("127.0.0.1:9".into()))
-                .unwrap()
-                .to_string(),
-            "127.0.0.1:9"
-        );
-        assert_eq!(
-            listen_addr(args(&["--listen", "0.0.0.0:7"]), Some("127.0.0.1:9".into()))
-                .unwrap()
-                .to_string(),
-            "0.0.0.0:7"
-        );
-        assert_eq!(
-            listen_addr(args(&["--listen=127.0.0.1:0"]), None)
-                .unwrap()
-                .port(),
-            0
-        );
+        let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>().into_iter();
+        assert_eq!(listen_addr(args(&[]), None).unwrap().to_string(), DEFAULT_LISTEN);
+        assert_eq!(listen_addr(args(&[]), Some("127.0.0.1:9".into())).unwrap().to_string(), "127.0.0.1:9");
+        assert_eq!(listen_addr(args(&["--listen", "0.0.0.0:7"]), Some("127.0.0.1:9".into())).unwrap().to_string(), "0.0.0.0:7");
+        assert_eq!(listen_addr(args(&["--listen=127.0.0.1:0"]), None).unwrap().port(), 0);
         assert!(listen_addr(args(&["--listen"]), None).is_err());
         assert!(listen_addr(args(&["--bogus"]), None).is_err());
         assert!(listen_addr(args(&["--listen", "nope"]), None).is_err());

@@ -115,7 +115,10 @@ impl IdentityHeaders {
     pub fn parse(names: &[String]) -> Result<IdentityHeaders, String> {
         names.iter().try_fold(Self::NONE, |set, name| {
             let i = Self::NAMES.iter().position(|n| n.eq_ignore_ascii_case(name)).ok_or_else(|| {
-                format!("plugin configuration: `identity_headers`: {name:?} is not an identity header; the names are {}", Self::NAMES.join(", "))
+                format!(
+                    "plugin configuration: `identity_headers`: {name:?} is not an identity header; the names are {}",
+                    Self::NAMES.join(", ")
+                )
             })?;
             Ok(IdentityHeaders(set.0 | 1 << i))
         })
@@ -212,7 +215,9 @@ impl GateConfig {
 
     /// Is this request target the captive portal's page (with or without a query)?
     pub fn is_portal(&self, path: &str) -> bool {
-        self.portal.as_ref().is_some_and(|p| path.strip_prefix(p.path.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('?')))
+        self.portal
+            .as_ref()
+            .is_some_and(|p| path.strip_prefix(p.path.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('?')))
     }
 }
 
@@ -245,8 +250,14 @@ impl PluginConfig {
             return Err("plugin configuration: `max_staleness_ms` must be at least 1000".into());
         }
         match &cfg.device_header {
-            Some(h) if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') || h.to_ascii_lowercase().starts_with("x-tokengate-") => {
-                return Err("plugin configuration: `device_header` must be a header name of letters, digits and '-' (and not x-tokengate-*)".into());
+            Some(h)
+                if h.is_empty()
+                    || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    || h.to_ascii_lowercase().starts_with("x-tokengate-") =>
+            {
+                return Err(
+                    "plugin configuration: `device_header` must be a header name of letters, digits and '-' (and not x-tokengate-*)".into(),
+                );
             }
             Some(_) if cfg.device_header_trusted_from.is_empty() => {
                 return Err("plugin configuration: `device_header` needs `device_header_trusted_from`: the addresses of the access controllers that set it (from anyone else it is stripped)".into());
@@ -270,7 +281,10 @@ impl PluginConfig {
                 return Err("plugin configuration: `portal.path` must be a path like /portal".into());
             }
             if !cfg.audiences.contains(&portal.network) {
-                return Err(format!("plugin configuration: `portal.network` {:?} must be one of `audiences` (the networks this proxy serves)", portal.network));
+                return Err(format!(
+                    "plugin configuration: `portal.network` {:?} must be one of `audiences` (the networks this proxy serves)",
+                    portal.network
+                ));
             }
         }
         let prefix = Prefix::parse(&cfg.api_prefix).map_err(|e| format!("plugin configuration: `api_prefix`: {e}"))?;
@@ -375,7 +389,10 @@ mod tests {
             assert!(PluginConfig::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
         // A short secret only with the explicit development flag.
-        assert!(PluginConfig::parse(br#"{"audiences":["a"],"control_plane":{"cluster":"c","credential":"short","proxy_id":"p","insecure_short_credential":true}}"#).is_ok());
+        assert!(PluginConfig::parse(
+            br#"{"audiences":["a"],"control_plane":{"cluster":"c","credential":"short","proxy_id":"p","insecure_short_credential":true}}"#
+        )
+        .is_ok());
     }
 
     #[test]
@@ -407,9 +424,14 @@ mod tests {
         assert!(!some.has(Identity::TokenId) && !some.has(Identity::Scope) && !some.has(Identity::Device));
         assert_eq!(set(r#"{"audiences":["a"],"identity_headers":[]}"#).unwrap(), IdentityHeaders::NONE);
         let err = set(r#"{"audiences":["a"],"identity_headers":["x-tokengate-subjet"]}"#).unwrap_err();
-        assert!(err.contains("\"x-tokengate-subjet\" is not an identity header") && err.contains("x-tokengate-subject, x-tokengate-token-id"), "{err}");
+        assert!(
+            err.contains("\"x-tokengate-subjet\" is not an identity header") && err.contains("x-tokengate-subject, x-tokengate-token-id"),
+            "{err}"
+        );
         // The portal keeps working with the two headers it needs.
-        let portal = set(r#"{"audiences":["a","c"],"portal":{"path":"/portal","network":"c"},"identity_headers":["x-tokengate-network","x-tokengate-device"]}"#);
+        let portal = set(
+            r#"{"audiences":["a","c"],"portal":{"path":"/portal","network":"c"},"identity_headers":["x-tokengate-network","x-tokengate-device"]}"#,
+        );
         assert!(portal.is_ok_and(|s| s.has(Identity::Network) && !s.has(Identity::Subject)));
         assert_eq!((Identity::Subject.name(), Identity::Device.name()), ("x-tokengate-subject", "x-tokengate-device"));
         for (i, name) in IdentityHeaders::NAMES.iter().enumerate() {

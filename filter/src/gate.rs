@@ -12,9 +12,9 @@ use std::rc::Rc;
 use hashbrown::HashMap;
 use sha2::{Digest, Sha256};
 use tokengate_rules::denial::{bearer_unchecked, valid_token68};
+use tokengate_rules::device::{normalize as normalize_device, peer_ip};
 use tokengate_rules::path::{query_has_access_token, split};
 use tokengate_rules::revocation::{IdSet, RevocationSet};
-use tokengate_rules::device::{normalize as normalize_device, peer_ip};
 use tokengate_rules::route::{admits_kind, authorize, Refusal, Rights};
 use tokengate_rules::sync::{Amendment, PublicKey};
 use tokengate_rules::token::{inspect, verify, MAX_TOKEN_LEN};
@@ -357,9 +357,7 @@ impl Worker {
         }
         let scopes = match &claims.scp {
             None => None,
-            Some(list) => Some(
-                ScopeSet::parse(list, &self.cfg.prefix).map_err(|_| Denial::InvalidToken(TokenError::BadClaims))?,
-            ),
+            Some(list) => Some(ScopeSet::parse(list, &self.cfg.prefix).map_err(|_| Denial::InvalidToken(TokenError::BadClaims))?),
         };
         let scope_names = scopes.as_ref().map(ScopeSet::to_strings).unwrap_or_default();
         let rights = Rights::new(scopes, claims.fl, claims.items.as_deref());
@@ -448,7 +446,10 @@ impl Worker {
                 self.stale_logged = true;
                 host.log(
                     Level::Warn,
-                    &format!("tokengate: sync state is {age} ms old (max {} ms); fail mode {:?}", self.cfg.max_staleness_ms, self.cfg.fail_mode),
+                    &format!(
+                        "tokengate: sync state is {age} ms old (max {} ms); fail mode {:?}",
+                        self.cfg.max_staleness_ms, self.cfg.fail_mode
+                    ),
                 );
             }
             if self.cfg.fail_mode == FailMode::Closed {
@@ -482,7 +483,10 @@ impl Worker {
             // The bucket's bytes are the set's records: copied, never parsed.
             let bytes = host.get_shared(&shared::bucket_key(i)).unwrap_or_default();
             if !self.revoked.load_bucket(i, &bytes) {
-                host.log(Level::Warn, &format!("tokengate: {} is not whole sorted records; the whole ones are enforced", shared::bucket_key(i)));
+                host.log(
+                    Level::Warn,
+                    &format!("tokengate: {} is not whole sorted records; the whole ones are enforced", shared::bucket_key(i)),
+                );
             }
         }
         load_id_buckets(host, &mut self.sessions, shared::SESS_BUCKETS, shared::sess_key);
@@ -499,8 +503,7 @@ impl Worker {
     /// Applies the journal entries after `since`; false when the journal no longer
     /// reaches back that far (the caller reloads everything).
     fn apply_journal(&mut self, host: &dyn Host, since: u64) -> bool {
-        let Some(journal) = host.get_shared(shared::JOURNAL_KEY).and_then(|b| serde_json::from_slice::<Journal>(&b).ok())
-        else {
+        let Some(journal) = host.get_shared(shared::JOURNAL_KEY).and_then(|b| serde_json::from_slice::<Journal>(&b).ok()) else {
             return false;
         };
         if journal.from > since {
@@ -617,7 +620,8 @@ mod tests {
         Fixture { host, signer, syncer, worker: Worker::new(Rc::new(cfg.gate().unwrap())) }
     }
 
-    const CFG: &str = r#"{"audiences":["tokengate"],"control_plane":{"cluster":"cp","credential":"0123456789abcdef0123456789abcdef","proxy_id":"p1"}}"#;
+    const CFG: &str =
+        r#"{"audiences":["tokengate"],"control_plane":{"cluster":"cp","credential":"0123456789abcdef0123456789abcdef","proxy_id":"p1"}}"#;
 
     fn claims(jti: &str, scopes: Option<&[&str]>) -> Claims {
         let now = t0() / 1000;
@@ -666,7 +670,8 @@ mod tests {
         let cfg = PluginConfig::parse(CFG.as_bytes()).unwrap();
         let mut w = Worker::new(Rc::new(cfg.gate().unwrap()));
         let host = FakeHost::at(t0());
-        let out = w.decide(&host, &Request { method: "GET", path: "/api/v1/objects", authorization: &["Bearer a.b.c"], device_header: None });
+        let out =
+            w.decide(&host, &Request { method: "GET", path: "/api/v1/objects", authorization: &["Bearer a.b.c"], device_header: None });
         assert_eq!(outcome(out).unwrap_err(), Denial::Unavailable("gate_not_synced"));
     }
 
@@ -712,11 +717,27 @@ mod tests {
 
         let mut f = with("");
         let auth = api(&f);
-        let all = ["x-tokengate-subject", "x-tokengate-token-id", "x-tokengate-scope", "x-tokengate-user", "x-tokengate-app", "x-tokengate-params", "x-tokengate-flags"];
+        let all = [
+            "x-tokengate-subject",
+            "x-tokengate-token-id",
+            "x-tokengate-scope",
+            "x-tokengate-user",
+            "x-tokengate-app",
+            "x-tokengate-params",
+            "x-tokengate-flags",
+        ];
         assert_eq!(names(ask(&mut f, "GET", "/api/v1/objects/1", &[&auth]).unwrap()), all);
         *f.host.peer.borrow_mut() = Some("127.0.0.9:1".into());
         let v = voucher(&f);
-        let every = ["x-tokengate-subject", "x-tokengate-token-id", "x-tokengate-scope", "x-tokengate-network", "x-tokengate-device", "x-tokengate-user", "x-tokengate-app"];
+        let every = [
+            "x-tokengate-subject",
+            "x-tokengate-token-id",
+            "x-tokengate-scope",
+            "x-tokengate-network",
+            "x-tokengate-device",
+            "x-tokengate-user",
+            "x-tokengate-app",
+        ];
         assert_eq!(names(ask(&mut f, "GET", "/api/v1/wifi/status", &[&v]).unwrap()), every);
 
         let mut f = with(r#","identity_headers":["x-tokengate-subject","x-tokengate-flags","x-tokengate-device"]"#);
@@ -901,7 +922,16 @@ mod tests {
             snapshot: false,
             keys: vec![],
             revoked: vec![],
-            amended: vec![Amendment { jti: jti.into(), nbf, exp: now + 3600, signed_exp: now + 7200, app: Some("fleet".into()), fl, p: None, items }],
+            amended: vec![Amendment {
+                jti: jti.into(),
+                nbf,
+                exp: now + 3600,
+                signed_exp: now + 7200,
+                app: Some("fleet".into()),
+                fl,
+                p: None,
+                items,
+            }],
             server_time: t0(),
             next: None,
             sessions: vec![],
@@ -951,7 +981,16 @@ mod tests {
             snapshot: false,
             keys: f.syncer.keys().to_vec(),
             revoked: vec![],
-            amended: vec![Amendment { jti: jti.into(), nbf: now, exp: now + 60, signed_exp: c.exp, app: None, fl: None, p: None, items: None }],
+            amended: vec![Amendment {
+                jti: jti.into(),
+                nbf: now,
+                exp: now + 60,
+                signed_exp: c.exp,
+                app: None,
+                fl: None,
+                p: None,
+                items: None,
+            }],
             server_time: t0(),
             next: None,
             sessions: vec![],
@@ -1010,14 +1049,26 @@ mod tests {
         assert!(h.contains(&("x-tokengate-user", "alice".into())), "{h:?}");
         // Its token narrowed: the session is narrowed with it.
         let now = t0() / 1000;
-        let narrowed = Amendment { jti: token.into(), nbf: now - 10, exp: now + 600, signed_exp: now + 3600, app: None, fl: Some(0x200), p: None, items: Some(vec![7]) };
+        let narrowed = Amendment {
+            jti: token.into(),
+            nbf: now - 10,
+            exp: now + 600,
+            signed_exp: now + 3600,
+            app: None,
+            fl: Some(0x200),
+            p: None,
+            items: Some(vec![7]),
+        };
         apply(&mut f, delta(3, vec![], vec![], vec![narrowed]));
         let h = ask(&mut f, "GET", "/api/v1/objects/7", &[&auth]).unwrap();
         assert!(h.contains(&("x-tokengate-flags", "512".into())), "the token's amended flags: {h:?}");
         // A worker that starts now loads the live set from shared data.
         let cfg = PluginConfig::parse(CFG.as_bytes()).unwrap();
         let mut fresh = Worker::new(Rc::new(cfg.gate().unwrap()));
-        assert!(outcome(fresh.decide(&f.host, &Request { method: "GET", path: "/api/v1/objects/7", authorization: &[&auth], device_header: None })).is_ok());
+        assert!(outcome(
+            fresh.decide(&f.host, &Request { method: "GET", path: "/api/v1/objects/7", authorization: &[&auth], device_header: None })
+        )
+        .is_ok());
         assert_eq!(fresh.sessions(), 1);
         // Ended (logout, idle): refused at once, from the cache too, and by a fresh worker.
         apply(&mut f, delta(4, vec![], vec![sid.into()], vec![]));
@@ -1025,7 +1076,8 @@ mod tests {
         assert_eq!(f.syncer.sessions(), 0);
         assert_eq!(f.syncer.revocations(), 0, "an ended session leaves no revocation behind");
         let mut fresh = Worker::new(Rc::new(cfg.gate().unwrap()));
-        let out = fresh.decide(&f.host, &Request { method: "GET", path: "/api/v1/objects/7", authorization: &[&auth], device_header: None });
+        let out =
+            fresh.decide(&f.host, &Request { method: "GET", path: "/api/v1/objects/7", authorization: &[&auth], device_header: None });
         assert_eq!(outcome(out).unwrap_err(), Denial::InvalidToken(TokenError::SessionEnded));
 
         // Another live session whose token is revoked is refused before its end arrives.
@@ -1056,7 +1108,8 @@ mod tests {
         assert!(ask(&mut f, "GET", "/x", &[&auth]).is_ok());
         assert_eq!(f.worker.last_cache, CacheResult::Local);
         // k1 is withdrawn: the set now holds only k2.
-        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key().as_bytes());
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key().as_bytes());
         let r = SyncResponse {
             protocol: 1,
             version: 2,
@@ -1175,7 +1228,10 @@ mod tests {
         assert_eq!(ask(&mut f, "GET", "/api/v1/wifi/status", &[&mine]), Err(Denial::InvalidToken(TokenError::Revoked)));
         // The portal's page needs no token and learns the device and the network.
         let portal = ask(&mut f, "GET", "/portal?lang=ru", &[]).unwrap();
-        assert_eq!(portal, vec![("portal", String::new()), ("x-tokengate-network", "cafe-1".into()), ("x-tokengate-device", "127.0.0.9".into())]);
+        assert_eq!(
+            portal,
+            vec![("portal", String::new()), ("x-tokengate-network", "cafe-1".into()), ("x-tokengate-device", "127.0.0.9".into())]
+        );
         assert_eq!(ask(&mut f, "GET", "/portal/x", &[]), Err(Denial::MissingToken));
     }
 
@@ -1219,9 +1275,13 @@ mod tests {
         c.aud = "cafe-1".into();
         c.dev = Some("aa:bb:cc:dd:ee:ff".into());
         let auth = format!("Bearer {}", f.signer.sign(TokenKind::VoucherAccess, &c).unwrap());
-        let ask_as = |f: &mut Fixture, device: Option<&str>| {
-            outcome(f.worker.decide(&f.host, &Request { method: "GET", path: "/api/v1/wifi/status", authorization: &[&auth], device_header: device }))
-        };
+        let ask_as =
+            |f: &mut Fixture, device: Option<&str>| {
+                outcome(f.worker.decide(
+                    &f.host,
+                    &Request { method: "GET", path: "/api/v1/wifi/status", authorization: &[&auth], device_header: device },
+                ))
+            };
         // The peer address does not matter with a device header; its spelling does not either.
         *f.host.peer.borrow_mut() = Some("127.0.0.1:1".into());
         assert!(ask_as(&mut f, Some("AA-BB-CC-DD-EE-FF")).is_ok());

@@ -93,10 +93,7 @@ impl RootContext for Root {
         let parsed = PluginConfig::parse(&bytes);
         let result = parsed.and_then(|cfg| -> Result<Root, String> {
             if role == "sync" {
-                let cp = cfg
-                    .control_plane
-                    .clone()
-                    .ok_or("plugin configuration: the sync service needs `control_plane`")?;
+                let cp = cfg.control_plane.clone().ok_or("plugin configuration: the sync service needs `control_plane`")?;
                 let mut syncer = Syncer::new(cp);
                 // Session use must reach the control plane within `session_report_ms`.
                 syncer.usage_every_ms = cfg.session_report_ms.min(sync::USAGE_EVERY_MS);
@@ -550,7 +547,8 @@ impl SyncRoot {
         if status != "200" {
             // A 503 may be Envoy's own local reply (the control plane unreachable, or the
             // held call cancelled at shutdown), not the control plane's.
-            let why = if status.is_empty() { "no answer from the control plane".to_owned() } else { format!("sync call answered {status}") };
+            let why =
+                if status.is_empty() { "no answer from the control plane".to_owned() } else { format!("sync call answered {status}") };
             return self.fail(&why);
         }
         let body = match hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, body_size) {
@@ -560,7 +558,9 @@ impl SyncRoot {
         let mac = header(&headers, tokengate_rules::sync::MAC_HEADER);
         let (rejected, write_failures) = (self.syncer.rejected, self.syncer.write_failures);
         let applied = self.syncer.accept(&ProxyHost, &body, mac.as_deref());
-        for (id, n) in [(self.rejected, self.syncer.rejected - rejected), (self.write_failures, self.syncer.write_failures - write_failures)] {
+        for (id, n) in
+            [(self.rejected, self.syncer.rejected - rejected), (self.write_failures, self.syncer.write_failures - write_failures)]
+        {
             if let (Some(id), true) = (id, n > 0) {
                 let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
             }

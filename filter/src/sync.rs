@@ -5,7 +5,9 @@ use std::collections::VecDeque;
 
 use hashbrown::HashMap;
 use tokengate_rules::revocation::{self, Record};
-use tokengate_rules::sync::{Amendment, ProxyKeys, PublicKey, Revocation, SyncResponse, Usage, UsageReport, FORMAT_BINARY, PROTOCOL, USAGE_PATH};
+use tokengate_rules::sync::{
+    Amendment, ProxyKeys, PublicKey, Revocation, SyncResponse, Usage, UsageReport, FORMAT_BINARY, PROTOCOL, USAGE_PATH,
+};
 use tokengate_rules::token::{VerifyingKey, DEFAULT_LEEWAY_SECS};
 
 use crate::config::ControlPlaneConfig;
@@ -225,8 +227,7 @@ impl Syncer {
         }
         self.last_usage_ms = now_ms;
         let keys: Vec<Box<str>> = self.usage.keys().take(USAGE_MAX_BATCH).cloned().collect();
-        let used: Vec<Usage> =
-            keys.into_iter().filter_map(|k| self.usage.remove(&k).map(|at| Usage { jti: k.into(), at })).collect();
+        let used: Vec<Usage> = keys.into_iter().filter_map(|k| self.usage.remove(&k).map(|at| Usage { jti: k.into(), at })).collect();
         let body = serde_json::to_vec(&UsageReport { proxy: self.cfg.proxy_id.clone(), used }).ok()?;
         Some((USAGE_PATH.to_owned(), body))
     }
@@ -346,7 +347,8 @@ impl Syncer {
             // A delta's records (the control plane sends deltas as JSON) join its list,
             // spelt as their key: the journal carries ids.
             let rs = revocation::records(records).ok_or_else(|| SyncError::Failed("an answer holds a partial record".into()))?;
-            resp.revoked.extend(rs.map(|r| Revocation { jti: revocation::key_hex(&revocation::record_key(&r)), exp: revocation::record_exp(&r) }));
+            resp.revoked
+                .extend(rs.map(|r| Revocation { jti: revocation::key_hex(&revocation::record_key(&r)), exp: revocation::record_exp(&r) }));
             return self.publish(host, resp, None).map(|()| true);
         }
         let revoked = std::mem::take(&mut resp.revoked);
@@ -382,7 +384,8 @@ impl Syncer {
             return Err(SyncError::Rejected(format!("the version goes backwards ({} < {})", resp.version, self.meta.version)));
         }
         for k in &resp.keys {
-            VerifyingKey::check(&k.kid, &k.x).map_err(|e| SyncError::Failed(format!("sync answer has a bad key {:?}: {}", k.kid, e.code())))?;
+            VerifyingKey::check(&k.kid, &k.x)
+                .map_err(|e| SyncError::Failed(format!("sync answer has a bad key {:?}: {}", k.kid, e.code())))?;
         }
         let now_ms = host.now_ms();
         if !self.synced || resp.keys != self.keys {
@@ -424,7 +427,13 @@ impl Syncer {
             self.amendments[i].insert(a.jti.as_str().into(), a.clone());
             self.dirty_amend[i] = true;
             if !resp.snapshot && self.synced {
-                self.journal.push_back(JournalEntry { v: resp.version, jti: a.jti.clone(), exp: a.exp.max(a.signed_exp), amend: Some(a.clone()), session: None });
+                self.journal.push_back(JournalEntry {
+                    v: resp.version,
+                    jti: a.jti.clone(),
+                    exp: a.exp.max(a.signed_exp),
+                    amend: Some(a.clone()),
+                    session: None,
+                });
             }
         }
         // Sessions: started ones join the live set, then ended ones leave it (a session
@@ -435,7 +444,13 @@ impl Syncer {
             self.sessions[i].insert(live.jti.as_str().into(), live.exp);
             self.dirty_sess[i] = true;
             if delta {
-                self.journal.push_back(JournalEntry { v: resp.version, jti: live.jti.clone(), exp: live.exp, amend: None, session: Some(true) });
+                self.journal.push_back(JournalEntry {
+                    v: resp.version,
+                    jti: live.jti.clone(),
+                    exp: live.exp,
+                    amend: None,
+                    session: Some(true),
+                });
             }
         }
         for jti in &resp.ended {
@@ -474,7 +489,10 @@ impl Syncer {
         let failed = self.write_owed(host)?;
         if failed > 0 {
             self.write_failures += failed;
-            return Err(SyncError::Failed(format!("{failed} shared-data writes failed; version {} is not published, retrying", resp.version)));
+            return Err(SyncError::Failed(format!(
+                "{failed} shared-data writes failed; version {} is not published, retrying",
+                resp.version
+            )));
         }
         let mut meta = self.meta;
         meta.keys_gen += u64::from(self.bump_keys_gen);
@@ -484,11 +502,23 @@ impl Syncer {
         // Written last: workers read `meta` first, so everything it points at is there.
         if !host.set_shared(shared::META_KEY, &meta.encode()) {
             self.write_failures += 1;
-            return Err(SyncError::Failed(format!("writing {} failed; version {} is not published, retrying", shared::META_KEY, resp.version)));
+            return Err(SyncError::Failed(format!(
+                "writing {} failed; version {} is not published, retrying",
+                shared::META_KEY,
+                resp.version
+            )));
         }
         (self.bump_keys_gen, self.bump_rev_gen) = (false, false);
         if !self.synced {
-            host.log(Level::Info, &format!("tokengate sync: first sync at version {} ({} keys, {} revocations)", resp.version, self.keys.len(), self.revocations()));
+            host.log(
+                Level::Info,
+                &format!(
+                    "tokengate sync: first sync at version {} ({} keys, {} revocations)",
+                    resp.version,
+                    self.keys.len(),
+                    self.revocations()
+                ),
+            );
         }
         self.meta = meta;
         self.synced = true;
@@ -803,7 +833,10 @@ mod tests {
         // A failed keys write: the key generation is bumped only when it is written.
         *host.fail_writes.borrow_mut() = Some(shared::KEYS_KEY.into());
         let mut r = resp(3, false, &[]);
-        let x = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key().as_bytes());
+        let x = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key().as_bytes(),
+        );
         r.keys = vec![PublicKey { kid: "k2".into(), x }];
         assert!(s.apply(&host, r.clone()).is_err());
         assert_eq!(Meta::decode(&host.shared.borrow()[shared::META_KEY]).unwrap().keys_gen, meta.keys_gen);

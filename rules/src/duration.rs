@@ -56,7 +56,21 @@ mod tests {
 
     #[test]
     fn bad_forms_list_the_accepted_ones() {
-        for s in ["", "30", "minutes", "0 days", "-1 days", "1.5 days", "30 Minutes", "30  minutes", " 30 minutes", "30 fortnights", "1e3 days", "+3 days", "99999999999 days"] {
+        for s in [
+            "",
+            "30",
+            "minutes",
+            "0 days",
+            "-1 days",
+            "1.5 days",
+            "30 Minutes",
+            "30  minutes",
+            " 30 minutes",
+            "30 fortnights",
+            "1e3 days",
+            "+3 days",
+            "99999999999 days",
+        ] {
             let e = parse_expires_in(s, MAX).unwrap_err();
             assert!(e.contains("second(s)"), "{s}: {e}");
         }

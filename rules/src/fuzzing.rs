@@ -33,14 +33,22 @@ pub fn scope(data: &[u8]) {
     assert_eq!(p, again, "parse(display(p)) != p for {pattern:?}");
     let Ok((path_only, segs)) = split else { return };
     let ours = prefix.strip(&segs).is_some_and(|rest| p.matches(method, rest));
-    assert_eq!(ours, reference_match(&shown, method, path_only), "matcher disagrees with the reference on {pattern:?} vs {method} {target:?}");
+    assert_eq!(
+        ours,
+        reference_match(&shown, method, path_only),
+        "matcher disagrees with the reference on {pattern:?} vs {method} {target:?}"
+    );
     let scopes = ScopeSet::parse(&[pattern], &prefix).expect("parsed once already");
     let rights = Rights::new(Some(scopes), None, None);
     let no_routes = RouteTable::default();
     let decision = authorize(&rights, &no_routes, &prefix, method, &segs);
     assert_eq!(decision.result.is_ok(), ours, "authorize disagrees with the matcher");
     // The pattern used as a route must compile, and its lookup must agree.
-    let table = RouteTable::compile(&[RouteSpec { pattern: pattern.to_owned(), flags: 0, items: vec![], http_token: false, voucher: false }], &prefix).expect("route");
+    let table = RouteTable::compile(
+        &[RouteSpec { pattern: pattern.to_owned(), flags: 0, items: vec![], http_token: false, voucher: false }],
+        &prefix,
+    )
+    .expect("route");
     let looked_up = prefix.strip(&segs).and_then(|rest| table.lookup(method, rest)).is_some();
     assert_eq!(looked_up, ours);
     // Every pattern is within itself, and within the same pattern with all params.
@@ -116,10 +124,7 @@ pub fn path(data: &[u8]) {
     assert!(target.len() <= path::MAX_PATH_LEN, "over the cap: {target:?}");
     assert!(p.starts_with('/'), "not origin-form: {target:?}");
     assert_eq!(p, target.split('?').next().unwrap_or(""), "the path is not the target up to its query");
-    assert!(
-        p.bytes().all(|b| (0x21..0x7f).contains(&b) && !matches!(b, b'#' | b'\\' | b';')),
-        "a refused byte got through: {target:?}"
-    );
+    assert!(p.bytes().all(|b| (0x21..0x7f).contains(&b) && !matches!(b, b'#' | b'\\' | b';')), "a refused byte got through: {target:?}");
     assert!(segs.len() <= path::MAX_SEGMENTS);
     assert!(segs.iter().all(|s| !s.is_empty() && *s != "." && *s != ".." && !s.contains('/')), "bad segment in {target:?}: {segs:?}");
     let joined: String = segs.iter().map(|s| format!("/{s}")).collect();
@@ -149,7 +154,10 @@ pub fn sync_answer(data: &[u8]) {
     all.extend(carried);
     header.revoked = all
         .iter()
-        .map(|r| crate::sync::Revocation { jti: crate::revocation::key_hex(&crate::revocation::record_key(r)), exp: crate::revocation::record_exp(r) })
+        .map(|r| crate::sync::Revocation {
+            jti: crate::revocation::key_hex(&crate::revocation::record_key(r)),
+            exp: crate::revocation::record_exp(r),
+        })
         .collect();
     let body = crate::sync::encode_binary(header.clone()).expect("a decoded answer encodes");
     let again = crate::sync::decode_answer(&body).expect("the encoding decodes");

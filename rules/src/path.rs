@@ -223,7 +223,14 @@ mod tests {
     /// second credential past the gate.
     #[test]
     fn security_access_token_in_query_is_found_in_any_escape_spelling() {
-        for q in ["access%5ftoken", "access%5Ftoken", "access_tok%65n", "%61ccess_token", "%41%43%43%45%53%53%5F%54%4F%4B%45%4E", "a=1&Access_Tok%45n=x"] {
+        for q in [
+            "access%5ftoken",
+            "access%5Ftoken",
+            "access_tok%65n",
+            "%61ccess_token",
+            "%41%43%43%45%53%53%5F%54%4F%4B%45%4E",
+            "a=1&Access_Tok%45n=x",
+        ] {
             assert!(query_has_access_token(&format!("/x?{q}=abc")), "{q}");
         }
         for q in ["access_token%00", "access%20token", "access%5", "access%5ftoken%"] {

@@ -429,7 +429,8 @@ mod tests {
 
     #[test]
     fn a_set_loads_buckets_takes_journal_entries_and_prunes() {
-        let ids: Vec<String> = (0..10_000u64).map(|i| format!("{:024x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15) as u128 * 0x1_0000)).collect();
+        let ids: Vec<String> =
+            (0..10_000u64).map(|i| format!("{:024x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15) as u128 * 0x1_0000)).collect();
         let mut buckets = vec![Vec::new(); BUCKETS];
         for (n, id) in ids.iter().enumerate() {
             let k = id_key(id);

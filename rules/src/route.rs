@@ -123,11 +123,9 @@ impl RouteTable {
             }
             let mut item_segments = Vec::new();
             for name in &spec.items {
-                let idx = pattern
-                    .segments()
-                    .iter()
-                    .position(|s| matches!(s, Segment::Param(p) if **p == **name))
-                    .ok_or_else(|| RouteError(format!("route {:?}: item parameter {name:?} is not a :param of the pattern", spec.pattern)))?;
+                let idx = pattern.segments().iter().position(|s| matches!(s, Segment::Param(p) if **p == **name)).ok_or_else(|| {
+                    RouteError(format!("route {:?}: item parameter {name:?} is not a :param of the pattern", spec.pattern))
+                })?;
                 if item_segments.contains(&idx) {
                     return Err(RouteError(format!("route {:?}: item parameter {name:?} listed twice", spec.pattern)));
                 }
@@ -140,7 +138,14 @@ impl RouteTable {
                     spec.pattern
                 )));
             }
-            routes.push(Route { pattern, flags: spec.flags, http_token: spec.http_token, voucher: spec.voucher, item_segments, item_names: spec.items.iter().map(|s| s.as_str().into()).collect() });
+            routes.push(Route {
+                pattern,
+                flags: spec.flags,
+                http_token: spec.http_token,
+                voucher: spec.voucher,
+                item_segments,
+                item_names: spec.items.iter().map(|s| s.as_str().into()).collect(),
+            });
         }
         routes.sort_by_key(|r| specificity(&r.pattern));
         Ok(RouteTable { routes })
@@ -304,7 +309,11 @@ pub fn authorize<'a>(rights: &'a Rights, routes: &'a RouteTable, prefix: &Prefix
 /// `+`, no spaces, no percent-encoding. Anything else is not an id.
 pub fn parse_item(s: &str) -> Option<i64> {
     let digits = s.strip_prefix('-').unwrap_or(s);
-    if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) || (digits.len() > 1 && digits.starts_with('0')) {
+    if digits.is_empty()
+        || digits.len() > 19
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || (digits.len() > 1 && digits.starts_with('0'))
+    {
         return None;
     }
     if s == "-0" {
@@ -347,7 +356,13 @@ mod tests {
     fn table(specs: &[(&str, i64, &[&str])]) -> RouteTable {
         let specs: Vec<RouteSpec> = specs
             .iter()
-            .map(|(p, f, i)| RouteSpec { pattern: (*p).into(), flags: *f, items: i.iter().map(|s| (*s).into()).collect(), http_token: false, voucher: false })
+            .map(|(p, f, i)| RouteSpec {
+                pattern: (*p).into(),
+                flags: *f,
+                items: i.iter().map(|s| (*s).into()).collect(),
+                http_token: false,
+                voucher: false,
+            })
             .collect();
         RouteTable::compile(&specs, &Prefix::default()).unwrap()
     }
@@ -362,7 +377,11 @@ mod tests {
 
     #[test]
     fn most_specific_route_wins() {
-        let t = table(&[("GET /objects/:id/:sub", FLAG_VIEW, &[]), ("GET /objects/:id/messages", FLAG_EDIT_CRITICAL, &[]), ("GET /objects/search/:q", FLAG_ONLINE, &[])]);
+        let t = table(&[
+            ("GET /objects/:id/:sub", FLAG_VIEW, &[]),
+            ("GET /objects/:id/messages", FLAG_EDIT_CRITICAL, &[]),
+            ("GET /objects/search/:q", FLAG_ONLINE, &[]),
+        ]);
         let s = segs("/objects/1/messages");
         assert_eq!(t.lookup("GET", &s).unwrap().flags, FLAG_EDIT_CRITICAL);
         let s = segs("/objects/1/packets");
@@ -376,7 +395,13 @@ mod tests {
     #[test]
     fn ambiguous_or_bad_tables_are_refused() {
         let bad = |specs: &[RouteSpec]| RouteTable::compile(specs, &Prefix::default()).unwrap_err();
-        let r = |p: &str, f: i64, i: &[&str]| RouteSpec { pattern: p.into(), flags: f, items: i.iter().map(|s| (*s).into()).collect(), http_token: false, voucher: false };
+        let r = |p: &str, f: i64, i: &[&str]| RouteSpec {
+            pattern: p.into(),
+            flags: f,
+            items: i.iter().map(|s| (*s).into()).collect(),
+            http_token: false,
+            voucher: false,
+        };
         assert!(bad(&[r("GET /objects/:id", 0, &[]), r("GET /api/v1/objects/:x", 0, &[])]).0.contains("same shape"));
         assert!(bad(&[r("GET /objects/:id", 0, &["oid"])]).0.contains("oid"));
         assert!(bad(&[r("GET /objects/:id", 0x1, &[])]).0.contains("outside"));
@@ -407,7 +432,11 @@ mod tests {
     #[test]
     fn security_voucher_tokens_only_on_voucher_routes_and_nothing_else_there() {
         let spec = |p: &str, http_token, voucher| RouteSpec { pattern: p.into(), flags: 0, items: vec![], http_token, voucher };
-        let t = RouteTable::compile(&[spec("GET /wifi/status", false, true), spec("GET /files/:name", true, false), spec("GET /objects/:id", false, false)], &Prefix::default()).unwrap();
+        let t = RouteTable::compile(
+            &[spec("GET /wifi/status", false, true), spec("GET /files/:name", true, false), spec("GET /objects/:id", false, false)],
+            &Prefix::default(),
+        )
+        .unwrap();
         let p = Prefix::default();
         let admits = |path: &str, kind| admits_kind(&t, &p, "GET", &segs(path), kind);
         assert_eq!(admits("/api/v1/wifi/status", TokenKind::VoucherAccess), Ok(()));
@@ -477,15 +506,19 @@ mod tests {
     }
 
     fn arb_rights() -> impl Strategy<Value = Rights> {
-        let scope = prop::sample::select(vec!["GET /objects", "GET /objects/:id", "GET /objects/7", "POST /objects/:id/commands/:c", "DELETE /objects/:id"]);
+        let scope = prop::sample::select(vec![
+            "GET /objects",
+            "GET /objects/:id",
+            "GET /objects/7",
+            "POST /objects/:id/commands/:c",
+            "DELETE /objects/:id",
+        ]);
         (
             prop::option::of(prop::collection::vec(scope, 0..4)),
             prop::option::of(prop_oneof![Just(-1i64), (0i64..64).prop_map(|b| b << 8)]),
             prop::option::of(prop::collection::vec(1i64..6, 0..4)),
         )
-            .prop_map(|(s, f, i)| {
-                Rights::new(s.map(|s| ScopeSet::parse(&s, &Prefix::default()).unwrap()), f, i.as_deref())
-            })
+            .prop_map(|(s, f, i)| Rights::new(s.map(|s| ScopeSet::parse(&s, &Prefix::default()).unwrap()), f, i.as_deref()))
     }
 
     proptest! {

@@ -17,8 +17,8 @@ use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::Identity as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use sha2::{Digest, Sha512};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha512};
 
 use crate::comb::CombTable;
 
@@ -45,8 +45,7 @@ pub enum TokenKind {
 }
 
 impl TokenKind {
-    pub const ALL: [TokenKind; 4] =
-        [TokenKind::Api, TokenKind::Session, TokenKind::HttpServer, TokenKind::VoucherAccess];
+    pub const ALL: [TokenKind; 4] = [TokenKind::Api, TokenKind::Session, TokenKind::HttpServer, TokenKind::VoucherAccess];
 
     /// The JWS `typ` header value of this kind.
     pub fn typ(self) -> &'static str {
@@ -310,11 +309,7 @@ fn decode_public_key(kid: &str, x: &str) -> Result<([u8; 32], EdwardsPoint), Tok
     if !valid_kid(kid) {
         return Err(TokenError::BadKid);
     }
-    let raw: [u8; 32] = URL_SAFE_NO_PAD
-        .decode(x)
-        .ok()
-        .and_then(|r| r.try_into().ok())
-        .ok_or(TokenError::BadEncoding)?;
+    let raw: [u8; 32] = URL_SAFE_NO_PAD.decode(x).ok().and_then(|r| r.try_into().ok()).ok_or(TokenError::BadEncoding)?;
     let point = CompressedEdwardsY(raw).decompress().ok_or(TokenError::BadEncoding)?;
     if point.is_small_order() {
         return Err(TokenError::BadEncoding);
@@ -384,7 +379,6 @@ fn decode_segment(seg: &str) -> Result<Vec<u8>, TokenError> {
     URL_SAFE_NO_PAD.decode(seg).map_err(|_| TokenError::BadEncoding)
 }
 
-
 /// Checks everything about a token that needs no key: size, shape, encoding and header.
 pub fn inspect(token: &str) -> Result<(TokenKind, String), TokenError> {
     parse(token).map(|p| (p.kind, p.kid))
@@ -428,13 +422,7 @@ fn parse(token: &str) -> Result<Parsed<'_>, TokenError> {
     }
     let payload = decode_segment(p)?;
     let signature: [u8; 64] = decode_segment(s)?.try_into().map_err(|_| TokenError::BadSignature)?;
-    Ok(Parsed {
-        kind,
-        kid,
-        signing_input: &token.as_bytes()[..h.len() + 1 + p.len()],
-        payload,
-        signature,
-    })
+    Ok(Parsed { kind, kid, signing_input: &token.as_bytes()[..h.len() + 1 + p.len()], payload, signature })
 }
 
 /// Verifies a token completely: [`inspect`]'s checks, the kind against the policy, the
@@ -471,9 +459,7 @@ pub struct SigningKey {
 
 /// The fixed PKCS#8 v1 prefix of an Ed25519 private key (RFC 8410): the DER wrapper
 /// around the 32-byte seed that jsonwebtoken's EdDSA signer expects.
-const ED25519_PKCS8_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
+const ED25519_PKCS8_PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
 
 impl SigningKey {
     /// From the 32-byte Ed25519 seed.
@@ -770,8 +756,8 @@ pub(crate) mod tests {
         let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
         // L = 2^252 + 27742317777372353535851937790883648493, little-endian.
         const L: [u8; 32] = [
-            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0,
-            0, 0, 0, 0, 0, 0, 0, 0x10,
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0x10,
         ];
         let mut carry = 0u16;
         for (b, l) in sig[32..].iter_mut().zip(L) {

@@ -70,10 +70,8 @@ fn security_settings(doc: &Value, name: &str) {
     assert!(!hcms.is_empty(), "{name}: no HTTP connection manager");
     let mut managers = Vec::new();
     find_all(doc, "typed_config", &mut managers);
-    let managers: Vec<&Value> = managers
-        .into_iter()
-        .filter(|t| t["@type"].as_str().is_some_and(|s| s.ends_with("HttpConnectionManager")))
-        .collect();
+    let managers: Vec<&Value> =
+        managers.into_iter().filter(|t| t["@type"].as_str().is_some_and(|s| s.ends_with("HttpConnectionManager"))).collect();
     for hcm in &managers {
         assert_eq!(hcm["normalize_path"].as_bool(), Some(true), "{name}: normalize_path");
         assert_eq!(hcm["merge_slashes"].as_bool(), Some(true), "{name}: merge_slashes");
@@ -111,13 +109,16 @@ fn security_envoy_every_config_validates_with_the_required_settings() {
 /// validate too, and must name every variable the template uses.
 #[test]
 fn compose_renders_the_tested_envoy_config() {
-    let compose: Value = serde_yaml::from_str(&std::fs::read_to_string(workspace().join("docker-compose.yml")).expect("docker-compose.yml"))
-        .expect("compose yaml");
+    let compose: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(workspace().join("docker-compose.yml")).expect("docker-compose.yml"))
+            .expect("compose yaml");
     let envoy = &compose["services"]["envoy"];
     let env = envoy["environment"].as_mapping().expect("services.envoy.environment is a mapping");
     let mut vars: Vec<(&str, String)> = Vec::new();
     for (k, v) in env {
-        let (Some(k), Some(v)) = (k.as_str(), v.as_str().map(str::to_owned).or_else(|| v.as_u64().map(|n| n.to_string()))) else { continue };
+        let (Some(k), Some(v)) = (k.as_str(), v.as_str().map(str::to_owned).or_else(|| v.as_u64().map(|n| n.to_string()))) else {
+            continue;
+        };
         if k.starts_with("TG_") {
             // Compose-level defaults such as ${TOKENGATE_PROXY_SECRET:-x} are taken as x.
             let value = match v.strip_prefix("${").and_then(|s| s.strip_suffix('}')).and_then(|s| s.split_once(":-")) {

@@ -37,5 +37,9 @@ fn console_in_a_real_browser_through_the_front_door() {
     assert_eq!(stack.db_count("SELECT COUNT(*) FROM tokens WHERE name = 'browser-reader' AND revoked_at IS NOT NULL"), 1);
     assert_eq!(stack.db_count("SELECT COUNT(*) FROM vouchers"), 4);
     assert_eq!(stack.db_count("SELECT COUNT(*) FROM users WHERE name = 'kim'"), 1);
-    assert_eq!(stack.db_count("SELECT COUNT(*) FROM tokens WHERE name = 'console' AND revoked_at IS NOT NULL"), 1, "logout revoked its token");
+    assert_eq!(
+        stack.db_count("SELECT COUNT(*) FROM tokens WHERE name = 'console' AND revoked_at IS NOT NULL"),
+        1,
+        "logout revoked its token"
+    );
 }

@@ -144,7 +144,9 @@ fn reliability_envoy_restart_under_load_fails_closed_and_never_admits_a_revoked_
     let child = request(stack.cp(), "POST", "/api/v1/tokens", &[("Authorization", &auth)], Some(&json!({"expiresIn": "1 hour"})));
     let (id, revoked) = (child.json()["_id"].as_str().expect("id").to_owned(), child.json()["token"].as_str().expect("token").to_owned());
     assert_eq!(request(stack.cp(), "DELETE", &format!("/api/v1/tokens/{id}"), &[("Authorization", &auth)], None).status, 204);
-    wait_until("the revocation at the gate", Duration::from_secs(5), || get(stack.front(), "/api/v1/objects/1", Some(&revoked)).status == 401);
+    wait_until("the revocation at the gate", Duration::from_secs(5), || {
+        get(stack.front(), "/api/v1/objects/1", Some(&revoked)).status == 401
+    });
 
     for round in 0..2 {
         stack.stop_envoy();
@@ -213,7 +215,9 @@ fn reliability_postgres_outage_answers_503_and_recovers_without_restarts() {
     let (id, revoked) = issue();
     let (later_id, later) = issue();
     assert_eq!(request(stack.cp(), "DELETE", &format!("/api/v1/tokens/{id}"), &[("Authorization", &auth)], None).status, 204);
-    wait_until("the revocation at the gate", Duration::from_secs(5), || get(stack.front(), "/api/v1/objects/1", Some(&revoked)).status == 401);
+    wait_until("the revocation at the gate", Duration::from_secs(5), || {
+        get(stack.front(), "/api/v1/objects/1", Some(&revoked)).status == 401
+    });
 
     pg.ctl_stop().expect("stop PostgreSQL");
     wait_until("503 database_unavailable", Duration::from_secs(20), || {

@@ -83,23 +83,35 @@ fn security_tokens_gate_end_to_end() {
     widened.as_object_mut().expect("obj").remove("scp");
     let tampered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(serde_json::to_vec(&widened).expect("json")), parts[2]);
     assert_invalid_token(&get(port, "/api/v1/objects/42", Some(&tampered)), "token_bad_signature", &tampered, "tampered payload");
-    let expired = sign_raw(&header, &claims_now(&payload, |c| {
-        c["iat"] = json!(now - 7200);
-        c["nbf"] = json!(now - 7200);
-        c["exp"] = json!(now - 3600);
-        c["jti"] = json!("e0e0e0e0e0e0e0e0e0e0e0e0");
-    }), &seed);
+    let expired = sign_raw(
+        &header,
+        &claims_now(&payload, |c| {
+            c["iat"] = json!(now - 7200);
+            c["nbf"] = json!(now - 7200);
+            c["exp"] = json!(now - 3600);
+            c["jti"] = json!("e0e0e0e0e0e0e0e0e0e0e0e0");
+        }),
+        &seed,
+    );
     assert_invalid_token(&get(port, "/api/v1/objects/42", Some(&expired)), "token_expired", &expired, "expired");
-    let early = sign_raw(&header, &claims_now(&payload, |c| {
-        c["nbf"] = json!(now + 3600);
-        c["exp"] = json!(now + 7200);
-        c["jti"] = json!("e1e1e1e1e1e1e1e1e1e1e1e1");
-    }), &seed);
+    let early = sign_raw(
+        &header,
+        &claims_now(&payload, |c| {
+            c["nbf"] = json!(now + 3600);
+            c["exp"] = json!(now + 7200);
+            c["jti"] = json!("e1e1e1e1e1e1e1e1e1e1e1e1");
+        }),
+        &seed,
+    );
     assert_invalid_token(&get(port, "/api/v1/objects/42", Some(&early)), "token_not_yet_valid", &early, "not yet valid");
-    let other_aud = sign_raw(&header, &claims_now(&payload, |c| {
-        c["aud"] = json!("another-network");
-        c["jti"] = json!("e2e2e2e2e2e2e2e2e2e2e2e2");
-    }), &seed);
+    let other_aud = sign_raw(
+        &header,
+        &claims_now(&payload, |c| {
+            c["aud"] = json!("another-network");
+            c["jti"] = json!("e2e2e2e2e2e2e2e2e2e2e2e2");
+        }),
+        &seed,
+    );
     assert_invalid_token(&get(port, "/api/v1/objects/42", Some(&other_aud)), "token_wrong_audience", &other_aud, "audience");
     let crit = sign_raw(&json!({"alg": "EdDSA", "typ": "tg-api+jwt", "kid": kid, "crit": ["exp"]}), &payload, &seed);
     assert_invalid_token(&get(port, "/api/v1/objects/42", Some(&crit)), "token_forbidden_header", &crit, "crit header");
@@ -161,7 +173,14 @@ fn revocation_reaches_the_proxy_within_a_second() {
     }
     // SPEC §3 metrics: the filter reports allowed, denials by reason, cache and sync state.
     // Workers flush their counters into Envoy's stats once a second.
-    let names = ["tokengate.allowed", "tokengate.denied.token_revoked", "tokengate.cache.local_hit", "tokengate.sync.version", "tokengate.sync.revocations", "tokengate.revocations"];
+    let names = [
+        "tokengate.allowed",
+        "tokengate.denied.token_revoked",
+        "tokengate.cache.local_hit",
+        "tokengate.sync.version",
+        "tokengate.sync.revocations",
+        "tokengate.revocations",
+    ];
     wait_until("the gate's stats", Duration::from_secs(5), || {
         let stats = stack.stats("tokengate");
         names.iter().all(|n| stats.lines().any(|l| l.contains(n) && !l.ends_with(": 0")))
@@ -181,7 +200,13 @@ fn restarts_keep_tokens_and_revocations() {
     let kept_token = kept["token"].as_str().expect("token").to_owned();
     let revoked = stack.login(Some(&["GET /objects/:id"]), None);
     let revoked_token = revoked["token"].as_str().expect("token").to_owned();
-    let r = request(stack.front(), "DELETE", &format!("/api/v1/tokens/{}", revoked["_id"].as_str().expect("id")), &[("Authorization", &format!("Bearer {admin}"))], None);
+    let r = request(
+        stack.front(),
+        "DELETE",
+        &format!("/api/v1/tokens/{}", revoked["_id"].as_str().expect("id")),
+        &[("Authorization", &format!("Bearer {admin}"))],
+        None,
+    );
     assert_eq!(r.status, 204);
     wait_until("the revocation to reach the proxy", Duration::from_secs(5), || {
         get(stack.front(), "/api/v1/objects/1", Some(&revoked_token)).status == 401
@@ -280,7 +305,13 @@ fn stale_state_fails_closed_or_open_as_configured() {
         let admin = stack.login(None, None)["token"].as_str().expect("token").to_owned();
         stack.wait_synced(&admin);
         let revoked = stack.login(Some(&["GET /objects/:id"]), None);
-        let r = request(stack.front(), "DELETE", &format!("/api/v1/tokens/{}", revoked["_id"].as_str().expect("id")), &[("Authorization", &format!("Bearer {admin}"))], None);
+        let r = request(
+            stack.front(),
+            "DELETE",
+            &format!("/api/v1/tokens/{}", revoked["_id"].as_str().expect("id")),
+            &[("Authorization", &format!("Bearer {admin}"))],
+            None,
+        );
         assert_eq!(r.status, 204);
         let revoked = revoked["token"].as_str().expect("token").to_owned();
         wait_until("the revocation", Duration::from_secs(5), || get(stack.front(), "/api/v1/objects/1", Some(&revoked)).status == 401);
@@ -351,10 +382,17 @@ fn amendments_reach_the_proxy_without_a_new_token() {
     assert_eq!(get(port, "/api/v1/objects/43", Some(&token)).json()["headers"]["x-tokengate-app"], "fleet-2");
 
     // deleteAll: every token of the user, the admin's own included.
-    let r = request(port, "POST", "/api/v1/tokens/update", &[("Authorization", &auth)], Some(&json!({"callMode": "delete", "deleteAll": true})));
+    let r = request(
+        port,
+        "POST",
+        "/api/v1/tokens/update",
+        &[("Authorization", &auth)],
+        Some(&json!({"callMode": "delete", "deleteAll": true})),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     wait_until("deleteAll at the proxy", Duration::from_secs(1), || {
-        get(port, "/api/v1/objects/43", Some(&token)).code() == "token_revoked" && get(port, "/api/v1/objects/1", Some(&admin)).code() == "token_revoked"
+        get(port, "/api/v1/objects/43", Some(&token)).code() == "token_revoked"
+            && get(port, "/api/v1/objects/1", Some(&admin)).code() == "token_revoked"
     });
 }
 
@@ -379,7 +417,13 @@ fn confirmed_propagation_and_key_rotation() {
     let victim = stack.login(Some(&["GET /objects/:id"]), None);
     let victim_token = victim["token"].as_str().expect("token").to_owned();
     assert_eq!(get(port, "/api/v1/objects/9", Some(&victim_token)).status, 200);
-    let r = request(port, "DELETE", &format!("/api/v1/tokens/{}?wait=3000", victim["_id"].as_str().expect("id")), &[("Authorization", &auth)], None);
+    let r = request(
+        port,
+        "DELETE",
+        &format!("/api/v1/tokens/{}?wait=3000", victim["_id"].as_str().expect("id")),
+        &[("Authorization", &auth)],
+        None,
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     let answer = r.json();
     assert_eq!(answer["proxies"]["live"], 1, "{answer}");
@@ -425,7 +469,8 @@ fn a_paged_snapshot_reaches_a_fresh_proxy_whole() {
         let r = request(stack.cp(), "POST", "/api/v1/tokens", &[("Authorization", &auth)], Some(&body));
         assert_eq!(r.status, 200, "{}", r.body);
         let v = r.json();
-        let r = request(stack.cp(), "DELETE", &format!("/api/v1/tokens/{}", v["_id"].as_str().expect("id")), &[("Authorization", &auth)], None);
+        let r =
+            request(stack.cp(), "DELETE", &format!("/api/v1/tokens/{}", v["_id"].as_str().expect("id")), &[("Authorization", &auth)], None);
         assert_eq!(r.status, 204);
         revoked.push(v["token"].as_str().expect("token").to_owned());
     }
@@ -445,10 +490,8 @@ fn a_paged_snapshot_reaches_a_fresh_proxy_whole() {
     assert_eq!(get(stack.front(), "/api/v1/objects/1", Some(&admin)).status, 200);
     // The restarted control plane answered the fresh proxy with two snapshot parts.
     let metrics = get(stack.cp(), "/metrics", None).body;
-    let snapshots: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("tokengate_sync_calls_total{result=\"snapshot\"} ")?.trim().parse().ok())
-        .unwrap_or(0);
+    let snapshots: u64 =
+        metrics.lines().find_map(|l| l.strip_prefix("tokengate_sync_calls_total{result=\"snapshot\"} ")?.trim().parse().ok()).unwrap_or(0);
     assert!(snapshots >= 2, "expected the snapshot in 2 parts, saw {snapshots} snapshot answers");
 }
 
@@ -567,7 +610,8 @@ fn security_identity_headers_subset_and_forged_ones_still_stripped() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let h = r.json()["headers"].clone();
-    let mut identity: Vec<&str> = h.as_object().expect("headers").keys().map(String::as_str).filter(|k| k.starts_with("x-tokengate-")).collect();
+    let mut identity: Vec<&str> =
+        h.as_object().expect("headers").keys().map(String::as_str).filter(|k| k.starts_with("x-tokengate-")).collect();
     identity.sort_unstable();
     assert_eq!(identity, ["x-tokengate-scope", "x-tokengate-subject"], "{h}");
     assert_ne!(h["x-tokengate-subject"], "root", "{h}");

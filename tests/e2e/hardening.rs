@@ -140,10 +140,7 @@ fn impostor(port: u16, answer: std::sync::Arc<std::sync::Mutex<Answer>>) -> std:
 
 fn stat(stack: &Stack, name: &str) -> u64 {
     let stats = stack.stats(name);
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("wasmcustom.{name}: ")).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0)
+    stats.lines().find_map(|l| l.strip_prefix(&format!("wasmcustom.{name}: ")).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
 }
 
 /// Defect 4: answers on the control plane's address that are forged (a higher version
@@ -162,7 +159,9 @@ fn security_reliability_forged_replayed_and_rolled_back_sync_answers_are_refused
     let (id, revoked) = (child.json()["_id"].as_str().expect("id").to_owned(), child.json()["token"].as_str().expect("token").to_owned());
     let r = request(stack.cp(), "DELETE", &format!("/api/v1/tokens/{id}?wait=5000"), &[("Authorization", &auth)], None);
     assert_eq!(r.status, 200, "{}", r.body);
-    wait_until("the revocation at the gate", Duration::from_secs(5), || get(stack.front(), "/api/v1/objects/1", Some(&revoked)).status == 401);
+    wait_until("the revocation at the gate", Duration::from_secs(5), || {
+        get(stack.front(), "/api/v1/objects/1", Some(&revoked)).status == 401
+    });
 
     // A genuine answer, recorded for a call the proxy never made.
     let keys = tokengate_rules::sync::ProxyKeys::derive(stack.secret.as_bytes());
@@ -188,12 +187,15 @@ fn security_reliability_forged_replayed_and_rolled_back_sync_answers_are_refused
         ("replayed", Box::new(move |_: &str| (recorded_body.clone(), recorded_mac.clone()))),
         ("rolled back", Box::new(move |nonce: &str| (older_body.clone(), keys.answer_mac(nonce, &older_body)))),
     ];
-    let current: std::sync::Arc<std::sync::Mutex<Answer>> = std::sync::Arc::new(std::sync::Mutex::new(Box::new(|_: &str| (Vec::new(), String::new()))));
+    let current: std::sync::Arc<std::sync::Mutex<Answer>> =
+        std::sync::Arc::new(std::sync::Mutex::new(Box::new(|_: &str| (Vec::new(), String::new()))));
     let stop = impostor(stack.cp_port, current.clone());
     for (what, answer) in modes {
         let before = stat(&stack, "tokengate.sync.rejected");
         *current.lock().expect("answer") = answer;
-        wait_until(&format!("a {what} answer refused and counted"), Duration::from_secs(30), || stat(&stack, "tokengate.sync.rejected") > before);
+        wait_until(&format!("a {what} answer refused and counted"), Duration::from_secs(30), || {
+            stat(&stack, "tokengate.sync.rejected") > before
+        });
         for _ in 0..4 {
             let r = get(stack.front(), "/api/v1/objects/1", Some(&revoked));
             assert_eq!((r.status, r.code().as_str()), (401, "token_revoked"), "after a {what} answer: {}", r.body);

@@ -234,10 +234,8 @@ impl Response {
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let mut lines = head.split("\r\n");
         let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
+        let headers: Vec<(String, String)> =
+            lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned())).collect();
         let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
         let body = if chunked { dechunk(body) } else { body.to_owned() };
         Response { status, headers, body }
@@ -252,10 +250,7 @@ impl Response {
     }
 
     pub fn code(&self) -> String {
-        serde_json::from_str::<Value>(&self.body)
-            .ok()
-            .and_then(|v| v["code"].as_str().map(str::to_owned))
-            .unwrap_or_default()
+        serde_json::from_str::<Value>(&self.body).ok().and_then(|v| v["code"].as_str().map(str::to_owned)).unwrap_or_default()
     }
 }
 
@@ -487,9 +482,7 @@ impl Stack {
         let mut cmd = Command::new(upstream_bin());
         cmd.env("DEMO_UPSTREAM_LISTEN", format!("127.0.0.1:{upstream_port}"));
         let upstream = Upstream { _proc: Proc::spawn("demo-upstream", cmd, dir.path().join("upstream.log")), port: upstream_port };
-        wait_until("demo upstream", Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", upstream_port)).is_ok()
-        });
+        wait_until("demo upstream", Duration::from_secs(20), || TcpStream::connect(("127.0.0.1", upstream_port)).is_ok());
         let mut stack = Stack {
             dir,
             secret,
@@ -605,7 +598,10 @@ impl Stack {
 
     fn launch_envoy(&self, proxy_id: &str) -> Envoy {
         let (port, admin) = (free_port(), free_port());
-        let mut rendered = render(&std::fs::read_to_string(workspace().join("envoy/envoy.yaml")).expect("envoy.yaml"), &self.vars_for(port, admin, proxy_id));
+        let mut rendered = render(
+            &std::fs::read_to_string(workspace().join("envoy/envoy.yaml")).expect("envoy.yaml"),
+            &self.vars_for(port, admin, proxy_id),
+        );
         for (from, to) in &self.envoy_edits {
             assert!(rendered.contains(from.as_str()), "the template no longer holds {from:?}");
             rendered = rendered.replace(from.as_str(), to);
@@ -665,9 +661,7 @@ impl Stack {
     /// Waits until the gate has synced: a request with `token` stops answering 503.
     pub fn wait_synced(&self, token: &str) {
         let port = self.front();
-        wait_until("the gate's first sync", Duration::from_secs(30), || {
-            get(port, "/api/v1/objects/1", Some(token)).status != 503
-        });
+        wait_until("the gate's first sync", Duration::from_secs(30), || get(port, "/api/v1/objects/1", Some(token)).status != 503);
     }
 
     /// Logs in through the front door.

@@ -10,8 +10,23 @@ use crate::harness::*;
 
 /// Dot segments, every encoding and casing we know of.
 const DOTS: &[&str] = &[
-    "..", "%2e%2e", "%2E%2E", "%2e%2E", "%2E%2e", ".%2e", "%2e.", ".%2E", "%2E.", "%252e%252e", "%252E%252E",
-    "%c0%ae%c0%ae", "%C0%AE%C0%AE", "%e0%80%ae%e0%80%ae", "..%00", "..;", "%2e%2e;",
+    "..",
+    "%2e%2e",
+    "%2E%2E",
+    "%2e%2E",
+    "%2E%2e",
+    ".%2e",
+    "%2e.",
+    ".%2E",
+    "%2E.",
+    "%252e%252e",
+    "%252E%252E",
+    "%c0%ae%c0%ae",
+    "%C0%AE%C0%AE",
+    "%e0%80%ae%e0%80%ae",
+    "..%00",
+    "..;",
+    "%2e%2e;",
 ];
 
 /// Separators and other characters that change a path's meaning when decoded.
@@ -102,7 +117,8 @@ fn corpus() -> Vec<String> {
 }
 
 /// Request lines that are not origin-form at all.
-const TARGETS: &[&str] = &["http://localhost/api/v1/objects/1", "http://evil.example/api/v1/tokens", "*", "localhost:80", "api/v1/objects/1"];
+const TARGETS: &[&str] =
+    &["http://localhost/api/v1/objects/1", "http://evil.example/api/v1/tokens", "*", "localhost:80", "api/v1/objects/1"];
 
 #[test]
 fn security_paths_hostile_corpus_never_escapes_the_scope() {
@@ -123,17 +139,16 @@ fn security_paths_hostile_corpus_never_escapes_the_scope() {
     for target in &targets {
         let req = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
         let r = raw(port, &req);
-        let from_upstream = serde_json::from_str::<serde_json::Value>(&r.body)
-            .ok()
-            .filter(|v| v["service"] == "demo-upstream");
+        let from_upstream = serde_json::from_str::<serde_json::Value>(&r.body).ok().filter(|v| v["service"] == "demo-upstream");
         match from_upstream {
             Some(echo) => {
                 let got = echo["path"].as_str().unwrap_or_default().to_owned();
-                let covered = split(&got)
-                    .ok()
-                    .and_then(|(_, segs)| prefix.strip(&segs).map(|rest| scope.matches("GET", rest)))
-                    .unwrap_or(false);
-                assert!(covered && echo["method"] == "GET", "{target:?} reached the upstream as {got:?}, which GET /objects/:id does not cover");
+                let covered =
+                    split(&got).ok().and_then(|(_, segs)| prefix.strip(&segs).map(|rest| scope.matches("GET", rest))).unwrap_or(false);
+                assert!(
+                    covered && echo["method"] == "GET",
+                    "{target:?} reached the upstream as {got:?}, which GET /objects/:id does not cover"
+                );
                 eprintln!("  passed: {target:?} -> upstream got {got:?}");
                 passed += 1;
             }

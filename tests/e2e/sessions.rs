@@ -129,7 +129,13 @@ fn security_session_identity_logout_and_token_revocation_at_the_gate() {
     let token = bearer(&admin, "token");
     stack.wait_synced(&token);
     let auth = format!("Bearer {token}");
-    let r = request(port, "POST", "/api/v1/users", &[("Authorization", &auth)], Some(&json!({"name": "driver-7", "password": "driver-7-password"})));
+    let r = request(
+        port,
+        "POST",
+        "/api/v1/users",
+        &[("Authorization", &auth)],
+        Some(&json!({"name": "driver-7", "password": "driver-7-password"})),
+    );
     assert_eq!(r.status, 201, "{}", r.body);
 
     // Acting as the driver: the upstream learns both names.
@@ -141,14 +147,17 @@ fn security_session_identity_logout_and_token_revocation_at_the_gate() {
     let headers = &r.json()["headers"];
     assert_eq!((&headers["x-tokengate-user"], &headers["x-tokengate-operator"]), (&json!("driver-7"), &json!(ADMIN_USER)), "{headers}");
     // A forged operator header is replaced, not passed on.
-    let forged = request(port, "GET", "/api/v1/objects/3", &[("Authorization", &format!("Bearer {eid}")), ("x-tokengate-operator", "root")], None);
+    let forged =
+        request(port, "GET", "/api/v1/objects/3", &[("Authorization", &format!("Bearer {eid}")), ("x-tokengate-operator", "root")], None);
     assert_eq!(forged.json()["headers"]["x-tokengate-operator"], ADMIN_USER);
 
     // Logout through the front door with the session itself.
     let id = s["_id"].as_str().expect("_id");
     let r = request(port, "DELETE", &format!("/api/v1/sessions/{id}"), &[("Authorization", &format!("Bearer {eid}"))], None);
     assert_eq!(r.status, 204, "{}", r.body);
-    wait_until("the gate refuses the ended session", Duration::from_secs(5), || get(port, "/api/v1/objects/3", Some(&eid)).code() == "session_ended");
+    wait_until("the gate refuses the ended session", Duration::from_secs(5), || {
+        get(port, "/api/v1/objects/3", Some(&eid)).code() == "session_ended"
+    });
 
     // Revoking the token ends its sessions at the gate.
     let s = token_login(port, &json!({"token": token}));

@@ -29,7 +29,8 @@ fn setup(stack: &Stack, admin: &str, n: u32, kind: &str) -> Vec<String> {
         let r = request(port, "POST", "/api/v1/networks", &[("Authorization", &auth(admin))], Some(&json!({"id": net, "name": net})));
         assert!(r.status == 201 || r.code() == "network_exists", "{}", r.body);
     }
-    let r = request(port, "POST", "/api/v1/vouchers", &[("Authorization", &auth(admin))], Some(&json!({"count": n, "kind": kind, "days": 1})));
+    let r =
+        request(port, "POST", "/api/v1/vouchers", &[("Authorization", &auth(admin))], Some(&json!({"count": n, "kind": kind, "days": 1})));
     assert_eq!(r.status, 201, "{}", r.body);
     r.json()["vouchers"].as_array().unwrap().iter().map(|v| v["code"].as_str().unwrap().to_owned()).collect()
 }
@@ -82,7 +83,9 @@ fn security_voucher_tokens_pass_only_from_their_device_on_their_network_and_rout
     let moved = Instant::now();
     let v2 = redeem(pb, &codes[1], "127.0.0.1", NET_B);
     assert_eq!(v2["revokedElsewhere"], 1, "{v2}");
-    wait_until("proxy a refuses the moved device's old token", Duration::from_secs(5), || get(pa, "/api/v1/wifi/status", Some(&token)).status == 401);
+    wait_until("proxy a refuses the moved device's old token", Duration::from_secs(5), || {
+        get(pa, "/api/v1/wifi/status", Some(&token)).status == 401
+    });
     let took = moved.elapsed();
     assert!(took < Duration::from_secs(2), "the revocation took {took:?}");
     assert_eq!(get(pa, "/api/v1/wifi/status", Some(&token)).code(), "token_revoked");
@@ -91,13 +94,20 @@ fn security_voucher_tokens_pass_only_from_their_device_on_their_network_and_rout
     assert_eq!(get(pa, "/api/v1/wifi/status", Some(&token2)).code(), "wrong_network");
 
     // Revoked by hand: refused at B within the propagation bound.
-    let r = request(pa, "POST", &format!("/api/v1/vouchers/{}/revoke", v2["voucherId"].as_str().unwrap()), &[("Authorization", &auth(&admin))], None);
+    let r = request(
+        pa,
+        "POST",
+        &format!("/api/v1/vouchers/{}/revoke", v2["voucherId"].as_str().unwrap()),
+        &[("Authorization", &auth(&admin))],
+        None,
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["proxies"], json!({"live": 2, "applied": 2}), "{}", r.body);
     assert_eq!(get(pb, "/api/v1/wifi/status", Some(&token2)).code(), "token_revoked");
     // The control plane measured that propagation (GET /metrics).
     let metrics = get(stack.cp(), "/metrics", None).body;
-    let propagated: u64 = metrics.lines().find_map(|l| l.strip_prefix("tokengate_propagation_seconds_count ")?.trim().parse().ok()).unwrap_or(0);
+    let propagated: u64 =
+        metrics.lines().find_map(|l| l.strip_prefix("tokengate_propagation_seconds_count ")?.trim().parse().ok()).unwrap_or(0);
     assert!(propagated >= 1, "no propagation observed:\n{metrics}");
     // A restart of both keeps it refused (the snapshot carries the activation's revocation).
     stack.stop_control_plane();
@@ -134,10 +144,24 @@ fn security_voucher_device_header_is_believed_only_from_the_controller() {
     // From a client that is not the controller the header is not believed...
     assert_eq!(with_mac("127.0.0.2", "aa:bb:cc:00:00:01").code(), "device_mismatch");
     // ...and never reaches the upstream.
-    let r = request_from("127.0.0.2", pa, "GET", "/api/v1/objects/1", &[("Authorization", &auth(&admin)), ("x-client-mac", "aa:bb:cc:00:00:01")], None);
+    let r = request_from(
+        "127.0.0.2",
+        pa,
+        "GET",
+        "/api/v1/objects/1",
+        &[("Authorization", &auth(&admin)), ("x-client-mac", "aa:bb:cc:00:00:01")],
+        None,
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.json()["headers"].get("x-client-mac").is_none(), "{}", r.body);
-    let r = request_from("127.0.0.1", pa, "GET", "/api/v1/objects/1", &[("Authorization", &auth(&admin)), ("x-client-mac", "aa:bb:cc:00:00:01")], None);
+    let r = request_from(
+        "127.0.0.1",
+        pa,
+        "GET",
+        "/api/v1/objects/1",
+        &[("Authorization", &auth(&admin)), ("x-client-mac", "aa:bb:cc:00:00:01")],
+        None,
+    );
     assert_eq!(r.json()["headers"]["x-client-mac"], "aa:bb:cc:00:00:01", "{}", r.body);
     // The portal knows the device from the controller and the network from the proxy.
     let r = request_from("127.0.0.1", pa, "GET", "/portal", &[("x-client-mac", "aa:bb:cc:00:00:09"), ("accept-language", "ru")], None);

@@ -26,7 +26,6 @@ use tokengate_filter::gate::{self, Outcome, Worker};
 use tokengate_filter::host::Host;
 use tokengate_filter::sync::Syncer;
 
-
 struct Gate {
     host: LocalHost,
     worker: Worker,

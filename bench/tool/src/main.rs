@@ -172,7 +172,9 @@ async fn logins(args: &Args) -> Result<Value, String> {
     // `--credentials-file`: login i presents line i (one login per line); else every
     // login presents `--credentials`, `--count` times.
     let credentials: Rc<Vec<String>> = Rc::new(match args.opt("credentials-file") {
-        Some(f) => std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect(),
+        Some(f) => {
+            std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect()
+        }
         None => vec![args.get("credentials")?.to_owned()],
     });
     let count: usize = if args.opt("credentials-file").is_some() { credentials.len() } else { args.num("count")? };
@@ -299,11 +301,8 @@ async fn list(args: &Args) -> Result<Value, String> {
     let (mut count, mut pages, mut after) = (0usize, 0usize, String::new());
     let mut slowest = 0f64;
     loop {
-        let path = if after.is_empty() {
-            "/api/v1/tokens?limit=1000".to_owned()
-        } else {
-            format!("/api/v1/tokens?limit=1000&after={after}")
-        };
+        let path =
+            if after.is_empty() { "/api/v1/tokens?limit=1000".to_owned() } else { format!("/api/v1/tokens?limit=1000&after={after}") };
         let t = Instant::now();
         let a = c.call("GET", &path, &[("authorization", &bearer)], None).await?;
         slowest = slowest.max(t.elapsed().as_secs_f64());

@@ -153,8 +153,14 @@ struct LoadTally {
 }
 
 /// Open-loop background load on every proxy until `stop`; one tally per proxy.
-fn background(proxies: Vec<String>, rate: f64, connections: usize, path: String, tokens: Vec<String>, stop: Arc<AtomicBool>)
-              -> std::thread::JoinHandle<Vec<(LoadTally, f64)>> {
+fn background(
+    proxies: Vec<String>,
+    rate: f64,
+    connections: usize,
+    path: String,
+    tokens: Vec<String>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(LoadTally, f64)>> {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let local = tokio::task::LocalSet::new();
@@ -211,12 +217,7 @@ fn background(proxies: Vec<String>, rate: f64, connections: usize, path: String,
 }
 
 fn lines(path: &str) -> Result<Vec<String>, String> {
-    Ok(std::fs::read_to_string(path)
-        .map_err(|e| format!("{path}: {e}"))?
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect())
+    Ok(std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect())
 }
 
 fn is_revoked(status: u16, body: &[u8]) -> bool {

@@ -185,7 +185,11 @@ pub const NOOP_VARIANTS: [(&str, &str, &str); 12] = [
     ("B7", "add3", "B7 empty filter + add 3 headers (add_map_value x3)"),
     ("B8", "all_headers,replace_all", "B8 empty filter + read every header, write them all back plus 3 (set_map_bytes)"),
     ("B9", "", "B9 native header_mutation stripping x-tokengate-* + the empty filter"),
-    ("B10", "all_headers,add3", "B10 empty filter + read every header, add 3 headers (the gate's host calls now, one identity header fewer)"),
+    (
+        "B10",
+        "all_headers,add3",
+        "B10 empty filter + read every header, add 3 headers (the gate's host calls now, one identity header fewer)",
+    ),
     ("B11", "peer", "B11 empty filter + read the peer address (get_property source.address: the voucher device check)"),
     ("B12", "peer,add3", "B12 empty filter + the peer address + add 3 headers"),
 ];

@@ -28,13 +28,7 @@ fn stat(mut v: Vec<f64>) -> Option<Stat> {
 fn fmt(s: &Option<Stat>, scale: f64, digits: usize) -> String {
     match s {
         None => "–".into(),
-        Some(s) => format!(
-            "{:.d$} ({:.d$}–{:.d$})",
-            s.med / scale,
-            s.min / scale,
-            s.max / scale,
-            d = digits
-        ),
+        Some(s) => format!("{:.d$} ({:.d$}–{:.d$})", s.med / scale, s.min / scale, s.max / scale, d = digits),
     }
 }
 
@@ -153,9 +147,7 @@ pub fn report(args: &Args) -> Result<(), String> {
     // The same ratio within each round (variants of one round run minutes apart, rounds
     // up to half an hour): on a machine whose speed drifts, the spread of these says how
     // far the medians' ratio can be trusted.
-    let at = |v: &str, r: i64, k: &str| -> Option<f64> {
-        by.get(v)?.iter().find(|x| x["round"].as_i64() == Some(r))?[k].as_f64()
-    };
+    let at = |v: &str, r: i64, k: &str| -> Option<f64> { by.get(v)?.iter().find(|x| x["round"].as_i64() == Some(r))?[k].as_f64() };
     let cpu_at = |v: &str, r: i64| Some(at(v, r, "cpu_us_per_req")? + at(v, r, "authz_cpu_us_per_req").unwrap_or(0.0));
     let per_round = |f: &dyn Fn(i64) -> Option<f64>| fmt(&stat((1..=rounds as i64).filter_map(f).collect()), 1.0, 2);
     println!("\n| target | measured (ratio of medians) | the ratio per round: median (min–max) | verdict |\n|---|---|---|---|");
@@ -163,7 +155,12 @@ pub fn report(args: &Args) -> Result<(), String> {
     for e in ["E", "E2"].into_iter().filter(|e| has(&["A", "B", e])) {
         let r1 = (cpu(e) - cpu("A")) / (cpu("B") - cpu("A"));
         let pr = per_round(&|r| Some((cpu_at(e, r)? - cpu_at("A", r)?) / (cpu_at("B", r)? - cpu_at("A", r)?)));
-        println!("| {e} added CPU over A ≤ 1.25 × B's | {r1:.2} × ({:.1} vs {:.1} µs) | {pr} | {} |", cpu(e) - cpu("A"), cpu("B") - cpu("A"), verdict(r1 <= 1.25));
+        println!(
+            "| {e} added CPU over A ≤ 1.25 × B's | {r1:.2} × ({:.1} vs {:.1} µs) | {pr} | {} |",
+            cpu(e) - cpu("A"),
+            cpu("B") - cpu("A"),
+            verdict(r1 <= 1.25)
+        );
     }
     if has(&["D", "E"]) {
         let r2 = rps("E") / rps("D");
@@ -213,7 +210,11 @@ pub fn report(args: &Args) -> Result<(), String> {
         }
         let r = cpu(v) / cpu(base);
         let pr = per_round(&|x| Some(cpu_at(v, x)? / cpu_at(base, x)?));
-        println!("| (the change) {v} CPU per request vs {base}, the baseline filter | {r:.3} × ({:.1} vs {:.1} µs/req) | {pr} | – |", cpu(v), cpu(base));
+        println!(
+            "| (the change) {v} CPU per request vs {base}, the baseline filter | {r:.3} × ({:.1} vs {:.1} µs/req) | {pr} | – |",
+            cpu(v),
+            cpu(base)
+        );
     }
     // Issue 14 §3: a second worker must not cost the gate CPU per request (no contention
     // on shared data): Envoy's CPU per request at --concurrency 2 against 1, warm and cold.

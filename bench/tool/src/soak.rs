@@ -297,11 +297,8 @@ impl Sampler {
         let stats = parse_stats(&text);
         if self.wasm_names.is_none() {
             // Envoy's own wasm stats (not the filter's custom ones), fixed at the first sample.
-            let names: Vec<String> = stats
-                .keys()
-                .filter(|k| k.to_ascii_lowercase().contains("wasm") && !k.starts_with("wasmcustom."))
-                .cloned()
-                .collect();
+            let names: Vec<String> =
+                stats.keys().filter(|k| k.to_ascii_lowercase().contains("wasm") && !k.starts_with("wasmcustom.")).cloned().collect();
             let mut header = vec!["minute", "elapsed_s", "envoy_rss_kb", "envoy_hwm_kb", "wasm_memories", "wasm_mem_kb", "wasm_mem_rss_kb"]
                 .into_iter()
                 .map(str::to_owned)
@@ -366,7 +363,15 @@ impl Sampler {
         self.last_sent = sent;
         self.last_at = t;
         let minute = (t / 60.0).round() as u64;
-        let mut row = vec![minute.to_string(), format!("{t:.0}"), opt(rss_kb), opt(hwm_kb), wasm_maps.to_string(), wasm_size_kb.to_string(), wasm_rss_kb.to_string()];
+        let mut row = vec![
+            minute.to_string(),
+            format!("{t:.0}"),
+            opt(rss_kb),
+            opt(hwm_kb),
+            wasm_maps.to_string(),
+            wasm_size_kb.to_string(),
+            wasm_rss_kb.to_string(),
+        ];
         row.extend(SERVER_STATS.iter().map(|k| s(k)));
         row.extend(names.iter().map(|k| s(k)));
         row.extend(TG_STATS.iter().map(|k| s(k)));
@@ -388,7 +393,9 @@ impl Sampler {
             s("wasmcustom.tokengate.sync.version"),
             s("wasmcustom.tokengate.sync.revocations"),
         );
-        self.rows.push(json!({"minute": minute, "elapsed_s": t, "envoy_rss_kb": rss_kb, "wasm_mem_kb": wasm_size_kb, "wasm_mem_rss_kb": wasm_rss_kb}));
+        self.rows.push(
+            json!({"minute": minute, "elapsed_s": t, "envoy_rss_kb": rss_kb, "wasm_mem_kb": wasm_size_kb, "wasm_mem_rss_kb": wasm_rss_kb}),
+        );
         Ok(())
     }
 }
@@ -421,9 +428,8 @@ pub async fn soak(args: &Args) -> Result<Value, String> {
     let scopes: Vec<String> = args.opt("scopes").unwrap_or("GET /objects/:id").split(',').map(|s| s.trim().to_owned()).collect();
     let body = Rc::new(json!({"expiresIn": args.opt("expires").unwrap_or("1 day"), "scopes": scopes}).to_string());
     let csv = std::fs::File::create(args.get("csv")?).map_err(|e| e.to_string())?;
-    let revlog = Rc::new(RefCell::new(std::io::BufWriter::new(
-        std::fs::File::create(args.get("revocations")?).map_err(|e| e.to_string())?,
-    )));
+    let revlog =
+        Rc::new(RefCell::new(std::io::BufWriter::new(std::fs::File::create(args.get("revocations")?).map_err(|e| e.to_string())?)));
 
     let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) | 1;
     let sh = Rc::new(Shared {
@@ -468,17 +474,8 @@ pub async fn soak(args: &Args) -> Result<Value, String> {
     // 2. The run.
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(secs);
-    let mut sampler = Sampler {
-        admin: admin.clone(),
-        envoy_pid,
-        cp_pid,
-        start,
-        csv,
-        wasm_names: None,
-        last_sent: 0,
-        last_at: 0.0,
-        rows: Vec::new(),
-    };
+    let mut sampler =
+        Sampler { admin: admin.clone(), envoy_pid, cp_pid, start, csv, wasm_names: None, last_sent: 0, last_at: 0.0, rows: Vec::new() };
     sampler.sample(&sh).await?;
     let mut tasks = Vec::new();
 
@@ -763,7 +760,12 @@ async fn revoke_and_probe(
             match r {
                 Ok((200, _)) => {
                     late += 1;
-                    eprintln!("[soak {}] LATE: revoked token {} let through by worker {} {after_ms:.0} ms after the 204", clock(), tok.id, p.worker);
+                    eprintln!(
+                        "[soak {}] LATE: revoked token {} let through by worker {} {after_ms:.0} ms after the 204",
+                        clock(),
+                        tok.id,
+                        p.worker
+                    );
                 }
                 Ok((401, body)) if String::from_utf8_lossy(&body).contains("token_revoked") => {}
                 _ => odd += 1,

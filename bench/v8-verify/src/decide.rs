@@ -69,9 +69,7 @@ fn setup() -> Bench {
         ended: vec![],
     };
     syncer.apply(&host, snapshot).unwrap_or_else(|_| std::process::abort());
-    let token = |i: u64| {
-        format!("Bearer {}", signer.sign(TokenKind::Api, &claims(now, i)).unwrap_or_else(|_| std::process::abort()))
-    };
+    let token = |i: u64| format!("Bearer {}", signer.sign(TokenKind::Api, &claims(now, i)).unwrap_or_else(|_| std::process::abort()));
     let pool = (0..POOL as u64).map(token).collect();
     let worker = |c: PluginConfig| Worker::new(Rc::new(c.gate().unwrap_or_else(|_| std::process::abort())));
     let mut cold = worker(cfg(64, 16));

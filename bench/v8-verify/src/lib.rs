@@ -68,11 +68,7 @@ fn fixture() -> &'static Fixture {
 
 fn parts(token: &str) -> (&[u8], [u8; 64]) {
     let (input, sig) = token.rsplit_once('.').unwrap_or_else(|| std::process::abort());
-    let sig: [u8; 64] = URL_SAFE_NO_PAD
-        .decode(sig)
-        .ok()
-        .and_then(|s| s.try_into().ok())
-        .unwrap_or_else(|| std::process::abort());
+    let sig: [u8; 64] = URL_SAFE_NO_PAD.decode(sig).ok().and_then(|s| s.try_into().ok()).unwrap_or_else(|| std::process::abort());
     (input.as_bytes(), sig)
 }
 

@@ -103,8 +103,9 @@ pub struct Reply {
 impl Reply {
     /// The body in a wire type, or exit 5 (the endpoint is not a tokengate of this version).
     pub fn typed<T: serde::de::DeserializeOwned>(&self) -> Result<T, CliError> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| CliError::new(EXIT_UNREACHABLE, format!("unexpected answer from the endpoint ({e}); is it a tokengate control plane?")))
+        serde_json::from_slice(&self.body).map_err(|e| {
+            CliError::new(EXIT_UNREACHABLE, format!("unexpected answer from the endpoint ({e}); is it a tokengate control plane?"))
+        })
     }
 
     pub fn json(&self) -> Result<Value, CliError> {
@@ -126,7 +127,8 @@ impl Client {
         }
         let mut builder = reqwest::Client::builder().user_agent(concat!("tokengate-cli/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = ca_cert {
-            let pem = std::fs::read(path).map_err(|e| CliError::usage(format!("cannot read the CA certificate {}: {e}", path.display())))?;
+            let pem =
+                std::fs::read(path).map_err(|e| CliError::usage(format!("cannot read the CA certificate {}: {e}", path.display())))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .ok()
                 .filter(|c| !c.is_empty())
@@ -151,7 +153,14 @@ impl Client {
         self.send(method, path, &[], Some(body), None).await
     }
 
-    async fn send(&self, method: Method, path: &str, query: &[(&str, String)], body: Option<&Value>, token: Option<&str>) -> Result<Reply, CliError> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> Result<Reply, CliError> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method, &url).query(query);
         if let Some(t) = token {
@@ -160,10 +169,7 @@ impl Client {
         if let Some(b) = body {
             request = request.json(b);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| CliError::new(EXIT_UNREACHABLE, unreachable(&self.base, &e)))?;
+        let response = request.send().await.map_err(|e| CliError::new(EXIT_UNREACHABLE, unreachable(&self.base, &e)))?;
         let status = response.status();
         let body = response
             .bytes()

@@ -212,8 +212,12 @@ pub enum VoucherCmd {
         days: Option<i64>,
     },
     List,
-    Revoke { id: String },
-    Delete { id: String },
+    Revoke {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
     /// The printable sheet of unused vouchers
     Pdf {
         /// The file to write
@@ -225,14 +229,19 @@ pub enum VoucherCmd {
 #[derive(Subcommand, Debug)]
 pub enum NetworkCmd {
     List,
-    Create { id: String, name: String },
+    Create {
+        id: String,
+        name: String,
+    },
     /// Rename a network (its id, which tokens carry, stays)
     Update {
         id: String,
         #[arg(long)]
         name: String,
     },
-    Delete { id: String },
+    Delete {
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -270,7 +279,12 @@ pub struct Audit {
 /// Runs a client command; the caller maps the error to its exit code.
 pub async fn run(global: Global, command: Command) -> Result<(), CliError> {
     let file = ConfigFile::load()?;
-    let endpoint = global.endpoint.clone().or_else(|| env("TOKENGATE_ENDPOINT")).or(file.endpoint.clone()).unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+    let endpoint = global
+        .endpoint
+        .clone()
+        .or_else(|| env("TOKENGATE_ENDPOINT"))
+        .or(file.endpoint.clone())
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
     let token = global.token.clone().or_else(|| env("TOKENGATE_TOKEN")).or(file.token.clone());
     let ca_cert = global.ca_cert.clone().or_else(|| env("TOKENGATE_CA_CERT").map(Into::into)).or(file.ca_cert.clone());
     let client = Client::new(&endpoint, &global.prefix, token, ca_cert.as_deref())?;
@@ -297,12 +311,20 @@ pub async fn run(global: Global, command: Command) -> Result<(), CliError> {
         Command::Token(c) => token_cmd(&client, out, c).await,
         Command::User(c) => user_cmd(&client, out, c).await,
         Command::Session(SessionCmd::List) => get(&client, out, "/sessions").await,
-        Command::Session(SessionCmd::End { id }) => send(&client, out, Method::DELETE, &format!("/sessions/{}", seg(&id)), None, "session ended").await,
+        Command::Session(SessionCmd::End { id }) => {
+            send(&client, out, Method::DELETE, &format!("/sessions/{}", seg(&id)), None, "session ended").await
+        }
         Command::Voucher(c) => voucher_cmd(&client, out, c).await,
         Command::Network(NetworkCmd::List) => shown::<NetworkList>(&client, out, Method::GET, "/networks", &[], None).await,
-        Command::Network(NetworkCmd::Create { id, name }) => send(&client, out, Method::POST, "/networks", Some(json!({"id": id, "name": name})), "").await,
-        Command::Network(NetworkCmd::Update { id, name }) => send(&client, out, Method::PATCH, &format!("/networks/{}", seg(&id)), Some(json!({"name": name})), "").await,
-        Command::Network(NetworkCmd::Delete { id }) => send(&client, out, Method::DELETE, &format!("/networks/{}", seg(&id)), None, "network deleted").await,
+        Command::Network(NetworkCmd::Create { id, name }) => {
+            send(&client, out, Method::POST, "/networks", Some(json!({"id": id, "name": name})), "").await
+        }
+        Command::Network(NetworkCmd::Update { id, name }) => {
+            send(&client, out, Method::PATCH, &format!("/networks/{}", seg(&id)), Some(json!({"name": name})), "").await
+        }
+        Command::Network(NetworkCmd::Delete { id }) => {
+            send(&client, out, Method::DELETE, &format!("/networks/{}", seg(&id)), None, "network deleted").await
+        }
         Command::Proxies => shown::<Vec<ProxyInfo>>(&client, out, Method::GET, "/proxies", &[], None).await,
         Command::Keys(KeysCmd::List) => shown::<Vec<KeyInfo>>(&client, out, Method::GET, "/keys", &[], None).await,
         Command::Keys(KeysCmd::Rotate { retire_oldest }) => {
@@ -360,7 +382,14 @@ async fn send(client: &Client, out: Output, method: Method, path: &str, body: Op
 
 /// Calls the API, checks the answer has the shape of `T` (the server's wire type) and
 /// shows it.
-async fn shown<T: serde::de::DeserializeOwned>(client: &Client, out: Output, method: Method, path: &str, query: &[(&str, String)], body: Option<&Value>) -> Result<(), CliError> {
+async fn shown<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    out: Output,
+    method: Method,
+    path: &str,
+    query: &[(&str, String)],
+    body: Option<&Value>,
+) -> Result<(), CliError> {
     let r = client.call(method, path, query, body).await?;
     r.typed::<T>()?;
     output::show(out, &r)
@@ -388,7 +417,10 @@ fn secrets(prompts: &[&str], from_stdin: bool) -> Result<Vec<String>, CliError> 
     for (i, prompt) in prompts.iter().enumerate() {
         if values.get(i).is_none_or(String::is_empty) {
             let what = prompt.trim().trim_end_matches(':');
-            return Err(CliError::usage(format!("empty {what}: give one per line on stdin, in this order: {}", prompts.join(" ").replace(": ", ", "))));
+            return Err(CliError::usage(format!(
+                "empty {what}: give one per line on stdin, in this order: {}",
+                prompts.join(" ").replace(": ", ", ")
+            )));
         }
     }
     Ok(values)
@@ -412,10 +444,13 @@ async fn login(client: &Client, out: Output, mut file: ConfigFile, endpoint: &st
         file.endpoint = Some(endpoint.to_owned());
     }
     let path = file.save()?;
-    let summary = json!({"user": issued.user.name, "tokenId": issued.id, "expiresAt": issued.expires_at, "config": path.display().to_string()});
+    let summary =
+        json!({"user": issued.user.name, "tokenId": issued.id, "expiresAt": issued.expires_at, "config": path.display().to_string()});
     match out {
         Output::Json => println!("{summary}"),
-        Output::Table => println!("logged in as {} (token {}), saved in {}", summary["user"].as_str().unwrap_or_default(), issued.id, path.display()),
+        Output::Table => {
+            println!("logged in as {} (token {}), saved in {}", summary["user"].as_str().unwrap_or_default(), issued.id, path.display())
+        }
     }
     Ok(())
 }
@@ -432,8 +467,13 @@ async fn token_cmd(client: &Client, out: Output, c: TokenCmd) -> Result<(), CliE
             output::show(out, &r)
         }
         TokenCmd::List => shown::<Vec<TokenInfo>>(client, out, Method::GET, "/tokens", &[], None).await,
-        TokenCmd::Revoke { id: Some(id), .. } => send(client, out, Method::DELETE, &format!("/tokens/{}", seg(&id)), None, &format!("token {id} revoked")).await,
-        TokenCmd::Revoke { id: None, .. } => send(client, out, Method::POST, "/tokens/update", Some(json!({"callMode": "delete", "deleteAll": true})), "every token revoked").await,
+        TokenCmd::Revoke { id: Some(id), .. } => {
+            send(client, out, Method::DELETE, &format!("/tokens/{}", seg(&id)), None, &format!("token {id} revoked")).await
+        }
+        TokenCmd::Revoke { id: None, .. } => {
+            send(client, out, Method::POST, "/tokens/update", Some(json!({"callMode": "delete", "deleteAll": true})), "every token revoked")
+                .await
+        }
         TokenCmd::Update { id, app, dur, fl, params } => {
             let mut body = json!({"callMode": "update", "h": id});
             put(&mut body, "app", app);
@@ -450,7 +490,8 @@ async fn token_cmd(client: &Client, out: Output, c: TokenCmd) -> Result<(), CliE
 async fn user_cmd(client: &Client, out: Output, c: UserCmd) -> Result<(), CliError> {
     match c {
         UserCmd::Create { name, password_stdin, role, pin, fl } => {
-            let prompts: &[&str] = if pin { &["password for the new user: ", "PIN for the new user: "] } else { &["password for the new user: "] };
+            let prompts: &[&str] =
+                if pin { &["password for the new user: ", "PIN for the new user: "] } else { &["password for the new user: "] };
             let mut given = secrets(prompts, password_stdin)?.into_iter();
             let mut body = json!({"name": name, "password": given.next()});
             put(&mut body, "role", role);
@@ -484,16 +525,32 @@ async fn user_cmd(client: &Client, out: Output, c: UserCmd) -> Result<(), CliErr
             }
             send(client, out, Method::PATCH, &format!("/users/{}", seg(&id)), Some(body), "user updated").await
         }
-        UserCmd::Delete { id } => send(client, out, Method::DELETE, &format!("/users/{}", seg(&id)), None, &format!("user {id} deleted")).await,
+        UserCmd::Delete { id } => {
+            send(client, out, Method::DELETE, &format!("/users/{}", seg(&id)), None, &format!("user {id} deleted")).await
+        }
     }
 }
 
 async fn voucher_cmd(client: &Client, out: Output, c: VoucherCmd) -> Result<(), CliError> {
     match c {
-        VoucherCmd::Create { count, kind, days } => shown::<GeneratedVouchers>(client, out, Method::POST, "/vouchers", &[], Some(&json!({"count": count, "kind": kind, "days": days}))).await,
+        VoucherCmd::Create { count, kind, days } => {
+            shown::<GeneratedVouchers>(
+                client,
+                out,
+                Method::POST,
+                "/vouchers",
+                &[],
+                Some(&json!({"count": count, "kind": kind, "days": days})),
+            )
+            .await
+        }
         VoucherCmd::List => shown::<VoucherList>(client, out, Method::GET, "/vouchers", &[], None).await,
-        VoucherCmd::Revoke { id } => send(client, out, Method::POST, &format!("/vouchers/{}/revoke", seg(&id)), None, "voucher revoked").await,
-        VoucherCmd::Delete { id } => send(client, out, Method::DELETE, &format!("/vouchers/{}", seg(&id)), None, &format!("voucher {id} deleted")).await,
+        VoucherCmd::Revoke { id } => {
+            send(client, out, Method::POST, &format!("/vouchers/{}/revoke", seg(&id)), None, "voucher revoked").await
+        }
+        VoucherCmd::Delete { id } => {
+            send(client, out, Method::DELETE, &format!("/vouchers/{}", seg(&id)), None, &format!("voucher {id} deleted")).await
+        }
         VoucherCmd::Pdf { out: path } => {
             if path.as_os_str() == "-" {
                 return Err(CliError::usage("-o -: the sheet is binary; give a file name (it is never written to the terminal)"));
@@ -542,7 +599,9 @@ async fn audit(client: &Client, out: Output, a: Audit) -> Result<(), CliError> {
         query.push(("before", b.to_string()));
     }
     let r = client.call(Method::GET, "/audit", &query, None).await.map_err(|e| match e.status {
-        Some(404) => CliError::new(e.exit, format!("{}\n  this control plane has no audit log (GET <prefix>/audit): upgrade it", e.message)),
+        Some(404) => {
+            CliError::new(e.exit, format!("{}\n  this control plane has no audit log (GET <prefix>/audit): upgrade it", e.message))
+        }
         _ => e,
     })?;
     show_audit(out, &r, true)?;

@@ -117,7 +117,9 @@ mod tests {
 
     #[test]
     fn times_show_as_utc_dates_and_other_numbers_stay() {
-        let text = render(&serde_json::json!([{"at": 1_796_395_818_411_i64, "expiresAt": 1_796_395_818_000_i64, "count": 1_796_395_818_411_i64, "fl": -1}]));
+        let text = render(
+            &serde_json::json!([{"at": 1_796_395_818_411_i64, "expiresAt": 1_796_395_818_000_i64, "count": 1_796_395_818_411_i64, "fl": -1}]),
+        );
         assert!(text.contains("2026-12-04T") && text.contains("Z"), "{text}");
         assert!(text.contains("1796395818411"), "a non-time field keeps its number: {text}");
         assert!(!text.contains("1796395818000"), "{text}");

@@ -153,10 +153,7 @@ pub struct Origin {
 
 impl Origin {
     fn of(parts: &Parts, state: &AppState) -> Origin {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)), |c| c.0);
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)), |c| c.0);
         let forwarded = ["x-forwarded-for", "x-forwarded-proto"]
             .iter()
             .flat_map(|name| parts.headers.get_all(*name).iter().map(move |v| (HeaderName::from_static(name), v.clone())))
@@ -178,7 +175,14 @@ impl Origin {
 impl Shared {
     /// Sends one API request in-process, as the browser would with curl: `bearer` as the
     /// Authorization, the browser's address and forwarding headers, `body` as JSON.
-    pub async fn dispatch(state: &AppState, origin: &Origin, bearer: Option<&str>, method: Method, path: &str, body: Option<&Value>) -> Answer {
+    pub async fn dispatch(
+        state: &AppState,
+        origin: &Origin,
+        bearer: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Answer {
         let router = state.console.api.get_or_init(|| crate::api_router(&state.config)).clone();
         let uri = format!("{}{path}", state.config.api_prefix);
         let mut request = Request::new(body.map_or_else(Body::empty, |b| Body::from(b.to_string())));
@@ -231,7 +235,10 @@ pub fn router() -> Router<AppState> {
         .route("/console/assets/console.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS) }))
         .route("/console/assets/console.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], JS) }))
         .merge(pages::router())
-        .route("/console/{*rest}", get(|| async { pages::error_page("not_found", "There is no such console page.", StatusCode::NOT_FOUND) }))
+        .route(
+            "/console/{*rest}",
+            get(|| async { pages::error_page("not_found", "There is no such console page.", StatusCode::NOT_FOUND) }),
+        )
         .layer(middleware::map_response(secure_headers))
 }
 
@@ -328,11 +335,17 @@ impl FromRequestParts<AppState> for Console {
         };
         let now = db::now_ms();
         if now.saturating_sub(last_seen) > idle_ms(state) {
-            let console = Console { state: state.clone(), origin: origin.clone(), token, token_id, user_name: String::new(), csrf: String::new() };
+            let console =
+                Console { state: state.clone(), origin: origin.clone(), token, token_id, user_name: String::new(), csrf: String::new() };
             console.end().await;
             return Err(to_login(Some("expired"), origin.https));
         }
-        if let Err(e) = sqlx::query("UPDATE console_sessions SET last_seen_at = $2 WHERE token_id = $1").bind(&token_id).bind(now).execute(&state.pool).await {
+        if let Err(e) = sqlx::query("UPDATE console_sessions SET last_seen_at = $2 WHERE token_id = $1")
+            .bind(&token_id)
+            .bind(now)
+            .execute(&state.pool)
+            .await
+        {
             return Err(database_page(&e));
         }
         let user_name = caller.claims.unm.clone().unwrap_or_else(|| caller.claims.sub.clone());
@@ -498,7 +511,14 @@ async fn login_submit(State(state): State<AppState>, request: Request) -> Respon
     let given = form.get(if secret == Secret::Pin { "pin" } else { "password" }).unwrap_or_default();
     if user.is_empty() || given.is_empty() {
         let what = if secret == Secret::Pin { "PIN" } else { "password" };
-        return login_form(&state, &origin, &user, secret, Some(Flash::error(format!("Enter your user name and {what}."))), StatusCode::BAD_REQUEST);
+        return login_form(
+            &state,
+            &origin,
+            &user,
+            secret,
+            Some(Flash::error(format!("Enter your user name and {what}."))),
+            StatusCode::BAD_REQUEST,
+        );
     }
     let answer = match secret {
         Secret::Password => {
@@ -506,7 +526,8 @@ async fn login_submit(State(state): State<AppState>, request: Request) -> Respon
             Shared::dispatch(&state, &origin, None, Method::POST, "/auth", Some(&body)).await
         }
         Secret::Pin => {
-            let body = serde_json::json!({"method": "auth", "type": "secured", "username": user, "credentials": given, "credentialsKind": "pin"});
+            let body =
+                serde_json::json!({"method": "auth", "type": "secured", "username": user, "credentials": given, "credentialsKind": "pin"});
             Shared::dispatch(&state, &origin, None, Method::POST, "/login", Some(&body)).await
         }
     };
@@ -564,9 +585,11 @@ async fn logout(Post { console, .. }: Post) -> Response {
 /// authority, audited as such with `reason`: the sweeper's idle ends, and the fallbacks
 /// when the API could not be asked.
 async fn revoke(state: &AppState, token_id: &str, reason: &str) -> Result<(), crate::http::error::ApiError> {
-    let account: Option<String> = sqlx::query_scalar("SELECT account_id FROM tokens WHERE id = $1").bind(token_id).fetch_optional(&state.pool).await?;
+    let account: Option<String> =
+        sqlx::query_scalar("SELECT account_id FROM tokens WHERE id = $1").bind(token_id).fetch_optional(&state.pool).await?;
     let Some(account) = account else { return Ok(()) };
-    let event = crate::audit::Event::new(&account, "token.revoke", Some(format!("token:{token_id}")), serde_json::json!({"reason": reason}));
+    let event =
+        crate::audit::Event::new(&account, "token.revoke", Some(format!("token:{token_id}")), serde_json::json!({"reason": reason}));
     crate::tokens::revoke_trees(state, crate::tokens::Roots::Token(token_id), Some((&crate::audit::Actor::system(), event))).await?;
     Ok(())
 }

@@ -18,8 +18,8 @@ use serde_json::{json, Map, Value};
 
 use super::{Console, Post, Problem, REVOKE_WAIT_MS};
 use crate::http::wire::{
-    AuditPage, Explanation, GeneratedVouchers, IssuedToken, KeyInfo, ManagedToken, NetworkInfo, NetworkList, Propagation, ProxyInfo, Rotated, SessionInfo,
-    TokenInfo, UserInfo, VoucherList, VoucherRevoked,
+    AuditPage, Explanation, GeneratedVouchers, IssuedToken, KeyInfo, ManagedToken, NetworkInfo, NetworkList, Propagation, ProxyInfo,
+    Rotated, SessionInfo, TokenInfo, UserInfo, VoucherList, VoucherRevoked,
 };
 use crate::AppState;
 
@@ -270,7 +270,8 @@ fn when_opt(ms: Option<i64>) -> Markup {
 
 /// Seed 001 flags in words.
 fn flags(fl: Option<i64>) -> Markup {
-    const NAMES: [(i64, &str); 6] = [(0x100, "online"), (0x200, "view"), (0x400, "edit"), (0x800, "sensitive"), (0x1000, "critical"), (0x2000, "commands")];
+    const NAMES: [(i64, &str); 6] =
+        [(0x100, "online"), (0x200, "view"), (0x400, "edit"), (0x800, "sensitive"), (0x1000, "critical"), (0x2000, "commands")];
     match fl {
         None => html! { span.muted { "any" } },
         Some(-1) => html! { span.badge.badge-strong { "unlimited" } },
@@ -382,7 +383,9 @@ fn properties(form: &super::Form, name: &str) -> Result<Map<String, Value>, Prob
 
 fn properties_text(prp: &Value) -> String {
     prp.as_object()
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect::<Vec<_>>().join("\n"))
+        .map(|m| {
+            m.iter().map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect::<Vec<_>>().join("\n")
+        })
         .unwrap_or_default()
 }
 
@@ -597,7 +600,13 @@ async fn users(c: Console) -> Response {
 fn tree(users: &[UserInfo]) -> Vec<(usize, &UserInfo)> {
     let ids: std::collections::HashSet<&str> = users.iter().map(|u| u.id.as_str()).collect();
     let mut out = Vec::new();
-    fn visit<'u>(users: &'u [UserInfo], parent: Option<&str>, depth: usize, out: &mut Vec<(usize, &'u UserInfo)>, ids: &std::collections::HashSet<&str>) {
+    fn visit<'u>(
+        users: &'u [UserInfo],
+        parent: Option<&str>,
+        depth: usize,
+        out: &mut Vec<(usize, &'u UserInfo)>,
+        ids: &std::collections::HashSet<&str>,
+    ) {
         for u in users {
             let is_root = u.crt.as_deref().is_none_or(|p| !ids.contains(p));
             let here = if parent.is_none() { is_root } else { u.crt.as_deref() == parent };
@@ -935,7 +944,9 @@ async fn voucher_end(c: Console, form: super::Form, delete: bool) -> Response {
     let flash = outcome(result, |r| {
         let what = if delete { "deleted" } else { "revoked" };
         match &r.proxies {
-            Some(p) if r.revoked_activations > 0 => format!("Voucher {what}; {} activations revoked, {}.", r.revoked_activations, enforced(p)),
+            Some(p) if r.revoked_activations > 0 => {
+                format!("Voucher {what}; {} activations revoked, {}.", r.revoked_activations, enforced(p))
+            }
             _ => format!("Voucher {what}."),
         }
     });
@@ -953,7 +964,11 @@ async fn voucher_pdf(c: Console) -> Response {
     let mut response = answer.body.into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/pdf"));
-    let disposition = answer.headers.get(header::CONTENT_DISPOSITION).cloned().unwrap_or(HeaderValue::from_static("attachment; filename=\"vouchers.pdf\""));
+    let disposition = answer
+        .headers
+        .get(header::CONTENT_DISPOSITION)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static("attachment; filename=\"vouchers.pdf\""));
     h.insert(header::CONTENT_DISPOSITION, disposition);
     response
 }
@@ -1197,7 +1212,12 @@ struct AuditFilters {
     before: Option<String>,
 }
 
-const SINCE: [(&str, &str, i64); 4] = [("1h", "the last hour", 3_600_000), ("24h", "the last 24 hours", 86_400_000), ("7d", "the last 7 days", 7 * 86_400_000), ("30d", "the last 30 days", 30 * 86_400_000)];
+const SINCE: [(&str, &str, i64); 4] = [
+    ("1h", "the last hour", 3_600_000),
+    ("24h", "the last 24 hours", 86_400_000),
+    ("7d", "the last 7 days", 7 * 86_400_000),
+    ("30d", "the last 30 days", 30 * 86_400_000),
+];
 
 /// The kind filter's choices: every prefix, then every kind.
 fn kind_choices() -> Vec<String> {

@@ -81,7 +81,12 @@ pub enum ApiError {
     /// 409 `too_many_keys`: a rotation would publish more than `TOKENGATE_MAX_KEYS` keys.
     /// The body adds `oldestKid`, `lastTokenExpiresAt` (ms, `null`: no live token) and
     /// `publishedUntil` (ms, `null` while the key still signs).
-    TooManyKeys { message: String, oldest_kid: String, last_token_expires_at: Option<i64>, published_until: Option<i64> },
+    TooManyKeys {
+        message: String,
+        oldest_kid: String,
+        last_token_expires_at: Option<i64>,
+        published_until: Option<i64>,
+    },
     /// 400 `bad_usage_report`.
     BadUsageReport(String),
     /// 413 `too_many_entries`: a usage report over the batch cap.
@@ -119,7 +124,9 @@ pub enum ApiError {
     /// 401 `wrong_credentials`: the same answer for an unknown user and a wrong password.
     WrongCredentials,
     /// 429 `too_many_attempts` with `Retry-After` (seconds).
-    TooManyAttempts { retry_after_secs: u64 },
+    TooManyAttempts {
+        retry_after_secs: u64,
+    },
     /// 404 `token_not_found`: no such token in the caller's account.
     TokenNotFound,
     /// 401 `bad_proxy_credential`: the sync channel's credential is missing or wrong.
@@ -139,7 +146,10 @@ pub enum ApiError {
     BadCount,
     BadVoucherKind,
     BadDays,
-    TooManyVouchers { unused: i64, remaining: i64 },
+    TooManyVouchers {
+        unused: i64,
+        remaining: i64,
+    },
     BadVoucherId,
     VoucherNotFound,
     VoucherMalformed(&'static str),

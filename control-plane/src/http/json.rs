@@ -9,7 +9,6 @@ use serde::de::DeserializeOwned;
 
 use crate::http::error::ApiError;
 
-
 /// A JSON request body of type `T` (whose fields use `deny_unknown_fields`).
 pub struct ApiJson<T>(pub T);
 
@@ -33,16 +32,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
 /// `application/json`, with or without parameters such as `charset=utf-8`.
 fn is_json(content_type: Option<&str>) -> bool {
-    content_type
-        .and_then(|ct| ct.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+    content_type.and_then(|ct| ct.split(';').next()).is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Deserializes `bytes`, classifying the failure. The syntax is checked first, so a
 /// broken body is `malformed_json` whatever fields it has.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))?;
     // Every body is an object: serde would otherwise read a struct from an array
     // (`[null, null]` as its first two fields).
     if !value.is_object() {

@@ -98,7 +98,8 @@ impl Metrics {
             c
         };
         let tokens_issued = counter(&mut registry, "tokens_issued", "Tokens issued.");
-        let revocations = counter(&mut registry, "revocations", "Tokens revoked (descendants, idle tokens and voucher activations included).");
+        let revocations =
+            counter(&mut registry, "revocations", "Tokens revoked (descendants, idle tokens and voucher activations included).");
         let amendments = counter(&mut registry, "amendments", "Token amendments (seed 001 update).");
         let idle_revocations = counter(&mut registry, "idle_revocations", "Tokens revoked by the idle sweep.");
         let sessions_started = counter(&mut registry, "sessions_started", "Seed-003 sessions started (POST /token/login).");
@@ -109,7 +110,8 @@ impl Metrics {
         let usage_reports = counter(&mut registry, "usage_reports", "Usage reports accepted from proxies.");
         let vouchers_generated = counter(&mut registry, "vouchers_generated", "Wi-Fi vouchers generated (seed 000).");
         let vouchers_redeemed = counter(&mut registry, "vouchers_redeemed", "Voucher redemptions that gave an access token.");
-        let voucher_failures = counter(&mut registry, "voucher_failures", "Redemptions refused after a lookup (wrong, used, expired or revoked code).");
+        let voucher_failures =
+            counter(&mut registry, "voucher_failures", "Redemptions refused after a lookup (wrong, used, expired or revoked code).");
         let sync_calls: Family<Labels, PromCounter> = Family::default();
         registry.register("sync_calls", "Sync calls by result.", sync_calls.clone());
         let by_result = |result: &str| Counter(sync_calls.get_or_create_owned(&vec![("result", result.to_owned())]));
@@ -129,9 +131,17 @@ impl Metrics {
         let version = gauge(&mut registry, "sync_version", "The change-log version.");
         let proxies_live = gauge(&mut registry, "proxies_live", "Proxies seen within the last 60 s.");
         let attempts: Family<Labels, PromCounter> = Family::default();
-        registry.register("credential_attempts", "Credential attempts (passwords, PINs, token logins, voucher codes) by kind and outcome.", attempts.clone());
+        registry.register(
+            "credential_attempts",
+            "Credential attempts (passwords, PINs, token logins, voucher codes) by kind and outcome.",
+            attempts.clone(),
+        );
         let requests: Family<Labels, Histogram, fn() -> Histogram> = Family::new_with_constructor(latency_histogram);
-        registry.register("http_request_duration_seconds", "API request latency by route and status (long polls excluded).", requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "API request latency by route and status (long polls excluded).",
+            requests.clone(),
+        );
         let propagation = Histogram::new(PROPAGATION_BUCKETS);
         registry.register(
             "propagation_seconds",

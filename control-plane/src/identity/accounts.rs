@@ -5,14 +5,14 @@
 
 use axum::extract::State;
 use axum::Json;
+use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use serde::{Deserialize, Serialize};
 
 use crate::audit::{self, Actor, Event};
 use crate::http::error::ApiError;
-use crate::http::openapi::{BodyErrors, ErrorBody, Guarded};
 use crate::http::json::ApiJson;
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded};
 use crate::tokens::guard::{is_admin, may_manage, Authorized, Caller};
 use crate::AppState;
 

@@ -9,12 +9,12 @@ use utoipa_axum::routes;
 use crate::audit;
 use crate::db::now_ms;
 use crate::http::error::ApiError;
-use crate::http::openapi::{BodyErrors, ErrorBody};
 use crate::http::json::ApiJson;
-use crate::tokens::{self, NewToken, DEFAULT_LIFETIME_MS};
-use crate::identity::{throttle, users};
+use crate::http::openapi::{BodyErrors, ErrorBody};
 use crate::http::wire::{AuthRequest, IssuedToken};
+use crate::identity::{throttle, users};
 use crate::tokens::keys::random_id;
+use crate::tokens::{self, NewToken, DEFAULT_LIFETIME_MS};
 use crate::AppState;
 use tokengate_rules::TokenKind;
 
@@ -60,7 +60,8 @@ async fn login(
         Some(user) if ok => user,
         user => {
             state.metrics.login_failures.inc();
-            let locked = throttle::failed(&state, reservation, Some(audit::login("login.failed", user.as_ref(), "password", source))).await?;
+            let locked =
+                throttle::failed(&state, reservation, Some(audit::login("login.failed", user.as_ref(), "password", source))).await?;
             // The name is logged (it is not a secret); the password never is.
             tracing::info!(user = %req.username, %source, locked_secs = ?locked, "wrong credentials");
             return Err(match locked {

@@ -14,17 +14,17 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use serde_json::json;
 use sqlx::FromRow;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::audit::{self, Actor, Event};
 use crate::config::check_username;
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
-use crate::http::openapi::{BodyErrors, ErrorBody, Guarded};
 use crate::http::json::ApiJson;
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded};
 use crate::http::wire::{CreateUserRequest, UpdateUserRequest, UserInfo};
 use crate::tokens::guard::{is_admin, may_manage, Authorized, Caller};
 use crate::tokens::keys::{is_id, random_id};
@@ -81,8 +81,10 @@ impl Row {
 
 /// A live user in seed 003 shape.
 pub async fn user_info(state: &AppState, id: &str) -> Result<Option<UserInfo>, ApiError> {
-    let row: Option<Row> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE id = $1 AND deleted_at IS NULL")).bind(id).fetch_optional(&state.pool).await?;
+    let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE id = $1 AND deleted_at IS NULL"))
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await?;
     row.map(Row::info).transpose()
 }
 
@@ -215,13 +217,21 @@ fn check_fl(fl: i64) -> Result<(), ApiError> {
 
 /// Properties: a JSON object of strings, bounded; returned as compact JSON text.
 fn check_prp(prp: &serde_json::Map<String, serde_json::Value>) -> Result<String, ApiError> {
-    let bad = || ApiError::BadUser(format!("prp is an object of at most {MAX_PROPERTIES} string values, keys and values at most {MAX_PROPERTY_CHARS} characters"));
+    let bad = || {
+        ApiError::BadUser(format!(
+            "prp is an object of at most {MAX_PROPERTIES} string values, keys and values at most {MAX_PROPERTY_CHARS} characters"
+        ))
+    };
     if prp.len() > MAX_PROPERTIES {
         return Err(bad());
     }
     for (k, v) in prp {
         let Some(v) = v.as_str() else { return Err(bad()) };
-        if k.is_empty() || k.chars().count() > MAX_PROPERTY_CHARS || v.chars().count() > MAX_PROPERTY_CHARS || k.chars().any(char::is_control) {
+        if k.is_empty()
+            || k.chars().count() > MAX_PROPERTY_CHARS
+            || v.chars().count() > MAX_PROPERTY_CHARS
+            || k.chars().any(char::is_control)
+        {
             return Err(bad());
         }
     }
@@ -286,7 +296,8 @@ async fn create(
     .await
     .map_err(|e| if is_unique_violation(&e) { ApiError::UserExists } else { e.into() })?;
     let detail = json!({ "name": req.name, "role": role, "fl": fl, "pin": pin_hash.is_some() });
-    audit::record(&mut tx, &Actor::of(&caller), &Event::new(&caller.token.account_id, "user.create", Some(format!("user:{id}")), detail)).await?;
+    audit::record(&mut tx, &Actor::of(&caller), &Event::new(&caller.token.account_id, "user.create", Some(format!("user:{id}")), detail))
+        .await?;
     tx.commit().await?;
     tracing::info!(user = %id, name = %req.name, role = %role, creator = %caller.claims.sub, "created a user");
     let row = reach(&state, &caller, &id).await?;
@@ -375,7 +386,12 @@ async fn update(
         ("prp", prp.as_deref().map(|p| serde_json::from_str(p).unwrap_or(serde_json::Value::Null))),
     ];
     let changed: serde_json::Map<String, serde_json::Value> = fields.into_iter().filter_map(|(k, v)| Some((k.to_owned(), v?))).collect();
-    let event = Event::new(&caller.token.account_id, "user.update", Some(format!("user:{}", row.id)), json!({ "name": row.name, "changed": changed }));
+    let event = Event::new(
+        &caller.token.account_id,
+        "user.update",
+        Some(format!("user:{}", row.id)),
+        json!({ "name": row.name, "changed": changed }),
+    );
     audit::record(&mut tx, &Actor::of(&caller), &event).await?;
     tx.commit().await?;
     tracing::info!(user = %row.id, by = %caller.claims.sub, "changed a user");
@@ -429,7 +445,8 @@ async fn remove(
     }
     // The revocations below are part of the deletion: this entry covers them.
     let detail = json!({ "users": doomed, "revokesTheirTokens": true });
-    audit::record(&mut tx, &Actor::of(&caller), &Event::new(&caller.token.account_id, "user.delete", Some(format!("user:{id}")), detail)).await?;
+    audit::record(&mut tx, &Actor::of(&caller), &Event::new(&caller.token.account_id, "user.delete", Some(format!("user:{id}")), detail))
+        .await?;
     tx.commit().await?;
     let mut revoked = 0;
     for user in &doomed {

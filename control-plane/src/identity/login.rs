@@ -40,17 +40,17 @@ use axum::extract::{ConnectInfo, OriginalUri, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use tokengate_rules::TokenKind;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::audit;
 use crate::db::now_ms;
 use crate::http::error::ApiError;
-use crate::http::openapi::{LoginAnswer, LoginFailure, LoginRequest};
 use crate::http::json::ApiJson;
+use crate::http::openapi::{LoginAnswer, LoginFailure, LoginRequest};
 use crate::identity::{throttle, users};
 use crate::tokens::guard::{self, Caller};
 use crate::tokens::keys::{hex, random_id};
@@ -265,7 +265,13 @@ fn parse(body: &Value) -> Result<Request, ApiError> {
     Ok(Request { security, role, username, credentials, kind })
 }
 
-async fn run(state: &AppState, peer: SocketAddr, uri: &axum::http::Uri, headers: &HeaderMap, req: Request) -> Result<Map<String, Value>, ApiError> {
+async fn run(
+    state: &AppState,
+    peer: SocketAddr,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    req: Request,
+) -> Result<Map<String, Value>, ApiError> {
     let source = crate::http::client::source(headers, peer.ip(), &state.config.trusted_proxies);
     match req.security {
         Security::Switch => switch(state, source, uri, headers, &req).await,
@@ -288,7 +294,13 @@ pub async fn mode(state: &AppState, caller: &Caller) -> Result<Role, ApiError> {
     Ok(if guard::is_admin(state, caller).await? { Role::Admin } else { Role::User })
 }
 
-async fn switch(state: &AppState, source: std::net::IpAddr, uri: &axum::http::Uri, headers: &HeaderMap, req: &Request) -> Result<Map<String, Value>, ApiError> {
+async fn switch(
+    state: &AppState,
+    source: std::net::IpAddr,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    req: &Request,
+) -> Result<Map<String, Value>, ApiError> {
     if req.credentials.is_some() || req.username.is_some() {
         return Err(ApiError::MissingType("a login with credentials names its type: \"secured\" or \"unsecured\""));
     }
@@ -336,9 +348,7 @@ fn require_pro(user: &users::User, what: &'static str) -> Result<(), ApiError> {
 
 /// A JWT: three base64url parts, the header's JSON starting `{"` (`eyJ`).
 fn looks_like_jwt(s: &str) -> bool {
-    s.starts_with("eyJ")
-        && s.split('.').count() == 3
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    s.starts_with("eyJ") && s.split('.').count() == 3 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 async fn secured(state: &AppState, source: std::net::IpAddr, req: Request) -> Result<Map<String, Value>, ApiError> {

@@ -125,10 +125,12 @@ async fn begin(state: &AppState) -> Result<sqlx::Transaction<'static, sqlx::Any>
 
 /// The streak row of `key`, created when missing and locked until the commit.
 async fn streak(tx: &mut AnyConnection, backend: Backend, key: &str) -> Result<Row, ApiError> {
-    sqlx::query("INSERT INTO throttle (key, failures, next_at, locked_until, lock_ms) VALUES ($1, 0, 0, 0, 0) ON CONFLICT (key) DO NOTHING")
-        .bind(key)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO throttle (key, failures, next_at, locked_until, lock_ms) VALUES ($1, 0, 0, 0, 0) ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(key)
+    .execute(&mut *tx)
+    .await?;
     let sql = match backend {
         Backend::Postgres => "SELECT failures, next_at, locked_until, lock_ms FROM throttle WHERE key = $1 FOR UPDATE",
         Backend::Sqlite => "SELECT failures, next_at, locked_until, lock_ms FROM throttle WHERE key = $1",

@@ -5,9 +5,9 @@ use sqlx::AnyPool;
 
 use crate::config::{AdminCredentials, Backend};
 use crate::db::{self, now_ms};
-use crate::tokens::keys::random_id;
 use crate::identity::login::Role;
 use crate::identity::passwords::{self, Passwords};
+use crate::tokens::keys::random_id;
 
 /// A user as the logins need it.
 #[derive(sqlx::FromRow)]

@@ -25,18 +25,18 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use serde_json::{json, Map, Value};
 use sqlx::AnyConnection;
 use tokengate_rules::token::{self, TokenError, TokenKind};
 use tokengate_rules::{Claims, Denial, VerifyPolicy};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::audit::{self, Actor, Event};
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
-use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, SessionStarted};
 use crate::http::json::ApiJson;
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, SessionStarted};
 use crate::http::wire::{SessionInfo, SessionUser, TokenLoginRequest};
 use crate::identity::directory::{self, is_at_or_below};
 use crate::identity::{login, users};
@@ -312,7 +312,12 @@ async fn end_in(
         if let Some((account, user)) = done {
             version = Some(db::append_change(tx, "end", Some(id), now, now).await?);
             ended += 1;
-            entries.push(Event::new(&account, "session.end", Some(format!("session:{id}")), json!({ "reason": reason.as_str(), "userId": user })));
+            entries.push(Event::new(
+                &account,
+                "session.end",
+                Some(format!("session:{id}")),
+                json!({ "reason": reason.as_str(), "userId": user }),
+            ));
         }
     }
     if let Some(actor) = audited {
@@ -553,7 +558,8 @@ async fn end(
     let allowed = match caller {
         Ok(caller) => match &row {
             Some((account, user, operator)) if *account == caller.token.account_id => {
-                is_at_or_below(&state.pool, &caller.claims.sub, user).await? || is_at_or_below(&state.pool, &caller.claims.sub, operator).await?
+                is_at_or_below(&state.pool, &caller.claims.sub, user).await?
+                    || is_at_or_below(&state.pool, &caller.claims.sub, operator).await?
             }
             _ => false,
         },

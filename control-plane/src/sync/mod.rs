@@ -10,7 +10,6 @@
 //! proxies apply nothing whose MAC does not match. Proxies authenticate with a bearer
 //! derived from the same secret, never the secret itself.
 
-
 pub mod proxies;
 pub mod usage;
 
@@ -24,20 +23,20 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokengate_rules::sync::{
-    valid_nonce, Amendment, LiveSession, PublicKey, Revocation, SyncResponse, BINARY_CONTENT_TYPE, BINARY_PAGE_FACTOR, FORMAT_BINARY, MAC_HEADER,
-    MAX_WAIT_MS, PATH, PROTOCOL,
+    valid_nonce, Amendment, LiveSession, PublicKey, Revocation, SyncResponse, BINARY_CONTENT_TYPE, BINARY_PAGE_FACTOR, FORMAT_BINARY,
+    MAC_HEADER, MAX_WAIT_MS, PATH, PROTOCOL,
 };
 use tokengate_rules::token::DEFAULT_LEEWAY_SECS;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
-use crate::http::openapi::{ErrorBody};
+use crate::http::openapi::ErrorBody;
 use crate::tokens::keys;
 use crate::AppState;
 
@@ -297,9 +296,8 @@ impl Feed {
                 }
             };
             let Some(slot) = slot else { break };
-            let (at, step) = slot
-                .get_or_try_init(|| async { Ok::<_, ApiError>((tokio::time::Instant::now(), read_step(state, since).await?)) })
-                .await?;
+            let (at, step) =
+                slot.get_or_try_init(|| async { Ok::<_, ApiError>((tokio::time::Instant::now(), read_step(state, since).await?)) }).await?;
             if at.elapsed() <= SHARE_FOR {
                 return Ok(step.clone());
             }

@@ -14,16 +14,16 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::Json;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use tokengate_rules::route::Refusal;
 use tokengate_rules::Denial;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
-use crate::http::openapi::{Guarded};
+use crate::http::openapi::Guarded;
+use crate::http::wire::{ProxyCounts, ProxyInfo};
 use crate::tokens::guard::{may_manage, Authorized};
-use crate::http::wire::{ProxyInfo, ProxyCounts};
 use crate::AppState;
 
 /// A proxy is live when it called within this long, or has a long poll held here.

@@ -14,14 +14,14 @@ use std::collections::HashMap;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
+use tokengate_rules::sync::{UsageReport, USAGE_PATH};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use tokengate_rules::sync::{UsageReport, USAGE_PATH};
 
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
-use crate::http::openapi::{ErrorBody};
 use crate::http::json::ApiJson;
+use crate::http::openapi::ErrorBody;
 use crate::sync::{authentic, valid_proxy_id};
 use crate::tokens::{is_token_id, revoke_in};
 use crate::AppState;
@@ -72,10 +72,8 @@ async fn report(State(state): State<AppState>, headers: HeaderMap, body: ApiJson
     let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
     let mut updated = 0;
     for chunk in entries.chunks(CHUNK) {
-        let rows = (0..chunk.len())
-            .map(|i| format!("SELECT ${} AS id, ${} AS at", 2 * i + 1, 2 * i + 2))
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
+        let rows =
+            (0..chunk.len()).map(|i| format!("SELECT ${} AS id, ${} AS at", 2 * i + 1, 2 * i + 2)).collect::<Vec<_>>().join(" UNION ALL ");
         let sql = format!(
             "UPDATE tokens SET last_used_at = u.at FROM ({rows}) AS u \
              WHERE tokens.id = u.id AND (tokens.last_used_at IS NULL OR tokens.last_used_at < u.at)"

@@ -7,21 +7,21 @@
 
 use axum::extract::State;
 use axum::Json;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use sqlx::FromRow;
 use tokengate_rules::route::{self, Refusal, Rights};
 use tokengate_rules::scope::valid_method;
 use tokengate_rules::token::{TokenError, DEFAULT_LEEWAY_SECS};
 use tokengate_rules::{Denial, ScopeSet};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
-use crate::http::openapi::{BodyErrors, ErrorBody, Guarded};
-use crate::tokens::guard::{may_manage, Authorized};
 use crate::http::json::ApiJson;
-use crate::tokens::{is_token_id, parse_items, parse_scopes};
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded};
 use crate::http::wire::{ExplainRequest, ExplainedItem, ExplainedToken, Explanation};
+use crate::tokens::guard::{may_manage, Authorized};
+use crate::tokens::{is_token_id, parse_items, parse_scopes};
 use crate::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -69,12 +69,11 @@ async fn explain(
     if id != caller.claims.jti && !may_manage(&caller.rights) {
         return Err(Denial::Refused(Refusal::MissingFlags).into());
     }
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT id, account_id, scopes, fl, items, not_before, expires_at, revoked_at FROM tokens WHERE id = $1",
-    )
-    .bind(&id)
-    .fetch_optional(&state.pool)
-    .await?;
+    let row: Option<Row> =
+        sqlx::query_as("SELECT id, account_id, scopes, fl, items, not_before, expires_at, revoked_at FROM tokens WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&state.pool)
+            .await?;
     let Some(row) = row.filter(|r| r.account_id == caller.token.account_id) else { return Err(ApiError::TokenNotFound) };
     let scope_list = row.scopes.as_deref().map(|s| parse_scopes(&row.id, s)).transpose()?;
     // Sorted and without repeats, as the gate holds them.
@@ -124,11 +123,8 @@ async fn explain(
 
 /// `METHOD SP request-target`: an upper-case method, one space, a target without spaces.
 fn request_line(line: &str) -> Result<(&str, &str), ApiError> {
-    let bad = || {
-        ApiError::BadRequestLine(
-            "request must be \"METHOD /path\": an upper-case method, one space, then the request target".into(),
-        )
-    };
+    let bad =
+        || ApiError::BadRequestLine("request must be \"METHOD /path\": an upper-case method, one space, then the request target".into());
     if line.len() > MAX_REQUEST_LINE {
         return Err(bad());
     }

@@ -8,9 +8,9 @@ use axum::extract::{ConnectInfo, FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Uri};
 use sqlx::FromRow;
-use tokengate_rules::token::{self, TokenError};
 use tokengate_rules::route::{self, Rights};
 use tokengate_rules::sync::Amendment;
+use tokengate_rules::token::{self, TokenError};
 use tokengate_rules::{Claims, Denial, ScopeSet};
 
 use crate::db;
@@ -43,7 +43,8 @@ pub struct TokenRow {
 
 impl TokenRow {
     /// The columns a [`TokenRow`] is read from.
-    pub const COLUMNS: &'static str = "id, account_id, user_id, expires_at, signed_expires_at, revoked_at, app, p, not_before, fl, items, amended_at, role";
+    pub const COLUMNS: &'static str =
+        "id, account_id, user_id, expires_at, signed_expires_at, revoked_at, app, p, not_before, fl, items, amended_at, role";
 
     /// The token's current amendable state, as proxies get it in the sync stream.
     pub fn amendment(&self) -> Result<Amendment, ApiError> {

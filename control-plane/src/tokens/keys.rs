@@ -21,22 +21,22 @@ use std::sync::{Arc, RwLock};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::Json;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use serde::{Deserialize, Serialize};
 use sqlx::AnyPool;
 use tokengate_rules::route::Refusal;
 use tokengate_rules::sync::PublicKey;
 use tokengate_rules::token::{SigningKey, VerifyingKey, DEFAULT_LEEWAY_SECS};
 use tokengate_rules::{Denial, KeySet};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::Backend;
 use crate::db::{self, now_ms};
 use crate::http::error::{ApiError, StartError};
 use crate::http::openapi::{ErrorBody, Guarded};
+use crate::http::wire::{KeyInfo, Rotated};
 use crate::tokens::guard::{may_manage, Authorized};
 use crate::tokens::{revoke_in, Revoked};
-use crate::http::wire::{KeyInfo, Rotated};
 use crate::AppState;
 
 /// The keys this control plane signs with and trusts, as loaded at one moment.
@@ -116,9 +116,8 @@ pub async fn published<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(db: E, n
 pub async fn ensure_signing_key(pool: &AnyPool, backend: Backend) -> Result<(), StartError> {
     let mut tx = db::begin_write(pool, backend).await?;
     db::lock_sync_state(&mut tx).await?;
-    let current: Option<String> = sqlx::query_scalar("SELECT kid FROM signing_keys WHERE retired_at IS NULL LIMIT 1")
-        .fetch_optional(&mut *tx)
-        .await?;
+    let current: Option<String> =
+        sqlx::query_scalar("SELECT kid FROM signing_keys WHERE retired_at IS NULL LIMIT 1").fetch_optional(&mut *tx).await?;
     if current.is_none() {
         let kid = insert_key(&mut tx, now_ms()).await?;
         tracing::info!(kid = %kid, "created a new Ed25519 signing key");
@@ -280,11 +279,12 @@ async fn rotate(
         if !retire_oldest || still_signs {
             return Err(too_many_keys(&public, max_keys, &key.kid, retired_at, last_token, still_signs));
         }
-        let roots: Vec<String> = sqlx::query_scalar("SELECT id FROM tokens WHERE kid = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY id")
-            .bind(&key.kid)
-            .bind(now.saturating_sub(EXPIRY_GRACE_MS))
-            .fetch_all(&mut *tx)
-            .await?;
+        let roots: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM tokens WHERE kid = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY id")
+                .bind(&key.kid)
+                .bind(now.saturating_sub(EXPIRY_GRACE_MS))
+                .fetch_all(&mut *tx)
+                .await?;
         let done = revoke_in(&mut tx, roots, now).await?;
         revoked.count += done.count;
         revoked.version = done.version.or(revoked.version);
@@ -309,7 +309,8 @@ async fn rotate(
         ApiError::Internal
     })?;
     state.announce(version);
-    let proxies = crate::sync::proxies::await_applied(&state, version, std::time::Duration::from_millis(db::to_u64(ACTIVATE_AFTER_MS))).await?;
+    let proxies =
+        crate::sync::proxies::await_applied(&state, version, std::time::Duration::from_millis(db::to_u64(ACTIVATE_AFTER_MS))).await?;
     state.metrics.key_rotations.inc();
     state.metrics.revocations.add(revoked.count);
     tracing::info!(kid = %kid, retired = ?retired, withdrawn = ?withdrawn, revoked = revoked.count, version, "rotated the signing key");

@@ -30,11 +30,11 @@
 //! left as they are. Every entry carries the token's signed expiry.
 
 use axum::extract::State;
-use axum::Json;
 use axum::response::{IntoResponse, Response};
+use axum::Json;
+use std::collections::HashMap;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use std::collections::HashMap;
 
 use serde_json::json;
 use sqlx::{AnyConnection, FromRow};
@@ -45,18 +45,17 @@ use tokengate_rules::{ScopeSet, TokenKind};
 use crate::audit::{self, Actor, Event};
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
-use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, ManageAnswer};
-use crate::tokens::guard::{Authorized, Caller};
 use crate::http::json::ApiJson;
-use crate::tokens::{self, exceeding, is_token_id, parse_items, parse_scopes, revoke_trees, NewToken, RightsRow, Roots};
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, ManageAnswer};
 use crate::http::wire::{ManageDeleted, ManageRequest, ManagedToken, Patch};
+use crate::tokens::guard::{Authorized, Caller};
 use crate::tokens::keys::random_id;
+use crate::tokens::{self, exceeding, is_token_id, parse_items, parse_scopes, revoke_trees, NewToken, RightsRow, Roots};
 use crate::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(manage))
 }
-
 
 #[utoipa::path(post, path = "/tokens/update", operation_id = "manageTokens", tag = "tokens", security(("bearer" = [])),
     summary = "Seed 001 token management: create, update (amend) or delete tokens",
@@ -147,7 +146,9 @@ impl Values {
         let now = db::to_u64(now_ms()) / 1000;
         if let Some(at) = req.at {
             if at > now.saturating_add(MAX_LIFETIME_SECS) {
-                return Err(ApiError::BadAt("at is the activation time in seconds since the epoch (0 = now), at most ten years ahead".into()));
+                return Err(ApiError::BadAt(
+                    "at is the activation time in seconds since the epoch (0 = now), at most ten years ahead".into(),
+                ));
             }
         }
         if req.dur.is_some_and(|d| d > MAX_LIFETIME_SECS) {

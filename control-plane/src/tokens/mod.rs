@@ -14,8 +14,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::AnyConnection;
@@ -23,16 +21,18 @@ use tokengate_rules::duration::{self, parse_expires_in};
 use tokengate_rules::route::{is_attenuated, Rights};
 use tokengate_rules::token::{TokenError, TokenKind, MAX_LIFETIME_SECS};
 use tokengate_rules::{Claims, Denial, ScopeSet};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::audit::{self, Actor, Event};
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
-use crate::http::openapi::{BodyErrors, ErrorBody, Guarded};
-use crate::tokens::guard::Authorized;
 use crate::http::json::ApiJson;
-use crate::tokens::keys::random_id;
-use crate::sync::proxies;
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded};
 use crate::http::wire::{CreateTokenRequest, IssuedToken, Propagation, TokenInfo, UserName};
+use crate::sync::proxies;
+use crate::tokens::guard::Authorized;
+use crate::tokens::keys::random_id;
 use crate::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {

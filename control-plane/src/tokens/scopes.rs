@@ -3,14 +3,14 @@
 
 use axum::extract::State;
 use axum::Json;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use tokengate_rules::route::{RouteSpec, RouteTable, FLAG_UNLIMITED};
 use tokengate_rules::scope::Prefix;
 use tokengate_rules::{ScopePattern, ScopeSet};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::http::error::ApiError;
-use crate::http::openapi::{Guarded};
+use crate::http::openapi::Guarded;
 use crate::tokens::guard::Caller;
 use crate::AppState;
 
@@ -55,8 +55,10 @@ pub const OWN_ROUTES: [(&str, i64); 28] = [
 
 /// The route table of [`OWN_ROUTES`], for `rules::route::authorize`.
 pub fn own_routes(prefix: &Prefix) -> Result<RouteTable, String> {
-    let specs: Vec<RouteSpec> =
-        OWN_ROUTES.iter().map(|(p, flags)| RouteSpec { pattern: (*p).to_owned(), flags: *flags, items: Vec::new(), http_token: false, voucher: false }).collect();
+    let specs: Vec<RouteSpec> = OWN_ROUTES
+        .iter()
+        .map(|(p, flags)| RouteSpec { pattern: (*p).to_owned(), flags: *flags, items: Vec::new(), http_token: false, voucher: false })
+        .collect();
     RouteTable::compile(&specs, prefix).map_err(|e| format!("own routes: {e}"))
 }
 

@@ -201,7 +201,9 @@ fn key_file(path: &PathBuf) -> Result<Zeroizing<[u8; 32]>, String> {
                 options.mode(0o600);
             }
             let mut file = options.open(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
-            file.write_all(format!("{}\n", hex(&*key)).as_bytes()).and_then(|()| file.sync_all()).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            file.write_all(format!("{}\n", hex(&*key)).as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
             tracing::info!(path = %path.display(), "made a new voucher key (mode 600); back it up with the database");
             Ok(key)
         }

@@ -35,10 +35,10 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Form, Json};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use sqlx::AnyConnection;
 use tokengate_rules::token::TokenKind;
@@ -48,11 +48,11 @@ use crate::audit::{self, Actor, Event};
 use crate::config::Backend;
 use crate::db::{self, now_ms};
 use crate::http::error::ApiError;
-use crate::http::openapi::{BodyErrors, ErrorBody, Guarded};
 use crate::http::json::ApiJson;
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded};
 use crate::http::wire::{
-    ActivationInfo, GenerateVouchers, GeneratedVouchers, NetworkInfo, NetworkList, NetworkRequest, NewVoucher, RedeemVoucher, Redeemed, RenameNetwork, VoucherInfo,
-    VoucherList, VoucherRevoked,
+    ActivationInfo, GenerateVouchers, GeneratedVouchers, NetworkInfo, NetworkList, NetworkRequest, NewVoucher, RedeemVoucher, Redeemed,
+    RenameNetwork, VoucherInfo, VoucherList, VoucherRevoked,
 };
 use crate::identity::throttle;
 use crate::sync::proxies;
@@ -154,7 +154,11 @@ fn network_info(n: &NetworkRow) -> NetworkInfo {
         (status = 400, description = "bad_network (id: 1 to 63 of [a-z0-9._-], not the API audience; name: 1 to 100 characters), invalid_request, or a body error.", body = ErrorBody),
         (status = 409, description = "network_exists", body = ErrorBody),
     ))]
-async fn create_network(State(state): State<AppState>, Authorized(caller): Authorized, body: ApiJson<NetworkRequest>) -> Result<(StatusCode, Json<NetworkInfo>), ApiError> {
+async fn create_network(
+    State(state): State<AppState>,
+    Authorized(caller): Authorized,
+    body: ApiJson<NetworkRequest>,
+) -> Result<(StatusCode, Json<NetworkInfo>), ApiError> {
     let ApiJson(req) = body;
     check_network_id(&req.id, &state)?;
     let name = network_name(&req.name)?;
@@ -209,12 +213,13 @@ async fn rename_network(
     let name = network_name(&req.name)?;
     let account = caller.token.account_id.as_str();
     let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
-    let row: Option<NetworkRow> = sqlx::query_as("UPDATE networks SET name = $1 WHERE id = $2 AND account_id = $3 RETURNING id, name, created_at")
-        .bind(name)
-        .bind(&id)
-        .bind(account)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let row: Option<NetworkRow> =
+        sqlx::query_as("UPDATE networks SET name = $1 WHERE id = $2 AND account_id = $3 RETURNING id, name, created_at")
+            .bind(name)
+            .bind(&id)
+            .bind(account)
+            .fetch_optional(&mut *tx)
+            .await?;
     let row = row.ok_or(ApiError::NetworkNotFound)?;
     let event = Event::new(account, "network.update", Some(format!("network:{id}")), json!({ "name": name }));
     audit::record(&mut tx, &Actor::of(&caller), &event).await?;
@@ -252,13 +257,18 @@ async fn delete_network(
     let now = now_ms();
     let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
     db::lock_sync_state(&mut tx).await?;
-    let done = sqlx::query("DELETE FROM networks WHERE id = $1 AND account_id = $2").bind(&id).bind(&caller.token.account_id).execute(&mut *tx).await?;
+    let done = sqlx::query("DELETE FROM networks WHERE id = $1 AND account_id = $2")
+        .bind(&id)
+        .bind(&caller.token.account_id)
+        .execute(&mut *tx)
+        .await?;
     if done.rows_affected() == 0 {
         return Err(ApiError::NetworkNotFound);
     }
     let live = live_activations(&mut tx, "network_id = $1", &id, now).await?;
     let (revoked, version) = revoke_activations(&mut tx, &live, "network_deleted", now).await?;
-    let event = Event::new(&caller.token.account_id, "network.delete", Some(format!("network:{id}")), json!({ "revokedActivations": revoked }));
+    let event =
+        Event::new(&caller.token.account_id, "network.delete", Some(format!("network:{id}")), json!({ "revokedActivations": revoked }));
     audit::record(&mut tx, &Actor::of(&caller), &event).await?;
     tx.commit().await?;
     let proxies = announce_and_wait(&state, version).await?;
@@ -277,7 +287,11 @@ async fn delete_network(
         (status = 400, description = "bad_count (1 to 200), bad_voucher_kind (single or multi), bad_days (1 to 30 or null), invalid_request, or a body error.", body = ErrorBody),
         (status = 409, description = "too_many_vouchers: nothing was made; the body adds unused, remaining and limit.", body = ErrorBody),
     ))]
-async fn generate(State(state): State<AppState>, Authorized(caller): Authorized, body: ApiJson<GenerateVouchers>) -> Result<(StatusCode, Json<GeneratedVouchers>), ApiError> {
+async fn generate(
+    State(state): State<AppState>,
+    Authorized(caller): Authorized,
+    body: ApiJson<GenerateVouchers>,
+) -> Result<(StatusCode, Json<GeneratedVouchers>), ApiError> {
     let ApiJson(req) = body;
     if !(1..=MAX_UNUSED).contains(&req.count) {
         return Err(ApiError::BadCount);
@@ -332,7 +346,8 @@ async fn generate(State(state): State<AppState>, Authorized(caller): Authorized,
         }
     }
     // The ids, never the codes.
-    let detail = json!({ "count": made.len(), "kind": kind, "days": req.days, "ids": made.iter().map(|v| v.id.as_str()).collect::<Vec<_>>() });
+    let detail =
+        json!({ "count": made.len(), "kind": kind, "days": req.days, "ids": made.iter().map(|v| v.id.as_str()).collect::<Vec<_>>() });
     audit::record(&mut tx, &Actor::of(&caller), &Event::new(account, "voucher.generate", None, detail)).await?;
     tx.commit().await?;
     state.metrics.vouchers_generated.add(made.len());
@@ -417,7 +432,11 @@ impl ActivationRow {
         Guarded,
         (status = 400, description = "bad_query (limit or after), or invalid_request.", body = ErrorBody),
     ))]
-async fn list(State(state): State<AppState>, Authorized(caller): Authorized, query: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<VoucherList>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    Authorized(caller): Authorized,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<VoucherList>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadQuery(e.body_text()))?;
     let (limit, after) = query.page()?;
     let account = &caller.token.account_id;
@@ -491,7 +510,11 @@ async fn activations_of(tx: &mut AnyConnection, voucher_ids: &[String]) -> Resul
         (status = 400, description = "bad_voucher_id, or invalid_request.", body = ErrorBody),
         (status = 404, description = "voucher_not_found", body = ErrorBody),
     ))]
-async fn revoke(State(state): State<AppState>, Authorized(caller): Authorized, id: Result<Path<String>, PathRejection>) -> Result<Json<VoucherRevoked>, ApiError> {
+async fn revoke(
+    State(state): State<AppState>,
+    Authorized(caller): Authorized,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<VoucherRevoked>, ApiError> {
     let id = voucher_id(id)?;
     let (revoked, version) = revoke_voucher(&state, &caller, &id, false).await?;
     let proxies = announce_and_wait(&state, version).await?;
@@ -507,7 +530,11 @@ async fn revoke(State(state): State<AppState>, Authorized(caller): Authorized, i
         (status = 400, description = "bad_voucher_id, or invalid_request.", body = ErrorBody),
         (status = 404, description = "voucher_not_found", body = ErrorBody),
     ))]
-async fn remove(State(state): State<AppState>, Authorized(caller): Authorized, id: Result<Path<String>, PathRejection>) -> Result<Json<VoucherRevoked>, ApiError> {
+async fn remove(
+    State(state): State<AppState>,
+    Authorized(caller): Authorized,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<VoucherRevoked>, ApiError> {
     let id = voucher_id(id)?;
     let (revoked, version) = revoke_voucher(&state, &caller, &id, true).await?;
     let proxies = announce_and_wait(&state, version).await?;
@@ -536,12 +563,14 @@ async fn revoke_voucher(state: &AppState, caller: &Caller, id: &str, delete: boo
     if found.is_none() {
         return Err(ApiError::VoucherNotFound);
     }
-    sqlx::query("UPDATE vouchers SET revoked_at = COALESCE(revoked_at, $2), deleted_at = CASE WHEN $3 THEN $2 ELSE deleted_at END WHERE id = $1")
-        .bind(id)
-        .bind(now)
-        .bind(delete)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE vouchers SET revoked_at = COALESCE(revoked_at, $2), deleted_at = CASE WHEN $3 THEN $2 ELSE deleted_at END WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(delete)
+    .execute(&mut *tx)
+    .await?;
     let live = live_activations(&mut tx, "voucher_id = $1", id, now).await?;
     let (revoked, version) = revoke_activations(&mut tx, &live, if delete { "deleted" } else { "revoked" }, now).await?;
     let kind = if delete { "voucher.delete" } else { "voucher.revoke" };
@@ -554,13 +583,19 @@ async fn revoke_voucher(state: &AppState, caller: &Caller, id: &str, delete: boo
 
 /// The live activations (not revoked, token not yet expired) matching `filter` (one `$1`).
 async fn live_activations(tx: &mut AnyConnection, filter: &str, value: &str, now: i64) -> Result<Vec<ActivationRow>, sqlx::Error> {
-    let sql = format!("SELECT {ACTIVATION_COLUMNS} FROM voucher_activations WHERE {filter} AND revoked_at IS NULL AND token_expires_at > $2");
+    let sql =
+        format!("SELECT {ACTIVATION_COLUMNS} FROM voucher_activations WHERE {filter} AND revoked_at IS NULL AND token_expires_at > $2");
     sqlx::query_as(&sql).bind(value).bind(now).fetch_all(&mut *tx).await
 }
 
 /// Revokes activations inside `tx` (which holds [`db::lock_sync_state`]): a `revoke`
 /// change each, living until the activation's last token expires.
-async fn revoke_activations(tx: &mut AnyConnection, rows: &[ActivationRow], reason: &str, now: i64) -> Result<(usize, Option<u64>), sqlx::Error> {
+async fn revoke_activations(
+    tx: &mut AnyConnection,
+    rows: &[ActivationRow],
+    reason: &str,
+    now: i64,
+) -> Result<(usize, Option<u64>), sqlx::Error> {
     let mut version = None;
     let mut revoked = 0;
     for a in rows {
@@ -602,7 +637,11 @@ struct PdfQuery {}
         Guarded,
         (status = 400, description = "bad_query (the route takes no parameters), or invalid_request.", body = ErrorBody),
     ))]
-async fn pdf_sheet(State(state): State<AppState>, Authorized(caller): Authorized, query: Result<Query<PdfQuery>, QueryRejection>) -> Result<Response, ApiError> {
+async fn pdf_sheet(
+    State(state): State<AppState>,
+    Authorized(caller): Authorized,
+    query: Result<Query<PdfQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
     query.map_err(|e| ApiError::BadQuery(e.body_text()))?;
     let account = &caller.token.account_id;
     let mut tx = state.pool.begin().await?;
@@ -615,8 +654,10 @@ async fn pdf_sheet(State(state): State<AppState>, Authorized(caller): Authorized
     .bind(account)
     .fetch_all(&mut *tx)
     .await?;
-    let networks: Vec<String> = sqlx::query_scalar("SELECT name FROM networks WHERE account_id = $1 ORDER BY id").bind(account).fetch_all(&mut *tx).await?;
-    let account_name: String = sqlx::query_scalar("SELECT name FROM accounts WHERE id = $1").bind(account).fetch_optional(&mut *tx).await?.unwrap_or_default();
+    let networks: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM networks WHERE account_id = $1 ORDER BY id").bind(account).fetch_all(&mut *tx).await?;
+    let account_name: String =
+        sqlx::query_scalar("SELECT name FROM accounts WHERE id = $1").bind(account).fetch_optional(&mut *tx).await?.unwrap_or_default();
     tx.commit().await?;
     let mut plain = Vec::with_capacity(rows.len());
     for v in &rows {
@@ -628,7 +669,12 @@ async fn pdf_sheet(State(state): State<AppState>, Authorized(caller): Authorized
     }
     let cards: Vec<pdf::Card> = plain
         .iter()
-        .map(|(code, v)| pdf::Card { code, multi: v.kind == "multi", days: v.days.and_then(|d| u32::try_from(d).ok()), created_at_ms: v.created_at })
+        .map(|(code, v)| pdf::Card {
+            code,
+            multi: v.kind == "multi",
+            days: v.days.and_then(|d| u32::try_from(d).ok()),
+            created_at_ms: v.created_at,
+        })
         .collect();
     let sheet = pdf::Sheet { account: &account_name, networks: &networks, portal_url: state.config.portal_url.as_deref() };
     let bytes = tokio::task::block_in_place(|| pdf::render(&sheet, &cards)).map_err(|e| {
@@ -700,7 +746,8 @@ pub async fn redeem_code(state: &AppState, source: IpAddr, code: &str, device: &
     // Malformed codes are refused before any lookup (and cost no throttle entry).
     let code = codes::parse(code).map_err(|m| ApiError::VoucherMalformed(m.message()))?;
     let device = tokengate_rules::device::normalize(device).ok_or(ApiError::BadDevice)?;
-    let account: Option<String> = sqlx::query_scalar("SELECT account_id FROM networks WHERE id = $1").bind(network).fetch_optional(&state.pool).await?;
+    let account: Option<String> =
+        sqlx::query_scalar("SELECT account_id FROM networks WHERE id = $1").bind(network).fetch_optional(&state.pool).await?;
     let account = account.ok_or(ApiError::NetworkNotFound)?;
     let now = now_ms();
     let live: i64 = sqlx::query_scalar(
@@ -740,10 +787,11 @@ async fn activate(state: &AppState, source: IpAddr, code: &str, device: &str, ne
     let mut tx = db::begin_write(&state.pool, state.config.backend).await?;
     db::lock_sync_state(&mut tx).await?;
     let now = now_ms();
-    let found: Option<FoundVoucher> = sqlx::query_as("SELECT id, account_id, kind, days, revoked_at FROM vouchers WHERE code_mac = $1 AND deleted_at IS NULL")
-        .bind(state.voucher_keys.mac(code))
-        .fetch_optional(&mut *tx)
-        .await?;
+    let found: Option<FoundVoucher> =
+        sqlx::query_as("SELECT id, account_id, kind, days, revoked_at FROM vouchers WHERE code_mac = $1 AND deleted_at IS NULL")
+            .bind(state.voucher_keys.mac(code))
+            .fetch_optional(&mut *tx)
+            .await?;
     // Only the networks of the account that generated it; elsewhere it does not exist.
     let v = found.filter(|v| v.account_id == account).ok_or(ApiError::VoucherNotFound)?;
     if v.revoked_at.is_some() {
@@ -763,10 +811,11 @@ async fn activate(state: &AppState, source: IpAddr, code: &str, device: &str, ne
     let existing = mine.iter().rev().find(|a| a.revoked_at.is_none()).cloned();
     if !multi {
         // A single-use voucher belongs to the device that activated it first.
-        let holder: Option<String> = sqlx::query_scalar("SELECT device FROM voucher_activations WHERE voucher_id = $1 ORDER BY activated_at, id LIMIT 1")
-            .bind(&v.id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let holder: Option<String> =
+            sqlx::query_scalar("SELECT device FROM voucher_activations WHERE voucher_id = $1 ORDER BY activated_at, id LIMIT 1")
+                .bind(&v.id)
+                .fetch_optional(&mut *tx)
+                .await?;
         if holder.is_some_and(|h| h != device) {
             return Err(ApiError::VoucherUsed);
         }
@@ -780,7 +829,8 @@ async fn activate(state: &AppState, source: IpAddr, code: &str, device: &str, ne
         return Err(ApiError::VoucherExpired);
     }
     // A device activating here loses its activations on every other network (seed 000).
-    let elsewhere: Vec<ActivationRow> = live_activations(&mut tx, "device = $1", device, now).await?.into_iter().filter(|a| a.network_id != network).collect();
+    let elsewhere: Vec<ActivationRow> =
+        live_activations(&mut tx, "device = $1", device, now).await?.into_iter().filter(|a| a.network_id != network).collect();
     let (revoked_elsewhere, version) = revoke_activations(&mut tx, &elsewhere, "other_network", now).await?;
 
     let ring = state.keys.current();
@@ -828,7 +878,9 @@ async fn activate(state: &AppState, source: IpAddr, code: &str, device: &str, ne
         }
     };
     // Short-lived, renewed by redeeming again: a revocation never has to live long.
-    let token_end = activation.ends_at.map_or(now + db::to_i64(state.config.voucher_token_secs) * 1000, |e| e.min(now + db::to_i64(state.config.voucher_token_secs) * 1000));
+    let token_end = activation.ends_at.map_or(now + db::to_i64(state.config.voucher_token_secs) * 1000, |e| {
+        e.min(now + db::to_i64(state.config.voucher_token_secs) * 1000)
+    });
     let claims = Claims {
         iss: state.config.issuer.clone(),
         sub: v.id.clone(),
@@ -862,7 +914,12 @@ async fn activate(state: &AppState, source: IpAddr, code: &str, device: &str, ne
     // while it stays online) is not, or it would bury every other entry.
     if !renewed {
         let detail = json!({ "activation": activation.id, "device": device, "network": network, "revokedElsewhere": revoked_elsewhere });
-        audit::record(&mut tx, &Actor::anonymous(source), &Event::new(account, "voucher.redeem", Some(format!("voucher:{}", v.id)), detail)).await?;
+        audit::record(
+            &mut tx,
+            &Actor::anonymous(source),
+            &Event::new(account, "voucher.redeem", Some(format!("voucher:{}", v.id)), detail),
+        )
+        .await?;
     }
     tx.commit().await?;
     if let Some(changed) = version {
@@ -924,7 +981,10 @@ fn portal_response(status: StatusCode, html: String) -> Response {
     (
         status,
         [
-            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
             (header::CACHE_CONTROL, "no-store"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::REFERRER_POLICY, "no-referrer"),
@@ -952,7 +1012,9 @@ async fn portal_page(
     let lang = portal::Lang::choose(query.ok().and_then(|Query(q)| q.lang).as_deref(), accept_language(&headers));
     match portal_client(&state, &headers, peer.ip()) {
         None => portal_response(StatusCode::OK, portal::page(lang, &portal::View::NoDevice)),
-        Some((_, network)) => portal_response(StatusCode::OK, portal::page(lang, &portal::View::Form { network: &network, problem: None, code: "" })),
+        Some((_, network)) => {
+            portal_response(StatusCode::OK, portal::page(lang, &portal::View::Form { network: &network, problem: None, code: "" }))
+        }
     }
 }
 
@@ -983,14 +1045,20 @@ async fn portal_submit(
     // A form posted from another site (a page the guest was lured to) redeems nothing:
     // browsers say so in Sec-Fetch-Site, and the form's own posts are same-origin.
     if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"cross-site") {
-        return portal_response(StatusCode::FORBIDDEN, portal::page(lang, &portal::View::Form { network: &network, problem: Some(portal::Problem::Unavailable), code: "" }));
+        return portal_response(
+            StatusCode::FORBIDDEN,
+            portal::page(lang, &portal::View::Form { network: &network, problem: Some(portal::Problem::Unavailable), code: "" }),
+        );
     }
     let source = crate::http::client::source(&headers, peer.ip(), &state.config.trusted_proxies);
     let typed: String = form.code.chars().take(64).collect();
     match redeem_code(&state, source, &typed, &device, &network).await {
         Ok(r) => portal_response(
             StatusCode::OK,
-            portal::page(lang, &portal::View::Connected { network: &network, ends_at_ms: r.ends_at, token: &r.token, token_expires_at_ms: r.expires_at }),
+            portal::page(
+                lang,
+                &portal::View::Connected { network: &network, ends_at_ms: r.ends_at, token: &r.token, token_expires_at_ms: r.expires_at },
+            ),
         ),
         Err(e) => {
             let problem = match &e {
@@ -1004,7 +1072,10 @@ async fn portal_submit(
                 ApiError::BadDevice => return portal_response(StatusCode::BAD_REQUEST, portal::page(lang, &portal::View::NoDevice)),
                 _ => portal::Problem::Unavailable,
             };
-            let mut response = portal_response(e.status(), portal::page(lang, &portal::View::Form { network: &network, problem: Some(problem), code: &typed }));
+            let mut response = portal_response(
+                e.status(),
+                portal::page(lang, &portal::View::Form { network: &network, problem: Some(problem), code: &typed }),
+            );
             if let ApiError::TooManyAttempts { retry_after_secs } = e {
                 response.headers_mut().insert(header::RETRY_AFTER, retry_after_secs.into());
             }

@@ -63,19 +63,12 @@ pub fn render(sheet: &Sheet, cards: &[Card]) -> Result<Vec<u8>, String> {
     let guests: Vec<GuestText> = cards.iter().map(|c| texts.guest(c)).collect();
     let layout = Layout::new(&mut fonts, &texts, &guests);
 
-    let pages: Vec<&[GuestText]> = if guests.is_empty() {
-        vec![&[]]
-    } else {
-        guests.chunks(layout.rows.max(1)).collect()
-    };
+    let pages: Vec<&[GuestText]> = if guests.is_empty() { vec![&[]] } else { guests.chunks(layout.rows.max(1)).collect() };
     let total = pages.len();
     let mut streams = Vec::with_capacity(total);
     let mut first = 0;
     for (i, page) in pages.iter().enumerate() {
-        let mut c = Canvas {
-            content: Content::new(),
-            fonts: &mut fonts,
-        };
+        let mut c = Canvas { content: Content::new(), fonts: &mut fonts };
         c.header(i + 1, total, !cards.is_empty());
         if cards.is_empty() {
             c.nothing_to_print();
@@ -170,27 +163,12 @@ impl Layout {
         let guest_w = x_split - x0 - 2.0 * PAD_X;
         let avail = PAGE_H - MARGIN_TOP - HEADER_H - MARGIN_BOTTOM;
         let rows_at = BODY_SIZES.map(|size| {
-            let need = guests
-                .iter()
-                .map(|g| guest_height(fonts, texts, g, guest_w, size))
-                .fold(operator_height(), f32::max);
+            let need = guests.iter().map(|g| guest_height(fonts, texts, g, guest_w, size)).fold(operator_height(), f32::max);
             rows_for(avail, need)
         });
         let rows = rows_at.iter().copied().max().unwrap_or(1);
-        let body = BODY_SIZES
-            .iter()
-            .zip(rows_at)
-            .find(|&(_, r)| r == rows)
-            .map_or(BODY_SIZE, |(&size, _)| size);
-        Layout {
-            rows,
-            body,
-            row_h: avail / rows as f32,
-            top: MARGIN_TOP + HEADER_H,
-            x0,
-            x_split,
-            x1,
-        }
+        let body = BODY_SIZES.iter().zip(rows_at).find(|&(_, r)| r == rows).map_or(BODY_SIZE, |(&size, _)| size);
+        Layout { rows, body, row_h: avail / rows as f32, top: MARGIN_TOP + HEADER_H, x0, x_split, x1 }
     }
 
     fn guest_w(&self) -> f32 {
@@ -204,11 +182,7 @@ impl Layout {
 
 /// How many rows of height `need` fit in `avail` (at least 1, at most [`MAX_ROWS`]).
 fn rows_for(avail: f32, need: f32) -> usize {
-    let fit = if need > 0.0 {
-        (avail / need).floor()
-    } else {
-        MAX_ROWS as f32
-    };
+    let fit = if need > 0.0 { (avail / need).floor() } else { MAX_ROWS as f32 };
     (fit.max(1.0) as usize).min(MAX_ROWS)
 }
 
@@ -217,28 +191,14 @@ fn guest_height(fonts: &mut Fonts, texts: &Texts, g: &GuestText, width: f32, siz
         .iter()
         .map(|p| {
             let w = width - p.indent(fonts, size);
-            wrap(fonts, Face::Regular, size, p.en, w).len()
-                + wrap(fonts, Face::Regular, size, p.ru, w).len()
+            wrap(fonts, Face::Regular, size, p.en, w).len() + wrap(fonts, Face::Regular, size, p.ru, w).len()
         })
         .sum();
-    PAD_TOP
-        + GUEST_CODE_SIZE
-        + CODE_BELOW
-        + lines as f32 * size * BODY_LEAD
-        + 2.0 * PARA_GAP
-        + PAD_BOTTOM
+    PAD_TOP + GUEST_CODE_SIZE + CODE_BELOW + lines as f32 * size * BODY_LEAD + 2.0 * PARA_GAP + PAD_BOTTOM
 }
 
 fn operator_height() -> f32 {
-    PAD_TOP
-        + LABEL_SIZE
-        + CODE_ABOVE
-        + OPERATOR_CODE_SIZE
-        + CODE_BELOW
-        + 3.0 * SMALL_LEAD
-        + 4.0
-        + 2.0 * WRITE_LINE
-        + PAD_BOTTOM
+    PAD_TOP + LABEL_SIZE + CODE_ABOVE + OPERATOR_CODE_SIZE + CODE_BELOW + 3.0 * SMALL_LEAD + 4.0 + 2.0 * WRITE_LINE + PAD_BOTTOM
 }
 
 // ---------------------------------------------------------------------------------------
@@ -278,86 +238,44 @@ impl Paragraph<'_> {
 
 fn guest_paragraphs<'a>(texts: &'a Texts, g: &'a GuestText) -> [Paragraph<'a>; 3] {
     [
-        Paragraph {
-            number: "1.",
-            en: &texts.connect_en,
-            ru: &texts.connect_ru,
-        },
-        Paragraph {
-            number: "2.",
-            en: &texts.open_en,
-            ru: &texts.open_ru,
-        },
-        Paragraph {
-            number: "",
-            en: &g.valid_en,
-            ru: &g.valid_ru,
-        },
+        Paragraph { number: "1.", en: &texts.connect_en, ru: &texts.connect_ru },
+        Paragraph { number: "2.", en: &texts.open_en, ru: &texts.open_ru },
+        Paragraph { number: "", en: &g.valid_en, ru: &g.valid_ru },
     ]
 }
 
 impl Texts {
     fn new(sheet: &Sheet) -> Texts {
-        let names: Vec<String> = sheet
-            .networks
-            .iter()
-            .map(|n| n.trim())
-            .filter(|n| !n.is_empty())
-            .map(|n| format!("«{n}»"))
-            .collect();
+        let names: Vec<String> = sheet.networks.iter().map(|n| n.trim()).filter(|n| !n.is_empty()).map(|n| format!("«{n}»")).collect();
         let (connect_en, connect_ru) = if names.is_empty() {
-            (
-                "Connect to the Wi-Fi network".to_owned(),
-                "Подключитесь к сети Wi-Fi".to_owned(),
-            )
+            ("Connect to the Wi-Fi network".to_owned(), "Подключитесь к сети Wi-Fi".to_owned())
         } else {
-            (
-                format!("Connect to Wi-Fi {}", list(&names, "or")),
-                format!("Подключитесь к Wi-Fi {}", list(&names, "или")),
-            )
+            (format!("Connect to Wi-Fi {}", list(&names, "or")), format!("Подключитесь к Wi-Fi {}", list(&names, "или")))
         };
         let (open_en, open_ru) = match sheet.portal_url.map(str::trim).filter(|u| !u.is_empty()) {
-            Some(url) => (
-                format!("Open any web page or {url} and enter the code"),
-                format!("Откройте любой сайт или {url} и введите код"),
-            ),
+            Some(url) => (format!("Open any web page or {url} and enter the code"), format!("Откройте любой сайт или {url} и введите код")),
             None => (
                 "Open any web page and enter the code on the Wi-Fi login page".to_owned(),
                 "Откройте любой сайт и введите код на странице входа в Wi-Fi".to_owned(),
             ),
         };
-        Texts {
-            connect_en,
-            connect_ru,
-            open_en,
-            open_ru,
-        }
+        Texts { connect_en, connect_ru, open_en, open_ru }
     }
 
     fn guest(&self, card: &Card) -> GuestText {
         let (dur_en, dur_ru) = match card.days {
             Some(n) => (
-                format!(
-                    "Valid {n} {} from activation",
-                    if n == 1 { "day" } else { "days" }
-                ),
+                format!("Valid {n} {} from activation", if n == 1 { "day" } else { "days" }),
                 format!("Действует {n} {} с момента активации", ru_days(n)),
             ),
-            None => (
-                "Valid with no time limit".to_owned(),
-                "Действует бессрочно".to_owned(),
-            ),
+            None => ("Valid with no time limit".to_owned(), "Действует бессрочно".to_owned()),
         };
         let (dev_en, dev_ru) = if card.multi {
             ("any number of devices", "любое число устройств")
         } else {
             ("one device", "одно устройство")
         };
-        GuestText {
-            code: grouped(card.code),
-            valid_en: format!("{dur_en} · {dev_en}"),
-            valid_ru: format!("{dur_ru} · {dev_ru}"),
-        }
+        GuestText { code: grouped(card.code), valid_en: format!("{dur_en} · {dev_en}"), valid_ru: format!("{dur_ru} · {dev_ru}") }
     }
 }
 
@@ -381,16 +299,9 @@ fn ru_days(n: u32) -> &'static str {
 }
 
 fn kind_line(card: &Card) -> String {
-    let (kind_en, kind_ru) = if card.multi {
-        ("Multi-use", "Многоразовый")
-    } else {
-        ("Single-use", "Одноразовый")
-    };
+    let (kind_en, kind_ru) = if card.multi { ("Multi-use", "Многоразовый") } else { ("Single-use", "Одноразовый") };
     let (dur_en, dur_ru) = match card.days {
-        Some(n) => (
-            format!("{n} {}", if n == 1 { "day" } else { "days" }),
-            format!("{n} {}", ru_days(n)),
-        ),
+        Some(n) => (format!("{n} {}", if n == 1 { "day" } else { "days" }), format!("{n} {}", ru_days(n))),
         None => ("unlimited".to_owned(), "бессрочный".to_owned()),
     };
     format!("{kind_en}, {dur_en} / {kind_ru}, {dur_ru}")
@@ -402,13 +313,8 @@ fn utc_minute(ms: i64) -> String {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = crate::tokens::keys::civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        sod / 3600,
-        sod % 3600 / 60
-    )
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", sod / 3600, sod % 3600 / 60)
 }
-
 
 // ---------------------------------------------------------------------------------------
 // Drawing.
@@ -449,29 +355,18 @@ impl Canvas<'_> {
     }
 
     fn fill_rect(&mut self, gray: f32, x: f32, y_top: f32, w: f32, h: f32) {
-        self.content
-            .set_fill_gray(gray)
-            .rect(x, PAGE_H - y_top - h, w, h)
-            .fill_nonzero();
+        self.content.set_fill_gray(gray).rect(x, PAGE_H - y_top - h, w, h).fill_nonzero();
     }
 
     fn line(&mut self, x1: f32, y1: f32, x2: f32, y2: f32) {
-        self.content
-            .move_to(x1, PAGE_H - y1)
-            .line_to(x2, PAGE_H - y2)
-            .stroke();
+        self.content.move_to(x1, PAGE_H - y1).line_to(x2, PAGE_H - y2).stroke();
     }
 
     fn header(&mut self, page: usize, pages: usize, cutting: bool) {
         let x0 = MARGIN_X;
         let x1 = PAGE_W - MARGIN_X;
         let y = MARGIN_TOP + 11.0;
-        self.text(
-            St(Face::Bold, 12.0, 0.0),
-            x0,
-            y,
-            "Wi-Fi vouchers · Ваучеры Wi-Fi",
-        );
+        self.text(St(Face::Bold, 12.0, 0.0), x0, y, "Wi-Fi vouchers · Ваучеры Wi-Fi");
         let pg = format!("Page {page} of {pages} · Стр. {page} из {pages}");
         self.text_right(St(Face::Regular, SMALL_SIZE, GRAY_LABEL), x1, y, &pg);
         if !cutting {
@@ -495,25 +390,13 @@ impl Canvas<'_> {
     fn nothing_to_print(&mut self) {
         let y = MARGIN_TOP + HEADER_H + 160.0;
         self.text_center(St(Face::Bold, 15.0, 0.0), y, "No unused vouchers");
-        self.text_center(
-            St(Face::Bold, 15.0, GRAY_TEXT),
-            y + 22.0,
-            "Неиспользованных ваучеров нет",
-        );
+        self.text_center(St(Face::Bold, 15.0, GRAY_TEXT), y + 22.0, "Неиспользованных ваучеров нет");
         let hint = "Generate new vouchers, then print again. · \
                     Создайте новые ваучеры и распечатайте снова.";
         self.text_center(St(Face::Regular, BODY_SIZE, GRAY_LABEL), y + 44.0, hint);
     }
 
-    fn row(
-        &mut self,
-        l: &Layout,
-        texts: &Texts,
-        sheet: &Sheet,
-        card: &Card,
-        guest: &GuestText,
-        row: usize,
-    ) {
+    fn row(&mut self, l: &Layout, texts: &Texts, sheet: &Sheet, card: &Card, guest: &GuestText, row: usize) {
         let top = l.top + row as f32 * l.row_h;
         self.guest_copy(l, texts, guest, top);
         self.operator_copy(l, sheet, card, &guest.code, top);
@@ -530,15 +413,11 @@ impl Canvas<'_> {
         let lines = ["WI-FI VOUCHER", "ВАУЧЕР WI-FI"];
         let widest = lines
             .iter()
-            .map(|t| {
-                self.fonts.width(Face::Bold, LABEL_SIZE, t)
-                    + LABEL_SPACING * t.chars().count() as f32
-            })
+            .map(|t| self.fonts.width(Face::Bold, LABEL_SIZE, t) + LABEL_SPACING * t.chars().count() as f32)
             .fold(0.0_f32, f32::max);
         if band_end + 8.0 + widest <= x + w {
             for (i, t) in lines.iter().enumerate() {
-                let tw = self.fonts.width(Face::Bold, LABEL_SIZE, t)
-                    + LABEL_SPACING * t.chars().count() as f32;
+                let tw = self.fonts.width(Face::Bold, LABEL_SIZE, t) + LABEL_SPACING * t.chars().count() as f32;
                 let ty = y - GUEST_CODE_SIZE * 0.37 + i as f32 * 8.5;
                 self.spaced(label, x + w - tw, ty, t, LABEL_SPACING);
             }
@@ -568,22 +447,12 @@ impl Canvas<'_> {
         let x = l.x_split + PAD_X;
         let w = l.operator_w();
         let mut y = top + PAD_TOP + LABEL_SIZE;
-        self.spaced(
-            St(Face::Bold, LABEL_SIZE, GRAY_LABEL),
-            x,
-            y,
-            "OPERATOR COPY · КОРЕШОК",
-            LABEL_SPACING,
-        );
+        self.spaced(St(Face::Bold, LABEL_SIZE, GRAY_LABEL), x, y, "OPERATOR COPY · КОРЕШОК", LABEL_SPACING);
         y += CODE_ABOVE + OPERATOR_CODE_SIZE;
         self.code(x, y, OPERATOR_CODE_SIZE, w, code);
         y += CODE_BELOW;
         let account = format!("Account / Аккаунт: {}", sheet.account);
-        let lines = [
-            format!("Generated / Создан: {}", utc_minute(card.created_at_ms)),
-            kind_line(card),
-            account,
-        ];
+        let lines = [format!("Generated / Создан: {}", utc_minute(card.created_at_ms)), kind_line(card), account];
         for line in &lines {
             y += SMALL_LEAD;
             let fitted = fit(self.fonts, Face::Regular, SMALL_SIZE, line, w);
@@ -595,10 +464,7 @@ impl Canvas<'_> {
         let y1 = bottom - WRITE_LINE;
         self.text(St(Face::Bold, SMALL_SIZE, 0.0), x, y1, label);
         let lw = self.fonts.width(Face::Bold, SMALL_SIZE, label) + 4.0;
-        self.content
-            .set_line_width(0.5)
-            .set_stroke_gray(0.35)
-            .set_dash_pattern([], 0.0);
+        self.content.set_line_width(0.5).set_stroke_gray(0.35).set_dash_pattern([], 0.0);
         self.line(x + lw, y1 + 1.0, x + w, y1 + 1.0);
         self.line(x, bottom + 1.0, x + w, bottom + 1.0);
     }
@@ -610,22 +476,12 @@ impl Canvas<'_> {
         // Text, letter spacing and the band's padding all scale with the size.
         let natural = self.fonts.width(Face::Bold, size, code) + size * (0.04 * n as f32 + 0.5);
         // A code longer than the usual 12 digits shrinks to fit its copy.
-        let size = if natural > max_w {
-            size * max_w / natural
-        } else {
-            size
-        };
+        let size = if natural > max_w { size * max_w / natural } else { size };
         let spacing = size * 0.04;
         let w = self.fonts.width(Face::Bold, size, code) + spacing * n as f32;
         let pad = size * 0.25;
         let digits = size * 0.73; // DejaVu's figures are as tall as its capitals
-        self.fill_rect(
-            GRAY_CODE_BG,
-            x,
-            baseline - digits - pad,
-            w + 2.0 * pad,
-            digits + 2.0 * pad,
-        );
+        self.fill_rect(GRAY_CODE_BG, x, baseline - digits - pad, w + 2.0 * pad, digits + 2.0 * pad);
         self.spaced(St(Face::Bold, size, 0.0), x + pad, baseline, code, spacing);
         x + w + 2.0 * pad
     }
@@ -634,10 +490,7 @@ impl Canvas<'_> {
     fn cut_lines(&mut self, l: &Layout, rows: usize) {
         let top = l.top;
         let bottom = l.top + rows as f32 * l.row_h;
-        self.content
-            .set_line_width(0.5)
-            .set_stroke_gray(GRAY_RULE)
-            .set_dash_pattern([4.0, 3.0], 0.0);
+        self.content.set_line_width(0.5).set_stroke_gray(GRAY_RULE).set_dash_pattern([4.0, 3.0], 0.0);
         for r in 0..=rows {
             let y = top + r as f32 * l.row_h;
             self.line(l.x0 - 10.0, y, l.x1 + 10.0, y);
@@ -748,23 +601,10 @@ struct Font {
 }
 
 impl Font {
-    fn load(
-        data: &'static [u8],
-        name: &'static str,
-        resource: &'static [u8],
-    ) -> Result<Font, String> {
+    fn load(data: &'static [u8], name: &'static str, resource: &'static [u8]) -> Result<Font, String> {
         let face = ttf_parser::Face::parse(data, 0).map_err(|e| format!("font {name}: {e}"))?;
         let upem = f32::from(face.units_per_em());
-        Ok(Font {
-            data,
-            face,
-            name,
-            resource,
-            upem,
-            remapper: GlyphRemapper::new(),
-            unicode: BTreeMap::new(),
-            cache: BTreeMap::new(),
-        })
+        Ok(Font { data, face, name, resource, upem, remapper: GlyphRemapper::new(), unicode: BTreeMap::new(), cache: BTreeMap::new() })
     }
 
     fn glyph(&mut self, c: char) -> (u16, u16) {
@@ -808,10 +648,7 @@ struct Fonts {
 
 impl Fonts {
     fn load() -> Result<Fonts, String> {
-        Ok(Fonts {
-            regular: Font::load(SANS, "DejaVuSans", b"F1")?,
-            bold: Font::load(SANS_BOLD, "DejaVuSans-Bold", b"F2")?,
-        })
+        Ok(Fonts { regular: Font::load(SANS, "DejaVuSans", b"F1")?, bold: Font::load(SANS_BOLD, "DejaVuSans-Bold", b"F2")? })
     }
 
     fn get(&self, face: Face) -> &Font {
@@ -860,9 +697,7 @@ fn write_pdf(fonts: &mut Fonts, streams: &[Vec<u8>]) -> Result<Vec<u8>, String> 
     let bold = ids.next();
     let mut pdf = Pdf::new();
     pdf.catalog(catalog).pages(tree);
-    pdf.document_info(info)
-        .title(TextStr("Wi-Fi vouchers"))
-        .producer(TextStr("tokengate"));
+    pdf.document_info(info).title(TextStr("Wi-Fi vouchers")).producer(TextStr("tokengate"));
 
     let mut page_ids = Vec::with_capacity(streams.len());
     for stream in streams {
@@ -870,16 +705,10 @@ fn write_pdf(fonts: &mut Fonts, streams: &[Vec<u8>]) -> Result<Vec<u8>, String> 
         let content = ids.next();
         page_ids.push(page);
         let mut p = pdf.page(page);
-        p.media_box(Rect::new(0.0, 0.0, PAGE_W, PAGE_H))
-            .parent(tree)
-            .contents(content);
-        p.resources()
-            .fonts()
-            .pair(Name(fonts.regular.resource), regular)
-            .pair(Name(fonts.bold.resource), bold);
+        p.media_box(Rect::new(0.0, 0.0, PAGE_W, PAGE_H)).parent(tree).contents(content);
+        p.resources().fonts().pair(Name(fonts.regular.resource), regular).pair(Name(fonts.bold.resource), bold);
         p.finish();
-        pdf.stream(content, &deflate(stream))
-            .filter(Filter::FlateDecode);
+        pdf.stream(content, &deflate(stream)).filter(Filter::FlateDecode);
     }
     let count = i32::try_from(page_ids.len()).map_err(|_| "too many pages".to_owned())?;
     pdf.pages(tree).kids(page_ids).count(count);
@@ -895,33 +724,21 @@ fn write_font(pdf: &mut Pdf, ids: &mut Ids, font: &Font, type0: Ref) -> Result<(
     let descriptor = ids.next();
     let file = ids.next();
     let cmap_id = ids.next();
-    let system = SystemInfo {
-        registry: Str(b"Adobe"),
-        ordering: Str(b"Identity"),
-        supplement: 0,
-    };
+    let system = SystemInfo { registry: Str(b"Adobe"), ordering: Str(b"Identity"), supplement: 0 };
 
-    let subset = subsetter::subset(font.data, 0, &font.remapper)
-        .map_err(|e| format!("subsetting font {}: {e}", font.name))?;
+    let subset = subsetter::subset(font.data, 0, &font.remapper).map_err(|e| format!("subsetting font {}: {e}", font.name))?;
     // A subset's name carries a six-letter tag that names its glyph set.
     let tag = subset_tag(font.remapper.remapped_gids());
     let base = format!("{tag}+{}", font.name);
     let base = Name(base.as_bytes());
 
-    pdf.type0_font(type0)
-        .base_font(base)
-        .encoding_predefined(Name(b"Identity-H"))
-        .descendant_font(cid)
-        .to_unicode(cmap_id);
+    pdf.type0_font(type0).base_font(base).encoding_predefined(Name(b"Identity-H")).descendant_font(cid).to_unicode(cmap_id);
 
     let widths: Vec<f32> = font
         .remapper
         .remapped_gids()
         .map(|old| {
-            let adv = font
-                .face
-                .glyph_hor_advance(ttf_parser::GlyphId(old))
-                .unwrap_or(0);
+            let adv = font.face.glyph_hor_advance(ttf_parser::GlyphId(old)).unwrap_or(0);
             f32::from(adv) * 1000.0 / font.upem
         })
         .collect();
@@ -941,20 +758,14 @@ fn write_font(pdf: &mut Pdf, ids: &mut Ids, font: &Font, type0: Ref) -> Result<(
     pdf.font_descriptor(descriptor)
         .name(base)
         .flags(FontFlags::SYMBOLIC)
-        .bbox(Rect::new(
-            font.scaled(bbox.x_min),
-            font.scaled(bbox.y_min),
-            font.scaled(bbox.x_max),
-            font.scaled(bbox.y_max),
-        ))
+        .bbox(Rect::new(font.scaled(bbox.x_min), font.scaled(bbox.y_min), font.scaled(bbox.x_max), font.scaled(bbox.y_max)))
         .italic_angle(0.0)
         .ascent(font.scaled(font.face.ascender()))
         .descent(font.scaled(font.face.descender()))
         .cap_height(font.scaled(cap))
         .stem_v(if font.face.is_bold() { 120.0 } else { 80.0 })
         .font_file2(file);
-    pdf.stream(file, &deflate(&subset))
-        .filter(Filter::FlateDecode);
+    pdf.stream(file, &deflate(&subset)).filter(Filter::FlateDecode);
 
     let mut cmap = UnicodeCmap::new(Name(b"Custom"), system);
     for (&glyph, &c) in &font.unicode {
@@ -983,9 +794,7 @@ fn subset_tag(glyphs: impl Iterator<Item = u16>) -> String {
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    (0..6)
-        .map(|i| char::from(b'A' + ((h >> (i * 8)) % 26) as u8))
-        .collect()
+    (0..6).map(|i| char::from(b'A' + ((h >> (i * 8)) % 26) as u8)).collect()
 }
 
 #[cfg(test)]
@@ -999,9 +808,7 @@ mod tests {
 
     /// `target/voucher-pdf/NAME/` of the workspace, emptied.
     fn out_dir(name: &str) -> PathBuf {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/voucher-pdf")
-            .join(name);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/voucher-pdf").join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -1017,11 +824,7 @@ mod tests {
             ),
             Err(e) => panic!("running {tool}: {e}"),
         };
-        assert!(
-            out.status.success(),
-            "{tool} {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{tool} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -1039,16 +842,7 @@ mod tests {
     /// Renders every page at 50 dpi; returns how many PNGs came out.
     fn png_pages(pdf: &Path, dir: &Path) -> usize {
         let prefix = dir.join("page");
-        poppler(
-            "pdftoppm",
-            &[
-                "-r",
-                "50",
-                "-png",
-                pdf.to_str().unwrap(),
-                prefix.to_str().unwrap(),
-            ],
-        );
+        poppler("pdftoppm", &["-r", "50", "-png", pdf.to_str().unwrap(), prefix.to_str().unwrap()]);
         std::fs::read_dir(dir)
             .unwrap()
             .filter(|e| {
@@ -1104,16 +898,8 @@ mod tests {
 
     #[test]
     fn russian_day_plurals() {
-        let got: Vec<_> = [1, 2, 4, 5, 11, 12, 14, 20, 21, 22, 25, 30]
-            .map(ru_days)
-            .into();
-        assert_eq!(
-            got,
-            [
-                "день", "дня", "дня", "дней", "дней", "дней", "дней", "дней", "день", "дня",
-                "дней", "дней"
-            ]
-        );
+        let got: Vec<_> = [1, 2, 4, 5, 11, 12, 14, 20, 21, 22, 25, 30].map(ru_days).into();
+        assert_eq!(got, ["день", "дня", "дня", "дней", "дней", "дней", "дней", "дней", "день", "дня", "дней", "дней"]);
     }
 
     #[test]
@@ -1123,10 +909,7 @@ mod tests {
             let rows = rows_for(avail, need);
             assert!((1..=MAX_ROWS).contains(&rows));
             if need <= avail {
-                assert!(
-                    rows as f32 * need <= avail + 0.01,
-                    "rows {rows} of {need} overflow"
-                );
+                assert!(rows as f32 * need <= avail + 0.01, "rows {rows} of {need} overflow");
             }
             for cards in [1usize, 6, 7, 199, 200, 1000] {
                 let pages = cards.div_ceil(rows);
@@ -1145,20 +928,12 @@ mod tests {
             .map(|(i, code)| Card {
                 code,
                 multi: i % 3 == 0,
-                days: if i % 5 == 0 {
-                    None
-                } else {
-                    Some(1 + (i as u32 * 7) % 30)
-                },
+                days: if i % 5 == 0 { None } else { Some(1 + (i as u32 * 7) % 30) },
                 created_at_ms: 1_796_306_759_000 + i as i64 * 61_000,
             })
             .collect();
         let nets = networks();
-        let sheet = Sheet {
-            account: "Grand Hotel Moscow",
-            networks: &nets,
-            portal_url: Some("http://portal.example/portal"),
-        };
+        let sheet = Sheet { account: "Grand Hotel Moscow", networks: &nets, portal_url: Some("http://portal.example/portal") };
 
         let started = Instant::now();
         let bytes = render(&sheet, &cards).unwrap();
@@ -1168,35 +943,22 @@ mod tests {
         let texts = Texts::new(&sheet);
         let guests: Vec<_> = cards.iter().map(|c| texts.guest(c)).collect();
         let rows = Layout::new(&mut fonts, &texts, &guests).rows;
-        assert_eq!(
-            rows, 6,
-            "rows per page changed: update the docs and this test"
-        );
+        assert_eq!(rows, 6, "rows per page changed: update the docs and this test");
         let pages = cards.len().div_ceil(rows);
         assert_eq!(pages, 34);
 
         let dir = out_dir("two-hundred");
         let pdf = dir.join("vouchers.pdf");
         std::fs::write(&pdf, &bytes).unwrap();
-        eprintln!(
-            "200 cards: {} bytes, {pages} pages, rendered in {took:?}",
-            bytes.len()
-        );
+        eprintln!("200 cards: {} bytes, {pages} pages, rendered in {took:?}", bytes.len());
 
         let text = text_of(&pdf, None);
         for code in codes {
             let g = grouped(code);
             assert_eq!(count(&text, &g), 2, "{g} should be printed exactly twice");
         }
-        assert_eq!(
-            count(&text, &grouped(used)),
-            0,
-            "a code not passed was printed"
-        );
-        assert!(
-            text.contains("Подключитесь"),
-            "Cyrillic text is not extractable"
-        );
+        assert_eq!(count(&text, &grouped(used)), 0, "a code not passed was printed");
+        assert!(text.contains("Подключитесь"), "Cyrillic text is not extractable");
         assert!(text.contains("«Hotel Guest» or «Hotel Guest 5G»"));
         assert!(text.contains("Grand Hotel Moscow"));
         assert!(text.contains("Issued to / Выдан:"));
@@ -1208,23 +970,14 @@ mod tests {
         for (p, chunk) in codes.chunks(rows).enumerate() {
             let page = text_of(&pdf, Some(p + 1));
             for code in chunk {
-                assert_eq!(
-                    count(&page, &grouped(code)),
-                    2,
-                    "page {} misses a copy of {code}",
-                    p + 1
-                );
+                assert_eq!(count(&page, &grouped(code)), 2, "page {} misses a copy of {code}", p + 1);
             }
         }
     }
 
     #[test]
     fn no_cards_gives_one_page_saying_so() {
-        let sheet = Sheet {
-            account: "acme",
-            networks: &[],
-            portal_url: None,
-        };
+        let sheet = Sheet { account: "acme", networks: &[], portal_url: None };
         let bytes = render(&sheet, &[]).unwrap();
         let dir = out_dir("empty");
         let pdf = dir.join("vouchers.pdf");
@@ -1232,51 +985,21 @@ mod tests {
         let text = text_of(&pdf, None);
         assert!(text.contains("No unused vouchers"), "{text}");
         assert!(text.contains("Неиспользованных ваучеров нет"), "{text}");
-        assert!(
-            !text.contains("Cut along"),
-            "nothing to cut on an empty sheet"
-        );
+        assert!(!text.contains("Cut along"), "nothing to cut on an empty sheet");
         assert_eq!(png_pages(&pdf, &dir), 1);
     }
 
     #[test]
     fn odd_inputs_still_render() {
         let long = "Очень-длинное-имя-сети-".repeat(20);
-        let nets: Vec<String> = (0..12)
-            .map(|i| format!("{long}{i}"))
-            .chain([String::new(), "N".repeat(200_000)])
-            .collect();
+        let nets: Vec<String> = (0..12).map(|i| format!("{long}{i}")).chain([String::new(), "N".repeat(200_000)]).collect();
         let url = format!("http://portal.example/{}", "x".repeat(300));
-        let sheet = Sheet {
-            account: &"A".repeat(200_000),
-            networks: &nets,
-            portal_url: Some(&url),
-        };
+        let sheet = Sheet { account: &"A".repeat(200_000), networks: &nets, portal_url: Some(&url) };
         let cards = [
-            Card {
-                code: "",
-                multi: false,
-                days: Some(0),
-                created_at_ms: i64::MIN,
-            },
-            Card {
-                code: "12345678901234567890",
-                multi: true,
-                days: Some(u32::MAX),
-                created_at_ms: i64::MAX,
-            },
-            Card {
-                code: "漢字🙂ab",
-                multi: false,
-                days: None,
-                created_at_ms: 0,
-            },
-            Card {
-                code: "100123456789",
-                multi: true,
-                days: Some(1),
-                created_at_ms: 1_796_306_759_000,
-            },
+            Card { code: "", multi: false, days: Some(0), created_at_ms: i64::MIN },
+            Card { code: "12345678901234567890", multi: true, days: Some(u32::MAX), created_at_ms: i64::MAX },
+            Card { code: "漢字🙂ab", multi: false, days: None, created_at_ms: 0 },
+            Card { code: "100123456789", multi: true, days: Some(1), created_at_ms: 1_796_306_759_000 },
         ];
         let bytes = render(&sheet, &cards).unwrap();
         let dir = out_dir("odd");
@@ -1295,18 +1018,9 @@ mod tests {
         assert_eq!(lines.len(), MAX_PARA_LINES);
         assert!(lines[2].ends_with('…'), "{lines:?}");
         for line in &lines {
-            assert!(
-                fonts.width(Face::Regular, BODY_SIZE, line) <= 200.0,
-                "{line}"
-            );
+            assert!(fonts.width(Face::Regular, BODY_SIZE, line) <= 200.0, "{line}");
         }
-        let short = wrap(
-            &mut fonts,
-            Face::Regular,
-            BODY_SIZE,
-            "Действует бессрочно",
-            200.0,
-        );
+        let short = wrap(&mut fonts, Face::Regular, BODY_SIZE, "Действует бессрочно", 200.0);
         assert_eq!(short, ["Действует бессрочно"]);
         let url = format!("http://{}", "x".repeat(200));
         let broken = wrap(&mut fonts, Face::Regular, BODY_SIZE, &url, 100.0);
@@ -1318,94 +1032,37 @@ mod tests {
     #[test]
     fn same_input_same_bytes() {
         let nets = networks();
-        let sheet = Sheet {
-            account: "acme",
-            networks: &nets,
-            portal_url: None,
-        };
+        let sheet = Sheet { account: "acme", networks: &nets, portal_url: None };
         let codes = codes(7);
-        let cards: Vec<Card> = codes
-            .iter()
-            .map(|code| Card {
-                code,
-                multi: false,
-                days: Some(3),
-                created_at_ms: 0,
-            })
-            .collect();
-        assert_eq!(
-            render(&sheet, &cards).unwrap(),
-            render(&sheet, &cards).unwrap()
-        );
+        let cards: Vec<Card> = codes.iter().map(|code| Card { code, multi: false, days: Some(3), created_at_ms: 0 }).collect();
+        assert_eq!(render(&sheet, &cards).unwrap(), render(&sheet, &cards).unwrap());
     }
 
     #[test]
     fn long_names_and_urls_still_fit_five_rows() {
-        let nets = [
-            "Grand-Hotel-Moscow-Guests".to_owned(),
-            "Grand-Hotel-Moscow-5GHz".to_owned(),
-            "Lobby".to_owned(),
-        ];
-        let sheet = Sheet {
-            account: "acme",
-            networks: &nets,
-            portal_url: Some("https://wifi.grand-hotel-moscow.example/portal/login"),
-        };
+        let nets = ["Grand-Hotel-Moscow-Guests".to_owned(), "Grand-Hotel-Moscow-5GHz".to_owned(), "Lobby".to_owned()];
+        let sheet = Sheet { account: "acme", networks: &nets, portal_url: Some("https://wifi.grand-hotel-moscow.example/portal/login") };
         let texts = Texts::new(&sheet);
-        let card = Card {
-            code: "100123456789",
-            multi: true,
-            days: Some(22),
-            created_at_ms: 0,
-        };
+        let card = Card { code: "100123456789", multi: true, days: Some(22), created_at_ms: 0 };
         let guests = [texts.guest(&card)];
         let layout = Layout::new(&mut Fonts::load().unwrap(), &texts, &guests);
         assert_eq!(layout.rows, 5);
-        assert!(
-            layout.body < BODY_SIZES[0],
-            "the text shrinks before a row is given up"
-        );
+        assert!(layout.body < BODY_SIZES[0], "the text shrinks before a row is given up");
     }
 
     #[test]
     fn guest_texts() {
         let nets = networks();
-        let sheet = Sheet {
-            account: "a",
-            networks: &nets,
-            portal_url: None,
-        };
+        let sheet = Sheet { account: "a", networks: &nets, portal_url: None };
         let t = Texts::new(&sheet);
-        assert_eq!(
-            t.connect_en,
-            "Connect to Wi-Fi «Hotel Guest» or «Hotel Guest 5G»"
-        );
-        assert_eq!(
-            t.connect_ru,
-            "Подключитесь к Wi-Fi «Hotel Guest» или «Hotel Guest 5G»"
-        );
+        assert_eq!(t.connect_en, "Connect to Wi-Fi «Hotel Guest» or «Hotel Guest 5G»");
+        assert_eq!(t.connect_ru, "Подключитесь к Wi-Fi «Hotel Guest» или «Hotel Guest 5G»");
         assert!(t.open_en.contains("Wi-Fi login page"));
-        let g = t.guest(&Card {
-            code: "100123456789",
-            multi: false,
-            days: Some(21),
-            created_at_ms: 0,
-        });
+        let g = t.guest(&Card { code: "100123456789", multi: false, days: Some(21), created_at_ms: 0 });
         assert_eq!(g.valid_en, "Valid 21 days from activation · one device");
-        assert_eq!(
-            g.valid_ru,
-            "Действует 21 день с момента активации · одно устройство"
-        );
-        let g = t.guest(&Card {
-            code: "100123456789",
-            multi: true,
-            days: None,
-            created_at_ms: 0,
-        });
-        assert_eq!(
-            g.valid_en,
-            "Valid with no time limit · any number of devices"
-        );
+        assert_eq!(g.valid_ru, "Действует 21 день с момента активации · одно устройство");
+        let g = t.guest(&Card { code: "100123456789", multi: true, days: None, created_at_ms: 0 });
+        assert_eq!(g.valid_en, "Valid with no time limit · any number of devices");
         assert_eq!(g.valid_ru, "Действует бессрочно · любое число устройств");
     }
 }

@@ -29,10 +29,7 @@ impl Lang {
     /// `?lang=` wins when it is "ru" or "en"; else the first of ru/en in Accept-Language by
     /// q-value order (ties keep the header's order; `q=0` means "not this one"); default En.
     pub fn choose(query_lang: Option<&str>, accept_language: Option<&str>) -> Lang {
-        query_lang
-            .and_then(Lang::parse)
-            .or_else(|| accept_language.and_then(from_accept_language))
-            .unwrap_or(Lang::En)
+        query_lang.and_then(Lang::parse).or_else(|| accept_language.and_then(from_accept_language)).unwrap_or(Lang::En)
     }
 
     /// "en" / "ru" (for `<html lang>` and the form's hidden `lang` field).
@@ -82,10 +79,7 @@ fn from_accept_language(header: &str) -> Option<Lang> {
         let mut q = Some(1000);
         for param in parts {
             let param = param.trim();
-            if let Some(value) = param
-                .strip_prefix("q=")
-                .or_else(|| param.strip_prefix("Q="))
-            {
+            if let Some(value) = param.strip_prefix("q=").or_else(|| param.strip_prefix("Q=")) {
                 q = q_thousandths(value);
             }
         }
@@ -102,10 +96,7 @@ fn from_accept_language(header: &str) -> Option<Lang> {
 /// A q-value ("0", "0.8", "1.000") in thousandths; `None` when it is not one.
 fn q_thousandths(value: &str) -> Option<u16> {
     let value = value.trim();
-    if value.is_empty()
-        || value.len() > 5
-        || !value.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-    {
+    if value.is_empty() || value.len() > 5 || !value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return None;
     }
     let q: f64 = value.parse().ok()?;
@@ -220,20 +211,11 @@ impl Problem {
 /// What the page shows.
 pub enum View<'a> {
     /// The form; `problem` shown above it (role="alert"), `code` pre-filled (what the guest typed).
-    Form {
-        network: &'a str,
-        problem: Option<Problem>,
-        code: &'a str,
-    },
+    Form { network: &'a str, problem: Option<Problem>, code: &'a str },
     /// Success: "You are connected", until when (`ends_at_ms` None = no time limit), the
     /// network's name; inside a collapsed "For apps" the access token (`<textarea id="token">`)
     /// and when to renew it.
-    Connected {
-        network: &'a str,
-        ends_at_ms: Option<i64>,
-        token: &'a str,
-        token_expires_at_ms: i64,
-    },
+    Connected { network: &'a str, ends_at_ms: Option<i64>, token: &'a str, token_expires_at_ms: i64 },
     /// The page was not opened through a Wi-Fi network's portal (no device or network known).
     NoDevice,
 }
@@ -244,35 +226,14 @@ const MAX_ECHOED_CODE: usize = 40;
 /// The whole HTML document.
 pub fn page(lang: Lang, view: &View) -> String {
     let (title, body) = match *view {
-        View::Form {
-            network,
-            problem,
-            code,
-        } => (
-            format!(
-                "{} · {}",
-                lang.t("Wi-Fi access", "Доступ к Wi-Fi"),
-                shown_network(network)
-            ),
-            form_view(lang, network, problem, code),
-        ),
-        View::Connected {
-            network,
-            ends_at_ms,
-            token,
-            token_expires_at_ms,
-        } => (
-            format!(
-                "{} · {}",
-                lang.t("Connected", "Подключено"),
-                shown_network(network)
-            ),
+        View::Form { network, problem, code } => {
+            (format!("{} · {}", lang.t("Wi-Fi access", "Доступ к Wi-Fi"), shown_network(network)), form_view(lang, network, problem, code))
+        }
+        View::Connected { network, ends_at_ms, token, token_expires_at_ms } => (
+            format!("{} · {}", lang.t("Connected", "Подключено"), shown_network(network)),
             connected_view(lang, network, ends_at_ms, token, token_expires_at_ms),
         ),
-        View::NoDevice => (
-            lang.t("Wi-Fi access", "Доступ к Wi-Fi").to_owned(),
-            no_device_view(lang),
-        ),
+        View::NoDevice => (lang.t("Wi-Fi access", "Доступ к Wi-Fi").to_owned(), no_device_view(lang)),
     };
     html! {
         (DOCTYPE)
@@ -355,13 +316,7 @@ fn form_view(lang: Lang, network: &str, problem: Option<Problem>, code: &str) ->
     }
 }
 
-fn connected_view(
-    lang: Lang,
-    network: &str,
-    ends_at_ms: Option<i64>,
-    token: &str,
-    token_expires_at_ms: i64,
-) -> Markup {
+fn connected_view(lang: Lang, network: &str, ends_at_ms: Option<i64>, token: &str, token_expires_at_ms: i64) -> Markup {
     html! {
         div id="result" role="status" data-state="connected" {
             div class="done" { (PreEscaped(ICON_CHECK)) }
@@ -453,26 +408,14 @@ fn truncated(s: &str, max: usize) -> &str {
 /// hour, hours (rounded up) beyond.
 fn wait_phrase(lang: Lang, secs: u64) -> String {
     if secs == 0 {
-        return lang
-            .t("in a few seconds", "через несколько секунд")
-            .to_owned();
+        return lang.t("in a few seconds", "через несколько секунд").to_owned();
     }
     let (n, en_one, en_many, ru) = if secs < 60 {
         (secs, "second", "seconds", ["секунду", "секунды", "секунд"])
     } else if secs < 3600 {
-        (
-            secs.div_ceil(60),
-            "minute",
-            "minutes",
-            ["минуту", "минуты", "минут"],
-        )
+        (secs.div_ceil(60), "minute", "minutes", ["минуту", "минуты", "минут"])
     } else {
-        (
-            secs.div_ceil(3600),
-            "hour",
-            "hours",
-            ["час", "часа", "часов"],
-        )
+        (secs.div_ceil(3600), "hour", "hours", ["час", "часа", "часов"])
     };
     match lang {
         Lang::En => format!("in {n} {}", if n == 1 { en_one } else { en_many }),
@@ -490,34 +433,10 @@ fn ru_plural(n: u64, [one, few, many]: [&'static str; 3]) -> &'static str {
     }
 }
 
-const MONTHS_EN: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
-const MONTHS_RU: [&str; 12] = [
-    "января",
-    "февраля",
-    "марта",
-    "апреля",
-    "мая",
-    "июня",
-    "июля",
-    "августа",
-    "сентября",
-    "октября",
-    "ноября",
-    "декабря",
-];
+const MONTHS_EN: [&str; 12] =
+    ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+const MONTHS_RU: [&str; 12] =
+    ["января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа", "сентября", "октября", "ноября", "декабря"];
 
 /// "3 December 2026, 14:05 UTC" / "3 декабря 2026, 14:05 UTC" for ms since the epoch.
 fn utc_time(lang: Lang, ms: i64) -> String {
@@ -528,17 +447,9 @@ fn utc_time(lang: Lang, ms: i64) -> String {
         Lang::En => &MONTHS_EN,
         Lang::Ru => &MONTHS_RU,
     };
-    let month = months
-        .get(m.saturating_sub(1) as usize)
-        .copied()
-        .unwrap_or_default();
-    format!(
-        "{d} {month} {y}, {:02}:{:02} UTC",
-        sod / 3600,
-        sod % 3600 / 60
-    )
+    let month = months.get(m.saturating_sub(1) as usize).copied().unwrap_or_default();
+    format!("{d} {month} {y}, {:02}:{:02} UTC", sod / 3600, sod % 3600 / 60)
 }
-
 
 // Icons: inline SVG (the CSP allows no image requests), drawn with the text colour.
 const ICON_WIFI: &str = r#"<svg class="icon" viewBox="0 0 24 24" aria-hidden="true" focusable="false" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" stroke-linejoin="round"><path d="M1.5 8.8a15.5 15.5 0 0 1 21 0"/><path d="M5 12.6a10.5 10.5 0 0 1 14 0"/><path d="M8.6 16.3a5.4 5.4 0 0 1 6.8 0"/><circle cx="12" cy="19.7" r="1.2" fill="currentColor" stroke="none"/></svg>"#;
@@ -606,22 +517,13 @@ mod tests {
         Problem::UsedElsewhere,
         Problem::Expired,
         Problem::Revoked,
-        Problem::TooManyAttempts {
-            retry_after_secs: 120,
-        },
+        Problem::TooManyAttempts { retry_after_secs: 120 },
         Problem::NetworkUnknown,
         Problem::Unavailable,
     ];
 
     fn form(lang: Lang, network: &str, problem: Option<Problem>, code: &str) -> String {
-        page(
-            lang,
-            &View::Form {
-                network,
-                problem,
-                code,
-            },
-        )
+        page(lang, &View::Form { network, problem, code })
     }
 
     /// The page without the spans that keep "Wi-Fi" on one line.
@@ -642,18 +544,9 @@ mod tests {
 
     #[test]
     fn accept_language_picks_the_first_of_ru_en_by_q() {
-        assert_eq!(
-            Lang::choose(None, Some("ru-RU,ru;q=0.9,en-US;q=0.8,en;q=0.7")),
-            Lang::Ru
-        );
-        assert_eq!(
-            Lang::choose(None, Some("en-GB,en;q=0.9,ru;q=0.8")),
-            Lang::En
-        );
-        assert_eq!(
-            Lang::choose(None, Some("de-DE,de;q=0.9,ru;q=0.8,en;q=0.7")),
-            Lang::Ru
-        );
+        assert_eq!(Lang::choose(None, Some("ru-RU,ru;q=0.9,en-US;q=0.8,en;q=0.7")), Lang::Ru);
+        assert_eq!(Lang::choose(None, Some("en-GB,en;q=0.9,ru;q=0.8")), Lang::En);
+        assert_eq!(Lang::choose(None, Some("de-DE,de;q=0.9,ru;q=0.8,en;q=0.7")), Lang::Ru);
         // q order, not header order.
         assert_eq!(Lang::choose(None, Some("en;q=0.5, ru;q=0.8")), Lang::Ru);
         assert_eq!(Lang::choose(None, Some("ru;q=0.3,en;Q=0.4")), Lang::En);
@@ -689,12 +582,8 @@ mod tests {
         assert!(html.contains(r#"autocomplete="one-time-code""#));
         assert!(html.contains(r#"<button type="submit">Подключиться</button>"#));
         assert!(html.contains(r#"name="viewport""#));
-        assert!(
-            !html.contains("id=\"result\""),
-            "no result box without a problem"
-        );
-        assert!(form(Lang::En, "Hotel", None, "")
-            .contains(r#"<input type="hidden" name="lang" value="en">"#));
+        assert!(!html.contains("id=\"result\""), "no result box without a problem");
+        assert!(form(Lang::En, "Hotel", None, "").contains(r#"<input type="hidden" name="lang" value="en">"#));
     }
 
     #[test]
@@ -702,15 +591,7 @@ mod tests {
         for lang in [Lang::En, Lang::Ru] {
             for html in [
                 form(lang, "Hotel", Some(Problem::Expired), "1"),
-                page(
-                    lang,
-                    &View::Connected {
-                        network: "n",
-                        ends_at_ms: Some(0),
-                        token: "t",
-                        token_expires_at_ms: 0,
-                    },
-                ),
+                page(lang, &View::Connected { network: "n", ends_at_ms: Some(0), token: "t", token_expires_at_ms: 0 }),
                 page(lang, &View::NoDevice),
             ] {
                 assert!(!html.contains("<script"), "{html}");
@@ -724,41 +605,17 @@ mod tests {
 
     #[test]
     fn network_name_and_typed_code_are_escaped() {
-        let html = form(
-            Lang::En,
-            "<script>alert(1)</script>",
-            Some(Problem::NotFound),
-            r#""><img src=x onerror=alert(1)>"#,
-        );
+        let html = form(Lang::En, "<script>alert(1)</script>", Some(Problem::NotFound), r#""><img src=x onerror=alert(1)>"#);
         assert!(!html.contains("<script>alert"), "{html}");
         assert!(!html.contains("<img"), "{html}");
-        assert!(
-            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
-            "{html}"
-        );
-        assert!(
-            html.contains("value=\"&quot;&gt;&lt;img src=x onerror=alert(1)&gt;\""),
-            "{html}"
-        );
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+        assert!(html.contains("value=\"&quot;&gt;&lt;img src=x onerror=alert(1)&gt;\""), "{html}");
 
-        let html = page(
-            Lang::Ru,
-            &View::Connected {
-                network: "</title><b>",
-                ends_at_ms: None,
-                token: "</textarea><b>x",
-                token_expires_at_ms: 0,
-            },
-        );
+        let html =
+            page(Lang::Ru, &View::Connected { network: "</title><b>", ends_at_ms: None, token: "</textarea><b>x", token_expires_at_ms: 0 });
         assert!(!html.contains("<b>"), "{html}");
-        assert!(
-            html.contains("&lt;/textarea&gt;&lt;b&gt;x</textarea>"),
-            "{html}"
-        );
-        assert!(
-            html.contains("<title>Подключено · &lt;/title&gt;&lt;b&gt;</title>"),
-            "{html}"
-        );
+        assert!(html.contains("&lt;/textarea&gt;&lt;b&gt;x</textarea>"), "{html}");
+        assert!(html.contains("<title>Подключено · &lt;/title&gt;&lt;b&gt;</title>"), "{html}");
     }
 
     #[test]
@@ -773,40 +630,21 @@ mod tests {
 
     #[test]
     fn each_problem_renders_its_data_problem_in_an_alert() {
-        let expected = [
-            "malformed",
-            "not_found",
-            "used_elsewhere",
-            "expired",
-            "revoked",
-            "too_many_attempts",
-            "network_unknown",
-            "unavailable",
-        ];
+        let expected =
+            ["malformed", "not_found", "used_elsewhere", "expired", "revoked", "too_many_attempts", "network_unknown", "unavailable"];
         for (problem, slug) in ALL_PROBLEMS.into_iter().zip(expected) {
             for lang in [Lang::En, Lang::Ru] {
                 let html = plain(&form(lang, "Hotel", Some(problem), "1001 2345 6789"));
-                let tag = format!(
-                    r#"<div id="result" class="notice" role="alert" data-state="problem" data-problem="{slug}">"#
-                );
+                let tag = format!(r#"<div id="result" class="notice" role="alert" data-state="problem" data-problem="{slug}">"#);
                 assert!(html.contains(&tag), "{problem:?} {lang:?}: {html}");
-                assert!(
-                    html.contains(r#"value="1001 2345 6789""#),
-                    "the typed code is kept"
-                );
+                assert!(html.contains(r#"value="1001 2345 6789""#), "the typed code is kept");
                 let (headline, text) = problem.words(lang);
                 assert!(html.contains(headline) && html.contains(&text));
             }
         }
         let html = page(Lang::En, &View::NoDevice);
-        assert!(
-            html.contains(r#"data-state="problem" data-problem="no_device""#),
-            "{html}"
-        );
-        assert!(
-            html.contains(r#"<h1>Connect to the <span class="nw">Wi-Fi</span> first</h1>"#),
-            "{html}"
-        );
+        assert!(html.contains(r#"data-state="problem" data-problem="no_device""#), "{html}");
+        assert!(html.contains(r#"<h1>Connect to the <span class="nw">Wi-Fi</span> first</h1>"#), "{html}");
         assert!(plain(&page(Lang::Ru, &View::NoDevice)).contains("Сначала подключитесь к Wi-Fi"));
     }
 
@@ -816,23 +654,9 @@ mod tests {
         assert!(ru.contains("Этот ваучер уже использован") && ru.contains("на другом устройстве"));
         let en = form(Lang::En, "Hotel", Some(Problem::UsedElsewhere), "");
         assert!(en.contains("This voucher is already in use") && en.contains("another device"));
-        let wait = form(
-            Lang::Ru,
-            "Hotel",
-            Some(Problem::TooManyAttempts {
-                retry_after_secs: 95,
-            }),
-            "",
-        );
+        let wait = form(Lang::Ru, "Hotel", Some(Problem::TooManyAttempts { retry_after_secs: 95 }), "");
         assert!(wait.contains("Попробуйте снова через 2 минуты."), "{wait}");
-        let wait = form(
-            Lang::En,
-            "Hotel",
-            Some(Problem::TooManyAttempts {
-                retry_after_secs: 60,
-            }),
-            "",
-        );
+        let wait = form(Lang::En, "Hotel", Some(Problem::TooManyAttempts { retry_after_secs: 60 }), "");
         assert!(wait.contains("Please try again in 1 minute."), "{wait}");
     }
 
@@ -880,22 +704,10 @@ mod tests {
 
     #[test]
     fn utc_times_in_both_languages() {
-        assert_eq!(
-            utc_time(Lang::En, 1_796_306_700_000),
-            "3 December 2026, 14:05 UTC"
-        );
-        assert_eq!(
-            utc_time(Lang::Ru, 1_796_306_700_000),
-            "3 декабря 2026, 14:05 UTC"
-        );
-        assert_eq!(
-            utc_time(Lang::En, 1_709_251_199_999),
-            "29 February 2024, 23:59 UTC"
-        );
-        assert_eq!(
-            utc_time(Lang::Ru, 951_868_800_000),
-            "1 марта 2000, 00:00 UTC"
-        );
+        assert_eq!(utc_time(Lang::En, 1_796_306_700_000), "3 December 2026, 14:05 UTC");
+        assert_eq!(utc_time(Lang::Ru, 1_796_306_700_000), "3 декабря 2026, 14:05 UTC");
+        assert_eq!(utc_time(Lang::En, 1_709_251_199_999), "29 February 2024, 23:59 UTC");
+        assert_eq!(utc_time(Lang::Ru, 951_868_800_000), "1 марта 2000, 00:00 UTC");
         assert_eq!(utc_time(Lang::En, 0), "1 January 1970, 00:00 UTC");
         assert_eq!(utc_time(Lang::En, -60_000), "31 December 1969, 23:59 UTC");
     }
@@ -911,71 +723,31 @@ mod tests {
                 token_expires_at_ms: 951_868_800_000,
             },
         );
-        assert!(
-            html.contains(r#"<div id="result" role="status" data-state="connected">"#),
-            "{html}"
-        );
+        assert!(html.contains(r#"<div id="result" role="status" data-state="connected">"#), "{html}");
         assert!(html.contains("You are connected"));
         assert!(html.contains("Hotel Aurora"));
-        assert!(
-            html.contains("Access until</dt><dd>3 December 2026, 14:05 UTC</dd>"),
-            "{html}"
-        );
-        assert!(
-            html.contains("<details><summary>For apps</summary>"),
-            "collapsed: {html}"
-        );
-        assert!(
-            html.contains(r#"<textarea id="token" readonly rows="4""#),
-            "{html}"
-        );
+        assert!(html.contains("Access until</dt><dd>3 December 2026, 14:05 UTC</dd>"), "{html}");
+        assert!(html.contains("<details><summary>For apps</summary>"), "collapsed: {html}");
+        assert!(html.contains(r#"<textarea id="token" readonly rows="4""#), "{html}");
         assert!(html.contains(">tok.en</textarea>"));
-        assert!(
-            html.contains("before <strong>1 March 2000, 00:00 UTC</strong>"),
-            "{html}"
-        );
+        assert!(html.contains("before <strong>1 March 2000, 00:00 UTC</strong>"), "{html}");
         assert!(!html.contains("data-problem"));
 
-        let html = page(
-            Lang::Ru,
-            &View::Connected {
-                network: "",
-                ends_at_ms: None,
-                token: "t",
-                token_expires_at_ms: 0,
-            },
-        );
+        let html = page(Lang::Ru, &View::Connected { network: "", ends_at_ms: None, token: "t", token_expires_at_ms: 0 });
         assert!(html.contains("Вы подключены"));
         assert!(html.contains("Без ограничения по времени"));
         assert!(html.contains("<summary>Для приложений</summary>"));
-        assert!(
-            html.contains("<dd>Wi-Fi</dd>"),
-            "an unnamed network: {html}"
-        );
-        let html = page(
-            Lang::En,
-            &View::Connected {
-                network: "n",
-                ends_at_ms: None,
-                token: "t",
-                token_expires_at_ms: 0,
-            },
-        );
+        assert!(html.contains("<dd>Wi-Fi</dd>"), "an unnamed network: {html}");
+        let html = page(Lang::En, &View::Connected { network: "n", ends_at_ms: None, token: "t", token_expires_at_ms: 0 });
         assert!(html.contains("No time limit"));
     }
 
     #[test]
     fn language_links_point_to_the_other_language() {
         let html = form(Lang::En, "Hotel", None, "");
-        assert!(
-            html.contains(r#"<a href="?lang=ru" hreflang="ru" lang="ru">Русский</a>"#),
-            "{html}"
-        );
+        assert!(html.contains(r#"<a href="?lang=ru" hreflang="ru" lang="ru">Русский</a>"#), "{html}");
         assert!(html.contains(r#"<span aria-current="true">English</span>"#));
         let html = page(Lang::Ru, &View::NoDevice);
-        assert!(
-            html.contains(r#"<a href="?lang=en" hreflang="en" lang="en">English</a>"#),
-            "{html}"
-        );
+        assert!(html.contains(r#"<a href="?lang=en" hreflang="en" lang="en">English</a>"#), "{html}");
     }
 }

@@ -41,7 +41,9 @@ async fn log(app: &TestApp, token: &str) -> Vec<Value> {
 }
 
 fn find<'a>(log: &'a [Value], kind: &str, target: &str) -> &'a Value {
-    log.iter().find(|e| e["kind"] == kind && e["target"] == target).unwrap_or_else(|| panic!("no {kind} of {target} in {}", Value::from(log.to_vec())))
+    log.iter()
+        .find(|e| e["kind"] == kind && e["target"] == target)
+        .unwrap_or_else(|| panic!("no {kind} of {target} in {}", Value::from(log.to_vec())))
 }
 
 async fn call(app: &TestApp, method: Method, path: &str, token: &str, body: Option<&Value>) -> Reply {
@@ -68,10 +70,18 @@ async fn audit_records_every_change_with_its_actor_and_no_secret(app: TestApp) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 
     // Users: the password and PIN never reach the log.
-    let r = app.post("/api/v1/users", Some(t), &json!({"name": "alice", "password": "alice-secret-pw", "pin": "482913", "role": "user"})).await;
+    let r =
+        app.post("/api/v1/users", Some(t), &json!({"name": "alice", "password": "alice-secret-pw", "pin": "482913", "role": "user"})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let alice = r.body["id"].as_str().unwrap().to_owned();
-    let r = call(&app, Method::PATCH, &format!("/api/v1/users/{alice}"), t, Some(&json!({"password": "alice-new-secret", "pin": null, "fl": 3}))).await;
+    let r = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/users/{alice}"),
+        t,
+        Some(&json!({"password": "alice-new-secret", "pin": null, "fl": 3})),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let alice_login = app.auth(&json!({"username": "alice", "password": "alice-new-secret"})).await;
     assert_eq!(alice_login.status, StatusCode::OK);
@@ -84,10 +94,12 @@ async fn audit_records_every_change_with_its_actor_and_no_secret(app: TestApp) {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let vouchers = r.body["vouchers"].as_array().unwrap().clone();
     let codes: Vec<String> = vouchers.iter().map(|v| v["code"].as_str().unwrap().to_owned()).collect();
-    let redeemed = app.post("/api/v1/vouchers/redeem", None, &json!({"code": codes[0], "device": "aa:bb:cc:dd:ee:01", "network": "cafe-1"})).await;
+    let redeemed =
+        app.post("/api/v1/vouchers/redeem", None, &json!({"code": codes[0], "device": "aa:bb:cc:dd:ee:01", "network": "cafe-1"})).await;
     assert_eq!(redeemed.status, StatusCode::OK, "{}", redeemed.body);
     // Renewing the same device's activation is not a new entry.
-    let again = app.post("/api/v1/vouchers/redeem", None, &json!({"code": codes[0], "device": "aa:bb:cc:dd:ee:01", "network": "cafe-1"})).await;
+    let again =
+        app.post("/api/v1/vouchers/redeem", None, &json!({"code": codes[0], "device": "aa:bb:cc:dd:ee:01", "network": "cafe-1"})).await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.body);
     let (v0, v1) = (vouchers[0]["id"].as_str().unwrap(), vouchers[1]["id"].as_str().unwrap());
     assert_eq!(app.post(&format!("/api/v1/vouchers/{v0}/revoke"), Some(t), &json!({})).await.status, StatusCode::OK);
@@ -102,7 +114,9 @@ async fn audit_records_every_change_with_its_actor_and_no_secret(app: TestApp) {
 
     let log = log(&app, t).await;
     let text = Value::from(log.clone()).to_string();
-    for secret in [ADMIN_PASSWORD, "alice-secret-pw", "alice-new-secret", "482913", tok(&admin), child.body["token"].as_str().unwrap(), "argon2"] {
+    for secret in
+        [ADMIN_PASSWORD, "alice-secret-pw", "alice-new-secret", "482913", tok(&admin), child.body["token"].as_str().unwrap(), "argon2"]
+    {
         assert!(!text.contains(secret), "the audit log holds a secret ({secret}): {text}");
     }
     for code in &codes {
@@ -172,7 +186,9 @@ async fn audit_records_failed_logins_locks_and_session_ends(app: TestApp) {
     sqlx::query("UPDATE throttle SET locked_until = 0").execute(&app.state.pool).await.unwrap();
     assert!(locked, "the throttle never locked");
     // A name nobody has: the entry belongs to no account and does not carry the name.
-    let r = app.post("/api/v1/login", None, &json!({"type": "secured", "username": "nobody-here", "credentials": "typed-in-the-wrong-field"})).await;
+    let r = app
+        .post("/api/v1/login", None, &json!({"type": "secured", "username": "nobody-here", "credentials": "typed-in-the-wrong-field"}))
+        .await;
     assert!(r.status == StatusCode::UNAUTHORIZED || r.status == StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
 
     // A seed-003 session ended by its own logout, one ended by the idle sweep.
@@ -330,7 +346,11 @@ async fn audit_entries_are_kept_for_the_retention_period(app: TestApp) {
         .execute(&app.state.pool)
         .await
         .unwrap();
-    sqlx::query("UPDATE audit_log SET at = $1 WHERE detail LIKE '%\"recent\"%'").bind(now - (keep_days as i64 - 1) * day).execute(&app.state.pool).await.unwrap();
+    sqlx::query("UPDATE audit_log SET at = $1 WHERE detail LIKE '%\"recent\"%'")
+        .bind(now - (keep_days as i64 - 1) * day)
+        .execute(&app.state.pool)
+        .await
+        .unwrap();
     tokengate_control_plane::sweep_once(&app.state, now).await.unwrap();
     let left = log(&app, t).await;
     assert_eq!(left.len(), 1, "{left:?}");

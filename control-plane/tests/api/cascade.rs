@@ -133,7 +133,10 @@ async fn security_children_issued_during_a_cascade_revocation_never_survive_it(a
             survivors.entry(id).or_insert_with(|| format!("round {round}: live in the database"));
         }
     }
-    eprintln!("cascade race: {issued_total} children issued, {after_revocation_total} answered after the revocation began; survivors: {}", survivors.len());
+    eprintln!(
+        "cascade race: {issued_total} children issued, {after_revocation_total} answered after the revocation began; survivors: {}",
+        survivors.len()
+    );
     assert!(survivors.is_empty(), "{} of {issued_total} children survived the revocation of their parent: {survivors:#?}", survivors.len());
 }
 
@@ -150,7 +153,11 @@ async fn manage(app: &TestApp, caller: &str, body: Value) -> Value {
 /// The amendable state of a token's row: `(fl, items, expires_at ms, revoked)`.
 async fn row(app: &TestApp, id: &str) -> (Option<i64>, Option<Vec<i64>>, i64, bool) {
     let (fl, items, expires_at, revoked_at): (Option<i64>, Option<String>, i64, Option<i64>) =
-        sqlx::query_as("SELECT fl, items, expires_at, revoked_at FROM tokens WHERE id = $1").bind(id).fetch_one(&app.state.pool).await.unwrap();
+        sqlx::query_as("SELECT fl, items, expires_at, revoked_at FROM tokens WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.state.pool)
+            .await
+            .unwrap();
     (fl, items.map(|t| serde_json::from_str(&t).unwrap()), expires_at, revoked_at.is_some())
 }
 
@@ -308,7 +315,8 @@ async fn security_the_idle_sweep_revokes_the_whole_tree(app: TestApp) {
 /// its stored value.
 async fn manage_update_clears_a_field_with_null_and_keeps_an_absent_one(app: TestApp) {
     let admin = app.admin_token(None, None).await;
-    let t = manage(&app, tok(&admin), json!({"callMode": "create", "fl": 0x200, "items": [5], "app": "a", "p": {"k": 1}, "dur": 600})).await;
+    let t =
+        manage(&app, tok(&admin), json!({"callMode": "create", "fl": 0x200, "items": [5], "app": "a", "p": {"k": 1}, "dur": 600})).await;
     let h = t["h"].as_str().unwrap();
     app.get("/api/v1/tokens", tok(&t)).await.assert_error(403, "insufficient_flags");
     // Absent: kept.
@@ -443,7 +451,11 @@ async fn security_revoking_a_tree_logs_every_token_once_in_consecutive_versions(
     // The early child's grandchild went with it; everything else now.
     let expected: std::collections::BTreeSet<String> = tree.iter().filter(|id| **id != early && **id != tree[2]).cloned().collect();
     assert_eq!(logged.len(), expected.len(), "one entry per token revoked now");
-    assert_eq!(logged.iter().map(|e| e.0).collect::<Vec<_>>(), (v0 + 1..=v1).collect::<Vec<_>>(), "consecutive versions ending at the answer's");
+    assert_eq!(
+        logged.iter().map(|e| e.0).collect::<Vec<_>>(),
+        (v0 + 1..=v1).collect::<Vec<_>>(),
+        "consecutive versions ending at the answer's"
+    );
     assert_eq!(logged.iter().map(|e| e.2.clone()).collect::<std::collections::BTreeSet<_>>(), expected);
     for (_, kind, id, expires_at) in &logged {
         assert_eq!(kind, "revoke");

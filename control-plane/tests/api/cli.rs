@@ -53,7 +53,11 @@ async fn cli_env(config: &Path, args: &[&str], stdin: &str, vars: &[(&str, &str)
             .unwrap();
         child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         let out = child.wait_with_output().unwrap();
-        Run { code: out.status.code().unwrap(), stdout: String::from_utf8_lossy(&out.stdout).into_owned(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+        Run {
+            code: out.status.code().unwrap(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     })
     .await
     .unwrap()
@@ -145,7 +149,8 @@ async fn cli_vouchers_and_users(app: TestApp) {
     let listed = json(&app, c, &["voucher", "list"]).await;
     assert_eq!(listed["vouchers"].as_array().unwrap().len(), 2, "{listed}");
 
-    let r = cli(c, &["--endpoint", &app.base, "--output", "json", "user", "create", "kim", "--password-stdin"], "kim's long password\n").await;
+    let r =
+        cli(c, &["--endpoint", &app.base, "--output", "json", "user", "create", "kim", "--password-stdin"], "kim's long password\n").await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     let user: Value = serde_json::from_str(&r.stdout).unwrap();
     let uid = user["id"].as_str().unwrap().to_owned();
@@ -199,14 +204,15 @@ async fn cli_exit_codes_name_the_api_code_and_never_print_the_token(app: TestApp
     // 2: an unknown flag.
     let r = cli(c, &["token", "list", "--frobnicate"], "").await;
     assert_eq!(r.code, 2, "{}", r.stderr);
-
 }
 
 async fn cli_credentials_flag_over_env_over_file_and_pin_login(app: TestApp) {
     let config = tempfile::tempdir().unwrap();
     let c = config.path();
     // The file gives the endpoint and a token.
-    let r = cli(c, &["--endpoint", &app.base, "login", "--user", ADMIN, "--password-stdin", "--save-endpoint"], &format!("{ADMIN_PASSWORD}\n")).await;
+    let r =
+        cli(c, &["--endpoint", &app.base, "login", "--user", ADMIN, "--password-stdin", "--save-endpoint"], &format!("{ADMIN_PASSWORD}\n"))
+            .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = cli(c, &["--output", "json", "token", "list"], "").await;
     assert_eq!(r.code, 0, "the file's endpoint and token: {}", r.stderr);
@@ -214,7 +220,10 @@ async fn cli_credentials_flag_over_env_over_file_and_pin_login(app: TestApp) {
 
     // The environment beats the file: a revoked token in TOKENGATE_TOKEN is refused.
     let revoked = app.admin_token(None, None).await;
-    assert_eq!(app.delete(&format!("/api/v1/tokens/{}", revoked["_id"].as_str().unwrap()), &file_token).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.delete(&format!("/api/v1/tokens/{}", revoked["_id"].as_str().unwrap()), &file_token).await.status,
+        StatusCode::NO_CONTENT
+    );
     let revoked = revoked["token"].as_str().unwrap();
     let r = cli_env(c, &["token", "list"], "", &[("TOKENGATE_TOKEN", revoked)]).await;
     assert_eq!(r.code, 4, "{}", r.stderr);
@@ -393,7 +402,8 @@ async fn security_cli_speaks_https_and_trusts_only_the_given_ca(app: TestApp) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     // As main.rs does: through `tap_io`, for which axum provides the peer as `ConnectInfo`.
-    let listener = axum::serve::ListenerExt::tap_io(tokengate_control_plane::http::tls::TlsListener::new(listener, config).unwrap(), |_| {});
+    let listener =
+        axum::serve::ListenerExt::tap_io(tokengate_control_plane::http::tls::TlsListener::new(listener, config).unwrap(), |_| {});
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(tokengate_control_plane::serve(app.state.clone(), listener, async move {
         let _ = stopped.await;
@@ -410,13 +420,23 @@ async fn security_cli_speaks_https_and_trusts_only_the_given_ca(app: TestApp) {
     assert!(r.stderr.contains("--ca-cert"), "{}", r.stderr);
     // Another CA is refused the same way.
     let other = certs.path().join("other/ca.pem");
-    let r = cli(c, &["--endpoint", &endpoint, "--ca-cert", other.to_str().unwrap(), "login", "--user", ADMIN, "--password-stdin"], &format!("{ADMIN_PASSWORD}\n")).await;
+    let r = cli(
+        c,
+        &["--endpoint", &endpoint, "--ca-cert", other.to_str().unwrap(), "login", "--user", ADMIN, "--password-stdin"],
+        &format!("{ADMIN_PASSWORD}\n"),
+    )
+    .await;
     assert_eq!(r.code, 5, "{}", r.stderr);
     // A file that is no certificate is a usage error.
     let r = cli(c, &["--endpoint", &endpoint, "--ca-cert", script.to_str().unwrap(), "token", "list"], "").await;
     assert_eq!(r.code, 2, "{}", r.stderr);
     // With it: login saves the endpoint and the CA; later commands need neither flag.
-    let r = cli(c, &["--endpoint", &endpoint, "--ca-cert", ca, "login", "--user", ADMIN, "--password-stdin", "--save-endpoint"], &format!("{ADMIN_PASSWORD}\n")).await;
+    let r = cli(
+        c,
+        &["--endpoint", &endpoint, "--ca-cert", ca, "login", "--user", ADMIN, "--password-stdin", "--save-endpoint"],
+        &format!("{ADMIN_PASSWORD}\n"),
+    )
+    .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = cli(c, &["--output", "json", "token", "list"], "").await;
     assert_eq!(r.code, 0, "{}", r.stderr);

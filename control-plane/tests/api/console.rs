@@ -152,7 +152,8 @@ async fn security_console_login_sets_a_strict_httponly_cookie_and_issues_an_api_
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let secure = r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find(|c| c.starts_with("tg_console=")).unwrap().to_owned();
+    let secure =
+        r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find(|c| c.starts_with("tg_console=")).unwrap().to_owned();
     assert!(secure.contains("; Secure"), "{secure}");
 }
 
@@ -185,7 +186,14 @@ async fn security_console_answers_carry_the_csp_and_no_cache(app: TestApp) {
     let css = b.get("/console/assets/console.css").await;
     for page in [&login, &tokens, &css] {
         let csp = page.headers.get("content-security-policy").unwrap().to_str().unwrap();
-        for directive in ["default-src 'none'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'", "form-action 'self'", "base-uri 'none'"] {
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "frame-ancestors 'none'",
+            "form-action 'self'",
+            "base-uri 'none'",
+        ] {
             assert!(csp.contains(directive), "{csp}: {directive}");
         }
         assert!(!csp.contains("unsafe-inline"));
@@ -224,7 +232,9 @@ async fn security_console_posts_without_the_right_csrf_token_are_refused_and_cha
     assert!(fresh.session().is_none());
     // With the right token the same form works.
     let csrf = b.get("/console/tokens").await.csrf();
-    let r = b.post("/console/tokens/issue", &[("csrf", csrf.as_str()), ("name", "real"), ("expiresIn", "1 day"), ("password", ADMIN_PASSWORD)]).await;
+    let r = b
+        .post("/console/tokens/issue", &[("csrf", csrf.as_str()), ("name", "real"), ("expiresIn", "1 day"), ("password", ADMIN_PASSWORD)])
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(app.token_rows().await, before_other + 1);
 }
@@ -268,7 +278,13 @@ async fn console_issues_and_revokes_through_the_api(app: TestApp) {
     let page = b.admin().await;
     assert!(page.text.contains("value=\"GET /objects/:id\""), "the catalogue's scopes are offered");
     let csrf = page.csrf();
-    let form = [("csrf", csrf.as_str()), ("name", "from-console"), ("expiresIn", "30 days"), ("scope", "GET /objects"), ("scope", "GET /objects/:id")];
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("name", "from-console"),
+        ("expiresIn", "30 days"),
+        ("scope", "GET /objects"),
+        ("scope", "GET /objects/:id"),
+    ];
     // Issuing asks for the password again.
     let r = b.post("/console/tokens/issue", &[&form[..], &[("password", "wrong password")]].concat()).await;
     assert!(r.text.contains("Wrong password: no token was issued."), "{}", r.text);
@@ -289,7 +305,10 @@ async fn console_issues_and_revokes_through_the_api(app: TestApp) {
     assert!(r.text.contains("data-kind=\"ok\""), "{}", r.text);
     let listed = app.get("/api/v1/tokens", &admin).await.body;
     let t = listed.as_array().unwrap().iter().find(|t| t["_id"] == id).unwrap().clone();
-    assert_eq!((t["fl"].clone(), t["items"].clone(), t["app"].clone()), (serde_json::json!(512), serde_json::json!([42, 43]), serde_json::json!("fleet")));
+    assert_eq!(
+        (t["fl"].clone(), t["items"].clone(), t["app"].clone()),
+        (serde_json::json!(512), serde_json::json!([42, 43]), serde_json::json!("fleet"))
+    );
     // Revoke: the propagation is shown (no proxy here: none live).
     let r = b.post("/console/tokens/revoke", &[("csrf", &csrf), ("id", id)]).await;
     assert!(r.text.contains("Token revoked"), "{}", r.text);
@@ -297,7 +316,9 @@ async fn console_issues_and_revokes_through_the_api(app: TestApp) {
     app.get("/api/v1/scopes", &value).await.assert_error(401, "token_revoked");
     assert!(!app.listed_ids(&admin).await.contains(&id.to_owned()));
     // An API refusal is shown with its code.
-    let r = b.post("/console/tokens/issue", &[("csrf", &csrf), ("expiresIn", "1 day"), ("scope", "GET /nowhere"), ("password", ADMIN_PASSWORD)]).await;
+    let r = b
+        .post("/console/tokens/issue", &[("csrf", &csrf), ("expiresIn", "1 day"), ("scope", "GET /nowhere"), ("password", ADMIN_PASSWORD)])
+        .await;
     assert!(r.text.contains("unknown_scope"), "{}", r.text);
 }
 
@@ -305,7 +326,15 @@ async fn console_issues_and_revokes_through_the_api(app: TestApp) {
 async fn console_pages_render(app: TestApp) {
     let mut b = Browser::new(&app);
     let csrf = b.admin().await.csrf();
-    for path in ["/console/users", "/console/sessions", "/console/vouchers", "/console/networks", "/console/proxies", "/console/keys", "/console/explain"] {
+    for path in [
+        "/console/users",
+        "/console/sessions",
+        "/console/vouchers",
+        "/console/networks",
+        "/console/proxies",
+        "/console/keys",
+        "/console/explain",
+    ] {
         let r = b.get(path).await;
         assert_eq!(r.status, StatusCode::OK, "{path}");
         assert!(!r.text.contains("data-kind=\"error\""), "{path}: {}", r.text);
@@ -317,7 +346,12 @@ async fn console_pages_render(app: TestApp) {
     let pdf = b.get("/console/vouchers/pdf").await;
     assert_eq!(pdf.status, StatusCode::OK);
     assert!(pdf.text.starts_with("%PDF"));
-    let r = b.post("/console/users/create", &[("csrf", &csrf), ("name", "kim"), ("password", "kim-password-1"), ("role", "user"), ("prp", "language=en")]).await;
+    let r = b
+        .post(
+            "/console/users/create",
+            &[("csrf", &csrf), ("name", "kim"), ("password", "kim-password-1"), ("role", "user"), ("prp", "language=en")],
+        )
+        .await;
     assert!(r.text.contains("User kim created"), "{}", r.text);
     let admin = app.admin_token(None, None).await["token"].as_str().unwrap().to_owned();
     let users = app.get("/api/v1/users", &admin).await.body;
@@ -325,7 +359,20 @@ async fn console_pages_render(app: TestApp) {
     let r = b.get(&format!("/console/users/edit?id={kim}")).await;
     assert!(r.text.contains("Change kim"), "{}", r.text);
     let r = b
-        .post("/console/users/update", &[("csrf", &csrf), ("id", &kim), ("role_was", "user"), ("role", "user"), ("fl_was", "0"), ("fl", "0"), ("pin", "482913"), ("prp_was", "language=en"), ("prp", "language=ru")])
+        .post(
+            "/console/users/update",
+            &[
+                ("csrf", &csrf),
+                ("id", &kim),
+                ("role_was", "user"),
+                ("role", "user"),
+                ("fl_was", "0"),
+                ("fl", "0"),
+                ("pin", "482913"),
+                ("prp_was", "language=en"),
+                ("prp", "language=ru"),
+            ],
+        )
         .await;
     assert!(r.text.contains("User kim updated (pin, prp)"), "{}", r.text);
     let kim_now = app.get(&format!("/api/v1/users/{kim}"), &admin).await.body;
@@ -344,7 +391,8 @@ async fn console_pages_render(app: TestApp) {
     assert!(r.text.contains("Voucher deleted."), "{}", r.text);
     let r = b.post("/console/networks/delete", &[("csrf", &csrf), ("id", "cafe-1")]).await;
     assert!(r.text.contains("Network deleted."), "{}", r.text);
-    let session = app.post("/api/v1/token/login", None, &serde_json::json!({"token": admin})).await.body["_id"].as_str().unwrap().to_owned();
+    let session =
+        app.post("/api/v1/token/login", None, &serde_json::json!({"token": admin})).await.body["_id"].as_str().unwrap().to_owned();
     let r = b.get("/console/sessions").await;
     assert!(r.text.contains(&format!("data-id=\"{session}\"")), "{}", r.text);
     let r = b.post("/console/sessions/end", &[("csrf", &csrf), ("id", &session)]).await;
@@ -401,7 +449,8 @@ async fn security_console_session_obeys_the_idle_limit() {
 /// console session too; a wrong PIN is shown as such.
 async fn console_login_with_a_pin(app: TestApp) {
     let admin = app.admin_token(None, None).await["token"].as_str().unwrap().to_owned();
-    let r = app.post("/api/v1/users", Some(&admin), &serde_json::json!({"name": "pat", "password": "pat-password-1", "pin": "482913"})).await;
+    let r =
+        app.post("/api/v1/users", Some(&admin), &serde_json::json!({"name": "pat", "password": "pat-password-1", "pin": "482913"})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let mut b = Browser::new(&app);
     let form = b.get("/console/login?with=pin").await;

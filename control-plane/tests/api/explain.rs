@@ -44,7 +44,10 @@ async fn explain_own_token_names_the_scope_and_the_route(app: TestApp) {
     assert_eq!(r["scope"], "GET /objects/:id");
     assert_eq!(r["token"]["scopes"], json!(["GET /objects/:id", "POST /explain"]));
     let r = explain(&app, tok(&scoped), json!({"request": "DELETE /api/v1/objects/7"})).await;
-    assert_eq!((&r["allowed"], &r["code"], &r["scope"], &r["route"]), (&json!(false), &json!("insufficient_scope"), &Value::Null, &Value::Null));
+    assert_eq!(
+        (&r["allowed"], &r["code"], &r["scope"], &r["route"]),
+        (&json!(false), &json!("insufficient_scope"), &Value::Null, &Value::Null)
+    );
     // A scoped token never reaches a path outside the prefix.
     let r = explain(&app, tok(&scoped), json!({"request": "GET /objects/7"})).await;
     assert_eq!(r["code"], "insufficient_scope");

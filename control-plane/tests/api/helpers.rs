@@ -61,7 +61,13 @@ impl TestDb {
                 let mut conn = sqlx::postgres::PgConnection::connect(&admin_url).await.unwrap();
                 sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
                 conn.close().await.unwrap();
-                TestDb { backend, url: with_database(&base, &name), _dir: None, pg: Some((admin_url, name)), data_dir: tempfile::tempdir().unwrap() }
+                TestDb {
+                    backend,
+                    url: with_database(&base, &name),
+                    _dir: None,
+                    pg: Some((admin_url, name)),
+                    data_dir: tempfile::tempdir().unwrap(),
+                }
             }
         }
     }
@@ -249,7 +255,8 @@ impl TestApp {
     /// A sync call presenting `bearer`; a 200 answer's MAC is checked as a proxy does.
     pub async fn sync_as(&self, since: u64, wait_ms: u64, bearer: Option<&str>) -> Reply {
         let nonce = format!("t.{:x}", rand::random::<u64>());
-        let mut req = self.client.get(self.url(&format!("/sync/v1/changes?since={since}&wait_ms={wait_ms}&proxy=test-proxy&nonce={nonce}")));
+        let mut req =
+            self.client.get(self.url(&format!("/sync/v1/changes?since={since}&wait_ms={wait_ms}&proxy=test-proxy&nonce={nonce}")));
         if let Some(s) = bearer {
             req = req.bearer_auth(s);
         }

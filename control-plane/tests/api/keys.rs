@@ -41,14 +41,18 @@ async fn rotation_publishes_the_new_key_and_old_tokens_keep_working(app: TestApp
     let keys = app.get("/api/v1/keys", tok(&old_token)).await;
     assert_eq!(keys.status, StatusCode::OK, "{}", keys.body);
     assert_eq!(keys.body.as_array().unwrap().len(), 1);
-    assert_eq!((&keys.body[0]["kid"], &keys.body[0]["signing"], &keys.body[0]["published"], &keys.body[0]["retiredAt"]), (&json!(old_kid), &json!(true), &json!(true), &Value::Null));
+    assert_eq!(
+        (&keys.body[0]["kid"], &keys.body[0]["signing"], &keys.body[0]["published"], &keys.body[0]["retiredAt"]),
+        (&json!(old_kid), &json!(true), &json!(true), &Value::Null)
+    );
 
     // A proxy long-polling at the current version is woken by the rotation with the new key set.
     let current = app.sync(0, 0).await.body["version"].as_u64().unwrap();
     let client = app.client.clone();
     let url = app.url(&format!("/sync/v1/changes?since={current}&wait_ms=25000&proxy=poller"));
     let started = Instant::now();
-    let poll = tokio::spawn(async move { client.get(url).bearer_auth(&*PROXY_BEARER).send().await.unwrap().json::<Value>().await.unwrap() });
+    let poll =
+        tokio::spawn(async move { client.get(url).bearer_auth(&*PROXY_BEARER).send().await.unwrap().json::<Value>().await.unwrap() });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let r = app.post("/api/v1/keys/rotate", Some(tok(&old_token)), &json!({})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -83,10 +87,20 @@ async fn rotation_publishes_the_new_key_and_old_tokens_keep_working(app: TestApp
     assert!(keys[1]["retiredAt"].as_i64().is_some());
 
     // Once no live token of the old key remains (and the overlap has passed), it drops out.
-    sqlx::query("UPDATE signing_keys SET retired_at = retired_at - 120000 WHERE kid = $1").bind(&old_kid).execute(&app.state.pool).await.unwrap();
+    sqlx::query("UPDATE signing_keys SET retired_at = retired_at - 120000 WHERE kid = $1")
+        .bind(&old_kid)
+        .execute(&app.state.pool)
+        .await
+        .unwrap();
     assert_eq!(kids(&app.sync(0, 0).await.body["keys"]), both, "the old key's token is live");
-    assert_eq!(app.delete(&format!("/api/v1/tokens/{}", old_token["_id"].as_str().unwrap()), tok(&new_token)).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.delete(&format!("/api/v1/tokens/{}", interim["_id"].as_str().unwrap()), tok(&new_token)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.delete(&format!("/api/v1/tokens/{}", old_token["_id"].as_str().unwrap()), tok(&new_token)).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete(&format!("/api/v1/tokens/{}", interim["_id"].as_str().unwrap()), tok(&new_token)).await.status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(kids(&app.sync(0, 0).await.body["keys"]), vec![new_kid.clone()]);
     app.state.keys.reload(&app.state.pool).await.unwrap();
     let jwks = app.call(Method::GET, "/.well-known/jwks.json", None, None).await.body;
@@ -175,13 +189,20 @@ async fn security_rotation_beyond_the_key_cap_is_refused_with_the_oldest_keys_en
             assert!(r.body["publishedUntil"].as_i64().unwrap() >= last);
             let message = r.body["message"].as_str().unwrap();
             let year = (1970 + last / 1000 / 31_556_952).to_string();
-            assert!(message.contains("TOKENGATE_MAX_KEYS") && message.contains("retireOldest=true") && message.contains(&year), "{message}");
+            assert!(
+                message.contains("TOKENGATE_MAX_KEYS") && message.contains("retireOldest=true") && message.contains(&year),
+                "{message}"
+            );
             assert!(message.contains('T') && message.contains('Z'), "an ISO time: {message}");
         }
         assert_eq!(key_count(&app).await, keys, "no key made");
         assert_eq!(app.sync(0, 0).await.body["version"], version, "nothing logged");
         // Once the oldest key's tokens are gone (and its overlap passed), rotation works.
-        sqlx::query("UPDATE signing_keys SET retired_at = retired_at - 120000 WHERE kid = $1").bind(&first_kid).execute(&app.state.pool).await.unwrap();
+        sqlx::query("UPDATE signing_keys SET retired_at = retired_at - 120000 WHERE kid = $1")
+            .bind(&first_kid)
+            .execute(&app.state.pool)
+            .await
+            .unwrap();
         for t in [&admin, &later] {
             let r = app.delete(&format!("/api/v1/tokens/{}", t["_id"].as_str().unwrap()), tok(&later)).await;
             assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
@@ -210,7 +231,10 @@ async fn security_retire_oldest_revokes_every_token_the_oldest_key_signed(app: T
         }
         signed_by_old.push(app.child(tok(&old), &json!({"name": "old child"})).await.body);
         let revoked_before = app.admin_token(None, None).await;
-        assert_eq!(app.delete(&format!("/api/v1/tokens/{}", revoked_before["_id"].as_str().unwrap()), tok(&old)).await.status, StatusCode::NO_CONTENT);
+        assert_eq!(
+            app.delete(&format!("/api/v1/tokens/{}", revoked_before["_id"].as_str().unwrap()), tok(&old)).await.status,
+            StatusCode::NO_CONTENT
+        );
         let r = app.post("/api/v1/keys/rotate", Some(tok(&old)), &json!({})).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         let second_kid = r.body["kid"].as_str().unwrap().to_owned();

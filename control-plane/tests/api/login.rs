@@ -55,7 +55,10 @@ async fn login_by_password_answers_in_the_seed_shape(app: TestApp) {
     for field in ["method", "requestId", "previleges", "privileges", "token", "tokenForHttpServer", "result", "resultCode"] {
         assert!(r.body.get(field).is_some(), "{field} missing: {}", r.body);
     }
-    assert_eq!((&r.body["method"], &r.body["requestId"], &r.body["result"], &r.body["resultCode"]), (&json!("auth"), &json!("7"), &json!(true), &json!(0)));
+    assert_eq!(
+        (&r.body["method"], &r.body["requestId"], &r.body["result"], &r.body["resultCode"]),
+        (&json!("auth"), &json!("7"), &json!(true), &json!(0))
+    );
     assert_eq!((&r.body["previleges"], &r.body["privileges"]), (&json!(2), &json!(2)), "the admin");
     // 30 days for the API token, 5 minutes for the HTTP-server token.
     let now = crate::helpers::now_ms();
@@ -228,11 +231,12 @@ async fn security_login_tokens_are_issued_together_and_end_with_their_origin(app
     let r = login(&app, None, json!({"type": "secured", "credentials": s(&origin, "token")})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let (token, http) = (s(&r.body, "token").to_owned(), s(&r.body, "_id").to_owned());
-    let kinds: Vec<(String, Option<String>)> = sqlx::query_as("SELECT kind, parent_id FROM tokens WHERE parent_id = $1 OR id = $1 ORDER BY kind")
-        .bind(&http)
-        .fetch_all(&app.state.pool)
-        .await
-        .unwrap();
+    let kinds: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT kind, parent_id FROM tokens WHERE parent_id = $1 OR id = $1 ORDER BY kind")
+            .bind(&http)
+            .fetch_all(&app.state.pool)
+            .await
+            .unwrap();
     assert_eq!(kinds.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), ["api", "http"], "the HTTP-server token is the login token's child");
     // Revoking the original ends the login made from it, and its HTTP-server token.
     assert_eq!(app.delete(&format!("/api/v1/tokens/{}", s(&origin, "_id")), s(&origin, "token")).await.status, StatusCode::NO_CONTENT);

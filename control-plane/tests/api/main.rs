@@ -20,6 +20,6 @@ mod sessions;
 mod sync;
 mod throttle;
 mod tokens;
-mod users;
 mod usage;
+mod users;
 mod vouchers;

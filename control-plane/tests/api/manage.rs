@@ -36,14 +36,16 @@ async fn add_user(app: &TestApp, name: &str, child: bool) -> String {
     let (account_id, admin_id): (String, String) =
         sqlx::query_as("SELECT account_id, id FROM users WHERE name = 'admin'").fetch_one(&app.state.pool).await.unwrap();
     let id = tokengate_control_plane::tokens::keys::random_id(12);
-    sqlx::query("INSERT INTO users (id, account_id, parent_id, name, password_hash, role, created_at) VALUES ($1, $2, $3, $4, 'x', 'user', 0)")
-        .bind(&id)
-        .bind(&account_id)
-        .bind(child.then_some(admin_id))
-        .bind(name)
-        .execute(&app.state.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO users (id, account_id, parent_id, name, password_hash, role, created_at) VALUES ($1, $2, $3, $4, 'x', 'user', 0)",
+    )
+    .bind(&id)
+    .bind(&account_id)
+    .bind(child.then_some(admin_id))
+    .bind(name)
+    .execute(&app.state.pool)
+    .await
+    .unwrap();
     id
 }
 
@@ -55,18 +57,29 @@ fn claims(app: &TestApp, token: &str) -> tokengate_rules::Claims {
 async fn manage_create_answers_the_seed_shape(app: TestApp) {
     let admin = app.admin_token(None, None).await;
     let before = now_s();
-    let r = manage(&app, tok(&admin), json!({"callMode": "create", "app": "tracker", "at": 0, "dur": 3600, "fl": 0x300, "items": [5, 3, 5], "p": {"k": "v"}})).await;
+    let r = manage(
+        &app,
+        tok(&admin),
+        json!({"callMode": "create", "app": "tracker", "at": 0, "dur": 3600, "fl": 0x300, "items": [5, 3, 5], "p": {"k": "v"}}),
+    )
+    .await;
     let mut keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
     assert_eq!(keys, ["app", "at", "ct", "dur", "fl", "h", "items", "p", "token"]);
     let at = r["at"].as_i64().unwrap();
     assert!((before..=now_s()).contains(&at));
     assert_eq!(r["ct"], r["at"]);
-    assert_eq!((&r["app"], &r["dur"], &r["fl"], &r["items"], &r["p"]), (&json!("tracker"), &json!(3600), &json!(0x300), &json!([3, 5]), &json!({"k": "v"})));
+    assert_eq!(
+        (&r["app"], &r["dur"], &r["fl"], &r["items"], &r["p"]),
+        (&json!("tracker"), &json!(3600), &json!(0x300), &json!([3, 5]), &json!({"k": "v"}))
+    );
     let c = claims(&app, tok(&r));
     assert_eq!(c.jti, r["h"].as_str().unwrap());
     assert_eq!((c.nbf, c.exp), (u64::try_from(at).unwrap(), u64::try_from(at + 3600).unwrap()));
-    assert_eq!((c.fl, c.items.clone(), c.app.as_deref(), c.p.as_deref()), (Some(0x300), Some(vec![3, 5]), Some("tracker"), Some(r#"{"k":"v"}"#)));
+    assert_eq!(
+        (c.fl, c.items.clone(), c.app.as_deref(), c.p.as_deref()),
+        (Some(0x300), Some(vec![3, 5]), Some("tracker"), Some(r#"{"k":"v"}"#))
+    );
     assert_eq!(c.par.as_deref(), admin["_id"].as_str());
     // The new token works at once (fl 0x300 reads the catalogue, not token management).
     assert_eq!(app.get("/api/v1/scopes", tok(&r)).await.status, StatusCode::OK);
@@ -74,13 +87,19 @@ async fn manage_create_answers_the_seed_shape(app: TestApp) {
     // Listed with the seed's properties.
     let list = app.get("/api/v1/tokens", tok(&admin)).await.body;
     let listed = list.as_array().unwrap().iter().find(|t| t["_id"] == r["h"]).unwrap();
-    assert_eq!((&listed["app"], &listed["fl"], &listed["items"], &listed["at"], &listed["dur"], &listed["lastUsedAt"]), (&json!("tracker"), &json!(0x300), &json!([3, 5]), &json!(at), &json!(3600), &Value::Null));
+    assert_eq!(
+        (&listed["app"], &listed["fl"], &listed["items"], &listed["at"], &listed["dur"], &listed["lastUsedAt"]),
+        (&json!("tracker"), &json!(0x300), &json!([3, 5]), &json!(at), &json!(3600), &Value::Null)
+    );
     let own = list.as_array().unwrap().iter().find(|t| t["_id"] == admin["_id"]).unwrap();
     assert_eq!((&own["fl"], &own["dur"]), (&Value::Null, &json!(86_400)));
 
     // p as escaped text; dur 0 is cut to the caller's end; absent fl and items are the caller's.
     let r = manage(&app, tok(&admin), json!({"callMode": "create", "p": "[{\"a\": 1}]", "dur": 0})).await;
-    assert_eq!((&r["p"], &r["fl"], &r["items"], &r["app"], &r["dur"]), (&json!([{"a": 1}]), &Value::Null, &Value::Null, &Value::Null, &json!(0)));
+    assert_eq!(
+        (&r["p"], &r["fl"], &r["items"], &r["app"], &r["dur"]),
+        (&json!([{"a": 1}]), &Value::Null, &Value::Null, &Value::Null, &json!(0))
+    );
     assert_eq!(i64::try_from(claims(&app, tok(&r)).exp).unwrap() * 1000, admin["expiresAt"].as_i64().unwrap() / 1000 * 1000);
     // An explicit dur beyond the caller's end is refused; activation later works later.
     let rows = app.token_rows().await;
@@ -99,8 +118,12 @@ async fn manage_update_amends_without_changing_the_string(app: TestApp) {
     app.get("/api/v1/tokens", tok(&t)).await.assert_error(403, "insufficient_flags");
     let v0 = app.sync(0, 0).await.body["version"].as_u64().unwrap();
 
-    let r = manage(&app, tok(&admin), json!({"callMode": "update", "h": h, "fl": 0x1200, "items": [8, 7], "app": "b", "p": {"x": 1}})).await;
-    assert_eq!((&r["h"], &r["fl"], &r["items"], &r["app"], &r["p"], &r["dur"]), (&json!(h), &json!(0x1200), &json!([7, 8]), &json!("b"), &json!({"x": 1}), &json!(3600)));
+    let r =
+        manage(&app, tok(&admin), json!({"callMode": "update", "h": h, "fl": 0x1200, "items": [8, 7], "app": "b", "p": {"x": 1}})).await;
+    assert_eq!(
+        (&r["h"], &r["fl"], &r["items"], &r["app"], &r["p"], &r["dur"]),
+        (&json!(h), &json!(0x1200), &json!([7, 8]), &json!("b"), &json!({"x": 1}), &json!(3600))
+    );
     assert_eq!((&r["at"], &r["ct"]), (&t["at"], &t["ct"]));
     assert!(r.get("token").is_none());
     // Proxies get the whole amendable state, in the delta and in a snapshot.
@@ -131,7 +154,8 @@ async fn manage_update_amends_without_changing_the_string(app: TestApp) {
     manage(&app, tok(&admin), json!({"callMode": "update", "h": h, "at": now_s() + 600, "dur": 60})).await;
     app.get("/api/v1/scopes", tok(&t)).await.assert_error(401, "token_not_yet_valid");
     // An end in the past is refused (delete ends a token).
-    let r = app.post("/api/v1/tokens/update", Some(tok(&admin)), &json!({"callMode": "update", "h": h, "at": now_s() - 600, "dur": 60})).await;
+    let r =
+        app.post("/api/v1/tokens/update", Some(tok(&admin)), &json!({"callMode": "update", "h": h, "at": now_s() - 600, "dur": 60})).await;
     r.assert_error(400, "bad_dur");
     // The string never changed: the same token value still names the same row.
     assert_eq!(claims(&app, tok(&t)).jti, h);
@@ -202,7 +226,9 @@ async fn manage_child_users_and_attenuation(app: TestApp) {
     let scoped = app.admin_token(Some(&["POST /tokens/update", "GET /objects"]), None).await;
     let s = manage(&app, tok(&scoped), json!({"callMode": "create", "dur": 600})).await;
     assert_eq!(claims(&app, tok(&s)).scp, Some(vec!["POST /tokens/update".to_owned(), "GET /objects".to_owned()]));
-    let r = app.post("/api/v1/tokens/update", Some(tok(&scoped)), &json!({"callMode": "update", "h": c["h"], "userId": child, "fl": 0x100})).await;
+    let r = app
+        .post("/api/v1/tokens/update", Some(tok(&scoped)), &json!({"callMode": "update", "h": c["h"], "userId": child, "fl": 0x100}))
+        .await;
     r.assert_error(403, "rights_exceed_caller");
     assert!(r.body["message"].as_str().unwrap().contains("scopes"));
     let narrow = app.admin_token(Some(&["GET /objects"]), None).await;
@@ -260,7 +286,12 @@ async fn age_amendment(app: &TestApp, id: &str, ms: i64) {
         .execute(&app.state.pool)
         .await
         .unwrap();
-    sqlx::query("UPDATE changes SET created_at = created_at - $2 WHERE token_id = $1").bind(id).bind(ms).execute(&app.state.pool).await.unwrap();
+    sqlx::query("UPDATE changes SET created_at = created_at - $2 WHERE token_id = $1")
+        .bind(id)
+        .bind(ms)
+        .execute(&app.state.pool)
+        .await
+        .unwrap();
 }
 
 /// Issue 10 defect 1: a token signed for 5 years and shortened to 60 s must still be in

@@ -91,7 +91,9 @@ async fn openapi_states_the_limits_the_handlers_enforce(app: TestApp) {
     let doc = app.call(Method::GET, "/api/v1/openapi.json", None, None).await.body;
     let schemas = &doc["components"]["schemas"];
     let props = |schema: &str, field: &str| schemas[schema]["properties"][field].clone();
-    let int = |schema: &str, field: &str, bound: &str| props(schema, field)[bound].as_i64().unwrap_or_else(|| panic!("{schema}.{field} has no {bound}"));
+    let int = |schema: &str, field: &str, bound: &str| {
+        props(schema, field)[bound].as_i64().unwrap_or_else(|| panic!("{schema}.{field} has no {bound}"))
+    };
     let len = |schema: &str, field: &str, bound: &str| usize::try_from(int(schema, field, bound)).unwrap();
     let strings = |v: &Value| v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect::<Vec<_>>();
     assert_eq!(strings(&schemas["CallMode"]["enum"]), ["create", "update", "delete"]);
@@ -102,7 +104,13 @@ async fn openapi_states_the_limits_the_handlers_enforce(app: TestApp) {
     assert_eq!(props("UpdateUserRequest", "pin")["pattern"], "^[0-9]{6,12}$");
     assert_eq!(props("NetworkRequest", "id")["pattern"], "^[a-z0-9][a-z0-9._-]{0,62}$");
     // No control characters (Unicode Cc, what the handlers refuse) in names.
-    for (schema, field) in [("CreateUserRequest", "name"), ("NetworkRequest", "name"), ("RenameNetwork", "name"), ("AuthRequest", "name"), ("CreateTokenRequest", "name")] {
+    for (schema, field) in [
+        ("CreateUserRequest", "name"),
+        ("NetworkRequest", "name"),
+        ("RenameNetwork", "name"),
+        ("AuthRequest", "name"),
+        ("CreateTokenRequest", "name"),
+    ] {
         assert_eq!(props(schema, field)["pattern"], "^[^\\x00-\\x1f\\x7f-\\x9f]*$", "{schema}.{field}");
     }
 
@@ -128,15 +136,26 @@ async fn openapi_states_the_limits_the_handlers_enforce(app: TestApp) {
     let (lo, hi) = (int("GenerateVouchers", "count", "minimum"), int("GenerateVouchers", "count", "maximum"));
     assert_eq!((lo, hi), (1, 200), "seed 000: 1 to 200");
     for n in [lo - 1, hi + 1] {
-        refused(app.post("/api/v1/vouchers", Some(token), &json!({"count": n, "kind": "single"})).await, "bad_count", &format!("count {n}"));
+        refused(
+            app.post("/api/v1/vouchers", Some(token), &json!({"count": n, "kind": "single"})).await,
+            "bad_count",
+            &format!("count {n}"),
+        );
     }
     refused(app.post("/api/v1/vouchers", Some(token), &json!({"count": 1, "kind": "double"})).await, "bad_voucher_kind", "kind double");
     let (dlo, dhi) = (int("GenerateVouchers", "days", "minimum"), int("GenerateVouchers", "days", "maximum"));
     for d in [dlo - 1, dhi + 1] {
-        refused(app.post("/api/v1/vouchers", Some(token), &json!({"count": 1, "kind": "single", "days": d})).await, "bad_days", &format!("days {d}"));
+        refused(
+            app.post("/api/v1/vouchers", Some(token), &json!({"count": 1, "kind": "single", "days": d})).await,
+            "bad_days",
+            &format!("days {d}"),
+        );
     }
     for (kind, days) in [("single", dhi), ("multi", dlo)] {
-        accepted(app.post("/api/v1/vouchers", Some(token), &json!({"count": lo, "kind": kind, "days": days})).await, &format!("{kind}, {days} days"));
+        accepted(
+            app.post("/api/v1/vouchers", Some(token), &json!({"count": lo, "kind": kind, "days": days})).await,
+            &format!("{kind}, {days} days"),
+        );
     }
 
     // Users: name and password lengths, PIN, role, flags.
@@ -174,7 +193,14 @@ async fn openapi_states_the_limits_the_handlers_enforce(app: TestApp) {
     // Networks: id pattern, name length (the rename takes the same).
     let (mmin, mmax) = (len("NetworkRequest", "name", "minLength"), len("NetworkRequest", "name", "maxLength"));
     assert_eq!((len("RenameNetwork", "name", "minLength"), len("RenameNetwork", "name", "maxLength")), (mmin, mmax));
-    for (id, name) in [("-cafe", "x".to_owned()), ("Cafe", "x".to_owned()), (&*"c".repeat(64), "x".to_owned()), ("cafe", "x".repeat(mmin - 1)), ("cafe", "x".repeat(mmax + 1)), ("cafe", "caf\u{7}e".to_owned())] {
+    for (id, name) in [
+        ("-cafe", "x".to_owned()),
+        ("Cafe", "x".to_owned()),
+        (&*"c".repeat(64), "x".to_owned()),
+        ("cafe", "x".repeat(mmin - 1)),
+        ("cafe", "x".repeat(mmax + 1)),
+        ("cafe", "caf\u{7}e".to_owned()),
+    ] {
         refused(app.post("/api/v1/networks", Some(token), &json!({"id": id, "name": name})).await, "bad_network", &format!("{id} {name}"));
     }
     let long_id = "c".repeat(63);
@@ -273,7 +299,9 @@ async fn custom_prefix_and_catalogue(app: TestApp) {
     std::fs::write(&file, r#"["GET /v2/rooms", "POST /rooms/:room/join"]"#).unwrap();
     let file = file.display().to_string();
     run_with(&[("TOKENGATE_API_PREFIX", "/v2"), ("TOKENGATE_CATALOGUE", &file)], |app| async move {
-        let r = app.post("/v2/auth", None, &json!({"username": ADMIN, "password": ADMIN_PASSWORD, "scopes": ["GET /v2/rooms", "GET /scopes"]})).await;
+        let r = app
+            .post("/v2/auth", None, &json!({"username": ADMIN, "password": ADMIN_PASSWORD, "scopes": ["GET /v2/rooms", "GET /scopes"]}))
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         assert_eq!(r.body["scopes"], json!(["GET /rooms", "GET /scopes"]));
         let scopes = app.get("/v2/scopes", r.body["token"].as_str().unwrap()).await.body;
@@ -322,13 +350,17 @@ async fn metrics_count_what_happened(app: TestApp) {
     assert!(!text.contains(child_id), "a raw path in a label:\n{text}");
     let count = |route: &str, status: u16| {
         text.lines()
-            .find_map(|l| l.strip_prefix(&format!("tokengate_http_request_duration_seconds_count{{route=\"{route}\",status=\"{status}\"}} ")))
+            .find_map(|l| {
+                l.strip_prefix(&format!("tokengate_http_request_duration_seconds_count{{route=\"{route}\",status=\"{status}\"}} "))
+            })
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0)
     };
     assert_eq!(count("/api/v1/tokens/{id}", 204), 1, "{text}");
     // The Grafana dashboard asks only for metrics this control plane exports.
-    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/tokengate.json")).unwrap()).unwrap();
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/tokengate.json")).unwrap())
+            .unwrap();
     let mut asked = 0;
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().into_iter().flatten() {

@@ -191,7 +191,8 @@ async fn security_session_ends_with_logout_token_revocation_and_user_deletion(ap
     let r = app.delete(&format!("/api/v1/tokens/{}", parent["_id"].as_str().unwrap()), tok(&admin)).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(live_sessions(&app).await, 0, "both sessions end with the tree");
-    let reasons: Vec<String> = sqlx::query_scalar("SELECT end_reason FROM sessions ORDER BY created_at").fetch_all(&app.state.pool).await.unwrap();
+    let reasons: Vec<String> =
+        sqlx::query_scalar("SELECT end_reason FROM sessions ORDER BY created_at").fetch_all(&app.state.pool).await.unwrap();
     assert_eq!(reasons, ["logout", "logout", "token_revoked", "token_revoked"]);
     // A revoked token makes no session.
     token_login(&app, &json!({"token": tok(&parent)})).await.assert_error(401, "wrong_credentials");
@@ -251,7 +252,12 @@ async fn security_idle_sessions_end_and_used_ones_live(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(reported, now, "a usage report moves a session's last use");
-    sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id = $2").bind(at).bind(used["_id"].as_str().unwrap()).execute(&app.state.pool).await.unwrap();
+    sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id = $2")
+        .bind(at)
+        .bind(used["_id"].as_str().unwrap())
+        .execute(&app.state.pool)
+        .await
+        .unwrap();
     // Just before the idle limit plus the grace, nothing ends.
     assert_eq!(tokengate_control_plane::sessions::sweep_idle(&app.state, now + idle_ms + grace - 1000).await.unwrap(), 0);
     assert_eq!(live_sessions(&app).await, 2);
@@ -289,7 +295,14 @@ async fn sessions_bad_input_writes_nothing(app: TestApp) {
         token_login(&app, &body).await.assert_error(status, code);
     }
     // A login's HTTP-server token is no API token.
-    let login = app.post("/api/v1/login", None, &json!({"method": "auth", "type": "secured", "username": ADMIN, "credentials": crate::helpers::ADMIN_PASSWORD})).await.body;
+    let login = app
+        .post(
+            "/api/v1/login",
+            None,
+            &json!({"method": "auth", "type": "secured", "username": ADMIN, "credentials": crate::helpers::ADMIN_PASSWORD}),
+        )
+        .await
+        .body;
     token_login(&app, &json!({"token": login["tokenForHttpServer"]})).await.assert_error(401, "wrong_credentials");
     let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions").fetch_one(&app.state.pool).await.unwrap();
     assert_eq!(rows, 0);
@@ -338,7 +351,11 @@ async fn security_withdrawing_a_key_ends_the_sessions_it_signed(app: TestApp) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
         let admin = loop {
             let t = app.admin_token(None, None).await;
-            let kid: String = sqlx::query_scalar("SELECT kid FROM tokens WHERE id = $1").bind(t["_id"].as_str().unwrap()).fetch_one(&app.state.pool).await.unwrap();
+            let kid: String = sqlx::query_scalar("SELECT kid FROM tokens WHERE id = $1")
+                .bind(t["_id"].as_str().unwrap())
+                .fetch_one(&app.state.pool)
+                .await
+                .unwrap();
             if kid != old_kid {
                 break t;
             }

@@ -175,7 +175,13 @@ async fn sync_long_poll_times_out_with_the_same_version(app: TestApp) {
     // wait_ms above the cap is clamped, not refused; bad numbers are.
     let r = app.client.get(app.url("/sync/v1/changes?since=x&proxy=p")).bearer_auth(&*crate::helpers::PROXY_BEARER).send().await.unwrap();
     crate::helpers::Reply::from(r).await.assert_error(400, "bad_query");
-    let r = app.client.get(app.url("/sync/v1/changes?since=0&proxy=bad%20id")).bearer_auth(&*crate::helpers::PROXY_BEARER).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/sync/v1/changes?since=0&proxy=bad%20id"))
+        .bearer_auth(&*crate::helpers::PROXY_BEARER)
+        .send()
+        .await
+        .unwrap();
     crate::helpers::Reply::from(r).await.assert_error(400, "bad_query");
 }
 
@@ -292,9 +298,21 @@ async fn sync_snapshot_in_parts() {
         seen.sort();
         assert_eq!(seen, expected);
         assert_eq!(parts, 3, "5 revocations, 2 a part");
-        let bad = app.client.get(app.url("/sync/v1/changes?since=3&wait_ms=0&after=abc&proxy=pager")).bearer_auth(&*crate::helpers::PROXY_BEARER).send().await.unwrap();
+        let bad = app
+            .client
+            .get(app.url("/sync/v1/changes?since=3&wait_ms=0&after=abc&proxy=pager"))
+            .bearer_auth(&*crate::helpers::PROXY_BEARER)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-        let bad = app.client.get(app.url("/sync/v1/changes?since=0&wait_ms=0&after=a%27b&proxy=pager")).bearer_auth(&*crate::helpers::PROXY_BEARER).send().await.unwrap();
+        let bad = app
+            .client
+            .get(app.url("/sync/v1/changes?since=0&wait_ms=0&after=a%27b&proxy=pager"))
+            .bearer_auth(&*crate::helpers::PROXY_BEARER)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     })
     .await;
@@ -365,7 +383,13 @@ async fn sync_snapshot_in_binary_parts() {
         assert_eq!((json_parts, bin_parts), (9, 3), "1 a JSON part, 4 a binary part");
         // A delta stays JSON even when binary is asked for.
         let v = version(&app.sync(0, 0).await.body);
-        let r = app.client.get(app.url(&format!("/sync/v1/changes?since={}&wait_ms=0&proxy=pager&format=bin", v - 1))).bearer_auth(&*crate::helpers::PROXY_BEARER).send().await.unwrap();
+        let r = app
+            .client
+            .get(app.url(&format!("/sync/v1/changes?since={}&wait_ms=0&proxy=pager&format=bin", v - 1)))
+            .bearer_auth(&*crate::helpers::PROXY_BEARER)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.headers()["content-type"], "application/json");
         let delta: Value = r.json().await.unwrap();
         assert_eq!((delta["snapshot"].as_bool(), revoked_ids(&delta).len()), (Some(false), 1));
@@ -393,7 +417,10 @@ async fn security_sync_answers_carry_a_mac_over_nonce_and_body(app: TestApp) {
 /// The value of an unlabelled metric in the exposition.
 async fn metric(app: &TestApp, name: &str) -> u64 {
     let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name} in:\n{text}"))
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in:\n{text}"))
 }
 
 /// Fan-out (issue 14 §8): a revocation wakes every held call, and the changes after their

@@ -86,7 +86,11 @@ async fn security_progressive_delay_then_a_lock_with_retry_after(app: TestApp) {
         let pool = app.state.pool.clone();
         async move {
             // To now, not to 0: a streak whose last failure is a day old starts again.
-            sqlx::query("UPDATE throttle SET next_at = $1 WHERE key LIKE 'p|%'").bind(crate::helpers::now_ms()).execute(&pool).await.unwrap();
+            sqlx::query("UPDATE throttle SET next_at = $1 WHERE key LIKE 'p|%'")
+                .bind(crate::helpers::now_ms())
+                .execute(&pool)
+                .await
+                .unwrap();
         }
     };
     skip(&app).await;

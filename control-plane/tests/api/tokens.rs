@@ -89,7 +89,9 @@ async fn child_scopes_are_attenuated(app: TestApp) {
     assert_eq!(app.token_rows().await, rows);
 
     // Narrower is fine: one literal item, and a renamed parameter.
-    let r = app.child(tok(&parent), &json!({"expiresIn": "1 hour", "name": "one", "scopes": ["GET /objects/7", "GET /api/v1/objects/:x"]})).await;
+    let r = app
+        .child(tok(&parent), &json!({"expiresIn": "1 hour", "name": "one", "scopes": ["GET /objects/7", "GET /api/v1/objects/:x"]}))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["scopes"], json!(["GET /objects/7", "GET /objects/:x"]));
     assert_eq!(r.body["name"], "one");
@@ -254,7 +256,8 @@ async fn security_tokens_exactly_one_credential(app: TestApp) {
     let r = app.get("/api/v1/tokens", &"a".repeat(9000)).await;
     r.assert_error(401, "token_too_large");
     assert!(!r.body.to_string().contains("aaaa"));
-    let r = Reply::from(app.client.get(app.url("/api/v1/tokens")).header("authorization", "Basic dXNlcjpwdw==").send().await.unwrap()).await;
+    let r =
+        Reply::from(app.client.get(app.url("/api/v1/tokens")).header("authorization", "Basic dXNlcjpwdw==").send().await.unwrap()).await;
     r.assert_error(401, "missing_token");
 }
 
@@ -266,7 +269,15 @@ async fn scopes_lists_catalogue_and_own_routes(app: TestApp) {
     let r = app.get("/api/v1/scopes", tok(&narrow)).await;
     assert_eq!(r.status, StatusCode::OK);
     let list: Vec<&str> = r.body.as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
-    for s in ["GET /objects", "POST /objects/:id/commands/:command", "DELETE /geofences/:id", "GET /tokens", "POST /tokens", "DELETE /tokens/:id", "GET /scopes"] {
+    for s in [
+        "GET /objects",
+        "POST /objects/:id/commands/:command",
+        "DELETE /geofences/:id",
+        "GET /tokens",
+        "POST /tokens",
+        "DELETE /tokens/:id",
+        "GET /scopes",
+    ] {
         assert!(list.contains(&s), "{s} missing from {list:?}");
     }
     use tokengate_control_plane::config::{DEMO_CATALOGUE, DEMO_HTTP_ROUTES};

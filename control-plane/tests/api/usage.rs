@@ -8,7 +8,11 @@ use serde_json::{json, Value};
 use crate::each_db;
 use crate::helpers::{now_ms, run_with, Reply, TestApp, PROXY_BEARER};
 
-each_db!(usage_reports_keep_the_latest_use, security_usage_reports_need_the_proxy_credential_and_bounds, idle_tokens_are_revoked_and_synced);
+each_db!(
+    usage_reports_keep_the_latest_use,
+    security_usage_reports_need_the_proxy_credential_and_bounds,
+    idle_tokens_are_revoked_and_synced
+);
 
 async fn report(app: &TestApp, secret: Option<&str>, body: &Value) -> Reply {
     let mut req = app.client.post(app.url("/sync/v1/usage")).json(body);

@@ -37,7 +37,12 @@ fn tok(v: &Value) -> &str {
 
 async fn users_create_list_read_in_seed_shape(app: TestApp) {
     let admin = app.admin_token(None, None).await;
-    let alice = create(&app, tok(&admin), json!({"name": "alice", "password": "alice-password", "pin": "123456", "fl": 3, "prp": {"language": "en", "tz": "UTC"}})).await;
+    let alice = create(
+        &app,
+        tok(&admin),
+        json!({"name": "alice", "password": "alice-password", "pin": "123456", "fl": 3, "prp": {"language": "en", "tz": "UTC"}}),
+    )
+    .await;
     let mut keys: Vec<&str> = alice.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
     assert_eq!(keys, ["bact", "crt", "ct", "fl", "id", "ld", "nm", "pin", "prp", "role"]);
@@ -58,7 +63,14 @@ async fn users_create_list_read_in_seed_shape(app: TestApp) {
     assert!(r.body["ld"].as_i64().is_some_and(|ld| ld >= r.body["ct"].as_i64().unwrap()), "ld after a login: {}", r.body);
     // Its own password, PIN and properties it changes itself; `pin: null` removes the PIN.
     let id = alice["id"].as_str().unwrap();
-    let r = call(&app, Method::PATCH, &format!("/api/v1/users/{id}"), &t, Some(&json!({"password": "alice-new-password", "pin": null, "prp": {"language": "de"}}))).await;
+    let r = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/users/{id}"),
+        &t,
+        Some(&json!({"password": "alice-new-password", "pin": null, "prp": {"language": "de"}})),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!((&r.body["pin"], &r.body["prp"]), (&json!(false), &json!({"language": "de"})));
     assert_eq!(app.auth(&json!({"username": "alice", "password": "alice-password"})).await.status, StatusCode::UNAUTHORIZED);
@@ -71,7 +83,14 @@ async fn security_users_reach_only_themselves_and_below(app: TestApp) {
     let b = create(&app, tok(&admin), json!({"name": "b-user", "password": "b-password"})).await;
     let ta = login(&app, "a-admin", "a-password").await;
     let a1 = create(&app, &ta, json!({"name": "a1", "password": "a1-password"})).await;
-    let listed: Vec<String> = call(&app, Method::GET, "/api/v1/users", &ta, None).await.body.as_array().unwrap().iter().map(|u| u["nm"].as_str().unwrap().to_owned()).collect();
+    let listed: Vec<String> = call(&app, Method::GET, "/api/v1/users", &ta, None)
+        .await
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["nm"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(listed, ["a-admin", "a1"]);
     assert_eq!(a1["crt"], a["id"]);
     // A sibling and the root are out of reach: 404, as if they did not exist.
@@ -93,12 +112,16 @@ async fn security_only_admins_manage_users_and_nobody_changes_their_own_role(app
     let admin = app.admin_token(None, None).await;
     let u = create(&app, tok(&admin), json!({"name": "plain", "password": "plain-password"})).await;
     let tu = login(&app, "plain", "plain-password").await;
-    call(&app, Method::POST, "/api/v1/users", &tu, Some(&json!({"name": "x", "password": "x-password"}))).await.assert_error(403, "admin_required");
+    call(&app, Method::POST, "/api/v1/users", &tu, Some(&json!({"name": "x", "password": "x-password"})))
+        .await
+        .assert_error(403, "admin_required");
     let own = format!("/api/v1/users/{}", u["id"].as_str().unwrap());
     call(&app, Method::PATCH, &own, &tu, Some(&json!({"role": "admin"}))).await.assert_error(403, "admin_required");
     call(&app, Method::DELETE, &own, &tu, None).await.assert_error(403, "admin_required");
     let me = call(&app, Method::GET, "/api/v1/users", tok(&admin), None).await.body[0]["id"].as_str().unwrap().to_owned();
-    call(&app, Method::PATCH, &format!("/api/v1/users/{me}"), tok(&admin), Some(&json!({"role": "user"}))).await.assert_error(403, "admin_required");
+    call(&app, Method::PATCH, &format!("/api/v1/users/{me}"), tok(&admin), Some(&json!({"role": "user"})))
+        .await
+        .assert_error(403, "admin_required");
     // An admin with a scoped token that may not manage cannot create users either.
     let scoped = app.admin_token(Some(&["POST /users", "GET /users"]), None).await;
     let r = call(&app, Method::POST, "/api/v1/users", tok(&scoped), Some(&json!({"name": "y", "password": "y-password"}))).await;

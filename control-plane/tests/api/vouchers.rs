@@ -84,7 +84,13 @@ async fn vouchers_networks_belong_to_the_account_and_refuse_bad_ids(app: TestApp
     let t = admin(&app).await;
     network(&app, &t, "cafe-1").await;
     app.post("/api/v1/networks", Some(&t), &json!({"id": "cafe-1", "name": "again"})).await.assert_error(409, "network_exists");
-    for bad in [json!({"id": "Cafe", "name": "x"}), json!({"id": "-x", "name": "x"}), json!({"id": "tokengate", "name": "x"}), json!({"id": "a", "name": ""}), json!({"id": "a".repeat(64), "name": "x"})] {
+    for bad in [
+        json!({"id": "Cafe", "name": "x"}),
+        json!({"id": "-x", "name": "x"}),
+        json!({"id": "tokengate", "name": "x"}),
+        json!({"id": "a", "name": ""}),
+        json!({"id": "a".repeat(64), "name": "x"}),
+    ] {
         app.post("/api/v1/networks", Some(&t), &bad).await.assert_error(400, "bad_network");
     }
     app.post("/api/v1/networks", Some(&t), &json!({"id": "x", "name": "y", "extra": 1})).await.assert_error(400, "unknown_field");
@@ -103,11 +109,21 @@ async fn vouchers_networks_belong_to_the_account_and_refuse_bad_ids(app: TestApp
     assert_eq!(r.body["name"], "Café, terrace");
     assert_eq!(app.get("/api/v1/networks", &t).await.body["networks"][0]["name"], "Café, terrace");
     app.call(patch.clone(), "/api/v1/networks/cafe-1", Some(&t), Some(&json!({"name": ""}))).await.assert_error(400, "bad_network");
-    app.call(patch.clone(), "/api/v1/networks/cafe-1", Some(&t), Some(&json!({"name": "x", "id": "y"}))).await.assert_error(400, "unknown_field");
-    app.call(patch.clone(), "/api/v1/networks/cafe-1", Some(&limited), Some(&json!({"name": "x"}))).await.assert_error(403, "insufficient_flags");
+    app.call(patch.clone(), "/api/v1/networks/cafe-1", Some(&t), Some(&json!({"name": "x", "id": "y"})))
+        .await
+        .assert_error(400, "unknown_field");
+    app.call(patch.clone(), "/api/v1/networks/cafe-1", Some(&limited), Some(&json!({"name": "x"})))
+        .await
+        .assert_error(403, "insufficient_flags");
     app.call(patch.clone(), "/api/v1/networks/nope", Some(&t), Some(&json!({"name": "x"}))).await.assert_error(404, "network_not_found");
-    sqlx::query("INSERT INTO accounts (id, name, created_at, plan) VALUES ('other-account-id-0000000', 'other', 0, 'basic')").execute(&app.state.pool).await.unwrap();
-    sqlx::query("INSERT INTO networks (id, account_id, name, created_at) VALUES ('theirs', 'other-account-id-0000000', 'x', 0)").execute(&app.state.pool).await.unwrap();
+    sqlx::query("INSERT INTO accounts (id, name, created_at, plan) VALUES ('other-account-id-0000000', 'other', 0, 'basic')")
+        .execute(&app.state.pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO networks (id, account_id, name, created_at) VALUES ('theirs', 'other-account-id-0000000', 'x', 0)")
+        .execute(&app.state.pool)
+        .await
+        .unwrap();
     app.call(patch, "/api/v1/networks/theirs", Some(&t), Some(&json!({"name": "mine"}))).await.assert_error(404, "network_not_found");
     let theirs: String = sqlx::query_scalar("SELECT name FROM networks WHERE id = 'theirs'").fetch_one(&app.state.pool).await.unwrap();
     assert_eq!(theirs, "x", "another account's network is untouched");
@@ -165,7 +181,8 @@ async fn vouchers_generation_is_capped_at_200_unused_as_a_whole(app: TestApp) {
 async fn security_vouchers_codes_are_not_in_the_database(app: TestApp) {
     let t = admin(&app).await;
     let made = generate(&app, &t, json!({"count": 20, "kind": "single", "days": 1})).await;
-    let rows: Vec<(String, String, String)> = sqlx::query_as("SELECT id, code_mac, code_sealed FROM vouchers").fetch_all(&app.state.pool).await.unwrap();
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT id, code_mac, code_sealed FROM vouchers").fetch_all(&app.state.pool).await.unwrap();
     assert_eq!(rows.len(), 20);
     for v in &made {
         let c = code(v);
@@ -292,7 +309,10 @@ async fn vouchers_revoked_deleted_and_expired_vouchers_are_refused(app: TestApp)
     assert_eq!(delta.body["revoked"][0]["jti"], used.body["activationId"], "{}", delta.body);
     redeem_from(&app, "10.9.0.1", code(a), "aa:00:00:00:00:01", "cafe-1").await.assert_error(410, "voucher_revoked");
     // Revoking again is harmless.
-    assert_eq!(app.call(Method::POST, &format!("/api/v1/vouchers/{}/revoke", a["id"].as_str().unwrap()), Some(&t), None).await.status, StatusCode::OK);
+    assert_eq!(
+        app.call(Method::POST, &format!("/api/v1/vouchers/{}/revoke", a["id"].as_str().unwrap()), Some(&t), None).await.status,
+        StatusCode::OK
+    );
     // Deleted: gone from the list, its code unknown.
     let r = app.delete(&format!("/api/v1/vouchers/{}", b["id"].as_str().unwrap()), &t).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -301,7 +321,11 @@ async fn vouchers_revoked_deleted_and_expired_vouchers_are_refused(app: TestApp)
     app.delete("/api/v1/vouchers/nope", &t).await.assert_error(400, "bad_voucher_id");
     // Expired: its time ran out (the row aged by hand).
     assert_eq!(redeem(&app, code(c), "aa:00:00:00:00:03", "cafe-1").await.status, StatusCode::OK);
-    sqlx::query("UPDATE voucher_activations SET ends_at = $1 WHERE device = 'aa:00:00:00:00:03'").bind(now_ms() - 1000).execute(&app.state.pool).await.unwrap();
+    sqlx::query("UPDATE voucher_activations SET ends_at = $1 WHERE device = 'aa:00:00:00:00:03'")
+        .bind(now_ms() - 1000)
+        .execute(&app.state.pool)
+        .await
+        .unwrap();
     redeem_from(&app, "10.9.0.3", code(c), "aa:00:00:00:00:03", "cafe-1").await.assert_error(410, "voucher_expired");
     let list = listed(&app, &t).await;
     let states: Vec<&str> = list["vouchers"].as_array().unwrap().iter().map(|v| v["state"].as_str().unwrap()).collect();
@@ -330,8 +354,14 @@ async fn vouchers_redemption_bad_input(app: TestApp) {
     let activations: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM voucher_activations").fetch_one(&app.state.pool).await.unwrap();
     assert_eq!(activations, 0);
     // A voucher works only on its own account's networks.
-    sqlx::query("INSERT INTO accounts (id, name, created_at, plan) VALUES ('other-account-id-0000000', 'other', 0, 'basic')").execute(&app.state.pool).await.unwrap();
-    sqlx::query("INSERT INTO networks (id, account_id, name, created_at) VALUES ('elsewhere', 'other-account-id-0000000', 'x', 0)").execute(&app.state.pool).await.unwrap();
+    sqlx::query("INSERT INTO accounts (id, name, created_at, plan) VALUES ('other-account-id-0000000', 'other', 0, 'basic')")
+        .execute(&app.state.pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO networks (id, account_id, name, created_at) VALUES ('elsewhere', 'other-account-id-0000000', 'x', 0)")
+        .execute(&app.state.pool)
+        .await
+        .unwrap();
     redeem(&app, &good, "aa:00:00:00:00:01", "elsewhere").await.assert_error(404, "voucher_not_found");
 }
 
@@ -363,7 +393,14 @@ async fn security_vouchers_guessing_is_limited_per_source_device_and_account(app
     let budget = tokengate_control_plane::vouchers::daily_budget(1);
     let mut refused = 0;
     for i in 0..budget + 5 {
-        let r = redeem_from(&app, &format!("10.3.{}.{}", i / 200, i % 200), &unknown_code(), &format!("bb:00:00:00:{:02x}:{:02x}", i / 256, i % 256), "cafe-1").await;
+        let r = redeem_from(
+            &app,
+            &format!("10.3.{}.{}", i / 200, i % 200),
+            &unknown_code(),
+            &format!("bb:00:00:00:{:02x}:{:02x}", i / 256, i % 256),
+            "cafe-1",
+        )
+        .await;
         if r.status == StatusCode::TOO_MANY_REQUESTS {
             refused += 1;
         }

@@ -33,9 +33,8 @@ const PATH: &str = "/api/v1/objects/42";
 
 fn config() -> Vec<u8> {
     let path = std::env::var("PLUGIN_CONFIG").unwrap_or_default();
-    std::fs::read(&path).unwrap_or_else(|_| {
-        br#"{"audiences":["tokengate"],"control_plane":{"cluster":"cp","credential":"s","proxy_id":"p"}}"#.to_vec()
-    })
+    std::fs::read(&path)
+        .unwrap_or_else(|_| br#"{"audiences":["tokengate"],"control_plane":{"cluster":"cp","credential":"s","proxy_id":"p"}}"#.to_vec())
 }
 
 fn main() {
@@ -52,8 +51,8 @@ fn main() {
         }
     };
     let seed = [7u8; 32];
-    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().as_bytes());
+    let x =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().as_bytes());
     let Ok(signer) = SigningKey::from_seed("bench", &seed) else { std::process::exit(1) };
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let now = now_ms / 1000;
@@ -78,9 +77,7 @@ fn main() {
     let sync_ms = t.elapsed().as_secs_f64() * 1e3;
     let Ok(gate_cfg) = cfg.gate() else { std::process::exit(1) };
     let gate_cfg = Rc::new(gate_cfg);
-    let token = |i: u64| -> String {
-        format!("Bearer {}", signer.sign(TokenKind::Api, &claims(now, i)).unwrap_or_default())
-    };
+    let token = |i: u64| -> String { format!("Bearer {}", signer.sign(TokenKind::Api, &claims(now, i)).unwrap_or_default()) };
 
     let mut out = serde_json::json!({"revocations": revoked, "sync_apply_ms": sync_ms, "iterations": iterations});
     let run_on = |w: &mut Worker, auths: &[String], n: usize, path: &str| -> f64 {

@@ -342,47 +342,50 @@ async fn read_step(state: &AppState, since: u64) -> Result<Step, ApiError> {
         return Ok(Step::Current);
     }
     let live_after = now_ms().saturating_sub(GRACE_MS);
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT token_id, expires_at FROM changes \
-         WHERE version > $1 AND version <= $2 AND kind = 'revoke' AND token_id IS NOT NULL AND expires_at > $3 \
-         ORDER BY version",
-    )
-    .bind(db::to_i64(since))
-    .bind(db::to_i64(version))
-    .bind(live_after)
-    .fetch_all(&mut *tx)
-    .await?;
+    // The range's entries in one read, split by kind here; the tokens and sessions they
+    // name are read only when there are some (a run of revocations needs no more).
+    let entries: Vec<(String, Option<String>, i64)> =
+        sqlx::query_as("SELECT kind, token_id, expires_at FROM changes WHERE version > $1 AND version <= $2 ORDER BY version")
+            .bind(db::to_i64(since))
+            .bind(db::to_i64(version))
+            .fetch_all(&mut *tx)
+            .await?;
+    let (mut rows, mut ended) = (Vec::new(), Vec::new());
+    let (mut amended_ids, mut session_ids) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    for (kind, token_id, expires_at) in entries {
+        let Some(id) = token_id else { continue };
+        match kind.as_str() {
+            "revoke" if expires_at > live_after => rows.push((id, expires_at)),
+            "end" => ended.push(id),
+            "amend" => {
+                amended_ids.insert(id);
+            }
+            "session" => {
+                session_ids.insert(id);
+            }
+            _ => {}
+        }
+    }
     // Each amended token once, with its state as it is now (an entry carries the whole
     // amendable state, so the latest supersedes the earlier ones). A token revoked since
     // needs none: its revocation is in this answer or the next.
-    let amended: Vec<AmendedRow> = sqlx::query_as(&format!(
-        "SELECT {AMENDED_COLUMNS} FROM tokens WHERE id IN ( \
-           SELECT token_id FROM changes WHERE version > $1 AND version <= $2 AND kind = 'amend') \
-         AND revoked_at IS NULL AND COALESCE(signed_expires_at, expires_at) > $3 ORDER BY id"
-    ))
-    .bind(db::to_i64(since))
-    .bind(db::to_i64(version))
-    .bind(live_after)
-    .fetch_all(&mut *tx)
+    let amended: Vec<AmendedRow> = rows_with_ids(
+        &mut tx,
+        &format!(
+            "SELECT {AMENDED_COLUMNS} FROM tokens WHERE revoked_at IS NULL AND COALESCE(signed_expires_at, expires_at) > $1 AND id IN"
+        ),
+        live_after,
+        &amended_ids,
+    )
     .await?;
     // Sessions started in the range and still live, and those ended in it (a session
     // started and ended in the range is only in `ended`).
-    let sessions: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT id, expires_at FROM sessions WHERE id IN ( \
-           SELECT token_id FROM changes WHERE version > $1 AND version <= $2 AND kind = 'session') \
-         AND ended_at IS NULL AND expires_at > $3 ORDER BY id",
+    let sessions: Vec<(String, i64)> = rows_with_ids(
+        &mut tx,
+        "SELECT id, expires_at FROM sessions WHERE ended_at IS NULL AND expires_at > $1 AND id IN",
+        live_after,
+        &session_ids,
     )
-    .bind(db::to_i64(since))
-    .bind(db::to_i64(version))
-    .bind(live_after)
-    .fetch_all(&mut *tx)
-    .await?;
-    let ended: Vec<String> = sqlx::query_scalar(
-        "SELECT token_id FROM changes WHERE version > $1 AND version <= $2 AND kind = 'end' AND token_id IS NOT NULL ORDER BY version",
-    )
-    .bind(db::to_i64(since))
-    .bind(db::to_i64(version))
-    .fetch_all(&mut *tx)
     .await?;
     let keys = keys::published(&mut *tx, now_ms()).await?;
     tx.commit().await?;
@@ -390,6 +393,31 @@ async fn read_step(state: &AppState, since: u64) -> Result<Step, ApiError> {
     answer.sessions = live_sessions(sessions);
     answer.ended = ended;
     Ok(Step::Answer(Arc::new(Encoded::new(answer, false)?)))
+}
+
+/// The rows `select` (ending in `id IN`, with `$1` bound to `first`) finds for `ids`, in
+/// batches of 500, ordered by id (the set is sorted, and each batch is read in order).
+async fn rows_with_ids<T>(
+    tx: &mut sqlx::AnyConnection,
+    select: &str,
+    first: i64,
+    ids: &std::collections::BTreeSet<String>,
+) -> Result<Vec<T>, sqlx::Error>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
+    let ids: Vec<&String> = ids.iter().collect();
+    let mut out = Vec::new();
+    for chunk in ids.chunks(500) {
+        let marks = (2..chunk.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql = format!("{select} ({marks}) ORDER BY id");
+        let mut query = sqlx::query_as::<_, T>(&sql).bind(first);
+        for id in chunk {
+            query = query.bind(id.as_str());
+        }
+        out.extend(query.fetch_all(&mut *tx).await?);
+    }
+    Ok(out)
 }
 
 /// A snapshot part: every live revocation (in parts of `snapshot_page`, ordered by id),

@@ -18,6 +18,7 @@ each_db!(
     sync_held_call_ends_at_shutdown,
     security_sync_answers_carry_a_mac_over_nonce_and_body,
     sync_one_change_log_read_serves_every_held_proxy,
+    sync_one_delta_carries_every_kind_of_change_in_its_range,
 );
 
 fn revoked_ids(r: &Value) -> Vec<String> {
@@ -463,4 +464,52 @@ async fn sync_one_change_log_read_serves_every_held_proxy(app: TestApp) {
         assert!(version(&body) > current);
     }
     assert_eq!(metric(&app, "tokengate_sync_change_reads_total").await - reads, 1, "one read for {PROXIES} held proxies");
+}
+
+/// One delta over a range that holds every kind of entry (revocations, amendments,
+/// session starts and ends), read as one range and split by kind: revocations in version
+/// order; each amended token once, with its latest state, and none that was revoked since;
+/// a session started in the range and still live in `sessions`; one that ended in it only
+/// in `ended`.
+async fn sync_one_delta_carries_every_kind_of_change_in_its_range(app: TestApp) {
+    let admin = app.admin_token(None, None).await;
+    let admin = admin["token"].as_str().unwrap();
+    let manage = |body: Value| {
+        let app = &app;
+        async move {
+            let r = app.post("/api/v1/tokens/update", Some(admin), &body).await;
+            assert_eq!(r.status, StatusCode::OK, "{body} -> {}", r.body);
+            r.body
+        }
+    };
+    let login = |token: String| {
+        let app = &app;
+        async move {
+            let r = app.post("/api/v1/token/login", None, &json!({"token": token})).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            r.body
+        }
+    };
+    let kept = manage(json!({"callMode": "create", "fl": 0x200, "dur": 3600})).await;
+    let gone = manage(json!({"callMode": "create", "fl": 0x200, "dur": 3600})).await;
+    let v0 = version(&app.sync(0, 0).await.body);
+
+    let (first, _) = revoke_one(&app, admin).await;
+    manage(json!({"callMode": "update", "h": kept["h"], "fl": 0x300})).await;
+    manage(json!({"callMode": "update", "h": gone["h"], "fl": 0x300})).await;
+    let live = login(admin.to_owned()).await;
+    manage(json!({"callMode": "update", "h": kept["h"], "fl": 0x100})).await;
+    let ended = login(admin.to_owned()).await;
+    let r = app.delete(&format!("/api/v1/sessions/{}", ended["_id"].as_str().unwrap()), admin).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    manage(json!({"callMode": "delete", "h": gone["h"]})).await;
+
+    let delta = app.sync(v0, 0).await.body;
+    let ids =
+        |v: &Value, field: &str| v.as_array().unwrap_or(&vec![]).iter().map(|e| e[field].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    assert_eq!(ids(&delta["revoked"], "jti"), [first, gone["h"].as_str().unwrap().to_owned()], "in version order: {delta}");
+    assert_eq!(ids(&delta["amended"], "jti"), [kept["h"].as_str().unwrap()], "once, and not the revoked one: {delta}");
+    assert_eq!(delta["amended"][0]["fl"], 0x100, "the latest state");
+    assert_eq!(ids(&delta["sessions"], "jti"), [live["_id"].as_str().unwrap()], "{delta}");
+    assert_eq!(delta["ended"], json!([ended["_id"]]), "{delta}");
 }

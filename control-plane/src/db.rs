@@ -70,6 +70,17 @@ pub async fn begin_write(pool: &AnyPool, backend: Backend) -> Result<Transaction
     }
 }
 
+/// Starts a read-only transaction whose statements all see one snapshot of the database.
+/// SQLite's read transaction does already (in WAL mode its snapshot starts at the first
+/// read and writers go on beside it); PostgreSQL's default, READ COMMITTED, gives each
+/// statement its own, so there it is REPEATABLE READ.
+pub async fn begin_read(pool: &AnyPool, backend: Backend) -> Result<Transaction<'static, sqlx::Any>, sqlx::Error> {
+    match backend {
+        Backend::Sqlite => pool.begin().await,
+        Backend::Postgres => pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await,
+    }
+}
+
 /// Takes the `sync_state` row lock. Writers that append to the change log take it
 /// first, so two of them never lock token rows in opposite orders (PostgreSQL), and
 /// their versions commit in order.

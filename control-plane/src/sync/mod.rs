@@ -268,6 +268,12 @@ const SHARE_FOR: Duration = Duration::from_secs(1);
 pub struct Feed {
     shared: std::sync::Mutex<Shared>,
     rechecked: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Tests only: held (write) to pause every change-log read between its version read
+    /// and its range read; `paused` counts the reads that reached that point.
+    #[doc(hidden)]
+    pub pause: tokio::sync::RwLock<()>,
+    #[doc(hidden)]
+    pub paused: std::sync::atomic::AtomicUsize,
 }
 
 /// The steps read for the known version `known`, by `since`.
@@ -280,6 +286,12 @@ struct Shared {
 type Slot = Arc<tokio::sync::OnceCell<(tokio::time::Instant, Step)>>;
 
 impl Feed {
+    /// Where a test can stop a read ([`Feed::pause`]); an uncontended read lock otherwise.
+    async fn test_pause(&self) {
+        self.paused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        drop(self.pause.read().await);
+    }
+
     async fn step(&self, state: &AppState, since: u64, known: u64) -> Result<Step, ApiError> {
         for _ in 0..2 {
             let slot = {
@@ -325,12 +337,17 @@ impl Feed {
     }
 }
 
-/// The changes after `since` (not 0), read in one transaction.
+/// The changes after `since` (not 0), read in one transaction that sees one snapshot
+/// ([`db::begin_read`]): the sweeper may prune the range's entries between two of its
+/// statements, and a delta read partly before and partly after that would miss them with
+/// a version that no longer asks for a snapshot (a proxy lagging more than the sweep's
+/// grace would never learn of a session's end). In one snapshot the range is whole, or
+/// `pruned_through` already says "snapshot".
 async fn read_step(state: &AppState, since: u64) -> Result<Step, ApiError> {
     // Read the version first: every change up to it has committed (versions commit in
     // order), so the rows read next include them all.
     state.metrics.sync_reads.inc();
-    let mut tx = state.pool.begin().await?;
+    let mut tx = db::begin_read(&state.pool, state.config.backend).await?;
     let (version, pruned_through) = db::sync_state(&mut *tx).await?;
     state.announce(version);
     if since < pruned_through || since > version {
@@ -341,6 +358,7 @@ async fn read_step(state: &AppState, since: u64) -> Result<Step, ApiError> {
         tx.commit().await?;
         return Ok(Step::Current);
     }
+    state.sync_feed.test_pause().await;
     let live_after = now_ms().saturating_sub(GRACE_MS);
     // The range's entries in one read, split by kind here; the tokens and sessions they
     // name are read only when there are some (a run of revocations needs no more).

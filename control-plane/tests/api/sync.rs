@@ -19,6 +19,7 @@ each_db!(
     security_sync_answers_carry_a_mac_over_nonce_and_body,
     sync_one_change_log_read_serves_every_held_proxy,
     sync_one_delta_carries_every_kind_of_change_in_its_range,
+    security_sync_read_is_one_snapshot_when_the_sweeper_prunes_mid_read,
 );
 
 fn revoked_ids(r: &Value) -> Vec<String> {
@@ -512,4 +513,38 @@ async fn sync_one_delta_carries_every_kind_of_change_in_its_range(app: TestApp) 
     assert_eq!(delta["amended"][0]["fl"], 0x100, "the latest state");
     assert_eq!(ids(&delta["sessions"], "jti"), [live["_id"].as_str().unwrap()], "{delta}");
     assert_eq!(delta["ended"], json!([ended["_id"]]), "{delta}");
+}
+
+/// The sweeper prunes a lagging proxy's range while its delta is being read (between the
+/// version read and the range read; the test holds the read there). The answer must not
+/// be a delta that lacks the pruned entries under a version past them: that proxy would
+/// never ask for a snapshot and never learn of them. Read in one snapshot, the range is
+/// whole. On PostgreSQL the read was READ COMMITTED, and the delta came back empty.
+async fn security_sync_read_is_one_snapshot_when_the_sweeper_prunes_mid_read(app: TestApp) {
+    use std::sync::atomic::Ordering;
+    let admin = app.admin_token(None, None).await;
+    let admin = admin["token"].as_str().unwrap();
+    let v0 = version(&app.sync(0, 0).await.body);
+    let (id, _) = revoke_one(&app, admin).await;
+
+    let hold = app.state.sync_feed.pause.write().await;
+    let before = app.state.sync_feed.paused.load(Ordering::SeqCst);
+    let prune_mid_read = async {
+        let started = Instant::now();
+        while app.state.sync_feed.paused.load(Ordering::SeqCst) == before {
+            assert!(started.elapsed() < Duration::from_secs(10), "the sync read did not start");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Everything in the range is past its end a day from now: pruned, and committed.
+        let removed = tokengate_control_plane::sweep_once(&app.state, crate::helpers::now_ms() + 86_400_000).await.unwrap();
+        assert!(removed >= 1, "the sweep pruned the range");
+        drop(hold);
+    };
+    let (r, ()) = tokio::join!(app.sync(v0, 0), prune_mid_read);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let snapshot = r.body["snapshot"].as_bool().unwrap_or(false);
+    assert!(snapshot || revoked_ids(&r.body).contains(&id), "a delta without the pruned revocation: {}", r.body);
+    // And the next call from that version is consistent with what the sweep left.
+    let next = app.sync(version(&r.body), 0).await;
+    assert_eq!(next.status, StatusCode::OK, "{}", next.body);
 }

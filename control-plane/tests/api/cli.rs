@@ -51,7 +51,11 @@ async fn cli_env(config: &Path, args: &[&str], stdin: &str, vars: &[(&str, &str)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        // A command that refuses its arguments exits without reading its input: the pipe
+        // is then closed under the write (EPIPE), which is the CLI's right, not a failure.
+        if let Err(e) = child.stdin.take().unwrap().write_all(stdin.as_bytes()) {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "writing the CLI's standard input: {e}");
+        }
         let out = child.wait_with_output().unwrap();
         Run {
             code: out.status.code().unwrap(),
